@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Makes a fresh clone runnable: npm dependencies (from the lockfile), the
+# TypeScript build, and etcd (Debian's etcd-server) when it is not on PATH.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+echo "setup: building" >&2
+npx tsc -p tsconfig.json
+
+if ! command -v etcd >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing etcd (Debian's etcd-server)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+    # The package enables a system-wide etcd on 2379; Tern starts its own, so keep that one off.
+    (systemctl disable --now etcd >/dev/null 2>&1 || service etcd stop >/dev/null 2>&1 || true)
+  else
+    echo "setup: etcd is not on PATH. Install it (Debian/Ubuntu: sudo apt-get install etcd-server)," >&2
+    echo "       or put an etcd 3.4+ binary on PATH, then run this again." >&2
+    exit 1
+  fi
+fi

@@ -1,0 +1,70 @@
+/**
+ * `tern cluster`: a local three-replica cluster for development and scripts.
+ * Ports: replica i (1..3) serves clients on base+i and peers on base+100+i;
+ * the etcd it starts listens on base+379 (clients) and base+380 (peers).
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../replica/config.js';
+import { LocalCluster } from './local-cluster.js';
+
+export interface ClusterArgs {
+  dataDir: string;
+  basePort: number;
+  etcd: string | undefined;
+  replicaArgs: string[];
+}
+
+export function clusterUsage(): string {
+  return `Usage: tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [-- REPLICA FLAGS...]
+  --data-dir DIR   where etcd data, replica logs and cluster.json go (default .tern)
+  --base-port N    replica i serves clients on N+i and peers on N+100+i; etcd uses N+379/N+380 (default 7000)
+  --etcd URL       use this etcd instead of starting one
+  flags after -- are passed to every replica (see tern replica --help)
+Writes DIR/cluster.json; Ctrl-C stops everything it started.`;
+}
+
+export function parseClusterArgs(argv: string[]): ClusterArgs {
+  const split = argv.indexOf('--');
+  const own = split < 0 ? argv : argv.slice(0, split);
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: own,
+      options: { 'data-dir': { type: 'string' }, 'base-port': { type: 'string' }, etcd: { type: 'string' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const basePort = Number(values['base-port'] ?? 7000);
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65535 - 400) throw new ConfigError(`--base-port must be an integer in [1, 65135], got "${values['base-port']}"`);
+  return { dataDir: values['data-dir'] ?? '.tern', basePort, etcd: values.etcd, replicaArgs: split < 0 ? [] : argv.slice(split + 1) };
+}
+
+export async function runClusterCommand(args: ClusterArgs): Promise<number> {
+  const b = args.basePort;
+  const cluster = await LocalCluster.start({
+    dataDir: args.dataDir,
+    clientPorts: [b + 1, b + 2, b + 3],
+    peerPorts: [b + 101, b + 102, b + 103],
+    etcdEndpoint: args.etcd,
+    etcdClientPort: b + 379,
+    etcdPeerPort: b + 380,
+    replicaArgs: args.replicaArgs,
+  });
+  const file = cluster.writeClusterFile();
+  console.log(`etcd    ${cluster.etcdEndpoint}`);
+  for (const r of cluster.replicas) console.log(`${r.id}      client ${r.clientUrl}  peer ${r.peerUrl}  (log ${cluster.dataDir}/${r.id}.log)`);
+  console.log(`cluster.json: ${file}\nCtrl-C stops the cluster.`);
+  for (const r of cluster.replicas) {
+    r.process.on('exit', (code, signal) => console.log(`${r.id} exited (${signal ?? code}); restart it with the argv in cluster.json`));
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  console.log('stopping...');
+  await cluster.stop();
+  return 0;
+}

@@ -1,0 +1,166 @@
+/**
+ * A local cluster: etcd (unless an endpoint is given) and three replica
+ * processes on loopback. The `tern cluster` command, the integration tests
+ * and the benchmark all start clusters through this one piece, and describe
+ * them with the same cluster.json.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEtcd, type EtcdServer } from './etcd.js';
+import { stopChild, waitForHttp } from './processes.js';
+
+export interface LocalClusterOptions {
+  dataDir: string;
+  /** Client and peer port of each replica, in the order r1, r2, r3. */
+  clientPorts: readonly number[];
+  peerPorts: readonly number[];
+  /** Use this etcd instead of starting one. */
+  etcdEndpoint?: string;
+  /** Ports for the etcd this cluster starts (when no endpoint is given). */
+  etcdClientPort?: number;
+  etcdPeerPort?: number;
+  /** Extra `tern replica` flags for every replica. */
+  replicaArgs?: readonly string[];
+  /** Where replica output goes: a log file per replica in dataDir (default), or this process's stdio. */
+  output?: 'files' | 'inherit';
+}
+
+/** cluster.json: what scripts, fault tests and the benchmark need to drive the cluster. */
+export interface ClusterFile {
+  etcd: { endpoint: string; pid: number | null };
+  replicas: { id: string; pid: number; clientUrl: string; peerUrl: string; argv: string[] }[];
+}
+
+export interface ReplicaProcess {
+  id: string;
+  clientUrl: string;
+  peerUrl: string;
+  /** The exact command that starts this replica (again). */
+  argv: string[];
+  process: ChildProcess;
+}
+
+export const REPLICA_IDS = ['r1', 'r2', 'r3'] as const;
+
+/** The compiled CLI entry, whether this module runs from dist/ or from src/ under a test runner. */
+export function cliEntry(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the project root');
+    dir = up;
+  }
+  const entry = join(dir, 'dist', 'src', 'cli', 'main.js');
+  if (!existsSync(entry)) throw new Error(`${entry} is missing: run npm run build`);
+  return entry;
+}
+
+export class LocalCluster {
+  readonly replicas: ReplicaProcess[];
+
+  private constructor(
+    readonly dataDir: string,
+    readonly etcdEndpoint: string,
+    private readonly etcd: EtcdServer | undefined,
+    replicas: ReplicaProcess[],
+    private readonly output: 'files' | 'inherit',
+  ) {
+    this.replicas = replicas;
+  }
+
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    const dataDir = resolve(options.dataDir);
+    mkdirSync(dataDir, { recursive: true });
+    let etcd: EtcdServer | undefined;
+    if (!options.etcdEndpoint) {
+      if (options.etcdClientPort === undefined || options.etcdPeerPort === undefined) throw new Error('etcd ports are needed to start etcd');
+      etcd = await startEtcd({ dataDir: join(dataDir, 'etcd'), clientPort: options.etcdClientPort, peerPort: options.etcdPeerPort });
+    }
+    const etcdEndpoint = options.etcdEndpoint ?? etcd!.endpoint;
+    const entry = cliEntry();
+    const replicas = REPLICA_IDS.map((id, i) => ({
+      id,
+      clientUrl: `http://127.0.0.1:${options.clientPorts[i]}`,
+      peerUrl: `http://127.0.0.1:${options.peerPorts[i]}`,
+      argv: [
+        process.execPath,
+        entry,
+        'replica',
+        '--id', id,
+        '--client-port', String(options.clientPorts[i]),
+        '--peer-port', String(options.peerPorts[i]),
+        '--etcd', etcdEndpoint,
+        ...(options.replicaArgs ?? []),
+      ],
+      process: undefined as unknown as ChildProcess,
+    }));
+    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, replicas, options.output ?? 'files');
+    try {
+      for (const r of replicas) r.process = cluster.spawnReplica(r);
+      await Promise.all(replicas.map((r) => cluster.waitReady(r)));
+      return cluster;
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+  }
+
+  replica(id: string): ReplicaProcess {
+    const r = this.replicas.find((x) => x.id === id);
+    if (!r) throw new Error(`no replica ${id}`);
+    return r;
+  }
+
+  /** Sends a signal to a replica (SIGKILL to crash it, SIGSTOP/SIGCONT to pause it) and waits for death on SIGKILL/SIGTERM. */
+  async signal(id: string, signal: NodeJS.Signals): Promise<void> {
+    const r = this.replica(id);
+    if (signal === 'SIGKILL' || signal === 'SIGTERM') return stopChild(r.process, signal);
+    r.process.kill(signal);
+  }
+
+  /** Starts a replica again with its original argv (after a kill) and waits until it is ready. */
+  async restart(id: string): Promise<void> {
+    const r = this.replica(id);
+    if (r.process.exitCode === null && r.process.signalCode === null) throw new Error(`replica ${id} is still running`);
+    r.process = this.spawnReplica(r);
+    await this.waitReady(r);
+  }
+
+  describe(): ClusterFile {
+    return {
+      etcd: { endpoint: this.etcdEndpoint, pid: this.etcd?.process.pid ?? null },
+      replicas: this.replicas.map((r) => ({ id: r.id, pid: r.process.pid ?? -1, clientUrl: r.clientUrl, peerUrl: r.peerUrl, argv: r.argv })),
+    };
+  }
+
+  writeClusterFile(): string {
+    const path = join(this.dataDir, 'cluster.json');
+    writeFileSync(path, JSON.stringify(this.describe(), null, 2) + '\n');
+    return path;
+  }
+
+  /** Stops every process this cluster started (SIGCONT first, so a paused replica can die). */
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.replicas.map(async (r) => {
+        if (!r.process) return;
+        r.process.kill('SIGCONT');
+        await stopChild(r.process);
+      }),
+    );
+    await this.etcd?.stop();
+  }
+
+  private spawnReplica(r: ReplicaProcess): ChildProcess {
+    const [cmd, ...args] = r.argv;
+    const stdio = this.output === 'inherit' ? 'inherit' : (['ignore', openSync(join(this.dataDir, `${r.id}.log`), 'a'), openSync(join(this.dataDir, `${r.id}.log`), 'a')] as const);
+    const child = spawn(cmd!, args, { stdio: stdio as never });
+    return child;
+  }
+
+  private waitReady(r: ReplicaProcess): Promise<void> {
+    return waitForHttp(`${r.clientUrl}/readyz`, 30_000, r.process);
+  }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+/**
+ * `tern replica ...` runs one replica; `tern cluster ...` runs a local
+ * three-replica cluster with its own etcd. Bad flags print a message and exit 2.
+ */
+import { ConfigError, parseReplicaConfig, replicaUsage } from '../replica/config.js';
+import { startReplica } from '../replica/main.js';
+import { clusterUsage, parseClusterArgs, runClusterCommand } from './cluster-command.js';
+
+const USAGE = `Usage:
+  tern replica --id ID [options]     run one replica (tern replica --help)
+  tern cluster [--data-dir DIR] [--base-port N] [--etcd URL]
+                                     run a local 3-replica cluster (tern cluster --help)`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(command === 'replica' ? replicaUsage() : command === 'cluster' ? clusterUsage() : USAGE);
+    return 0;
+  }
+  switch (command) {
+    case 'replica': {
+      const config = parseReplicaConfig(rest);
+      const running = await startReplica(config);
+      await untilSignal();
+      await running.stop();
+      return 0;
+    }
+    case 'cluster':
+      return runClusterCommand(parseClusterArgs(rest));
+    default:
+      console.error(USAGE);
+      return 2;
+  }
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof ConfigError) {
+      console.error(`tern: ${err.message}\n(see tern ${process.argv[2] ?? ''} --help)`);
+      process.exit(2);
+    }
+    console.error('tern: fatal:', err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,46 @@
+/**
+ * Every error a client can see, in one registry: a stable code, its HTTP
+ * status, and what it means. The HTTP layer maps a TernError to
+ * `{"error": {"code", "message"}}` with this status; a test checks each code
+ * is documented in the README.
+ */
+export const ErrorCodes = {
+  BAD_REQUEST: { status: 400, doc: 'Malformed request: bad log name, body, base64, content type or query.' },
+  LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
+  NOT_FOUND: { status: 404, doc: 'No such route or method.' },
+  FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },
+  TOO_LARGE: { status: 413, doc: 'An entry or the request is over the configured limit.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Content-Type is none of the documented ones.' },
+  NOT_ACCEPTABLE: { status: 406, doc: 'Accept asks for a representation the endpoint does not offer.' },
+  NO_QUORUM: { status: 503, doc: 'Fewer than two replicas of the log answer; the append was refused before it got an id (not applied).' },
+  ACK_TIMEOUT: { status: 503, doc: 'The append got an id but no quorum acknowledged it in time: its outcome is unknown (maybeApplied: true).' },
+  BUFFER_FULL: { status: 503, doc: 'The replica holds its configured maximum of unflushed bytes; retry later (not applied).' },
+  NOT_READY: { status: 503, doc: 'The log has no reachable leader right now (creation or leadership change in progress), or the replica is starting or stopping (not applied).' },
+  INTERNAL: { status: 500, doc: 'A bug: the replica logged it.' },
+} as const satisfies Record<string, { status: number; doc: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** Seconds a client should wait before retrying a 503. */
+export const RETRY_AFTER_SECONDS = 1;
+
+export class TernError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: { maybeApplied?: boolean; epoch?: number; cause?: unknown } = {},
+  ) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'TernError';
+    this.status = ErrorCodes[code].status;
+  }
+
+  /** The JSON body clients get. */
+  toBody(): { error: { code: ErrorCode; message: string; maybeApplied?: boolean; epoch?: number } } {
+    const error: { code: ErrorCode; message: string; maybeApplied?: boolean; epoch?: number } = { code: this.code, message: this.message };
+    if (this.details.maybeApplied !== undefined) error.maybeApplied = this.details.maybeApplied;
+    if (this.details.epoch !== undefined) error.epoch = this.details.epoch;
+    return { error };
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * The one place where failures become HTTP answers: a TernError keeps its
+ * code and status, fastify's own errors (body too large, unknown content
+ * type, schema validation) are mapped onto the registry, anything else is a
+ * bug: logged, answered 500 INTERNAL.
+ */
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
+
+export function toTernError(err: unknown): TernError {
+  if (err instanceof TernError) return err;
+  const fe = err as Partial<FastifyError>;
+  const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
+  const message = fe.message ?? String(err);
+  if (status === 413) return new TernError('TOO_LARGE', message, { cause: err });
+  if (status === 415) return new TernError('UNSUPPORTED_MEDIA_TYPE', message, { cause: err });
+  if (status === 406) return new TernError('NOT_ACCEPTABLE', message, { cause: err });
+  if (status === 404) return new TernError('NOT_FOUND', message, { cause: err });
+  if (status >= 400 && status < 500) return new TernError('BAD_REQUEST', message, { cause: err });
+  return new TernError('INTERNAL', 'internal error', { cause: err });
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, req, reply) => {
+    const te = toTernError(err);
+    if (te.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
+    if (te.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    void reply.code(te.status).send(te.toBody());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const te = new TernError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+    void reply.code(te.status).send(te.toBody());
+  });
+}

@@ -1,0 +1,50 @@
+/**
+ * Transparent forwarding of an append from a replica that does not lead the
+ * log to the one that does. The body is relayed as it came (no parse, no
+ * copy); the leader's answer, error or not, is relayed back unchanged. The
+ * header marks one hop: a forwarded request is never forwarded again.
+ */
+import { Agent } from 'undici';
+import type { FastifyReply } from 'fastify';
+import { TernError } from '../errors.js';
+
+export const FORWARDED_HEADER = 'x-tern-forwarded-by';
+
+export class Forwarder {
+  private readonly agent: Agent;
+
+  constructor(
+    private readonly self: string,
+    timeoutMs: number,
+  ) {
+    this.agent = new Agent({ connections: 32, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: 60_000 });
+  }
+
+  async forward(leaderUrl: string, path: string, contentType: string | undefined, body: Buffer | undefined, reply: FastifyReply): Promise<FastifyReply> {
+    let res;
+    try {
+      res = await this.agent.request({
+        origin: leaderUrl,
+        path,
+        method: 'POST',
+        headers: { 'content-type': contentType ?? 'application/octet-stream', [FORWARDED_HEADER]: this.self },
+        body: body ?? Buffer.alloc(0),
+      });
+    } catch (err) {
+      // A refused connection never carried the append; any later failure may have lost only the answer.
+      const code = (err as { code?: string }).code;
+      const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
+      throw new TernError('NOT_READY', `forwarding to the leader at ${leaderUrl} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
+    }
+    const payload = Buffer.from(await res.body.arrayBuffer());
+    const retryAfter = res.headers['retry-after'];
+    if (retryAfter !== undefined) void reply.header('retry-after', retryAfter);
+    const type = res.headers['content-type'];
+    if (type !== undefined) void reply.header('content-type', type);
+    return reply.code(res.statusCode).send(payload);
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}

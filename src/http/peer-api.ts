@@ -1,0 +1,36 @@
+/**
+ * The peer API, on its own listener: replication messages (binary) and the
+ * few commands replicas send each other. Never exposed to clients.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { TernError } from '../errors.js';
+import { WireError, decodeAppendRequest, encodeAppendReply } from '../quorum/wire.js';
+import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from '../replica/peer-transport.js';
+import type { Replica } from '../replica/replica.js';
+import { installErrorHandling } from './error-handler.js';
+
+export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): FastifyInstance {
+  const config = replica.config;
+  // A message carries at most maxBatchBytes of entries, but always at least one entry.
+  const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + 1024 * 1024;
+  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, bodyLimit });
+  installErrorHandling(app);
+  app.addContentTypeParser(PEER_CONTENT_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.post<{ Body: Buffer }>(PEER_APPEND_PATH, async (req, reply) => {
+    let msg;
+    try {
+      msg = decodeAppendRequest(req.body);
+    } catch (err) {
+      if (err instanceof WireError) throw new TernError('BAD_REQUEST', err.message);
+      throw err;
+    }
+    const answer = replica.handlePeerAppend(msg);
+    return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer));
+  });
+
+  app.post<{ Params: { log: string } }>('/peer/v1/logs/:log/lead', async (req) => replica.leadNewLog(req.params.log));
+
+  app.get('/healthz', async () => ({ status: 'ok', id: replica.id }));
+  return app;
+}

@@ -1,0 +1,134 @@
+/**
+ * The in-memory entries of one log on one replica: a dense run of ids
+ * [startId, lastId], each entry a Buffer held by reference (a slice of the
+ * request body it arrived in, never a copy), with the epoch that wrote it.
+ *
+ * Invariant: ids are dense; `startId` only grows (by release), `lastId` only
+ * shrinks by `truncateFrom` (a newer epoch replacing a divergent tail).
+ */
+export interface MemoryAccount {
+  /** Bytes of entries held in memory, summed over every buffer sharing the account. */
+  bytes: number;
+}
+
+interface EpochRun {
+  firstId: number;
+  epoch: number;
+}
+
+export class EntryBuffer {
+  private entries: Buffer[] = [];
+  /** Index in `entries` of `startId`; released entries are dropped lazily. */
+  private head = 0;
+  private heldBytes = 0;
+  /** Runs of consecutive ids written in the same epoch, ascending by firstId. */
+  private runs: EpochRun[] = [];
+
+  constructor(
+    private startIdValue: number,
+    private readonly account: MemoryAccount,
+  ) {}
+
+  /** Lowest id still held (or the id the next append gets when empty). */
+  get startId(): number {
+    return this.startIdValue;
+  }
+
+  /** Highest id held, startId - 1 when empty. */
+  get lastId(): number {
+    return this.startIdValue + this.entries.length - this.head - 1;
+  }
+
+  get length(): number {
+    return this.entries.length - this.head;
+  }
+
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  append(epoch: number, data: readonly Buffer[]): void {
+    if (data.length === 0) return;
+    const last = this.runs[this.runs.length - 1];
+    if (!last || last.epoch !== epoch) this.runs.push({ firstId: this.lastId + 1, epoch });
+    let added = 0;
+    for (const entry of data) {
+      this.entries.push(entry);
+      added += entry.length;
+    }
+    this.heldBytes += added;
+    this.account.bytes += added;
+  }
+
+  get(id: number): Buffer | undefined {
+    if (id < this.startIdValue || id > this.lastId) return undefined;
+    return this.entries[this.head + id - this.startIdValue];
+  }
+
+  /**
+   * Epoch that wrote `id`; for ids below the buffer (released) the caller must
+   * know better, so this answers undefined there.
+   */
+  epochOf(id: number): number | undefined {
+    if (id < this.startIdValue || id > this.lastId) return undefined;
+    for (let i = this.runs.length - 1; i >= 0; i--) {
+      const run = this.runs[i]!;
+      if (run.firstId <= id) return run.epoch;
+    }
+    return undefined;
+  }
+
+  /** Entries from `fromId` on, at most `maxCount` of them and about `maxBytes` (always at least one). */
+  slice(fromId: number, maxCount: number, maxBytes: number): Buffer[] {
+    if (fromId < this.startIdValue) throw new RangeError(`id ${fromId} is below the buffer start ${this.startIdValue}`);
+    const out: Buffer[] = [];
+    let bytes = 0;
+    for (let i = this.head + fromId - this.startIdValue; i < this.entries.length && out.length < maxCount; i++) {
+      const entry = this.entries[i]!;
+      if (out.length > 0 && bytes + entry.length > maxBytes) break;
+      out.push(entry);
+      bytes += entry.length;
+    }
+    return out;
+  }
+
+  /** Drops ids >= `id`: a divergent tail written in an older epoch. */
+  truncateFrom(id: number): void {
+    if (id > this.lastId) return;
+    if (id < this.startIdValue) throw new RangeError(`cannot truncate below the buffer start ${this.startIdValue}`);
+    const cut = this.head + id - this.startIdValue;
+    let dropped = 0;
+    for (let i = cut; i < this.entries.length; i++) dropped += this.entries[i]!.length;
+    this.entries.length = cut;
+    this.heldBytes -= dropped;
+    this.account.bytes -= dropped;
+    while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.firstId >= id) this.runs.pop();
+  }
+
+  /**
+   * Drops ids <= `id` once they are durable elsewhere (the flusher's object
+   * store). This is the only way memory is given back besides truncation.
+   */
+  releaseThrough(id: number): void {
+    const upTo = Math.min(id, this.lastId);
+    if (upTo < this.startIdValue) return;
+    let dropped = 0;
+    const end = this.head + upTo - this.startIdValue;
+    for (let i = this.head; i <= end; i++) {
+      dropped += this.entries[i]!.length;
+      this.entries[i] = EMPTY;
+    }
+    this.head = end + 1;
+    this.startIdValue = upTo + 1;
+    this.heldBytes -= dropped;
+    this.account.bytes -= dropped;
+    // Compact once the dead prefix dominates, so release stays amortised O(1).
+    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+    while (this.runs.length > 1 && this.runs[1]!.firstId <= this.startIdValue) this.runs.shift();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

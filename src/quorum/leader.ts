@@ -1,0 +1,276 @@
+/**
+ * The leader's side of the replication protocol for one log, as a pure state
+ * machine in the manner of etcd-io/raft's RawNode: inputs are `propose`,
+ * `handleReply`, `peerUnreachable`, `tick` and `stepDown`; their consequences
+ * pile up until the caller takes them with `ready()` and carries them out.
+ * No I/O, no clocks, no randomness: time is the number of `tick()` calls.
+ */
+import { majorityOf, quorumMatchId } from './majority.js';
+import { LogReplica } from './log-replica.js';
+import { ReplyStatus, type AppendReply, type AppendRequest } from './messages.js';
+import { PeerProgress } from './progress.js';
+
+export interface LeaderConfig {
+  /** This replica's id. */
+  self: string;
+  /** The other replicas of the log. */
+  peers: readonly string[];
+  /** The epoch this replica won in etcd for the log. */
+  epoch: number;
+  /** Messages in flight per follower once it keeps up. */
+  maxInflight: number;
+  /** Entries and bytes per replication message (group commit bounds). */
+  maxBatchEntries: number;
+  maxBatchBytes: number;
+  /** A proposal not held by a quorum after this many ticks fails with ACK_TIMEOUT. */
+  ackTimeoutTicks: number;
+  /** A message unanswered this long is presumed lost: the follower goes back to probing. */
+  retransmitTicks: number;
+  /** An idle follower still hears from the leader this often (commit point, liveness). */
+  heartbeatTicks: number;
+  /** Pause before probing a follower again after a transport error. */
+  backoffTicks: number;
+}
+
+/** Why a proposal failed after it got ids: it may or may not become committed later. */
+export type UnknownOutcome = 'ACK_TIMEOUT' | 'FENCED';
+/** Why a proposal was refused before getting ids: it was certainly not applied. */
+export type Refusal = 'NO_QUORUM' | 'FENCED';
+
+export type ProposeResult = { ok: true; firstId: number; lastId: number } | { ok: false; reason: Refusal };
+
+export interface Outgoing {
+  to: string;
+  req: AppendRequest;
+}
+
+export interface Acked<T> {
+  token: T;
+  firstId: number;
+  lastId: number;
+}
+
+export interface Failed<T> extends Acked<T> {
+  reason: UnknownOutcome;
+}
+
+/**
+ * What the caller must do, in this order: send `messages` (order per follower
+ * is kept so the pipeline flows, but correctness does not depend on it), then
+ * release `acked` (every id in them is held in memory by a quorum, the leader
+ * included) and `failed` to their clients. Nothing needs persisting: the
+ * protocol's durability is the quorum's memory, then object storage.
+ */
+export interface Ready<T> {
+  messages: Outgoing[];
+  acked: Acked<T>[];
+  failed: Failed<T>[];
+  commitId: number;
+}
+
+interface Proposal<T> extends Acked<T> {
+  tick: number;
+}
+
+export class LeaderLog<T> {
+  private now = 0;
+  private seq = 0;
+  private readonly progress: PeerProgress[];
+  private proposals: Proposal<T>[] = [];
+  private proposalHead = 0;
+  private outbox: Outgoing[] = [];
+  private acked: Acked<T>[] = [];
+  private failed: Failed<T>[] = [];
+  private deposed = false;
+  private readonly quorum: number;
+
+  constructor(
+    readonly replica: LogReplica,
+    private readonly config: LeaderConfig,
+  ) {
+    if (replica.epoch > config.epoch) throw new Error(`log ${replica.log}: cannot lead epoch ${config.epoch} below fence ${replica.epoch}`);
+    replica.observeEpoch(config.epoch, config.self);
+    const next = replica.buffer.lastId + 1;
+    this.progress = config.peers.map((peer) => new PeerProgress(peer, next, 0));
+    this.quorum = majorityOf(config.peers.length + 1);
+  }
+
+  get epoch(): number {
+    return this.config.epoch;
+  }
+
+  /** True once a higher epoch was seen or the leader stepped down: it will never ack again. */
+  get isDeposed(): boolean {
+    return this.deposed || this.replica.epoch > this.config.epoch;
+  }
+
+  /** Proposals given ids and not yet acked or failed. */
+  get pendingCount(): number {
+    return this.proposals.length - this.proposalHead;
+  }
+
+  /** Assigns consecutive ids to `entries` (all or none) and starts replicating them. */
+  propose(entries: Buffer[], token: T): ProposeResult {
+    if (this.isDeposed) return { ok: false, reason: 'FENCED' };
+    if (!this.quorumReachable()) return { ok: false, reason: 'NO_QUORUM' };
+    const buffer = this.replica.buffer;
+    const firstId = buffer.lastId + 1;
+    buffer.append(this.config.epoch, entries);
+    const lastId = firstId + entries.length - 1;
+    this.proposals.push({ token, firstId, lastId, tick: this.now });
+    return { ok: true, firstId, lastId };
+  }
+
+  handleReply(from: string, reply: AppendReply): void {
+    const p = this.progress.find((x) => x.peer === from);
+    if (!p || this.isDeposed) return;
+    if (reply.epoch > this.config.epoch) {
+      this.replica.observeEpoch(reply.epoch);
+      this.stepDown();
+      return;
+    }
+    p.lastReplyTick = this.now;
+    const sent = p.takeInflight(reply.seq);
+    if (reply.status === ReplyStatus.Ok) {
+      if (reply.lastId > p.matchId) p.matchId = Math.min(reply.lastId, this.replica.buffer.lastId);
+      if (p.nextId <= p.matchId) p.nextId = p.matchId + 1;
+      if (sent && p.state === 'probe') p.state = 'replicate';
+      this.advanceCommit();
+    } else if (reply.status === ReplyStatus.Gap && sent) {
+      // The follower holds less than we thought (it lost a message, or restarted empty:
+      // then what it held before no longer counts).
+      if (reply.lastId < p.matchId) p.matchId = reply.lastId;
+      p.resetToProbe(this.now);
+      p.nextId = Math.max(reply.lastId + 1, this.replica.buffer.startId);
+    }
+  }
+
+  /** The transport could not deliver message `seq` (connection refused, reset, timeout). */
+  peerUnreachable(from: string, seq: number): void {
+    const p = this.progress.find((x) => x.peer === from);
+    if (!p || !p.takeInflight(seq)) return;
+    p.resetToProbe(this.now + this.config.backoffTicks);
+  }
+
+  tick(): void {
+    this.now++;
+    for (const p of this.progress) {
+      const oldest = p.inflight[0];
+      if (oldest && this.now - oldest.sentTick >= this.config.retransmitTicks) p.resetToProbe(this.now);
+    }
+    while (this.proposalHead < this.proposals.length) {
+      const head = this.proposals[this.proposalHead]!;
+      if (this.now - head.tick < this.config.ackTimeoutTicks) break;
+      this.failed.push({ token: head.token, firstId: head.firstId, lastId: head.lastId, reason: 'ACK_TIMEOUT' });
+      this.proposalHead++;
+    }
+    this.compactProposals();
+  }
+
+  /** Stops leading at once: every waiting proposal fails, nothing more is sent or acked. */
+  stepDown(): void {
+    if (this.deposed) return;
+    this.deposed = true;
+    this.outbox = [];
+    for (let i = this.proposalHead; i < this.proposals.length; i++) {
+      const p = this.proposals[i]!;
+      this.failed.push({ token: p.token, firstId: p.firstId, lastId: p.lastId, reason: 'FENCED' });
+    }
+    this.proposals = [];
+    this.proposalHead = 0;
+  }
+
+  /** True when there is something for `ready()` to return. */
+  hasReady(): boolean {
+    return this.outbox.length > 0 || this.acked.length > 0 || this.failed.length > 0 || this.wantsToSend();
+  }
+
+  ready(): Ready<T> {
+    if (!this.isDeposed) {
+      for (const p of this.progress) this.fillPipeline(p);
+    } else if (!this.deposed) {
+      this.stepDown();
+    }
+    const ready: Ready<T> = { messages: this.outbox, acked: this.acked, failed: this.failed, commitId: this.replica.commitId };
+    this.outbox = [];
+    this.acked = [];
+    this.failed = [];
+    return ready;
+  }
+
+  private wantsToSend(): boolean {
+    if (this.isDeposed) return false;
+    const lastId = this.replica.buffer.lastId;
+    return this.progress.some((p) => this.now >= p.pausedUntilTick && p.inflight.length < this.inflightLimit(p) && (p.nextId <= lastId || this.heartbeatDue(p)));
+  }
+
+  private inflightLimit(p: PeerProgress): number {
+    return p.state === 'probe' ? 1 : this.config.maxInflight;
+  }
+
+  private heartbeatDue(p: PeerProgress): boolean {
+    return (p.inflight.length === 0 && p.sentCommitId < this.replica.commitId) || this.now - p.lastSentTick >= this.config.heartbeatTicks;
+  }
+
+  private fillPipeline(p: PeerProgress): void {
+    if (this.now < p.pausedUntilTick) return;
+    const buffer = this.replica.buffer;
+    const limit = this.inflightLimit(p);
+    let sent = false;
+    while (p.inflight.length < limit && p.nextId <= buffer.lastId) {
+      // Entries below the buffer were released after flushing; a follower that far behind
+      // is caught up from object storage, not from here.
+      if (p.nextId < buffer.startId) return;
+      this.send(p, buffer.slice(p.nextId, this.config.maxBatchEntries, this.config.maxBatchBytes));
+      sent = true;
+    }
+    if (!sent && p.inflight.length < limit && this.heartbeatDue(p)) this.send(p, []);
+  }
+
+  private send(p: PeerProgress, entries: Buffer[]): void {
+    const firstId = p.nextId;
+    const seq = ++this.seq;
+    const req: AppendRequest = {
+      log: this.replica.log,
+      epoch: this.config.epoch,
+      leader: this.config.self,
+      seq,
+      firstId,
+      prevEpoch: this.replica.buffer.epochOf(firstId - 1) ?? -1,
+      commitId: this.replica.commitId,
+      entries,
+    };
+    p.inflight.push({ seq, lastId: firstId + entries.length - 1, sentTick: this.now });
+    p.nextId += entries.length;
+    p.lastSentTick = this.now;
+    p.sentCommitId = this.replica.commitId;
+    this.outbox.push({ to: p.peer, req });
+  }
+
+  private quorumReachable(): boolean {
+    let live = 1;
+    for (const p of this.progress) if (this.now - p.lastReplyTick < this.config.ackTimeoutTicks) live++;
+    return live >= this.quorum;
+  }
+
+  private advanceCommit(): void {
+    const matchIds = [this.replica.buffer.lastId, ...this.progress.map((p) => p.matchId)];
+    const commit = quorumMatchId(matchIds, this.quorum);
+    if (commit <= this.replica.commitId) return;
+    this.replica.commitId = commit;
+    while (this.proposalHead < this.proposals.length) {
+      const head = this.proposals[this.proposalHead]!;
+      if (head.lastId > commit) break;
+      this.acked.push({ token: head.token, firstId: head.firstId, lastId: head.lastId });
+      this.proposalHead++;
+    }
+    this.compactProposals();
+  }
+
+  private compactProposals(): void {
+    if (this.proposalHead > 1024 && this.proposalHead * 2 > this.proposals.length) {
+      this.proposals = this.proposals.slice(this.proposalHead);
+      this.proposalHead = 0;
+    }
+  }
+}

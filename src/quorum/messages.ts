@@ -1,0 +1,46 @@
+/**
+ * Replica-to-replica messages of the replication protocol. They are plain
+ * data: `wire.ts` turns them into bytes, the replica's transport carries them.
+ */
+
+/** Leader -> follower: "hold these entries, which follow id firstId - 1 of epoch prevEpoch". */
+export interface AppendRequest {
+  log: string;
+  /** Epoch of the sending leader; a follower that has seen a higher one refuses. */
+  epoch: number;
+  /** Replica id of the sending leader. */
+  leader: string;
+  /** Per-follower sequence number, echoed in the reply so the leader can match it to what it sent. */
+  seq: number;
+  /** Id of entries[0]; for an empty message (heartbeat), the next id the leader would send. */
+  firstId: number;
+  /**
+   * Epoch of entry firstId - 1 at the leader, so the follower only extends a
+   * prefix it shares with the leader (raft's log matching); -1 when firstId - 1
+   * is below what the leader holds in memory and needs no check.
+   */
+  prevEpoch: number;
+  /** Leader's commit point: every id up to it is held by a quorum. */
+  commitId: number;
+  entries: Buffer[];
+}
+
+export const ReplyStatus = {
+  /** Entries held; matchId is the last id of this message (or firstId - 1 when it was empty). */
+  Ok: 0,
+  /** The follower has seen a higher epoch (in `epoch`) and refuses this leader. */
+  Fenced: 1,
+  /** The follower cannot extend its log at firstId; lastId hints where to resend from. */
+  Gap: 2,
+} as const;
+export type ReplyStatus = (typeof ReplyStatus)[keyof typeof ReplyStatus];
+
+/** Follower -> leader answer to an AppendRequest. */
+export interface AppendReply {
+  status: ReplyStatus;
+  /** The follower's highest known epoch for the log. */
+  epoch: number;
+  seq: number;
+  /** Ok: highest id now known to match the leader. Gap: the follower's last id. */
+  lastId: number;
+}

@@ -1,0 +1,124 @@
+/**
+ * Binary encoding of the peer messages. Replication bodies carry raw entry
+ * bytes, so JSON or base64 would cost a copy and a third more bytes per entry.
+ *
+ * AppendRequest (all integers big-endian; ids are signed 48-bit, enough for
+ * 1.4e14 entries per log, and exact in a JS number):
+ *   u8  version (1)      u8  log name length   bytes log name (ASCII)
+ *   u8  leader id length bytes leader id
+ *   u32 epoch            u32 seq              i48 firstId
+ *   i32 prevEpoch        i48 commitId         u32 entry count
+ *   per entry: u32 length, bytes
+ * AppendReply:
+ *   u8 version (1)  u8 status  u32 epoch  u32 seq  i48 lastId
+ */
+import type { AppendReply, AppendRequest, ReplyStatus } from './messages.js';
+
+const VERSION = 1;
+const REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
+
+export class WireError extends Error {}
+
+/** Encoded request as a list of chunks whose total is `length`: entries are referenced, not copied. */
+export function encodeAppendRequest(req: AppendRequest): { chunks: Buffer[]; length: number } {
+  const log = Buffer.from(req.log, 'latin1');
+  const leader = Buffer.from(req.leader, 'latin1');
+  const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 6 + 4 + 4 * req.entries.length);
+  let o = header.writeUInt8(VERSION, 0);
+  o = header.writeUInt8(log.length, o);
+  o += log.copy(header, o);
+  o = header.writeUInt8(leader.length, o);
+  o += leader.copy(header, o);
+  o = header.writeUInt32BE(req.epoch, o);
+  o = header.writeUInt32BE(req.seq >>> 0, o);
+  o = header.writeIntBE(req.firstId, o, 6);
+  o = header.writeInt32BE(req.prevEpoch, o);
+  o = header.writeIntBE(req.commitId, o, 6);
+  o = header.writeUInt32BE(req.entries.length, o);
+  // Lengths go up front in the header so the whole message is header + raw entries.
+  let length = header.length;
+  for (const entry of req.entries) {
+    o = header.writeUInt32BE(entry.length, o);
+    length += entry.length;
+  }
+  return { chunks: [header, ...req.entries], length };
+}
+
+/** Decodes a request; entries are views into `body`, which must stay unmodified. */
+export function decodeAppendRequest(body: Buffer): AppendRequest {
+  const r = new Reader(body);
+  if (r.u8() !== VERSION) throw new WireError('unsupported peer message version');
+  const log = r.bytes(r.u8()).toString('latin1');
+  const leader = r.bytes(r.u8()).toString('latin1');
+  const epoch = r.u32();
+  const seq = r.u32();
+  const firstId = r.i48();
+  const prevEpoch = r.i32();
+  const commitId = r.i48();
+  const count = r.u32();
+  const lengths = new Array<number>(count);
+  for (let i = 0; i < count; i++) lengths[i] = r.u32();
+  const entries = new Array<Buffer>(count);
+  for (let i = 0; i < count; i++) entries[i] = r.bytes(lengths[i]!);
+  r.end();
+  return { log, leader, epoch, seq, firstId, prevEpoch, commitId, entries };
+}
+
+export function encodeAppendReply(reply: AppendReply): Buffer {
+  const b = Buffer.allocUnsafe(REPLY_BYTES);
+  let o = b.writeUInt8(VERSION, 0);
+  o = b.writeUInt8(reply.status, o);
+  o = b.writeUInt32BE(reply.epoch, o);
+  o = b.writeUInt32BE(reply.seq >>> 0, o);
+  b.writeIntBE(reply.lastId, o, 6);
+  return b;
+}
+
+export function decodeAppendReply(body: Buffer): AppendReply {
+  const r = new Reader(body);
+  if (r.u8() !== VERSION) throw new WireError('unsupported peer reply version');
+  const status = r.u8();
+  if (status > 2) throw new WireError(`unknown reply status ${status}`);
+  const reply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
+  r.end();
+  return reply;
+}
+
+class Reader {
+  private o = 0;
+  constructor(private readonly b: Buffer) {}
+  private need(n: number): void {
+    if (this.o + n > this.b.length) throw new WireError('truncated peer message');
+  }
+  u8(): number {
+    this.need(1);
+    return this.b.readUInt8(this.o++);
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.b.readUInt32BE(this.o);
+    this.o += 4;
+    return v;
+  }
+  i32(): number {
+    this.need(4);
+    const v = this.b.readInt32BE(this.o);
+    this.o += 4;
+    return v;
+  }
+  i48(): number {
+    this.need(6);
+    const v = this.b.readIntBE(this.o, 6);
+    this.o += 6;
+    return v;
+  }
+  bytes(n: number): Buffer {
+    this.need(n);
+    const v = this.b.subarray(this.o, this.o + n);
+    this.o += n;
+    return v;
+  }
+  end(): void {
+    if (this.o !== this.b.length) throw new WireError('trailing bytes in peer message');
+  }
+}

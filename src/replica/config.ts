@@ -1,0 +1,126 @@
+/**
+ * The replica's configuration: one table gives every option its flag, its
+ * environment variable, its type, its default and its documentation. It is
+ * parsed and validated once at start-up and frozen; nothing else reads argv
+ * or the environment. README's configuration table is this table.
+ */
+import { parseArgs } from 'node:util';
+
+type Kind = 'string' | 'int' | 'list' | 'enum';
+
+interface OptionSpec {
+  kind: Kind;
+  doc: string;
+  default?: string | number | string[];
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+}
+
+/** Flags are the keys in kebab-case (`ackTimeoutMs` -> `--ack-timeout-ms`); env vars are TERN_ + SNAKE_CASE. */
+export const replicaOptions = {
+  id: { kind: 'string', doc: 'Replica id, unique in the cluster ([A-Za-z0-9_-], 1-32 chars), e.g. r1. Required.' },
+  host: { kind: 'string', default: '127.0.0.1', doc: 'Address both listeners bind to.' },
+  advertiseHost: { kind: 'string', default: '', doc: 'Host other replicas and forwarded clients use to reach this one; defaults to --host.' },
+  clientPort: { kind: 'int', default: 7001, min: 0, max: 65535, doc: 'Port of the client API (0: any free port).' },
+  peerPort: { kind: 'int', default: 7101, min: 0, max: 65535, doc: 'Port of the peer (replication) API, a separate listener (0: any free port).' },
+  etcd: { kind: 'list', default: ['http://127.0.0.1:2379'], doc: 'Comma-separated etcd endpoints.' },
+  cluster: { kind: 'string', default: 'tern', doc: 'Cluster name: the etcd key prefix is /tern/<cluster>/.' },
+  replicas: { kind: 'int', default: 3, min: 3, max: 3, doc: 'Replicas per log (2-of-3 quorum; only 3 is supported).' },
+  leaseTtlSeconds: { kind: 'int', default: 5, min: 2, max: 60, doc: 'TTL of the etcd lease that holds this replica\'s membership and leader keys.' },
+  tickMs: { kind: 'int', default: 10, min: 1, max: 1000, doc: 'Protocol clock: every timeout below is counted in ticks of this length.' },
+  ackTimeoutMs: { kind: 'int', default: 2000, min: 10, max: 600_000, doc: 'An append not held by a quorum after this long fails with 503 ACK_TIMEOUT; a replica silent this long counts as down (new appends get 503 NO_QUORUM at once).' },
+  retransmitMs: { kind: 'int', default: 500, min: 10, max: 600_000, doc: 'A replication message unanswered this long is presumed lost and resent.' },
+  heartbeatMs: { kind: 'int', default: 200, min: 10, max: 600_000, doc: 'An idle follower hears from its leader this often (commit point, liveness).' },
+  backoffMs: { kind: 'int', default: 200, min: 0, max: 600_000, doc: 'Pause before retrying a follower after a connection error.' },
+  maxInflight: { kind: 'int', default: 4, min: 1, max: 64, doc: 'Replication messages in flight per follower (pipelining).' },
+  maxBatchEntries: { kind: 'int', default: 1000, min: 1, max: 100_000, doc: 'Entries per replication message (group commit bound).' },
+  maxBatchBytes: { kind: 'int', default: 2 * 1024 * 1024, min: 1024, max: 256 * 1024 * 1024, doc: 'Bytes of entries per replication message (group commit bound).' },
+  maxEntryBytes: { kind: 'int', default: 1024 * 1024, min: 1, max: 256 * 1024 * 1024, doc: 'Largest entry accepted (413 TOO_LARGE above).' },
+  maxRequestBytes: { kind: 'int', default: 16 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'Largest client request body accepted (413 TOO_LARGE above).' },
+  maxBufferBytes: { kind: 'int', default: 1024 * 1024 * 1024, min: 1024, max: Number.MAX_SAFE_INTEGER, doc: 'Unflushed entry bytes this replica holds in memory, all logs together; appends beyond get 503 BUFFER_FULL.' },
+  maxReadEntries: { kind: 'int', default: 10_000, min: 1, max: 1_000_000, doc: 'Largest `limit` of a read.' },
+  maxReadBytes: { kind: 'int', default: 8 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'A read returns at most about this many entry bytes (at least one entry).' },
+  maxWaitMs: { kind: 'int', default: 60_000, min: 0, max: 3_600_000, doc: 'Longest `waitMs` of a tail read.' },
+  logLevel: { kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level of the JSON logs on stdout.' },
+} as const satisfies Record<string, OptionSpec>;
+
+type Options = typeof replicaOptions;
+type ValueOf<S> = S extends { kind: 'int' } ? number : S extends { kind: 'list' } ? string[] : string;
+export type ReplicaConfig = Readonly<{ [K in keyof Options]: ValueOf<Options[K]> }>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function flagOf(name: string): string {
+  return '--' + name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+export function envOf(name: string): string {
+  return 'TERN_' + name.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+
+/** Parses flags (which win) and TERN_* environment variables; throws ConfigError with a message for people. */
+export function parseReplicaConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ReplicaConfig {
+  const names = Object.keys(replicaOptions) as (keyof Options)[];
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(names.map((n) => [flagOf(n).slice(2), { type: 'string' as const }])),
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  const out: Record<string, unknown> = {};
+  for (const name of names) {
+    const spec: OptionSpec = replicaOptions[name];
+    const raw = parsed.values[flagOf(name).slice(2)] ?? env[envOf(name)];
+    out[name] = raw === undefined ? requiredDefault(name, spec) : convert(name, spec, String(raw));
+  }
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(out.id as string)) throw new ConfigError(`${flagOf('id')} must be 1-32 chars of [A-Za-z0-9_-], got "${out.id}"`);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(out.cluster as string)) throw new ConfigError(`${flagOf('cluster')} must be 1-64 chars of [A-Za-z0-9_.-]`);
+  if (out.advertiseHost === '') out.advertiseHost = out.host;
+  if ((out.maxEntryBytes as number) > (out.maxRequestBytes as number)) throw new ConfigError('--max-entry-bytes must not exceed --max-request-bytes');
+  return Object.freeze(out) as ReplicaConfig;
+}
+
+function requiredDefault(name: string, spec: OptionSpec): unknown {
+  if (spec.default === undefined) throw new ConfigError(`${flagOf(name)} (or ${envOf(name)}) is required: ${spec.doc}`);
+  return spec.default;
+}
+
+function convert(name: string, spec: OptionSpec, raw: string): unknown {
+  const where = `${flagOf(name)} / ${envOf(name)}`;
+  switch (spec.kind) {
+    case 'string':
+      return raw;
+    case 'list': {
+      const items = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+      if (items.length === 0) throw new ConfigError(`${where} needs at least one value`);
+      return items;
+    }
+    case 'enum':
+      if (!spec.values!.includes(raw)) throw new ConfigError(`${where} must be one of ${spec.values!.join(', ')}, got "${raw}"`);
+      return raw;
+    case 'int': {
+      if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${where} must be an integer, got "${raw}"`);
+      const n = Number(raw);
+      if (n < spec.min! || n > spec.max!) throw new ConfigError(`${where} must be within [${spec.min}, ${spec.max}], got ${n}`);
+      return n;
+    }
+  }
+}
+
+/** Usage text for `tern replica --help`, generated from the same table. */
+export function replicaUsage(): string {
+  const lines = ['Usage: tern replica --id ID [options]', '', 'Options (flag / environment variable, default):'];
+  for (const [name, spec] of Object.entries(replicaOptions) as [string, OptionSpec][]) {
+    const def = spec.default === undefined ? 'required' : Array.isArray(spec.default) ? spec.default.join(',') : String(spec.default);
+    lines.push(`  ${flagOf(name)} / ${envOf(name)} (${def === '' ? 'unset' : def})`, `      ${spec.doc}`);
+  }
+  return lines.join('\n');
+}
