@@ -40,9 +40,10 @@ const statusSchema = {
   },
 };
 
-export function buildClientApi(replica: Replica, logger: FastifyBaseLogger): FastifyInstance {
+export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger): Promise<FastifyInstance> {
   const config = replica.config;
-  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, bodyLimit: config.maxRequestBytes });
+  // maxParamLength: log names are up to 128 chars (fastify answers 414 past its default of 100).
+  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, bodyLimit: config.maxRequestBytes, maxParamLength: 256 });
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + 5_000);
   app.addHook('onClose', () => forwarder.close());
   installErrorHandling(app);
@@ -54,7 +55,8 @@ export function buildClientApi(replica: Replica, logger: FastifyBaseLogger): Fas
     app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   }
 
-  void app.register(swagger, {
+  // Registered (and awaited) before the routes, so its onRoute hook sees every one of them.
+  await app.register(swagger, {
     openapi: {
       info: { title: 'Tern client API', version: '1', description: 'Quorum-replicated write-ahead log. Errors are {"error": {"code", "message"}}.' },
     },

@@ -24,7 +24,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
   const transport = new PeerTransport({ pipelining: config.maxInflight + 1, timeoutMs: Math.max(config.retransmitMs * 2, 1000) });
   const replica = new Replica(config, transport, logger);
   const peerApp = buildPeerApi(replica, logger);
-  const clientApp = buildClientApi(replica, logger);
+  const clientApp = await buildClientApi(replica, logger);
   let directory: ClusterDirectory | undefined;
   const stop = async () => {
     await replica.stop();

@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeFrames, encodeFrames, FRAMES_CONTENT_TYPE } from '../../src/frames.js';
+import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { appendRaw, createLog, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
+
+let cluster: LocalCluster;
+let stop: () => Promise<void>;
+const url = (i: number) => cluster.replicas[i]!.clientUrl;
+
+beforeAll(async () => {
+  ({ cluster, stop } = await startTestCluster());
+});
+afterAll(async () => {
+  await stop?.();
+});
+
+describe('appends and reads on a real three-replica cluster', () => {
+  it('spreads the leadership of new logs over the replicas and creates idempotently', async () => {
+    const leaders = [];
+    for (const name of ['spread-a', 'spread-b', 'spread-c']) leaders.push((await createLog(url(0), name)).leader);
+    expect(new Set(leaders).size).toBe(3);
+    const again = await http(`${url(1)}/v1/logs/spread-a`, { method: 'PUT' });
+    expect(again.status).toBe(200);
+    expect(again.json()).toMatchObject({ log: 'spread-a', leader: leaders[0], epoch: 1, committedId: -1, flushedId: -1, firstId: -1 });
+    const list = (await http(`${url(2)}/v1/logs`)).json();
+    expect(list.logs).toEqual(expect.arrayContaining(['spread-a', 'spread-b', 'spread-c']));
+  });
+
+  it('gives concurrent appends through all three replicas dense ids, and every replica reads the same bytes in the same order', async () => {
+    await createLog(url(0), 'concurrent');
+    const clients = 12;
+    const perClient = 40;
+    const acked = new Map<number, Buffer>();
+    await Promise.all(
+      Array.from({ length: clients }, async (_, c) => {
+        for (let i = 0; i < perClient; i++) {
+          const data = Buffer.concat([Buffer.from(`c${c}-${i}-`), randomBytes(1 + ((c * 31 + i) % 300))]);
+          const res = await appendRaw(url((c + i) % 3), 'concurrent', data);
+          expect(res.status, res.body.toString()).toBe(200);
+          const { id, epoch } = res.json();
+          expect(epoch).toBe(1);
+          expect(acked.has(id)).toBe(false);
+          acked.set(id, data);
+        }
+      }),
+    );
+    expect([...acked.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: clients * perClient }, (_, i) => i));
+    for (let r = 0; r < 3; r++) {
+      const entries = await eventually(async () => {
+        const all = await readAll(url(r), 'concurrent');
+        expect(all.length).toBe(clients * perClient);
+        return all;
+      });
+      entries.forEach((e, i) => {
+        expect(e.id).toBe(i);
+        expect(e.data.equals(acked.get(i)!)).toBe(true);
+      });
+    }
+  });
+
+  it('appends JSON and binary batches atomically with consecutive ids, binary-safe and empty entries included', async () => {
+    await createLog(url(1), 'batches');
+    const json = await http(`${url(2)}/v1/logs/batches/entries`, {
+      method: 'POST',
+      contentType: 'application/json',
+      body: JSON.stringify({ entries: [Buffer.from([0, 255, 10]).toString('base64'), '', Buffer.from('x').toString('base64')] }),
+    });
+    expect(json.status, json.body.toString()).toBe(200);
+    expect(json.json()).toMatchObject({ firstId: 0, lastId: 2, epoch: 1 });
+    const frames = [Buffer.alloc(0), randomBytes(5000), Buffer.from('\r\n\0')];
+    const bin = await http(`${url(0)}/v1/logs/batches/entries`, { method: 'POST', contentType: FRAMES_CONTENT_TYPE, body: Buffer.concat(encodeFrames(frames)) });
+    expect(bin.status, bin.body.toString()).toBe(200);
+    expect(bin.json()).toMatchObject({ firstId: 3, lastId: 5 });
+    const empty = await appendRaw(url(1), 'batches', Buffer.alloc(0));
+    expect(empty.json()).toMatchObject({ id: 6 });
+
+    const read = await eventually(async () => {
+      const res = await http(`${url(2)}/v1/logs/batches/entries?from=1&limit=10`, { accept: 'application/octet-stream' });
+      expect(res.headers['tern-committed-id']).toBe('6');
+      return res;
+    });
+    expect(read.headers['tern-from-id']).toBe('1');
+    expect(read.headers['tern-next-id']).toBe('7');
+    const got = decodeFrames(read.body);
+    expect(got.map((b) => b.toString('hex'))).toEqual([Buffer.alloc(0), Buffer.from('x'), ...frames, Buffer.alloc(0)].map((b) => b.toString('hex')));
+  });
+
+  it('holds a tail read until an entry is committed, and times out empty otherwise', async () => {
+    await createLog(url(0), 'tail');
+    const started = Date.now();
+    const idle = await http(`${url(1)}/v1/logs/tail/entries?from=0&waitMs=300`);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(idle.json()).toEqual({ entries: [], nextId: 0, committedId: -1 });
+
+    for (let r = 0; r < 3; r++) {
+      const waiting = http(`${url(r)}/v1/logs/tail/entries?from=${r}&waitMs=10000`);
+      await new Promise((res) => setTimeout(res, 100));
+      const appended = await appendRaw(url(2), 'tail', `tail-${r}`);
+      expect(appended.json().id).toBe(r);
+      const page = (await waiting).json();
+      expect(page.entries).toEqual([{ id: r, data: Buffer.from(`tail-${r}`).toString('base64') }]);
+      expect(page.nextId).toBe(r + 1);
+    }
+  });
+
+  it('never returns entries beyond the commit point and caps reads by limit', async () => {
+    await createLog(url(2), 'limits');
+    for (let i = 0; i < 20; i++) expect((await appendRaw(url(0), 'limits', `e${i}`)).status).toBe(200);
+    const page = (await http(`${url(0)}/v1/logs/limits/entries?from=5&limit=4`)).json();
+    expect(page.entries.map((e: { id: number }) => e.id)).toEqual([5, 6, 7, 8]);
+    expect(page.nextId).toBe(9);
+    const past = (await http(`${url(0)}/v1/logs/limits/entries?from=500`)).json();
+    expect(past).toMatchObject({ entries: [], nextId: 500 });
+    expect(past.committedId).toBeLessThanOrEqual(19);
+  });
+
+  it('serves health, readiness and its OpenAPI description on every replica', async () => {
+    for (let r = 0; r < 3; r++) {
+      expect((await http(`${url(r)}/healthz`)).status).toBe(200);
+      expect((await http(`${url(r)}/readyz`)).json()).toMatchObject({ status: 'ready', id: cluster.replicas[r]!.id });
+      const api = (await http(`${url(r)}/openapi.json`)).json();
+      expect(api.openapi).toMatch(/^3\./);
+      expect(Object.keys(api.paths)).toEqual(expect.arrayContaining(['/v1/logs', '/v1/logs/{log}', '/v1/logs/{log}/entries']));
+    }
+  });
+});

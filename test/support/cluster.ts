@@ -1,0 +1,97 @@
+/**
+ * Test clusters: real etcd, three real replica processes, free ports, a temp
+ * dir; everything is stopped and removed after the test file, also when it
+ * fails (and on process exit, should the runner die first).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { LocalCluster } from '../../src/cli/local-cluster.js';
+import { freePort } from '../../src/cli/processes.js';
+
+const live = new Set<LocalCluster>();
+process.once('exit', () => {
+  for (const c of live) for (const r of c.replicas) r.process?.kill('SIGKILL');
+});
+
+export async function startTestCluster(replicaArgs: string[] = []): Promise<{ cluster: LocalCluster; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'tern-test-'));
+  const ports = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+  const cluster = await LocalCluster.start({
+    dataDir,
+    clientPorts: ports.slice(0, 3),
+    peerPorts: ports.slice(3, 6),
+    etcdClientPort: ports[6],
+    etcdPeerPort: ports[7],
+    replicaArgs: ['--log-level', 'warn', ...replicaArgs],
+  });
+  live.add(cluster);
+  return {
+    cluster,
+    async stop() {
+      live.delete(cluster);
+      await cluster.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  json(): any;
+}
+
+export async function http(url: string, options: { method?: string; body?: Buffer | string; contentType?: string; accept?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+  const headers: Record<string, string> = {};
+  if (options.contentType) headers['content-type'] = options.contentType;
+  if (options.accept) headers.accept = options.accept;
+  const res = await request(url, {
+    method: (options.method ?? 'GET') as 'GET',
+    headers,
+    body: options.body,
+    headersTimeout: options.timeoutMs ?? 30_000,
+    bodyTimeout: options.timeoutMs ?? 30_000,
+  });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) };
+}
+
+export function appendRaw(baseUrl: string, log: string, data: Buffer | string, timeoutMs?: number): Promise<HttpAnswer> {
+  return http(`${baseUrl}/v1/logs/${log}/entries`, { method: 'POST', body: data, contentType: 'application/octet-stream', timeoutMs });
+}
+
+export async function createLog(baseUrl: string, log: string): Promise<any> {
+  const res = await http(`${baseUrl}/v1/logs/${log}`, { method: 'PUT' });
+  if (res.status !== 201 && res.status !== 200) throw new Error(`create ${log}: ${res.status} ${res.body}`);
+  return res.json();
+}
+
+/** Every committed entry of a log as one replica serves it (JSON reads, base64 decoded). */
+export async function readAll(baseUrl: string, log: string): Promise<{ id: number; data: Buffer }[]> {
+  const out: { id: number; data: Buffer }[] = [];
+  let from = 0;
+  for (;;) {
+    const res = await http(`${baseUrl}/v1/logs/${log}/entries?from=${from}&limit=1000`);
+    if (res.status !== 200) throw new Error(`read ${log}@${baseUrl}: ${res.status} ${res.body}`);
+    const page = res.json() as { entries: { id: number; data: string }[]; nextId: number };
+    for (const e of page.entries) out.push({ id: e.id, data: Buffer.from(e.data, 'base64') });
+    if (page.entries.length === 0) return out;
+    from = page.nextId;
+  }
+}
+
+/** Retries `check` until it stops throwing, for at most `timeoutMs`; rethrows the last failure. */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
+}
