@@ -5,17 +5,16 @@
  * is documented in the README.
  */
 export const ErrorCodes = {
-  BAD_REQUEST: { status: 400, doc: 'Malformed request: bad log name, body, base64, content type or query.' },
+  BAD_REQUEST: { status: 400, doc: 'Malformed request: bad log name, JSON, base64, frames or query.' },
   LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
   NOT_FOUND: { status: 404, doc: 'No such route or method.' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },
   TOO_LARGE: { status: 413, doc: 'An entry or the request is over the configured limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Content-Type is none of the documented ones.' },
-  NOT_ACCEPTABLE: { status: 406, doc: 'Accept asks for a representation the endpoint does not offer.' },
   NO_QUORUM: { status: 503, doc: 'Fewer than two replicas of the log answer; the append was refused before it got an id (not applied).' },
   ACK_TIMEOUT: { status: 503, doc: 'The append got an id but no quorum acknowledged it in time: its outcome is unknown (maybeApplied: true).' },
   BUFFER_FULL: { status: 503, doc: 'The replica holds its configured maximum of unflushed bytes; retry later (not applied).' },
-  NOT_READY: { status: 503, doc: 'The log has no reachable leader right now (creation or leadership change in progress), or the replica is starting or stopping (not applied).' },
+  NOT_READY: { status: 503, doc: 'The log has no reachable leader right now (creation or leadership change in progress), or the replica is starting or stopping. Not applied, unless maybeApplied is true (a forward to the leader broke after sending).' },
   INTERNAL: { status: 500, doc: 'A bug: the replica logged it.' },
 } as const satisfies Record<string, { status: number; doc: string }>;
 

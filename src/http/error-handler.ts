@@ -14,7 +14,6 @@ export function toTernError(err: unknown): TernError {
   const message = fe.message ?? String(err);
   if (status === 413) return new TernError('TOO_LARGE', message, { cause: err });
   if (status === 415) return new TernError('UNSUPPORTED_MEDIA_TYPE', message, { cause: err });
-  if (status === 406) return new TernError('NOT_ACCEPTABLE', message, { cause: err });
   if (status === 404) return new TernError('NOT_FOUND', message, { cause: err });
   if (status >= 400 && status < 500) return new TernError('BAD_REQUEST', message, { cause: err });
   return new TernError('INTERNAL', 'internal error', { cause: err });

@@ -1,0 +1,90 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cliEntry, type ClusterFile } from '../../src/cli/local-cluster.js';
+import { stopChild } from '../../src/cli/processes.js';
+import { appendRaw, createLog, eventually, readAll } from '../support/cluster.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+/** A base port whose derived ports (base+1..3, base+101..103, base+379, base+380) are all free. */
+async function freeBasePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const ports = [1, 2, 3, 101, 102, 103, 379, 380].map((d) => base + d);
+    if ((await Promise.all(ports.map(canBind))).every(Boolean)) return base;
+  }
+  throw new Error('no free base port');
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('tern CLI', () => {
+  it('rejects a bad replica flag with a clear message and exit code 2, not a stack trace', () => {
+    for (const args of [['replica', '--id', 'r1', '--client-port', 'nope'], ['replica'], ['replica', '--id', 'r1', '--no-such-flag', '1'], ['cluster', '--base-port', 'x'], ['frobnicate']]) {
+      const res = spawnSync(process.execPath, [cliEntry(), ...args], { encoding: 'utf8', timeout: 20_000 });
+      expect(res.status, `${args.join(' ')}: ${res.stderr}`).toBe(2);
+      expect(res.stderr).toMatch(/tern|Usage/);
+      expect(res.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it('tern cluster starts etcd and three replicas, writes cluster.json whose argv restarts a replica, and Ctrl-C stops everything', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tern-cli-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const base = await freeBasePort();
+    const child = spawn(process.execPath, [cliEntry(), 'cluster', '--data-dir', dataDir, '--base-port', String(base), '--', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    cleanups.push(() => stopChild(child, 'SIGKILL'));
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+
+    const file = join(dataDir, 'cluster.json');
+    await eventually(async () => expect(existsSync(file)).toBe(true), 30_000);
+    const desc = JSON.parse(readFileSync(file, 'utf8')) as ClusterFile;
+    expect(desc.etcd.endpoint).toBe(`http://127.0.0.1:${base + 379}`);
+    expect(desc.replicas.map((r) => r.id)).toEqual(['r1', 'r2', 'r3']);
+    desc.replicas.forEach((r, i) => {
+      expect(r.clientUrl).toBe(`http://127.0.0.1:${base + 1 + i}`);
+      expect(r.peerUrl).toBe(`http://127.0.0.1:${base + 101 + i}`);
+      expect(alive(r.pid)).toBe(true);
+    });
+    expect(out).toContain(desc.replicas[0]!.clientUrl);
+
+    // Scripts drive the cluster from cluster.json alone: kill r3, start it again with its argv.
+    await createLog(desc.replicas[0]!.clientUrl, 'scripted');
+    const r3 = desc.replicas[2]!;
+    process.kill(r3.pid, 'SIGKILL');
+    await eventually(async () => expect(alive(r3.pid)).toBe(false));
+    const again = spawn(r3.argv[0]!, r3.argv.slice(1), { stdio: 'ignore' });
+    cleanups.push(() => stopChild(again));
+    await eventually(async () => expect((await appendRaw(r3.clientUrl, 'scripted', 'hello')).status).toBe(200), 20_000);
+    await eventually(async () => expect((await readAll(r3.clientUrl, 'scripted')).map((e) => e.data.toString())).toEqual(['hello']));
+
+    child.kill('SIGINT');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(child.exitCode).toBe(0);
+    for (const pid of [desc.etcd.pid!, desc.replicas[0]!.pid, desc.replicas[1]!.pid]) expect(alive(pid)).toBe(false);
+  });
+});

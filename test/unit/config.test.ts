@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, envOf, flagOf, parseReplicaConfig, replicaOptions, replicaUsage } from '../../src/replica/config.js';
+
+describe('replica configuration', () => {
+  it('derives flags and environment variables from option names', () => {
+    expect(flagOf('ackTimeoutMs')).toBe('--ack-timeout-ms');
+    expect(envOf('ackTimeoutMs')).toBe('TERN_ACK_TIMEOUT_MS');
+  });
+
+  it('applies defaults, lets flags win over the environment, and freezes the result', () => {
+    const config = parseReplicaConfig(['--id', 'r1', '--ack-timeout-ms', '1500'], { TERN_ACK_TIMEOUT_MS: '9000', TERN_PEER_PORT: '9101' });
+    expect(config.ackTimeoutMs).toBe(1500);
+    expect(config.peerPort).toBe(9101);
+    expect(config.clientPort).toBe(replicaOptions.clientPort.default);
+    expect(config.advertiseHost).toBe(config.host);
+    expect(config.etcd).toEqual(['http://127.0.0.1:2379']);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('splits lists and checks enums', () => {
+    expect(parseReplicaConfig(['--id', 'r2', '--etcd', 'http://a:1, http://b:2'], {}).etcd).toEqual(['http://a:1', 'http://b:2']);
+    expect(() => parseReplicaConfig(['--id', 'r2', '--log-level', 'loud'], {})).toThrow(/log-level.*one of/);
+  });
+
+  it.each([
+    [[], /--id .*required/],
+    [['--id', 'bad id'], /--id must be/],
+    [['--id', 'r1', '--client-port', 'abc'], /--client-port .* must be an integer/],
+    [['--id', 'r1', '--client-port', '70000'], /within \[0, 65535\]/],
+    [['--id', 'r1', '--nope', '1'], /nope/],
+    [['--id', 'r1', '--replicas', '5'], /--replicas/],
+    [['--id', 'r1', '--max-entry-bytes', '9000', '--max-request-bytes', '4096'], /must not exceed/],
+  ])('rejects %j with a message for people', (argv, message) => {
+    expect(() => parseReplicaConfig(argv as string[], {})).toThrow(ConfigError);
+    expect(() => parseReplicaConfig(argv as string[], {})).toThrow(message as RegExp);
+  });
+
+  it('documents every option in the usage text', () => {
+    const usage = replicaUsage();
+    for (const name of Object.keys(replicaOptions)) expect(usage).toContain(flagOf(name));
+  });
+});
