@@ -11,8 +11,8 @@ afterEach(async () => {
   stop = undefined;
 });
 
-async function cluster(): Promise<LocalCluster> {
-  const started = await startTestCluster(FAST);
+async function cluster(extraArgs: string[] = []): Promise<LocalCluster> {
+  const started = await startTestCluster([...FAST, ...extraArgs]);
   stop = started.stop;
   return started.cluster;
 }
@@ -78,5 +78,46 @@ describe('replica failures', () => {
     expect(refused.json().error.maybeApplied).toBe(false);
     // Nothing past the first entry is ever readable as committed.
     expect((await readAll(leaderUrl, 'doomed')).map((e) => e.data.toString())).toEqual(['before']);
+  });
+
+  it('catches up a follower that was paused (SIGSTOP) while appends went on', async () => {
+    const c = await cluster();
+    const { leader } = await createLog(c.replicas[0]!.clientUrl, 'paused');
+    const leaderUrl = c.replica(leader).clientUrl;
+    const [sleeper] = followersOf(c, leader);
+    await c.signal(sleeper!, 'SIGSTOP');
+    const values = Array.from({ length: 60 }, (_, i) => `p${i}`);
+    try {
+      for (const [i, v] of values.entries()) {
+        const res = await appendRaw(leaderUrl, 'paused', v);
+        expect(res.status, res.body.toString()).toBe(200);
+        expect(res.json().id).toBe(i);
+      }
+    } finally {
+      await c.signal(sleeper!, 'SIGCONT');
+    }
+    await eventually(async () => {
+      expect((await readAll(c.replica(sleeper!).clientUrl, 'paused')).map((e) => e.data.toString())).toEqual(values);
+    });
+  });
+
+  it('refuses appends with 503 BUFFER_FULL once the memory bound is reached, and keeps serving reads', async () => {
+    const c = await cluster(['--max-buffer-bytes', String(64 * 1024)]);
+    const { leader } = await createLog(c.replicas[0]!.clientUrl, 'bounded');
+    const leaderUrl = c.replica(leader).clientUrl;
+    const entry = Buffer.alloc(4096, 1);
+    let accepted = 0;
+    let refused;
+    for (let i = 0; i < 40 && !refused; i++) {
+      const res = await appendRaw(leaderUrl, 'bounded', entry);
+      if (res.status === 200) accepted++;
+      else refused = res;
+    }
+    expect(accepted).toBe(16);
+    expect(refused?.status).toBe(503);
+    expect(refused?.headers['retry-after']).toBeDefined();
+    expect(refused?.json().error).toMatchObject({ code: 'BUFFER_FULL' });
+    const entries = await readAll(leaderUrl, 'bounded');
+    expect(entries.length).toBe(accepted);
   });
 });
