@@ -26,7 +26,9 @@ export async function waitForHttp(url: string, timeoutMs: number, child?: ChildP
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
-    if (child && child.exitCode !== null) throw new Error(`process exited with code ${child.exitCode} while waiting for ${url}`);
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      throw new Error(`process exited (${child.signalCode ?? child.exitCode}) while waiting for ${url}`);
+    }
     try {
       const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
       const body = await res.body.text();

@@ -1,13 +1,20 @@
 /**
- * The replica's view of the cluster's truth in etcd: members, logs, epochs
- * and leaders, loaded once and kept current by a watch, plus the
- * transactions that change it. Every change of an epoch or a leader key is a
- * transaction compared on the current epoch, so a stale writer fails in etcd
- * as well as at the replicas.
+ * The replica's view of the cluster's truth in etcd: members, logs, epochs,
+ * leaders and segments, loaded once and kept current by a watch, plus the
+ * transactions that change it. Every change of a log's epoch, leader key or
+ * segments is a transaction compared on the log's current epoch (and, for a
+ * leader's own writes, on its leader key), so a stale writer fails in etcd as
+ * well as at the replicas.
+ *
+ * Leases: the etcd3 client can miss a lost lease (its keep-alive stream may
+ * stay open with the network cut), so the directory keeps its own deadline
+ * from the last answered keep-alive and declares the lease lost when it
+ * passes, then registers again under a new lease. Safety never depends on
+ * this: epochs checked by the replicas and by etcd do that.
  */
 import { EventEmitter } from 'node:events';
 import { Etcd3, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
-import { keys, type LeaderInfo, type LogMeta, type LogRecord, type MemberInfo } from './keys.js';
+import { keys, type LeaderInfo, type LogMeta, type LogRecord, type MemberInfo, type SegmentMeta } from './keys.js';
 
 export interface DirectoryOptions {
   endpoints: string[];
@@ -17,10 +24,14 @@ export interface DirectoryOptions {
 }
 
 export interface DirectoryEvents {
-  /** A log's epoch or leader changed (or the log appeared). */
+  /** A log's metadata, epoch, leader or segments changed. */
   log: [name: string];
-  /** The membership lease is gone: every leader key of this replica is gone with it. */
-  leaseLost: [err: Error];
+  /** A replica joined or left. */
+  members: [];
+  /** The membership lease is (or may be) gone: every leader key of this replica is gone with it. */
+  leaseLost: [reason: string];
+  /** This replica became, or stopped being, the coordinator. */
+  coordinator: [isCoordinator: boolean];
 }
 
 export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
@@ -29,30 +40,44 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly logs = new Map<string, LogMeta>();
   private readonly epochs = new Map<string, number>();
   private readonly leaders = new Map<string, LeaderInfo>();
+  private readonly segments = new Map<string, Map<number, SegmentMeta>>();
+  private coordinatorId: string | undefined;
+  private lease: Lease;
+  private leaseId: Promise<string> | undefined;
+  private lastKeepAliveAt = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
   private watcher: Watcher | undefined;
+  private reRegistering = false;
   private closed = false;
 
   private constructor(
     private readonly client: Etcd3,
     private readonly ns: Namespace,
-    private readonly lease: Lease,
-    readonly self: MemberInfo,
+    private readonly options: DirectoryOptions,
   ) {
     super();
+    this.lease = this.newLease();
+  }
+
+  get self(): MemberInfo {
+    return this.options.self;
+  }
+
+  get isCoordinator(): boolean {
+    return this.coordinatorId === this.self.id;
   }
 
   /** Registers this replica under a lease and loads the cluster's state; resolves when both are done. */
   static async connect(options: DirectoryOptions): Promise<ClusterDirectory> {
     const client = new Etcd3({ hosts: options.endpoints, dialTimeout: 3000 });
     const ns = client.namespace(keys.prefix(options.cluster));
-    const lease = ns.lease(options.leaseTtlSeconds, { autoKeepAlive: true });
-    const dir = new ClusterDirectory(client, ns, lease, options.self);
+    const dir = new ClusterDirectory(client, ns, options);
     try {
-      await lease.grant();
-      lease.on('lost', (err) => dir.emit('leaseLost', err));
       await ns.put(keys.node(options.self.id)).value(options.self.id);
-      await lease.put(keys.member(options.self.id)).value(JSON.stringify(options.self));
+      await dir.register();
       await dir.loadAndWatch();
+      await dir.campaign();
+      dir.watchdog = setInterval(() => dir.checkLease(), 250);
       return dir;
     } catch (err) {
       await dir.close();
@@ -75,20 +100,18 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   log(name: string): LogRecord | undefined {
     const meta = this.logs.get(name);
     if (!meta) return undefined;
-    return { meta, epoch: this.epochs.get(name) ?? 0, leader: this.leaders.get(name) };
+    const segments = [...(this.segments.get(name)?.values() ?? [])].sort((a, b) => a.epoch - b.epoch);
+    return { meta, epoch: this.epochs.get(name) ?? 0, leader: this.leaders.get(name), segments };
   }
 
   /** The log as etcd has it now, bypassing the watch (which may lag a freshly created log by a few ms). */
   async fetchLog(name: string): Promise<LogRecord | undefined> {
     const res = await this.ns
       .if(keys.log(name), 'Create', '>', 0)
-      .then(this.ns.get(keys.log(name)), this.ns.get(keys.epoch(name)), this.ns.get(keys.leader(name)))
+      .then(this.ns.get(keys.log(name)), this.ns.get(keys.epoch(name)), this.ns.get(keys.leader(name)), this.ns.getAll().prefix(keys.segments(name)))
       .commit();
     if (!res.succeeded) return undefined;
-    const [metaKv, epochKv, leaderKv] = res.responses.map((r) => r.response_range?.kvs?.[0]);
-    if (metaKv) this.apply('put', metaKv);
-    if (epochKv) this.apply('put', epochKv);
-    if (leaderKv) this.apply('put', leaderKv);
+    for (const r of res.responses) for (const kv of r.response_range?.kvs ?? []) this.apply('put', kv);
     return this.log(name);
   }
 
@@ -98,9 +121,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
    */
   async createLog(name: string, replicas: number): Promise<{ created: boolean }> {
     const nodeIds = [...this.nodes].sort();
-    if (nodeIds.length < replicas) {
-      throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
-    }
+    if (nodeIds.length < replicas) throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
     const meta: LogMeta = { name, replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
     const res = await this.ns
       .if(keys.log(name), 'Create', '==', 0)
@@ -117,25 +138,133 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
    */
   async claimLeadership(name: string, expectedEpoch: number): Promise<number | undefined> {
     const epoch = expectedEpoch + 1;
-    const leader: LeaderInfo = { id: this.self.id, epoch, incarnation: this.self.incarnation };
+    const leader = this.leaderValue(epoch);
     const res = await this.ns
       .if(keys.epoch(name), 'Value', '==', String(expectedEpoch))
       .and(keys.leader(name), 'Create', '==', 0)
-      .then(this.ns.put(keys.epoch(name)).value(String(epoch)), this.ns.put(keys.leader(name)).value(JSON.stringify(leader)).lease(await this.lease.grant()))
+      .then(this.ns.put(keys.epoch(name)).value(String(epoch)), this.ns.put(keys.leader(name)).value(leader).lease(await this.currentLeaseId()))
       .commit();
     if (!res.succeeded) return undefined;
     this.epochs.set(name, epoch);
-    this.leaders.set(name, leader);
+    this.leaders.set(name, JSON.parse(leader) as LeaderInfo);
     return epoch;
+  }
+
+  /**
+   * The end of a recovery: seals the segments it recovered (with the last id
+   * kept) and opens this epoch's segment, only if this replica still leads
+   * the log at `epoch`.
+   */
+  async openSegment(name: string, epoch: number, seals: readonly SegmentMeta[], open: SegmentMeta): Promise<boolean> {
+    const puts = [...seals, open].map((seg) => this.ns.put(keys.segment(name, seg.epoch)).value(JSON.stringify(seg)));
+    const res = await this.ifStillLeader(name, epoch).then(...puts).commit();
+    if (res.succeeded) for (const seg of [...seals, open]) this.setSegment(name, seg);
+    return res.succeeded;
+  }
+
+  /** Rewrites the open segment's replica incarnations (a restarted follower that caught up counts again). */
+  async updateSegment(name: string, epoch: number, segment: SegmentMeta): Promise<boolean> {
+    const res = await this.ifStillLeader(name, epoch).then(this.ns.put(keys.segment(name, segment.epoch)).value(JSON.stringify(segment))).commit();
+    if (res.succeeded) this.setSegment(name, segment);
+    return res.succeeded;
+  }
+
+  /** Gives up the leader key of `epoch` (handoff); the epoch stays, so the next leader raises it. */
+  async releaseLeadership(name: string, epoch: number): Promise<boolean> {
+    const res = await this.ifStillLeader(name, epoch).then(this.ns.delete().key(keys.leader(name))).commit();
+    if (res.succeeded) this.leaders.delete(name);
+    return res.succeeded;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.watchdog);
     await this.watcher?.cancel().catch(() => undefined);
     // Revoking tells the others at once that this replica and its leader keys are gone.
     await this.lease.revoke().catch(() => undefined);
     this.client.close();
+  }
+
+  private ifStillLeader(name: string, epoch: number) {
+    return this.ns.if(keys.epoch(name), 'Value', '==', String(epoch)).and(keys.leader(name), 'Value', '==', this.leaderValue(epoch));
+  }
+
+  private leaderValue(epoch: number): string {
+    return JSON.stringify({ id: this.self.id, epoch, incarnation: this.self.incarnation } satisfies LeaderInfo);
+  }
+
+  private newLease(): Lease {
+    const lease = this.ns.lease(this.options.leaseTtlSeconds, { autoKeepAlive: true });
+    lease.on('keepaliveSucceeded', () => {
+      if (lease === this.lease) this.lastKeepAliveAt = Date.now();
+    });
+    lease.on('lost', (err) => {
+      if (lease === this.lease) this.leaseLost(`etcd says the lease is lost: ${err.message}`);
+    });
+    return lease;
+  }
+
+  private currentLeaseId(): Promise<string> {
+    this.leaseId ??= this.lease.grant();
+    return this.leaseId;
+  }
+
+  private async register(): Promise<void> {
+    await this.currentLeaseId();
+    this.lastKeepAliveAt = Date.now();
+    await this.lease.put(keys.member(this.self.id)).value(JSON.stringify(this.self));
+  }
+
+  private checkLease(): void {
+    if (Date.now() - this.lastKeepAliveAt > this.options.leaseTtlSeconds * 1000) {
+      this.leaseLost(`no keep-alive answered for ${this.options.leaseTtlSeconds} s`);
+    }
+  }
+
+  /** Steps everything down, then registers again under a new lease until it works. */
+  private leaseLost(reason: string): void {
+    if (this.reRegistering || this.closed) return;
+    this.reRegistering = true;
+    this.emit('leaseLost', reason);
+    if (this.isCoordinator) {
+      this.coordinatorId = undefined;
+      this.emit('coordinator', false);
+    }
+    this.lease.release();
+    void (async () => {
+      for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 2000)) {
+        try {
+          this.lease = this.newLease();
+          this.leaseId = undefined;
+          await this.register();
+          await this.campaign();
+          break;
+        } catch {
+          this.lease.release();
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+      this.reRegistering = false;
+    })();
+  }
+
+  /** Tries to become the coordinator (a leased key); called again whenever the key disappears. */
+  private async campaign(): Promise<void> {
+    if (this.closed) return;
+    await this.ns
+      .if(keys.coordinator(), 'Create', '==', 0)
+      .then(this.ns.put(keys.coordinator()).value(this.self.id).lease(await this.currentLeaseId()))
+      .commit();
+    const current = await this.ns.get(keys.coordinator()).string();
+    this.setCoordinator(current ?? undefined);
+  }
+
+  private setCoordinator(id: string | undefined): void {
+    const was = this.isCoordinator;
+    this.coordinatorId = id;
+    if (was !== this.isCoordinator) this.emit('coordinator', this.isCoordinator);
+    if (id === undefined && !this.reRegistering) void this.campaign().catch(() => undefined);
   }
 
   private async loadAndWatch(): Promise<void> {
@@ -150,19 +279,29 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     this.watcher.on('delete', (kv) => this.apply('delete', kv));
   }
 
+  private setSegment(name: string, seg: SegmentMeta): void {
+    let segs = this.segments.get(name);
+    if (!segs) this.segments.set(name, (segs = new Map()));
+    segs.set(seg.epoch, seg);
+  }
+
   private apply(op: 'put' | 'delete', kv: IKeyValue): void {
     const key = kv.key.toString();
     const slash = key.indexOf('/');
-    const kind = key.slice(0, slash);
+    const kind = slash < 0 ? key : key.slice(0, slash);
     const id = key.slice(slash + 1);
     const value = kv.value.toString();
     switch (kind) {
+      case 'coordinator':
+        this.setCoordinator(op === 'put' ? value : undefined);
+        return;
       case 'nodes':
         if (op === 'put') this.nodes.add(id);
         return;
       case 'members':
         if (op === 'put') this.members.set(id, JSON.parse(value) as MemberInfo);
         else this.members.delete(id);
+        this.emit('members');
         return;
       case 'logs':
         if (op === 'put') this.logs.set(id, JSON.parse(value) as LogMeta);
@@ -175,6 +314,12 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         if (op === 'put') this.leaders.set(id, JSON.parse(value) as LeaderInfo);
         else this.leaders.delete(id);
         break;
+      case 'segments': {
+        const log = id.slice(0, id.lastIndexOf('/'));
+        if (op === 'put') this.setSegment(log, JSON.parse(value) as SegmentMeta);
+        this.emit('log', log);
+        return;
+      }
       default:
         return;
     }

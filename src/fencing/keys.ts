@@ -5,6 +5,8 @@
  *   logs/<name>    permanent: log metadata {name, replicas, createdAt}
  *   epochs/<name>  permanent: the log's epoch, a decimal integer that only grows (0 = never led)
  *   leaders/<name> leased by the leader: {id, epoch, incarnation}
+ *   segments/<name>/<epoch, 10 digits>  permanent: one segment per epoch that led the log
+ *   coordinator    leased: the replica that assigns leaderless logs {id}
  */
 export const keys = {
   prefix: (cluster: string) => `/tern/${cluster}/`,
@@ -13,7 +15,28 @@ export const keys = {
   log: (name: string) => `logs/${name}`,
   epoch: (name: string) => `epochs/${name}`,
   leader: (name: string) => `leaders/${name}`,
+  segments: (name: string) => `segments/${name}/`,
+  segment: (name: string, epoch: number) => `segments/${name}/${String(epoch).padStart(10, '0')}`,
+  coordinator: () => 'coordinator',
 };
+
+/**
+ * A run of ids written by the leader of one epoch. Open (lastId null) while
+ * that leader may still append; sealed by the next leader's recovery with the
+ * last id it kept. Ids after a sealed lastId written in that epoch are
+ * discarded everywhere.
+ */
+export interface SegmentMeta {
+  epoch: number;
+  firstId: number;
+  lastId: number | null;
+  /**
+   * Incarnation of each replica the segment was written to. A replica whose
+   * incarnation changed since (it restarted and forgot its memory) does not
+   * count toward this segment's recovery quorum.
+   */
+  replicas: Record<string, string>;
+}
 
 export interface MemberInfo {
   id: string;
@@ -40,4 +63,6 @@ export interface LogRecord {
   meta: LogMeta;
   epoch: number;
   leader: LeaderInfo | undefined;
+  /** Ascending by epoch. */
+  segments: SegmentMeta[];
 }

@@ -11,6 +11,7 @@ import { FRAMES_CONTENT_TYPE, FrameError, decodeFrames, encodeFrames } from '../
 import type { Replica } from '../replica/replica.js';
 import { installErrorHandling } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
+import { serverOptions } from './server-options.js';
 
 const LOG_NAME = '^[A-Za-z0-9._-]{1,128}$';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -42,8 +43,7 @@ const statusSchema = {
 
 export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger): Promise<FastifyInstance> {
   const config = replica.config;
-  // maxParamLength: log names are up to 128 chars (fastify answers 414 past its default of 100).
-  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, bodyLimit: config.maxRequestBytes, maxParamLength: 256 });
+  const app = Fastify(serverOptions(logger, config.maxRequestBytes));
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + 5_000);
   app.addHook('onClose', () => forwarder.close());
   installErrorHandling(app);

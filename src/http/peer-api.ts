@@ -8,12 +8,13 @@ import { WireError, decodeAppendRequest, encodeAppendReply } from '../quorum/wir
 import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from '../replica/peer-transport.js';
 import type { Replica } from '../replica/replica.js';
 import { installErrorHandling } from './error-handler.js';
+import { serverOptions } from './server-options.js';
 
 export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): FastifyInstance {
   const config = replica.config;
   // A message carries at most maxBatchBytes of entries, but always at least one entry.
   const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + 1024 * 1024;
-  const app = Fastify({ loggerInstance: logger, disableRequestLogging: true, bodyLimit });
+  const app = Fastify(serverOptions(logger, bodyLimit));
   installErrorHandling(app);
   app.addContentTypeParser(PEER_CONTENT_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 

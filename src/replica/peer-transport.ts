@@ -4,6 +4,7 @@
  * arrive in the order the leader sent them and no round waits for the one
  * before it to be answered.
  */
+import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { decodeAppendReply, encodeAppendRequest } from '../quorum/wire.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
@@ -29,8 +30,7 @@ export class PeerTransport {
       path: PEER_APPEND_PATH,
       method: 'POST',
       headers: { 'content-type': PEER_CONTENT_TYPE, 'content-length': String(length) },
-      // One buffer: a write per entry would cost a syscall each.
-      body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length),
+      body: coalesce(chunks, length),
     });
     const body = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode !== 200) throw new Error(`peer ${peerUrl} answered ${res.statusCode}: ${body.toString('utf8', 0, 200)}`);
@@ -71,3 +71,15 @@ export class PeerTransport {
     return pool;
   }
 }
+
+/**
+ * Small entries are copied into one buffer (a socket write per entry would
+ * cost a syscall each); large ones are written by reference (copying 64 KiB
+ * entries once per follower costs more than the writes).
+ */
+function coalesce(chunks: Buffer[], length: number): Buffer | Readable {
+  if (chunks.length === 1) return chunks[0]!;
+  return length / chunks.length < COALESCE_BELOW_BYTES ? Buffer.concat(chunks, length) : Readable.from(chunks, { objectMode: false });
+}
+
+const COALESCE_BELOW_BYTES = 16 * 1024;

@@ -1,0 +1,710 @@
+/**
+ * The append benchmark (issue "Performance"): starts a local cluster (etcd and
+ * three replica processes on loopback, through LocalCluster like `tern
+ * cluster` and the tests), creates one log per scenario and drives it with a
+ * closed loop of concurrent producers for a fixed time: each producer sends
+ * one raw append (`POST /v1/logs/{log}/entries`, application/octet-stream),
+ * waits for the answer, and sends the next. Latency is the ack latency the
+ * client sees (request sent -> 200 received), recorded in microseconds in an
+ * HDR histogram. Only 200 answers count as throughput; anything else is an
+ * error, counted by status and error code.
+ *
+ *   npm run bench -- [--duration S] [--warmup S] [--producers N]
+ *                    [--sizes 1024,65536] [--target leader|spread] [--json]
+ *
+ * On the driver not being the bottleneck: the driver runs on the same (small)
+ * machine as the three replicas and etcd, so every CPU cycle it takes is
+ * taken from them. It is kept cheap: the entry bytes are generated once and
+ * the same Buffer is sent every time (undici writes it to the socket without
+ * copying), successful answers are drained without parsing, one undici Pool
+ * per replica keeps a persistent connection per producer (no connection set-up
+ * in the loop, no pipelining so each request is independent), and latency
+ * recording is one histogram increment. It is a single event loop: with more
+ * cores one could shard producers over worker threads, but on a 2-core machine
+ * that only takes more CPU from the replicas. To show whether the driver is
+ * saturated, each scenario reports the driver's CPU use and event-loop
+ * utilisation over the measured window next to each replica's and etcd's CPU
+ * (from /proc, Linux only): an ELU near 100% means the driver, not the server,
+ * limits the figures. Measured on the 2-core dev VM (2 x AMD EPYC): at ~4-5k
+ * appends/s of 1 KiB the driver used ~40% of one core with its event loop
+ * ~50% busy, and ~10% at 64 KiB, while the leader replica sat at ~80% of a
+ * core and the machine as a whole near saturation: the driver has headroom,
+ * but its share of the CPU still comes out of the replicas' share.
+ *
+ * The replicas run with --max-buffer-bytes 3 GiB: nothing flushes entries to
+ * object storage yet (the flusher does not exist), so every acked entry stays
+ * in memory on all three replicas for the whole run, and the default 1 GiB
+ * would fill (503 BUFFER_FULL) during the 64 KiB scenario.
+ *
+ * Exit codes: 0 done, 1 the cluster or the run failed, 2 bad flags,
+ * 130 interrupted (Ctrl-C / SIGTERM). The temp data dir is removed in every
+ * case (the tail of the replica logs is printed first when something failed).
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
+import { Pool, request, type Dispatcher } from 'undici';
+import { LocalCluster } from '../src/cli/local-cluster.js';
+import { freePort } from '../src/cli/processes.js';
+
+const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
+  --duration S         measured seconds per scenario (default 10)
+  --warmup S           warm-up seconds per scenario, not counted (default 2)
+  --producers N        concurrent closed-loop producers (default 64)
+  --sizes A,B,...      entry sizes in bytes, one scenario each (default 1024,65536; max 1048576)
+  --target T           leader: send every append to the log's leader (default)
+                       spread: round-robin over the three replicas (2 of 3 appends are forwarded)
+  --json               print the results as JSON on stdout (progress stays on stderr)
+  -h, --help           this text`;
+
+/** Replica flags: quiet logs, and a buffer big enough that the run never fills it (nothing flushes yet). */
+const REPLICA_ARGS = ['--log-level', 'warn', '--max-buffer-bytes', String(3 * 1024 ** 3)];
+/** The replicas' default --max-entry-bytes: larger entries would only measure 413s. */
+const MAX_ENTRY_BYTES = 1024 * 1024;
+/** After an error answer a producer pauses this long, so a failing server is not hammered by a tight loop of 503s. */
+const ERROR_PAUSE_MS = 20;
+/** Client-side timeout of one append (the server's own ack timeout is 2 s, its forwarding timeout 7 s). */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+type Target = 'leader' | 'spread';
+
+interface Options {
+  durationS: number;
+  warmupS: number;
+  producers: number;
+  sizes: number[];
+  target: Target;
+  json: boolean;
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: readonly string[]): Options | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        producers: { type: 'string' },
+        sizes: { type: 'string' },
+        target: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return 'help';
+  const seconds = (flag: string, raw: string | undefined, def: number, min: number, max: number): number => {
+    if (raw === undefined) return def;
+    const n = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= min && n <= max)) throw new UsageError(`--${flag} must be a number of seconds in [${min}, ${max}], got "${raw}"`);
+    return n;
+  };
+  const integer = (flag: string, raw: string, min: number, max: number): number => {
+    const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= min && n <= max)) throw new UsageError(`--${flag} needs integers in [${min}, ${max}], got "${raw}"`);
+    return n;
+  };
+  const durationS = seconds('duration', values.duration, 10, 0.1, 3600);
+  const warmupS = seconds('warmup', values.warmup, 2, 0, 600);
+  const producers = values.producers === undefined ? 64 : integer('producers', values.producers, 1, 4096);
+  const sizes = (values.sizes ?? '1024,65536').split(',').map((s) => integer('sizes', s.trim(), 1, MAX_ENTRY_BYTES));
+  const target = values.target ?? 'leader';
+  if (target !== 'leader' && target !== 'spread') throw new UsageError(`--target must be leader or spread, got "${target}"`);
+  return { durationS, warmupS, producers, sizes, target, json: values.json ?? false };
+}
+
+// ---------------------------------------------------------------------------
+// Results
+
+interface CpuFigures {
+  /** Percent of one core over the measured window. */
+  driverCpuPct: number;
+  /** Event-loop utilisation of the driver, percent: near 100 means the driver is the bottleneck. */
+  driverElPct: number;
+  /** Percent of one core per replica id and for etcd; absent where /proc is not readable. */
+  processCpuPct: Record<string, number>;
+}
+
+interface ScenarioResult {
+  log: string;
+  leader: string;
+  entryBytes: number;
+  producers: number;
+  target: Target;
+  measuredSeconds: number;
+  acked: number;
+  appendsPerSec: number;
+  bytesPerSec: number;
+  /** 10^6 bytes of entry payload per second. */
+  mbPerSec: number;
+  latencyMs: { p50: number; p99: number; p999: number; max: number; mean: number };
+  /** Appends acked in each second of the measured window: shows stalls and drift that an average hides. */
+  perSecond: number[];
+  errors: number;
+  /** Error answers in the measured window, by "status CODE" (status 0: no HTTP answer). */
+  errorsByCode: Record<string, number>;
+  warmupErrors: number;
+  /** Appends acked over the whole scenario (warm-up and measured and drain) vs the leader's committedId + 1 after it. */
+  check: { ackedTotal: number; committedEntries: number; ok: boolean };
+  cpu: CpuFigures;
+  /** Resident memory of each replica after the scenario, MiB (entries stay in memory: nothing flushes yet). */
+  rssMiB: Record<string, number>;
+}
+
+interface Machine {
+  cpus: number;
+  cpuModel: string;
+  node: string;
+  platform: string;
+  totalMemGiB: number;
+}
+
+function machine(): Machine {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()} ${os.release()}`,
+    totalMemGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// /proc sampling (Linux): CPU time and RSS of the cluster's processes
+
+/** Clock ticks per second of /proc/<pid>/stat times; 100 on every common Linux build. */
+const CLK_TCK = 100;
+
+function procCpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined || pid <= 0) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After "pid (comm) ": state is field 0, utime field 11, stime field 12.
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+function procRssMiB(pid: number | undefined): number | undefined {
+  if (pid === undefined || pid <= 0) return undefined;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface CpuSnapshot {
+  at: number;
+  driver: NodeJS.CpuUsage;
+  elu: ReturnType<typeof performance.eventLoopUtilization>;
+  procs: Record<string, number | undefined>;
+}
+
+function clusterPids(cluster: LocalCluster): Record<string, number | undefined> {
+  const out: Record<string, number | undefined> = {};
+  for (const r of cluster.replicas) out[r.id] = r.process.pid;
+  out.etcd = cluster.describe().etcd.pid ?? undefined;
+  return out;
+}
+
+function cpuSnapshot(pids: Record<string, number | undefined>): CpuSnapshot {
+  const procs: Record<string, number | undefined> = {};
+  for (const [name, pid] of Object.entries(pids)) procs[name] = procCpuSeconds(pid);
+  return { at: performance.now(), driver: process.cpuUsage(), elu: performance.eventLoopUtilization(), procs };
+}
+
+function cpuFigures(a: CpuSnapshot, b: CpuSnapshot): CpuFigures {
+  const wallS = (b.at - a.at) / 1000;
+  const d = { user: b.driver.user - a.driver.user, system: b.driver.system - a.driver.system };
+  const driverS = (d.user + d.system) / 1e6;
+  const elu = performance.eventLoopUtilization(b.elu, a.elu);
+  const processCpuPct: Record<string, number> = {};
+  for (const name of Object.keys(b.procs)) {
+    const x = a.procs[name];
+    const y = b.procs[name];
+    if (x !== undefined && y !== undefined) processCpuPct[name] = round1(((y - x) / wallS) * 100);
+  }
+  return { driverCpuPct: round1((driverS / wallS) * 100), driverElPct: round1(elu.utilization * 100), processCpuPct };
+}
+
+// ---------------------------------------------------------------------------
+// HTTP helpers (setup only; the hot loop uses the pools directly)
+
+async function httpJson(url: string, method: 'GET' | 'PUT'): Promise<{ status: number; body: any }> {
+  const res = await request(url, { method, headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const text = await res.body.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON: keep the text */
+  }
+  return { status: res.statusCode, body };
+}
+
+/** Creates the log and returns its leader's id, waiting (up to 15 s) until it has one. */
+async function createLog(cluster: LocalCluster, log: string, signal: AbortSignal): Promise<string> {
+  const via = cluster.replicas[0]!.clientUrl;
+  const put = await httpJson(`${via}/v1/logs/${log}`, 'PUT');
+  if (put.status !== 201 && put.status !== 200) throw new Error(`PUT /v1/logs/${log}: ${put.status} ${JSON.stringify(put.body)}`);
+  let leader: string | null = put.body?.leader ?? null;
+  const deadline = Date.now() + 15_000;
+  while (!leader) {
+    if (signal.aborted) throw new Error('interrupted');
+    if (Date.now() > deadline) throw new Error(`log ${log} has no leader 15 s after its creation`);
+    await sleep(100);
+    const get = await httpJson(`${via}/v1/logs/${log}`, 'GET');
+    leader = get.status === 200 ? (get.body?.leader ?? null) : null;
+  }
+  return leader;
+}
+
+async function committedEntries(url: string, log: string): Promise<number> {
+  const get = await httpJson(`${url}/v1/logs/${log}`, 'GET');
+  if (get.status !== 200) throw new Error(`GET /v1/logs/${log}: ${get.status} ${JSON.stringify(get.body)}`);
+  return Number(get.body.committedId) + 1;
+}
+
+// ---------------------------------------------------------------------------
+// One scenario: a closed loop of producers against one log
+
+interface ScenarioSpec {
+  size: number;
+  producers: number;
+  target: Target;
+  warmupS: number;
+  durationS: number;
+}
+
+async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: AbortSignal, progress: (line: string) => void): Promise<ScenarioResult> {
+  const log = `bench-${spec.size}b-${spec.producers}p-${spec.target}`;
+  const leader = await createLog(cluster, log, signal);
+  const leaderUrl = cluster.replica(leader).clientUrl;
+  progress(`scenario: ${sizeLabel(spec.size)} entries, ${spec.producers} producers, target ${spec.target} (log ${log}, leader ${leader})`);
+
+  const urls = spec.target === 'leader' ? [leaderUrl] : cluster.replicas.map((r) => r.clientUrl);
+  // One connection per producer on every pool: a producer never waits for a socket.
+  const pools = urls.map(
+    (url) =>
+      new Pool(url, {
+        connections: spec.producers,
+        pipelining: 1,
+        keepAliveTimeout: 60_000,
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        bodyTimeout: REQUEST_TIMEOUT_MS,
+      }),
+  );
+  const payload = randomBytes(spec.size);
+  const path = `/v1/logs/${log}/entries`;
+
+  const histogram: Histogram = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
+  const errorsByCode: Record<string, number> = {};
+  let acked = 0;
+  let ackedTotal = 0;
+  let errors = 0;
+  let warmupErrors = 0;
+  let next = 0;
+  /** Acks per second of the measured window (the last slot is partial when the duration is fractional). */
+  const perSecond: number[] = new Array<number>(Math.ceil(spec.durationS)).fill(0);
+
+  const pids = clusterPids(cluster);
+  const t0 = performance.now();
+  const measureStart = t0 + spec.warmupS * 1000;
+  const measureEnd = measureStart + spec.durationS * 1000;
+  let before: CpuSnapshot | undefined;
+  let after: CpuSnapshot | undefined;
+  const startTimer = setTimeout(() => {
+    before = cpuSnapshot(pids);
+    if (spec.warmupS > 0) progress(`  measuring ${spec.durationS} s`);
+  }, Math.max(0, measureStart - performance.now()));
+  const endTimer = setTimeout(() => (after = cpuSnapshot(pids)), Math.max(0, measureEnd - performance.now()));
+  if (spec.warmupS > 0) progress(`  warm-up ${spec.warmupS} s`);
+
+  // On Ctrl-C, break the appends in flight (their outcome is not counted).
+  const onAbort = () => void Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
+  signal.addEventListener('abort', onAbort, { once: true });
+
+  const producer = async (): Promise<void> => {
+    while (!signal.aborted && performance.now() < measureEnd) {
+      const pool = pools.length === 1 ? pools[0]! : pools[next++ % pools.length]!;
+      const sent = performance.now();
+      const key = await append(pool, path, payload);
+      const done = performance.now();
+      if (signal.aborted) return;
+      if (key === undefined) {
+        ackedTotal++;
+        if (done >= measureStart && done < measureEnd) {
+          acked++;
+          const second = Math.floor((done - measureStart) / 1000);
+          perSecond[second] = (perSecond[second] ?? 0) + 1;
+          histogram.recordValue(Math.max(1, Math.round((done - sent) * 1000)));
+        }
+      } else {
+        if (done >= measureStart && done < measureEnd) {
+          errors++;
+          errorsByCode[key] = (errorsByCode[key] ?? 0) + 1;
+        } else if (done < measureStart) {
+          warmupErrors++;
+        }
+        await sleep(ERROR_PAUSE_MS);
+      }
+    }
+  };
+
+  try {
+    await Promise.all(Array.from({ length: spec.producers }, () => producer()));
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    clearTimeout(startTimer);
+    clearTimeout(endTimer);
+    await Promise.all(pools.map((p) => p.close().catch(() => undefined)));
+  }
+  if (signal.aborted) throw new Error('interrupted');
+  // Both timers normally fired; should the last answers have come in the same event-loop turn that
+  // crossed measureEnd, the end timer was cleared first and this late snapshot stands in for it.
+  after ??= cpuSnapshot(pids);
+  before ??= after;
+
+  const committed = await committedEntries(leaderUrl, log);
+  const rssMiB: Record<string, number> = {};
+  for (const r of cluster.replicas) {
+    const rss = procRssMiB(r.process.pid);
+    if (rss !== undefined) rssMiB[r.id] = rss;
+  }
+  const measuredSeconds = spec.durationS;
+  const appendsPerSec = acked / measuredSeconds;
+  return {
+    log,
+    leader,
+    entryBytes: spec.size,
+    producers: spec.producers,
+    target: spec.target,
+    measuredSeconds,
+    acked,
+    appendsPerSec: round1(appendsPerSec),
+    bytesPerSec: Math.round(appendsPerSec * spec.size),
+    mbPerSec: round2((appendsPerSec * spec.size) / 1e6),
+    latencyMs: {
+      p50: ms(histogram.getValueAtPercentile(50)),
+      p99: ms(histogram.getValueAtPercentile(99)),
+      p999: ms(histogram.getValueAtPercentile(99.9)),
+      max: ms(histogram.maxValue),
+      mean: ms(histogram.mean),
+    },
+    perSecond,
+    errors,
+    errorsByCode,
+    warmupErrors,
+    // Every acked append is committed; appends that failed with maybeApplied may also be (so >=, and = when no errors).
+    check: { ackedTotal, committedEntries: committed, ok: committed >= ackedTotal },
+    cpu: before === after ? { driverCpuPct: NaN, driverElPct: NaN, processCpuPct: {} } : cpuFigures(before, after),
+    rssMiB,
+  };
+}
+
+/**
+ * One raw append through undici's low-level dispatch API: no response stream
+ * or extra promise chain per request (in A/B runs on the 2-core machine it
+ * used somewhat less driver CPU per append than pool.request(), though runs
+ * are noisy), and the body of a 200 is discarded unread. Resolves to
+ * undefined on 200, else to the error key "status CODE" (status 0: no HTTP
+ * answer, with undici's error code). Never rejects.
+ */
+function append(pool: Pool, path: string, payload: Buffer): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let status = 0;
+    let chunks: Buffer[] | undefined;
+    const handler: Dispatcher.DispatchHandler = {
+        // Its presence selects undici's (non-deprecated) controller API for this handler.
+        onRequestStart() {},
+        onResponseStart(_controller, statusCode) {
+          status = statusCode;
+          if (status !== 200) chunks = [];
+        },
+        onResponseData(_controller, chunk) {
+          chunks?.push(chunk);
+        },
+        onResponseEnd() {
+          if (status === 200) return resolve(undefined);
+          let code = 'unknown';
+          try {
+            code = JSON.parse(Buffer.concat(chunks ?? []).toString('utf8'))?.error?.code ?? code;
+          } catch {
+            /* not a JSON error body */
+          }
+          resolve(`${status} ${code}`);
+        },
+        onResponseError(_controller, err) {
+          resolve(`0 ${(err as { code?: string }).code ?? err.name}`);
+        },
+    };
+    try {
+      pool.dispatch({ path, method: 'POST', headers: APPEND_HEADERS, body: payload }, handler);
+    } catch (err) {
+      resolve(`0 ${(err as { code?: string }).code ?? (err as Error).name}`);
+    }
+  });
+}
+const APPEND_HEADERS = { 'content-type': 'application/octet-stream' };
+
+// ---------------------------------------------------------------------------
+// Output
+
+function ms(us: number): number {
+  return Math.round(us) / 1000;
+}
+function round1(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function sizeLabel(bytes: number): string {
+  if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} B`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+const HEADER = ['size', 'producers', 'target', 'appends/s', 'MB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors'];
+
+function row(r: ScenarioResult): string[] {
+  return [
+    sizeLabel(r.entryBytes),
+    String(r.producers),
+    r.target,
+    r.appendsPerSec.toFixed(0),
+    r.mbPerSec.toFixed(2),
+    r.latencyMs.p50.toFixed(2),
+    r.latencyMs.p99.toFixed(2),
+    r.latencyMs.p999.toFixed(2),
+    r.latencyMs.max.toFixed(2),
+    String(r.errors),
+  ];
+}
+
+function describeScenario(r: ScenarioResult): string {
+  const lines = [table(HEADER, [row(r)])];
+  const codes = Object.entries(r.errorsByCode).sort((a, b) => b[1] - a[1]);
+  lines.push(`errors: ${codes.length === 0 ? 'none' : codes.map(([k, n]) => `${k} x${n}`).join(', ')}` + (r.warmupErrors ? ` (and ${r.warmupErrors} during warm-up)` : ''));
+  if (r.perSecond.length > 1) lines.push(`appends per second of the window: ${r.perSecond.join(' ')}`);
+  const procs = Object.entries(r.cpu.processCpuPct).map(([k, v]) => `${k}${k === r.leader ? ' (leader)' : ''} ${v.toFixed(0)}%`);
+  lines.push(
+    `cpu (% of one core, measured window): driver ${r.cpu.driverCpuPct.toFixed(0)}% (event loop busy ${r.cpu.driverElPct.toFixed(0)}%)` + (procs.length ? `, ${procs.join(', ')}` : ''),
+  );
+  const rss = Object.entries(r.rssMiB).map(([k, v]) => `${k} ${v} MiB`);
+  if (rss.length) lines.push(`replica RSS after the scenario: ${rss.join(', ')}`);
+  lines.push(
+    `check: ${r.check.ackedTotal} appends acked in the scenario, leader's committedId + 1 = ${r.check.committedEntries}` +
+      (r.check.ok ? (r.check.ackedTotal === r.check.committedEntries ? ' (equal)' : ' (more committed than acked: failed appends that were applied)') : ' -- FEWER COMMITTED THAN ACKED'),
+  );
+  return lines.join('\n');
+}
+
+/** The last lines of each replica's log, and how many warn/error lines each wrote. */
+function replicaLogReport(cluster: LocalCluster, tailLines: number): string {
+  const out: string[] = [];
+  for (const r of cluster.replicas) {
+    const file = join(cluster.dataDir, `${r.id}.log`);
+    if (!existsSync(file)) continue;
+    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
+    if (lines.length === 0) continue;
+    out.push(`--- ${r.id}.log: ${lines.length} lines (log level warn); last ${Math.min(tailLines, lines.length)}:`);
+    for (const l of lines.slice(-tailLines)) out.push(l.length > 400 ? l.slice(0, 400) + '...' : l);
+  }
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+function aborted(signal: AbortSignal): Promise<'aborted'> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve('aborted');
+    signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+  });
+}
+
+/** Pids of this process's direct children (Linux /proc; none elsewhere). */
+function ownChildren(): number[] {
+  const out: number[] = [];
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      // After "pid (comm) ": state, then ppid.
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) out.push(Number(e));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+/** Interrupted while the cluster starts: SIGTERM the processes started so far (etcd, replicas), SIGKILL after 5 s. */
+async function stopOwnChildren(): Promise<void> {
+  const signalAll = (pids: number[], sig: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* already gone */
+      }
+    }
+  };
+  signalAll(ownChildren(), 'SIGTERM');
+  const deadline = Date.now() + 5000;
+  // A dead child stays a zombie (still listed) until node reaps it, which it does between these sleeps.
+  while (Date.now() < deadline && ownChildren().some((pid) => !isZombie(pid))) await sleep(50);
+  signalAll(ownChildren(), 'SIGKILL');
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let options;
+  try {
+    options = parseOptions(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`append-bench: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const opts = options;
+  const progress = (line: string) => console.error(line);
+  const m = machine();
+  progress(`machine: ${m.cpus} x ${m.cpuModel}, ${m.totalMemGiB} GiB, node ${m.node}, ${m.platform}`);
+
+  const abort = new AbortController();
+  let cluster: LocalCluster | undefined;
+  let dataDir: string | undefined;
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      progress(`\n${sig}: stopping the run and the cluster (again to force)`);
+      abort.abort();
+      return;
+    }
+    // Forced: kill what we started (also while the cluster is still starting) and leave at once.
+    for (const pid of new Set([...ownChildren(), ...(cluster ? Object.values(clusterPids(cluster)) : [])])) {
+      try {
+        if (pid) process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const results: ScenarioResult[] = [];
+  let failed = false;
+  try {
+    dataDir = mkdtempSync(join(os.tmpdir(), 'tern-bench-'));
+    const ports = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+    progress(`starting etcd and 3 replicas (data in ${dataDir})`);
+    const startedAt = performance.now();
+    const starting = LocalCluster.start({
+      dataDir,
+      clientPorts: ports.slice(0, 3),
+      peerPorts: ports.slice(3, 6),
+      etcdClientPort: ports[6],
+      etcdPeerPort: ports[7],
+      replicaArgs: REPLICA_ARGS,
+    });
+    const first = await Promise.race([starting, aborted(abort.signal)]);
+    if (first === 'aborted') {
+      // A terminal's Ctrl-C also reaches etcd and the replicas, and LocalCluster.start would
+      // then wait out its readiness timeout (30 s) before it gives up: do not wait for it.
+      starting.then((c) => c.stop(), () => undefined);
+      await stopOwnChildren();
+      return 130;
+    }
+    cluster = first;
+    progress(`cluster ready in ${((performance.now() - startedAt) / 1000).toFixed(1)} s: ${cluster.replicas.map((r) => `${r.id} ${r.clientUrl}`).join(', ')}`);
+    const c = cluster;
+    const exited: string[] = [];
+    for (const r of c.replicas) r.process.once('exit', (code, sig) => exited.push(`${r.id} exited (${sig ?? code})`));
+
+    for (const size of opts.sizes) {
+      if (abort.signal.aborted) break;
+      const r = await runScenario(c, { size, producers: opts.producers, target: opts.target, warmupS: opts.warmupS, durationS: opts.durationS }, abort.signal, progress);
+      results.push(r);
+      if (!opts.json) console.log(`\n${describeScenario(r)}\n`);
+      else progress(`  ${r.appendsPerSec.toFixed(0)} appends/s, ${r.mbPerSec.toFixed(2)} MB/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, ${r.errors} errors`);
+      if (exited.length) throw new Error(`replica died during the run: ${exited.join(', ')}`);
+    }
+    if (abort.signal.aborted) return 130;
+
+    if (opts.json) {
+      console.log(JSON.stringify({ machine: m, options: opts, replicaArgs: REPLICA_ARGS, scenarios: results }, null, 2));
+    } else {
+      console.log(`machine: ${m.cpus} x ${m.cpuModel}, node ${m.node}; driver, 3 replicas and etcd share it`);
+      console.log(`warm-up ${opts.warmupS} s, measured ${opts.durationS} s per scenario; MB/s = 10^6 entry bytes/s; latency = client-side ack latency\n`);
+      console.log(table(HEADER, results.map(row)));
+    }
+    return results.some((r) => !r.check.ok) ? 1 : 0;
+  } catch (err) {
+    if (abort.signal.aborted) return 130;
+    failed = true;
+    console.error(`append-bench: failed: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  } finally {
+    if (cluster && (failed || results.some((r) => r.errors > 0))) console.error(replicaLogReport(cluster, 20));
+    if (cluster) await cluster.stop().catch((err) => console.error(`append-bench: stopping the cluster: ${(err as Error).message}`));
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error('append-bench: fatal:', err);
+    process.exit(1);
+  },
+);
