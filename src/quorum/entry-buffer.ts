@@ -11,7 +11,7 @@ export interface MemoryAccount {
   bytes: number;
 }
 
-interface EpochRun {
+export interface EpochRun {
   firstId: number;
   epoch: number;
 }
@@ -76,6 +76,20 @@ export class EntryBuffer {
       if (run.firstId <= id) return run.epoch;
     }
     return undefined;
+  }
+
+  /** Last id of the epoch run that holds `id` (ids of one run were written in one epoch). */
+  runLastId(id: number): number {
+    for (let i = this.runs.length - 1; i >= 0; i--) {
+      if (this.runs[i]!.firstId <= id) return i + 1 < this.runs.length ? this.runs[i + 1]!.firstId - 1 : this.lastId;
+    }
+    return this.lastId;
+  }
+
+  /** The epoch runs of what is held, ascending (the first clipped to startId). */
+  epochRuns(): EpochRun[] {
+    if (this.length === 0) return [];
+    return this.runs.map((run) => ({ firstId: Math.max(run.firstId, this.startIdValue), epoch: run.epoch }));
   }
 
   /** Entries from `fromId` on, at most `maxCount` of them and about `maxBytes` (always at least one). */

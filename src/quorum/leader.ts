@@ -221,7 +221,9 @@ export class LeaderLog<T> {
       // Entries below the buffer were released after flushing; a follower that far behind
       // is caught up from object storage, not from here.
       if (p.nextId < buffer.startId) return;
-      this.send(p, buffer.slice(p.nextId, this.config.maxBatchEntries, this.config.maxBatchBytes));
+      // A message carries entries of one epoch: recovered entries keep the epoch that wrote them.
+      const count = Math.min(this.config.maxBatchEntries, buffer.runLastId(p.nextId) - p.nextId + 1);
+      this.send(p, buffer.slice(p.nextId, count, this.config.maxBatchBytes));
       sent = true;
     }
     if (!sent && p.inflight.length < limit && this.heartbeatDue(p)) this.send(p, []);
@@ -237,6 +239,7 @@ export class LeaderLog<T> {
       seq,
       firstId,
       prevEpoch: this.replica.buffer.epochOf(firstId - 1) ?? -1,
+      entryEpoch: entries.length > 0 ? this.replica.buffer.epochOf(firstId)! : this.config.epoch,
       commitId: this.replica.commitId,
       entries,
     };

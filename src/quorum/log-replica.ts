@@ -56,34 +56,51 @@ export class LogReplica {
       this.truncateUncommitted(prevId);
       return this.reply(ReplyStatus.Gap, req.seq, buffer.lastId);
     }
-    if (req.firstId < buffer.startId) {
-      // Entries below our buffer were released after being made durable; they match by definition.
-      return this.acceptFrom(req, buffer.startId - req.firstId);
-    }
-    return this.acceptFrom(req, 0);
-  }
-
-  private acceptFrom(req: AppendRequest, skip: number): AppendReply {
-    const buffer = this.buffer;
-    let i = skip;
-    // Skip what we already hold from this epoch (duplicates); cut where an older epoch diverges.
-    for (; i < req.entries.length; i++) {
-      const id = req.firstId + i;
-      if (id > buffer.lastId) break;
-      if (buffer.epochOf(id) !== req.epoch) {
-        this.truncateUncommitted(id);
-        break;
-      }
-    }
-    if (i < req.entries.length) buffer.append(req.epoch, i === 0 ? req.entries : req.entries.slice(i));
-    const matchId = req.firstId + req.entries.length - 1;
+    const matchId = this.extend(req.firstId, req.entryEpoch, req.entries);
     // Only ids this message proved to match the leader may count as committed here.
     const commit = Math.min(req.commitId, matchId);
     if (commit > this.commitId) this.commitId = commit;
     return this.reply(ReplyStatus.Ok, req.seq, matchId);
   }
 
+  /**
+   * Takes entries a recovering leader fetched from the replica that holds the
+   * most of the old segment: its own divergent or missing tail is replaced.
+   * The caller has checked that `firstId - 1` matches.
+   */
+  adopt(firstId: number, epoch: number, entries: Buffer[]): void {
+    if (firstId > this.buffer.lastId + 1) throw new RangeError(`log ${this.log}: adopting at ${firstId} would leave a gap after ${this.buffer.lastId}`);
+    this.extend(firstId, epoch, entries);
+  }
+
+  /** Drops everything after `lastId` (recovery decided those ids never existed). */
+  discardAfter(lastId: number): void {
+    this.truncateUncommitted(lastId + 1);
+  }
+
+  /**
+   * Writes entries at firstId.. unless already held from the same epoch
+   * (duplicates); an entry of another epoch at the same id is divergent: it
+   * and all after it are dropped first. Returns the last id written.
+   */
+  private extend(firstId: number, epoch: number, entries: Buffer[]): number {
+    const buffer = this.buffer;
+    // Entries below our buffer were released after being made durable; they match by definition.
+    let i = Math.max(0, buffer.startId - firstId);
+    for (; i < entries.length; i++) {
+      const id = firstId + i;
+      if (id > buffer.lastId) break;
+      if (buffer.epochOf(id) !== epoch) {
+        this.truncateUncommitted(id);
+        break;
+      }
+    }
+    if (i < entries.length) buffer.append(epoch, i === 0 ? entries : entries.slice(i));
+    return firstId + entries.length - 1;
+  }
+
   private truncateUncommitted(id: number): void {
+    if (id > this.buffer.lastId) return;
     if (id <= this.commitId) {
       throw new Error(`invariant broken: log ${this.log} would drop committed id ${id} (commit ${this.commitId})`);
     }

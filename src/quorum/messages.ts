@@ -20,6 +20,12 @@ export interface AppendRequest {
    * is below what the leader holds in memory and needs no check.
    */
   prevEpoch: number;
+  /**
+   * Epoch that wrote the entries: they keep it when a later leader re-replicates
+   * them after recovery (as raft entries keep their term). A message never mixes
+   * epochs; for new entries it equals `epoch`.
+   */
+  entryEpoch: number;
   /** Leader's commit point: every id up to it is held by a quorum. */
   commitId: number;
   entries: Buffer[];

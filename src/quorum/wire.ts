@@ -7,7 +7,7 @@
  *   u8  version (1)      u8  log name length   bytes log name (ASCII)
  *   u8  leader id length bytes leader id
  *   u32 epoch            u32 seq              i48 firstId
- *   i32 prevEpoch        i48 commitId         u32 entry count
+ *   i32 prevEpoch        u32 entryEpoch       i48 commitId   u32 entry count
  *   per entry: u32 length, bytes
  * AppendReply:
  *   u8 version (1)  u8 status  u32 epoch  u32 seq  i48 lastId
@@ -23,7 +23,7 @@ export class WireError extends Error {}
 export function encodeAppendRequest(req: AppendRequest): { chunks: Buffer[]; length: number } {
   const log = Buffer.from(req.log, 'latin1');
   const leader = Buffer.from(req.leader, 'latin1');
-  const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 6 + 4 + 4 * req.entries.length);
+  const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 4 + 6 + 4 + 4 * req.entries.length);
   let o = header.writeUInt8(VERSION, 0);
   o = header.writeUInt8(log.length, o);
   o += log.copy(header, o);
@@ -33,6 +33,7 @@ export function encodeAppendRequest(req: AppendRequest): { chunks: Buffer[]; len
   o = header.writeUInt32BE(req.seq >>> 0, o);
   o = header.writeIntBE(req.firstId, o, 6);
   o = header.writeInt32BE(req.prevEpoch, o);
+  o = header.writeUInt32BE(req.entryEpoch, o);
   o = header.writeIntBE(req.commitId, o, 6);
   o = header.writeUInt32BE(req.entries.length, o);
   // Lengths go up front in the header so the whole message is header + raw entries.
@@ -54,6 +55,7 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   const seq = r.u32();
   const firstId = r.i48();
   const prevEpoch = r.i32();
+  const entryEpoch = r.u32();
   const commitId = r.i48();
   const count = r.u32();
   const lengths = new Array<number>(count);
@@ -61,7 +63,7 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   const entries = new Array<Buffer>(count);
   for (let i = 0; i < count; i++) entries[i] = r.bytes(lengths[i]!);
   r.end();
-  return { log, leader, epoch, seq, firstId, prevEpoch, commitId, entries };
+  return { log, leader, epoch, seq, firstId, prevEpoch, entryEpoch, commitId, entries };
 }
 
 export function encodeAppendReply(reply: AppendReply): Buffer {
