@@ -42,6 +42,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly leaders = new Map<string, LeaderInfo>();
   private readonly segments = new Map<string, Map<number, SegmentMeta>>();
   private coordinatorId: string | undefined;
+  /**
+   * Revision of the newest change applied per key: a watch event older than a
+   * change this replica made itself (and cached at once) must not undo it.
+   */
+  private readonly revisions = new Map<string, bigint>();
   private lease: Lease;
   private leaseId: Promise<string> | undefined;
   private lastKeepAliveAt = Date.now();
@@ -145,6 +150,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
       .then(this.ns.put(keys.epoch(name)).value(String(epoch)), this.ns.put(keys.leader(name)).value(leader).lease(await this.currentLeaseId()))
       .commit();
     if (!res.succeeded) return undefined;
+    this.seen([keys.epoch(name), keys.leader(name)], res.header.revision);
     this.epochs.set(name, epoch);
     this.leaders.set(name, JSON.parse(leader) as LeaderInfo);
     return epoch;
@@ -158,21 +164,30 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   async openSegment(name: string, epoch: number, seals: readonly SegmentMeta[], open: SegmentMeta): Promise<boolean> {
     const puts = [...seals, open].map((seg) => this.ns.put(keys.segment(name, seg.epoch)).value(JSON.stringify(seg)));
     const res = await this.ifStillLeader(name, epoch).then(...puts).commit();
-    if (res.succeeded) for (const seg of [...seals, open]) this.setSegment(name, seg);
+    if (res.succeeded) {
+      this.seen([...seals, open].map((seg) => keys.segment(name, seg.epoch)), res.header.revision);
+      for (const seg of [...seals, open]) this.setSegment(name, seg);
+    }
     return res.succeeded;
   }
 
   /** Rewrites the open segment's replica incarnations (a restarted follower that caught up counts again). */
   async updateSegment(name: string, epoch: number, segment: SegmentMeta): Promise<boolean> {
     const res = await this.ifStillLeader(name, epoch).then(this.ns.put(keys.segment(name, segment.epoch)).value(JSON.stringify(segment))).commit();
-    if (res.succeeded) this.setSegment(name, segment);
+    if (res.succeeded) {
+      this.seen([keys.segment(name, segment.epoch)], res.header.revision);
+      this.setSegment(name, segment);
+    }
     return res.succeeded;
   }
 
   /** Gives up the leader key of `epoch` (handoff); the epoch stays, so the next leader raises it. */
   async releaseLeadership(name: string, epoch: number): Promise<boolean> {
     const res = await this.ifStillLeader(name, epoch).then(this.ns.delete().key(keys.leader(name))).commit();
-    if (res.succeeded) this.leaders.delete(name);
+    if (res.succeeded) {
+      this.seen([keys.leader(name)], res.header.revision);
+      this.leaders.delete(name);
+    }
     return res.succeeded;
   }
 
@@ -285,8 +300,15 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     segs.set(seg.epoch, seg);
   }
 
+  private seen(keyList: string[], revision: string): void {
+    for (const key of keyList) this.revisions.set(key, BigInt(revision));
+  }
+
   private apply(op: 'put' | 'delete', kv: IKeyValue): void {
     const key = kv.key.toString();
+    const revision = BigInt(kv.mod_revision || '0');
+    if (revision > 0n && revision < (this.revisions.get(key) ?? 0n)) return;
+    if (revision > 0n) this.revisions.set(key, revision);
     const slash = key.indexOf('/');
     const kind = slash < 0 ? key : key.slice(0, slash);
     const id = key.slice(slash + 1);

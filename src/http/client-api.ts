@@ -38,6 +38,10 @@ const statusSchema = {
     committedId: { type: 'integer' },
     flushedId: { type: 'integer' },
     firstId: { type: 'integer' },
+    segments: {
+      type: 'array',
+      items: { type: 'object', properties: { epoch: { type: 'integer' }, firstId: { type: 'integer' }, lastId: { type: ['integer', 'null'] }, sealed: { type: 'boolean' } } },
+    },
   },
 };
 
@@ -118,6 +122,37 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
     },
   );
 
+  app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
+    '/v1/logs/:log/handoff',
+    { schema: { summary: 'Move leadership to another replica: {"to": "r2"}; answers the new status once it leads', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    async (req, reply) => {
+      const name = req.params.log;
+      const leaderUrl = await replica.leaderUrl(name);
+      if (leaderUrl !== undefined && req.headers[FORWARDED_HEADER] === undefined) {
+        return forwarder.forward(leaderUrl, req.url, req.headers['content-type'], req.body, reply);
+      }
+      const { to } = parseJsonObject(req.body, ['to']);
+      return replica.handoff(name, String(to));
+    },
+  );
+
+  app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
+    '/v1/logs/:log/recover',
+    {
+      schema: {
+        summary:
+          'UNSAFE: {"acceptDataLoss": true} recovers a log that cannot gather two fence answers that count (replicas restarted empty), accepting the loss of acknowledged entries only they held',
+        params: logParams,
+        response: { '4xx': errorSchema, '5xx': errorSchema },
+      },
+    },
+    async (req) => {
+      const { acceptDataLoss } = parseJsonObject(req.body, ['acceptDataLoss']);
+      if (acceptDataLoss !== true) throw new TernError('BAD_REQUEST', 'forcing recovery needs {"acceptDataLoss": true}');
+      return replica.forceRecovery(req.params.log);
+    },
+  );
+
   app.get<{ Params: { log: string }; Querystring: { from: number; limit: number; waitMs: number } }>(
     '/v1/logs/:log/entries',
     {
@@ -194,14 +229,20 @@ function parseEntries(req: FastifyRequest<{ Body: Buffer | undefined }>, maxEntr
   return { entries, single: type === OCTETS };
 }
 
-function parseJsonBatch(body: Buffer): Buffer[] {
+function parseJsonObject(body: Buffer | undefined, required: string[]): Record<string, unknown> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString('utf8'));
+    parsed = JSON.parse((body ?? Buffer.alloc(0)).toString('utf8'));
   } catch (err) {
     throw new TernError('BAD_REQUEST', `body is not valid JSON: ${(err as Error).message}`);
   }
-  const list = (parsed as { entries?: unknown } | null)?.entries;
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TernError('BAD_REQUEST', 'body must be a JSON object');
+  for (const key of required) if (!(key in parsed)) throw new TernError('BAD_REQUEST', `body needs "${key}"`);
+  return parsed as Record<string, unknown>;
+}
+
+function parseJsonBatch(body: Buffer): Buffer[] {
+  const list = parseJsonObject(body, []).entries;
   if (!Array.isArray(list)) throw new TernError('BAD_REQUEST', 'body must be {"entries": ["<base64>", ...]}');
   return list.map((item, i) => {
     if (typeof item !== 'string' || !BASE64.test(item)) throw new TernError('BAD_REQUEST', `entries[${i}] is not a base64 string`);

@@ -30,7 +30,15 @@ export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): Fasti
     return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer));
   });
 
-  app.post<{ Params: { log: string } }>('/peer/v1/logs/:log/lead', async (req) => replica.leadNewLog(req.params.log));
+  app.post<{ Params: { log: string }; Body: { expectedEpoch: number; unsafe?: boolean } }>('/peer/v1/logs/:log/takeover', async (req) =>
+    replica.takeOver(req.params.log, req.body.expectedEpoch, req.body.unsafe === true),
+  );
+  app.post<{ Params: { log: string }; Body: { epoch: number; leader: string } }>('/peer/v1/logs/:log/fence', async (req) =>
+    replica.fence(req.params.log, req.body.epoch, req.body.leader),
+  );
+  app.post<{ Params: { log: string }; Body: { fromId: number; toId: number } }>('/peer/v1/logs/:log/fetch', async (req, reply) =>
+    reply.header('content-type', 'application/octet-stream').send(replica.fetchRuns(req.params.log, req.body.fromId, req.body.toId)),
+  );
 
   app.get('/healthz', async () => ({ status: 'ok', id: replica.id }));
   return app;

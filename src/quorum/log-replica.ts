@@ -6,6 +6,7 @@
  */
 import { EntryBuffer, type MemoryAccount } from './entry-buffer.js';
 import { ReplyStatus, type AppendReply, type AppendRequest } from './messages.js';
+import type { EntryRun } from './wire.js';
 
 export class LogReplica {
   readonly buffer: EntryBuffer;
@@ -71,6 +72,20 @@ export class LogReplica {
   adopt(firstId: number, epoch: number, entries: Buffer[]): void {
     if (firstId > this.buffer.lastId + 1) throw new RangeError(`log ${this.log}: adopting at ${firstId} would leave a gap after ${this.buffer.lastId}`);
     this.extend(firstId, epoch, entries);
+  }
+
+  /** Entries from fromId to toId (inclusive) grouped by epoch, about maxBytes at most (always at least one entry). */
+  runsBetween(fromId: number, toId: number, maxBytes: number): EntryRun[] {
+    const runs: EntryRun[] = [];
+    let bytes = 0;
+    for (let id = Math.max(fromId, this.buffer.startId); id <= Math.min(toId, this.buffer.lastId) && (runs.length === 0 || bytes < maxBytes); ) {
+      const last = Math.min(toId, this.buffer.runLastId(id));
+      const entries = this.buffer.slice(id, last - id + 1, Math.max(1, maxBytes - bytes));
+      for (const e of entries) bytes += e.length;
+      runs.push({ firstId: id, epoch: this.buffer.epochOf(id)!, entries });
+      id += entries.length;
+    }
+    return runs;
   }
 
   /** Drops everything after `lastId` (recovery decided those ids never existed). */

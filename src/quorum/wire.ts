@@ -124,3 +124,35 @@ class Reader {
     if (this.o !== this.b.length) throw new WireError('trailing bytes in peer message');
   }
 }
+
+/** A run of consecutive entries written in one epoch (what a recovering leader fetches). */
+export interface EntryRun {
+  firstId: number;
+  epoch: number;
+  entries: Buffer[];
+}
+
+/** Runs as a sequence of (u32 length, AppendRequest-encoded run) frames. */
+export function encodeEntryRuns(log: string, runs: readonly EntryRun[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const run of runs) {
+    const { chunks, length } = encodeAppendRequest({ log, epoch: run.epoch, leader: '', seq: 0, firstId: run.firstId, prevEpoch: -1, entryEpoch: run.epoch, commitId: -1, entries: run.entries });
+    const len = Buffer.allocUnsafe(4);
+    len.writeUInt32BE(length, 0);
+    parts.push(len, ...chunks);
+  }
+  return Buffer.concat(parts);
+}
+
+export function decodeEntryRuns(body: Buffer): EntryRun[] {
+  const runs: EntryRun[] = [];
+  for (let o = 0; o < body.length; ) {
+    if (o + 4 > body.length) throw new WireError('truncated run frame');
+    const len = body.readUInt32BE(o);
+    if (o + 4 + len > body.length) throw new WireError('truncated run');
+    const req = decodeAppendRequest(body.subarray(o + 4, o + 4 + len));
+    runs.push({ firstId: req.firstId, epoch: req.entryEpoch, entries: req.entries });
+    o += 4 + len;
+  }
+  return runs;
+}

@@ -21,6 +21,8 @@ export interface PeerTransportOptions {
 
 export class PeerTransport {
   private readonly pools = new Map<string, Pool>();
+  /** Commands get their own connections: a recovery taking seconds must not stall the replication pipeline. */
+  private readonly commandPools = new Map<string, Pool>();
 
   constructor(private readonly options: PeerTransportOptions) {}
 
@@ -37,22 +39,32 @@ export class PeerTransport {
     return decodeAppendReply(body);
   }
 
-  /** POSTs a small JSON command to a peer (e.g. "lead this new log") and returns its JSON answer. */
+  /** POSTs a JSON request and returns the raw binary answer (recovery fetches). */
+  async fetchBinary(peerUrl: string, path: string, payload: unknown): Promise<Buffer> {
+    const res = await this.commandPool(peerUrl).request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload) });
+    const body = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode !== 200) throw new Error(`peer ${peerUrl}${path} answered ${res.statusCode}: ${body.toString('utf8', 0, 200)}`);
+    return body;
+  }
+
+  /** POSTs a small JSON command (fence, takeover, ...) and returns its JSON answer. */
   async command<T>(peerUrl: string, path: string, payload: unknown): Promise<T> {
-    const res = await this.pool(peerUrl).request({
-      path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(payload),
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw new Error(`peer ${peerUrl}${path} answered ${res.statusCode}: ${text.slice(0, 200)}`);
-    return JSON.parse(text) as T;
+    return JSON.parse((await this.fetchBinary(peerUrl, path, payload)).toString('utf8')) as T;
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.pools.values()].map((p) => p.destroy()));
+    await Promise.all([...this.pools.values(), ...this.commandPools.values()].map((p) => p.destroy()));
     this.pools.clear();
+    this.commandPools.clear();
+  }
+
+  private commandPool(url: string): Pool {
+    let pool = this.commandPools.get(url);
+    if (!pool) {
+      pool = new Pool(url, { connections: 4, connectTimeout: this.options.timeoutMs, keepAliveTimeout: 60_000, headersTimeout: 60_000, bodyTimeout: 60_000 });
+      this.commandPools.set(url, pool);
+    }
+    return pool;
   }
 
   private pool(url: string): Pool {

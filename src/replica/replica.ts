@@ -7,17 +7,24 @@
  * the same turn, or while a round is in flight, share the next round (group
  * commit).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterDirectory } from '../fencing/directory.js';
-import type { LogRecord } from '../fencing/keys.js';
+import type { LogRecord, SegmentMeta } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import { LeaderLog, type LeaderConfig, type Ready, type Refusal, type UnknownOutcome } from '../quorum/leader.js';
 import { LogReplica } from '../quorum/log-replica.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
+import { decideRecovery, validLastId, type FenceAnswer } from '../quorum/recovery.js';
+import { decodeEntryRuns, encodeEntryRuns } from '../quorum/wire.js';
 import type { ReplicaConfig } from './config.js';
 import type { PeerTransport } from './peer-transport.js';
 
-export const PEER_LEAD_PATH = (log: string) => `/peer/v1/logs/${encodeURIComponent(log)}/lead`;
+export const peerPaths = {
+  takeover: (log: string) => `/peer/v1/logs/${encodeURIComponent(log)}/takeover`,
+  fence: (log: string) => `/peer/v1/logs/${encodeURIComponent(log)}/fence`,
+  fetch: (log: string) => `/peer/v1/logs/${encodeURIComponent(log)}/fetch`,
+};
 
 export interface Logger {
   info(obj: object, msg: string): void;
@@ -45,7 +52,20 @@ export interface LogStatus {
   committedId: number;
   flushedId: number;
   firstId: number;
+  segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean }[];
 }
+
+export interface RecoveryReport {
+  log: string;
+  epoch: number;
+  /** Last id kept from the previous segments. */
+  recoveredId: number;
+  /** Set when recovery ran without a counted quorum: what may have been lost. */
+  warning?: string;
+}
+
+/** How often the coordinator looks for logs without a leader. */
+const COORDINATOR_PASS_MS = 300;
 
 interface Waiting {
   resolve(result: AppendResult): void;
@@ -55,6 +75,16 @@ interface Waiting {
 interface LogState {
   replica: LogReplica;
   leader: LeaderLog<Waiting> | undefined;
+  /** While set, this replica is taking the log over: appends wait outside (503 NOT_READY). */
+  takeover: Promise<RecoveryReport> | undefined;
+  /** Why the running takeover cannot decide yet (no counted quorum). */
+  blockedBy: string | undefined;
+  /** An operator asked to recover without a counted quorum, accepting possible loss. */
+  unsafeRecovery: boolean;
+  /** Set during a handoff: the leader drains and takes no new appends. */
+  handingOff: boolean;
+  /** Commit point tail readers were last woken for. */
+  wokenCommitId: number;
 }
 
 interface TailReader {
@@ -70,8 +100,11 @@ export class Replica {
   private readonly dirty = new Set<LogState>();
   private flushScheduled = false;
   private ticker: NodeJS.Timeout | undefined;
+  private coordinatorTimer: NodeJS.Timeout | undefined;
   private directory: ClusterDirectory | undefined;
   private stopping = false;
+  /** Logs the coordinator is assigning right now. */
+  private readonly assigning = new Set<string>();
   private readonly leaderTicks: Omit<LeaderConfig, 'self' | 'peers' | 'epoch'>;
 
   constructor(
@@ -108,11 +141,16 @@ export class Replica {
       for (const state of this.logs.values()) this.stepDown(state);
     });
     this.ticker = setInterval(() => this.tick(), this.config.tickMs);
+    // The coordinator (one replica, elected through a leased etcd key) gives leaderless logs a leader.
+    this.coordinatorTimer = setInterval(() => {
+      if (directory.isCoordinator && !this.stopping) this.assignLeaderless().catch((err) => this.log.warn({ err }, 'coordinator pass failed'));
+    }, COORDINATOR_PASS_MS);
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     clearInterval(this.ticker);
+    clearInterval(this.coordinatorTimer);
     for (const state of this.logs.values()) this.stepDown(state);
     this.flush();
     for (const readers of this.tailReaders.values()) for (const r of readers) r.wake();
@@ -134,7 +172,7 @@ export class Replica {
       throw new TernError('NOT_READY', `cannot create log ${name}: ${(err as Error).message}`, { cause: err });
     }
     const record = await this.requireLog(name);
-    if (record.epoch === 0) await this.assignFirstLeader(name, record);
+    if (record.epoch === 0 && !record.leader) await this.assignFirstLeader(name, record);
     if (created) this.log.info({ log: name, replicas: record.meta.replicas }, 'log created');
     return { created, status: await this.status(name) };
   }
@@ -150,6 +188,7 @@ export class Replica {
       committedId,
       flushedId: -1,
       firstId: committedId >= 0 ? state!.replica.buffer.startId : -1,
+      segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null })),
     };
   }
 
@@ -160,6 +199,10 @@ export class Replica {
   async leaderUrl(name: string): Promise<string | undefined> {
     const record = await this.requireLog(name);
     if (this.localLeader(name)) return undefined;
+    const state = this.logs.get(name);
+    if (state?.takeover) {
+      throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}` + (state.blockedBy ? `: ${state.blockedBy}` : ''), { maybeApplied: false });
+    }
     const leader = record.leader && record.leader.id !== this.id ? this.dir().member(record.leader.id) : undefined;
     if (!leader) throw new TernError('NOT_READY', `log ${name} has no reachable leader right now (epoch ${record.epoch})`);
     return leader.clientUrl;
@@ -171,6 +214,8 @@ export class Replica {
     const state = this.logs.get(name);
     const leader = state && this.localLeader(name);
     if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.id} does not lead log ${name}`);
+    if (state.handingOff) throw new TernError('NOT_READY', `log ${name} is being handed off`, { maybeApplied: false });
+    if (state.takeover) throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}`, { maybeApplied: false });
     let bytes = 0;
     for (const e of entries) bytes += e.length;
     if (this.memory.bytes + bytes > this.config.maxBufferBytes) {
@@ -206,21 +251,108 @@ export class Replica {
     return reply;
   }
 
-  /** Asked by the replica that created `name`: take the first leadership of the log. */
-  async leadNewLog(name: string): Promise<{ epoch: number }> {
-    const record = await this.requireLog(name);
-    if (record.epoch !== 0) return { epoch: record.epoch };
-    const epoch = await this.dir().claimLeadership(name, 0);
-    if (epoch === undefined) return { epoch: (await this.requireLog(name)).epoch };
+  /** Raises the fence for `name` to `epoch` and reports what this replica holds (recovery's question). */
+  fence(name: string, epoch: number, leader: string): FenceAnswer {
     const state = this.logState(name);
-    state.leader = new LeaderLog<Waiting>(state.replica, {
-      ...this.leaderTicks,
-      self: this.id,
-      peers: record.meta.replicas.filter((r) => r !== this.id),
-      epoch,
-    });
-    this.log.info({ log: name, epoch }, 'leading log');
-    return { epoch };
+    if (epoch < state.replica.epoch) throw new TernError('FENCED', `log ${name} is fenced at epoch ${state.replica.epoch}`, { epoch: state.replica.epoch });
+    if (state.leader && epoch > state.leader.epoch) this.stepDown(state);
+    state.replica.observeEpoch(epoch, leader);
+    return this.fenceAnswer(state);
+  }
+
+  /** Entries a recovering leader lacks, with the epochs that wrote them (encoded runs). */
+  fetchRuns(name: string, fromId: number, toId: number): Buffer {
+    const state = this.logState(name);
+    return encodeEntryRuns(name, state.replica.runsBetween(fromId, toId, this.config.maxBatchBytes));
+  }
+
+  /**
+   * Takes leadership of `name` from epoch `expectedEpoch` (BookKeeper-style
+   * recovery): raise the epoch in etcd, fence the replicas, decide the end of
+   * the old segment from the counted answers, make a quorum hold it in the new
+   * epoch, seal it and open this epoch's segment in etcd, and only then take
+   * appends. One takeover per log at a time on this replica.
+   */
+  takeOver(name: string, expectedEpoch: number, unsafe = false): Promise<RecoveryReport> {
+    const state = this.logState(name);
+    if (unsafe) state.unsafeRecovery = true;
+    if (!state.takeover) {
+      state.takeover = this.recover(name, state, expectedEpoch).finally(() => {
+        state.takeover = undefined;
+        state.blockedBy = undefined;
+        state.unsafeRecovery = false;
+      });
+    }
+    return state.takeover!;
+  }
+
+  /**
+   * Moves leadership of `name` to replica `to` on purpose: stop taking appends,
+   * let the rounds in flight finish, give up the leader key, and ask `to` to
+   * take over (it recovers as after a failure, so nothing acknowledged is lost).
+   */
+  async handoff(name: string, to: string): Promise<LogStatus> {
+    const record = await this.requireLog(name);
+    if (!record.meta.replicas.includes(to)) throw new TernError('BAD_REQUEST', `${to} is not a replica of log ${name} (${record.meta.replicas.join(', ')})`);
+    const target = this.dir().member(to);
+    if (!target) throw new TernError('NOT_READY', `replica ${to} is not live`);
+    const state = this.logs.get(name);
+    const leader = this.localLeader(name);
+    if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.id} does not lead log ${name}`);
+    if (to === this.id) return this.status(name);
+    state.handingOff = true;
+    try {
+      const deadline = Date.now() + this.config.ackTimeoutMs;
+      while (leader.pendingCount > 0 && !leader.isDeposed && Date.now() < deadline) await sleep(2);
+      await this.dir().releaseLeadership(name, leader.epoch);
+      this.stepDown(state);
+    } finally {
+      state.handingOff = false;
+    }
+    this.log.info({ log: name, epoch: leader.epoch, to }, 'handing off');
+    try {
+      await this.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: leader.epoch });
+    } catch (err) {
+      // The key is free: the coordinator gives the log to a live replica.
+      throw new TernError('NOT_READY', `handoff of ${name} to ${to} failed: ${(err as Error).message}`, { cause: err });
+    }
+    return this.status(name);
+  }
+
+  /**
+   * Operator override: recover `name` without a counted quorum of fence
+   * answers, accepting that acknowledged entries held only by replicas that
+   * restarted are lost. Runs on the replica already trying to take it over, or here.
+   */
+  async forceRecovery(name: string): Promise<RecoveryReport> {
+    const record = await this.requireLog(name);
+    const state = this.logState(name);
+    if (state.takeover) {
+      state.unsafeRecovery = true;
+      return state.takeover;
+    }
+    if (record.leader && record.leader.id !== this.id) {
+      const holder = this.dir().member(record.leader.id);
+      if (holder) return this.transport.command<RecoveryReport>(holder.peerUrl, peerPaths.takeover(name), { expectedEpoch: record.epoch - 1, unsafe: true });
+    }
+    if (this.localLeader(name)) throw new TernError('BAD_REQUEST', `log ${name} is available on ${this.id}: nothing to force`);
+    return this.takeOver(name, record.epoch, true);
+  }
+
+  /** Gives every log without a leader key to a live replica of it; run by the coordinator. */
+  async assignLeaderless(): Promise<void> {
+    const dir = this.dir();
+    for (const name of dir.logNames()) {
+      const record = dir.log(name);
+      if (!record || record.leader || this.assigning.has(name)) continue;
+      const candidate = this.pickLeader(record);
+      if (!candidate) continue;
+      this.assigning.add(name);
+      const assigned = candidate === this.id ? this.takeOver(name, record.epoch) : this.transport.command(dir.member(candidate)!.peerUrl, peerPaths.takeover(name), { expectedEpoch: record.epoch });
+      assigned
+        .catch((err) => this.log.warn({ log: name, candidate, err: (err as Error).message }, 'leader assignment failed; will retry'))
+        .finally(() => this.assigning.delete(name));
+    }
   }
 
   // ---- internals ----
@@ -249,33 +381,146 @@ export class Replica {
   private logState(name: string): LogState {
     let state = this.logs.get(name);
     if (!state) {
-      state = { replica: new LogReplica(name, this.memory), leader: undefined };
+      state = { replica: new LogReplica(name, this.memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, wokenCommitId: -1 };
       this.logs.set(name, state);
     }
     return state;
   }
 
-  /** Spreads first leaderships: the live replica of the log that leads the fewest logs (ties by id). */
+  /** Spreads first leaderships: the live replicas of the log, fewest leaderships first (ties by id). */
   private async assignFirstLeader(name: string, record: LogRecord): Promise<void> {
+    for (const id of this.leaderCandidates(record)) {
+      try {
+        if (id === this.id) await this.takeOver(name, 0);
+        else await this.transport.command(this.dir().member(id)!.peerUrl, peerPaths.takeover(name), { expectedEpoch: 0 });
+        return;
+      } catch (err) {
+        this.log.warn({ log: name, candidate: id, err: (err as Error).message }, 'candidate could not take the first leadership; trying the next');
+      }
+    }
+    throw new TernError('NOT_READY', `no replica of log ${name} could take its leadership`);
+  }
+
+  private pickLeader(record: LogRecord): string | undefined {
+    return this.leaderCandidates(record)[0];
+  }
+
+  private leaderCandidates(record: LogRecord): string[] {
     const dir = this.dir();
     const led = new Map<string, number>();
     for (const log of dir.logNames()) {
       const id = dir.log(log)?.leader?.id;
       if (id) led.set(id, (led.get(id) ?? 0) + 1);
     }
-    const candidates = record.meta.replicas
-      .filter((id) => dir.member(id))
-      .sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
-    for (const id of candidates) {
-      try {
-        if (id === this.id) await this.leadNewLog(name);
-        else await this.transport.command(dir.member(id)!.peerUrl, PEER_LEAD_PATH(name), {});
-        return;
-      } catch (err) {
-        this.log.warn({ log: name, candidate: id, err }, 'candidate could not take the first leadership; trying the next');
+    return record.meta.replicas.filter((id) => dir.member(id)).sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
+  }
+
+  private fenceAnswer(state: LogState): FenceAnswer {
+    const buffer = state.replica.buffer;
+    return { replica: this.id, incarnation: this.dir().self.incarnation, startId: buffer.startId, lastId: buffer.lastId, runs: buffer.epochRuns() };
+  }
+
+  private async recover(name: string, state: LogState, expectedEpoch: number): Promise<RecoveryReport> {
+    const started = Date.now();
+    const dir = this.dir();
+    const epoch = await dir.claimLeadership(name, expectedEpoch);
+    if (epoch === undefined) throw new TernError('NOT_READY', `log ${name}: epoch ${expectedEpoch} is no longer current or another replica leads it`);
+    try {
+      this.stepDown(state);
+      state.replica.observeEpoch(epoch, this.id);
+      const { endId, warning } = await this.decideEnd(name, state, epoch);
+      await this.holdThrough(name, state, epoch, endId);
+      const record = await this.requireLog(name);
+      const seals: SegmentMeta[] = record.segments.filter((seg) => seg.lastId === null).map((seg) => ({ ...seg, lastId: endId }));
+      const open: SegmentMeta = { epoch, firstId: endId + 1, lastId: null, replicas: this.incarnationsOf(record.meta.replicas) };
+      if (!(await dir.openSegment(name, epoch, seals, open))) throw new TernError('NOT_READY', `log ${name}: lost epoch ${epoch} before sealing`);
+      this.log.info({ log: name, epoch, recoveredId: endId, ms: Date.now() - started, ...(warning ? { warning } : {}) }, 'leading log');
+      return { log: name, epoch, recoveredId: endId, ...(warning ? { warning } : {}) };
+    } catch (err) {
+      this.stepDown(state);
+      // Free the key so the coordinator can give the log to a replica that can finish.
+      await dir.releaseLeadership(name, epoch).catch(() => false);
+      throw err;
+    }
+  }
+
+  /** Fences the replicas until the answers that count can decide the end of the open segment. */
+  private async decideEnd(name: string, state: LogState, epoch: number): Promise<{ endId: number; warning?: string }> {
+    for (;;) {
+      const record = await this.requireLog(name);
+      if (record.segments.length === 0) return { endId: -1 };
+      const answers = await this.collectFenceAnswers(name, state, record, epoch);
+      const unsafe = state.unsafeRecovery;
+      const decision = decideRecovery(record.segments, answers, record.meta.replicas.length, unsafe);
+      if (decision.kind === 'recover') {
+        const mine = validLastId(this.fenceAnswer(state), record.segments);
+        state.replica.discardAfter(mine);
+        if (mine < decision.endId) await this.fetchInto(name, state, decision.source, mine + 1, decision.endId);
+        state.replica.discardAfter(decision.endId);
+        const warning = unsafe
+          ? `recovered without a counted quorum from ${decision.counted.join(', ')}: acknowledged entries after id ${decision.endId} held only by replicas that restarted are lost`
+          : undefined;
+        return { endId: decision.endId, ...(warning ? { warning } : {}) };
+      }
+      state.blockedBy = decision.reason;
+      this.log.warn({ log: name, epoch, reason: decision.reason }, 'recovery cannot decide safely; the log stays unavailable');
+      await sleep(500);
+      const now = this.dir().log(name);
+      if (!now || now.epoch !== epoch || now.leader?.id !== this.id) throw new TernError('NOT_READY', `log ${name}: epoch ${epoch} moved on during recovery`);
+    }
+  }
+
+  /** This replica's answer and the peers', waiting briefly for all so the highest can be taken. */
+  private async collectFenceAnswers(name: string, state: LogState, record: LogRecord, epoch: number): Promise<FenceAnswer[]> {
+    const answers: FenceAnswer[] = [this.fenceAnswer(state)];
+    const peers = record.meta.replicas.filter((id) => id !== this.id);
+    await Promise.all(
+      peers.map(async (id) => {
+        const member = this.dir().member(id);
+        if (!member) return;
+        try {
+          answers.push(await withTimeout(this.transport.command<FenceAnswer>(member.peerUrl, peerPaths.fence(name), { epoch, leader: this.id }), this.config.ackTimeoutMs));
+        } catch (err) {
+          this.log.warn({ log: name, peer: id, err: (err as Error).message }, 'no fence answer');
+        }
+      }),
+    );
+    return answers;
+  }
+
+  private async fetchInto(name: string, state: LogState, source: string, fromId: number, toId: number): Promise<void> {
+    const member = this.dir().member(source);
+    if (!member) throw new TernError('NOT_READY', `log ${name}: ${source}, which holds the recovered tail, is gone`);
+    for (let next = fromId; next <= toId; ) {
+      const runs = decodeEntryRuns(await this.transport.fetchBinary(member.peerUrl, peerPaths.fetch(name), { fromId: next, toId }));
+      if (runs.length === 0) throw new TernError('NOT_READY', `log ${name}: ${source} no longer holds id ${next}`);
+      for (const run of runs) {
+        state.replica.adopt(run.firstId, run.epoch, run.entries);
+        next = run.firstId + run.entries.length;
       }
     }
-    throw new TernError('NOT_READY', `no replica of log ${name} could take its leadership`);
+  }
+
+  /** Leads in `epoch` with appends held back until a quorum holds everything up to endId. */
+  private async holdThrough(name: string, state: LogState, epoch: number, endId: number): Promise<void> {
+    const record = await this.requireLog(name);
+    state.leader = new LeaderLog<Waiting>(state.replica, { ...this.leaderTicks, self: this.id, peers: record.meta.replicas.filter((r) => r !== this.id), epoch });
+    this.schedule(state);
+    const deadline = Date.now() + this.config.ackTimeoutMs * 2;
+    while (state.replica.commitId < endId) {
+      if (state.leader?.isDeposed !== false || Date.now() > deadline) throw new TernError('NOT_READY', `log ${name}: no quorum took the recovered tail up to ${endId}`);
+      await this.waitForCommit(name, endId, 50);
+    }
+  }
+
+  /** The incarnation of each live replica of a log: who the new segment is written to. */
+  private incarnationsOf(replicas: readonly string[]): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const id of replicas) {
+      const member = this.dir().member(id);
+      if (member) out[id] = member.incarnation;
+    }
+    return out;
   }
 
   private onDirectoryChange(name: string): void {
@@ -328,7 +573,10 @@ export class Replica {
     for (const { to, req } of ready.messages) this.sendToPeer(state, leader, to, req);
     for (const a of ready.acked) a.token.resolve({ firstId: a.firstId, lastId: a.lastId, epoch: leader.epoch });
     for (const f of ready.failed) f.token.reject(unknownOutcomeError(state.replica.log, f.reason, f.firstId, f.lastId));
-    if (ready.acked.length > 0) this.wakeReaders(state.replica.log, ready.commitId);
+    if (ready.commitId > state.wokenCommitId) {
+      state.wokenCommitId = ready.commitId;
+      this.wakeReaders(state.replica.log, ready.commitId);
+    }
   }
 
   private sendToPeer(state: LogState, leader: LeaderLog<Waiting>, to: string, req: AppendRequest): void {
@@ -384,4 +632,14 @@ function unknownOutcomeError(log: string, reason: UnknownOutcome, firstId: numbe
   const ids = firstId === lastId ? `id ${firstId}` : `ids ${firstId}-${lastId}`;
   if (reason === 'ACK_TIMEOUT') return new TernError('ACK_TIMEOUT', `log ${log}: ${ids} not acknowledged by a quorum in time; outcome unknown`, { maybeApplied: true });
   return new TernError('FENCED', `log ${log}: leader fenced before ${ids} were acknowledged; outcome unknown`, { maybeApplied: true });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    promise.then(
+      (v) => (clearTimeout(timer), resolve(v)),
+      (e) => (clearTimeout(timer), reject(e)),
+    );
+  });
 }
