@@ -1,0 +1,202 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { appendRaw, createLog, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
+
+// A 2 s lease makes leader loss visible in about 2 s; the defaults are 5 s.
+const FAST = ['--lease-ttl-seconds', '2', '--ack-timeout-ms', '1500', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100'];
+
+let stop: (() => Promise<void>) | undefined;
+afterEach(async () => {
+  await stop?.();
+  stop = undefined;
+});
+
+async function cluster(): Promise<LocalCluster> {
+  const started = await startTestCluster(FAST);
+  stop = started.stop;
+  return started.cluster;
+}
+
+async function leaderOf(c: LocalCluster, log: string, via = 0): Promise<string> {
+  return (await http(`${c.replicas[via]!.clientUrl}/v1/logs/${log}`)).json().leader;
+}
+
+/** Closed-loop writers appending unique values through random replicas until stopped; records every outcome. */
+function load(c: LocalCluster, log: string, writers: number) {
+  const acked = new Map<string, number>();
+  const failed: string[] = [];
+  const ackTimes: { at: number; epoch: number }[] = [];
+  let running = true;
+  let seq = 0;
+  const done = Promise.all(
+    Array.from({ length: writers }, async (_, w) => {
+      while (running) {
+        const value = `w${w}-${seq++}`;
+        const via = c.replicas[Math.floor(Math.random() * 3)]!;
+        try {
+          const res = await appendRaw(via.clientUrl, log, value, 5000);
+          if (res.status === 200) {
+            const { id, epoch } = res.json();
+            acked.set(value, id);
+            ackTimes.push({ at: Date.now(), epoch });
+          } else {
+            failed.push(value);
+            await sleep(20);
+          }
+        } catch {
+          failed.push(value); // connection refused or reset: outcome unknown
+          await sleep(20);
+        }
+      }
+    }),
+  );
+  return {
+    acked,
+    failed,
+    ackTimes,
+    async stop() {
+      running = false;
+      await done;
+    },
+  };
+}
+
+/** Every acked value is at its id on every replica; ids are dense; no value appears twice. */
+async function checkLog(c: LocalCluster, log: string, acked: Map<string, number>): Promise<string[]> {
+  let reference: string[] = [];
+  for (const r of c.replicas) {
+    const values = await eventually(async () => {
+      const entries = await readAll(r.clientUrl, log);
+      expect(entries.map((e) => e.id)).toEqual(entries.map((_, i) => i));
+      const vals = entries.map((e) => e.data.toString());
+      for (const [value, id] of acked) expect(vals[id], `${value} acked at ${id}, on ${r.id}`).toBe(value);
+      return vals;
+    }, 15_000);
+    expect(new Set(values).size).toBe(values.length);
+    if (reference.length) expect(values.slice(0, reference.length)).toEqual(reference.slice(0, values.length));
+    if (values.length > reference.length) reference = values;
+  }
+  return reference;
+}
+
+describe('leadership moves without losing an acknowledged append', () => {
+  it('recovers every acknowledged append after the leader is SIGKILLed under load, and appends resume on a new leader', async () => {
+    const c = await cluster();
+    await createLog(c.replicas[0]!.clientUrl, 'crash');
+    const oldLeader = await leaderOf(c, 'crash');
+    const traffic = load(c, 'crash', 8);
+    await sleep(1500);
+    const killedAt = Date.now();
+    await c.signal(oldLeader, 'SIGKILL');
+    const survivor = c.replicas.findIndex((r) => r.id !== oldLeader);
+    await eventually(async () => expect(await leaderOf(c, 'crash', survivor)).not.toBe(oldLeader), 15_000);
+    await sleep(1500);
+    await traffic.stop();
+    const firstAfter = traffic.ackTimes.find((t) => t.epoch > 1);
+    expect(firstAfter, 'appends resumed on the new leader').toBeDefined();
+    console.log(`leader SIGKILL -> first ack by the new leader: ${firstAfter!.at - killedAt} ms; ${traffic.acked.size} acked, ${traffic.failed.length} failed or unknown`);
+    await c.restart(oldLeader);
+    await checkLog(c, 'crash', traffic.acked);
+    const status = (await http(`${c.replicas[survivor]!.clientUrl}/v1/logs/crash`)).json();
+    expect(status.epoch).toBeGreaterThanOrEqual(2);
+    expect(status.segments[0]).toMatchObject({ epoch: 1, sealed: true });
+  });
+
+  it('hands leadership back and forth under load without losing, duplicating or reordering anything', async () => {
+    const c = await cluster();
+    await createLog(c.replicas[0]!.clientUrl, 'moves');
+    const traffic = load(c, 'moves', 6);
+    const pauses: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      await sleep(300);
+      const from = await leaderOf(c, 'moves');
+      const to = c.replicas.map((r) => r.id).find((id) => id !== from)!;
+      const started = Date.now();
+      const res = await http(`${c.replicas[i % 3]!.clientUrl}/v1/logs/moves/handoff`, { method: 'POST', contentType: 'application/json', body: JSON.stringify({ to }) });
+      expect(res.status, res.body.toString()).toBe(200);
+      expect(res.json().leader).toBe(to);
+      pauses.push(Date.now() - started);
+    }
+    await sleep(300);
+    await traffic.stop();
+    console.log(`handoff pauses under load (ms): ${pauses.join(', ')}; ${traffic.acked.size} acked, ${traffic.failed.length} failed`);
+    expect(traffic.acked.size).toBeGreaterThan(50);
+    await checkLog(c, 'moves', traffic.acked);
+  });
+
+  it('keeps an entry held only by the old leader and a follower that then restarted empty (amnesia)', async () => {
+    const c = await cluster();
+    const { leader: a } = await createLog(c.replicas[0]!.clientUrl, 'amnesia');
+    const [b, cc] = c.replicas.map((r) => r.id).filter((id) => id !== a);
+    await c.signal(cc!, 'SIGSTOP'); // C misses the entry: only A and B hold it
+    const res = await appendRaw(c.replica(a).clientUrl, 'amnesia', 'precious');
+    expect(res.status).toBe(200);
+    await c.signal(b!, 'SIGKILL'); // B forgets it
+    await c.signal(cc!, 'SIGCONT');
+    await c.restart(b!);
+    // C's lease may have lapsed while it was stopped: the handoff waits until it is live again.
+    await eventually(async () => {
+      const moved = await http(`${c.replica(a).clientUrl}/v1/logs/amnesia/handoff`, { method: 'POST', contentType: 'application/json', body: JSON.stringify({ to: cc }) });
+      expect(moved.status, moved.body.toString()).toBe(200);
+      expect(moved.json().leader).toBe(cc);
+    }, 15_000, 200);
+    for (const r of c.replicas) {
+      await eventually(async () => expect((await readAll(r.clientUrl, 'amnesia')).map((e) => e.data.toString())).toEqual(['precious']));
+    }
+  });
+
+  it('stays unavailable when the leader is dead and both others restarted empty, until the unsafe override', async () => {
+    const c = await cluster();
+    const { leader } = await createLog(c.replicas[0]!.clientUrl, 'lost');
+    const others = c.replicas.map((r) => r.id).filter((id) => id !== leader);
+    expect((await appendRaw(c.replica(leader).clientUrl, 'lost', 'acked')).status).toBe(200);
+    await c.signal(leader, 'SIGKILL');
+    for (const id of others) {
+      await c.signal(id, 'SIGKILL');
+      await c.restart(id);
+    }
+    const via = c.replica(others[0]!).clientUrl;
+    await sleep(3000); // lease expiry, coordinator assignment, fencing: none can decide safely
+    const refused = await appendRaw(via, 'lost', 'refused');
+    expect(refused.status).toBe(503);
+    expect(refused.headers['retry-after']).toBeDefined();
+    expect(['NOT_READY', 'NO_QUORUM']).toContain(refused.json().error.code);
+
+    const forced = await http(`${via}/v1/logs/lost/recover`, { method: 'POST', contentType: 'application/json', body: JSON.stringify({ acceptDataLoss: true }) });
+    expect(forced.status, forced.body.toString()).toBe(200);
+    expect(forced.json().warning).toMatch(/lost/);
+    await eventually(async () => expect((await appendRaw(via, 'lost', 'after')).status).toBe(200), 10_000);
+  });
+
+  it('lets a paused (SIGSTOP) leader acknowledge nothing after a newer epoch fenced it', async () => {
+    const c = await cluster();
+    const { leader: stale } = await createLog(c.replicas[0]!.clientUrl, 'paused');
+    const staleUrl = c.replica(stale).clientUrl;
+    const other = c.replicas.find((r) => r.id !== stale)!;
+    expect((await appendRaw(staleUrl, 'paused', 'before')).status).toBe(200);
+    await c.signal(stale, 'SIGSTOP');
+    // These wait in the paused leader's socket; it sees them only after it is fenced.
+    const late = Array.from({ length: 5 }, (_, i) => appendRaw(staleUrl, 'paused', `late-${i}`, 20_000).catch(() => undefined));
+    await eventually(async () => expect(await leaderOf(c, 'paused', c.replicas.indexOf(other))).not.toBe(stale), 15_000);
+    // The new leader takes appends once it has recovered (503 NOT_READY until then).
+    await eventually(async () => expect((await appendRaw(other.clientUrl, 'paused', 'new-leader')).status).toBe(200), 10_000);
+    await c.signal(stale, 'SIGCONT');
+    const answers = await Promise.all(late);
+    const entries = await eventually(async () => {
+      const all = (await readAll(other.clientUrl, 'paused')).map((e) => e.data.toString());
+      expect(all).toContain('new-leader');
+      return all;
+    });
+    for (const [i, res] of answers.entries()) {
+      if (res?.status === 200) expect(entries[res.json().id]).toBe(`late-${i}`);
+      else if (res) expect([409, 503]).toContain(res.status);
+    }
+    // Once awake it takes no new appends as leader of the old epoch: they go to the new leader or fail.
+    const after = await appendRaw(staleUrl, 'paused', 'after-wake');
+    if (after.status === 200) expect(after.json().epoch).toBeGreaterThan(1);
+    for (const r of c.replicas) {
+      await eventually(async () => expect((await readAll(r.clientUrl, 'paused')).map((e) => e.data.toString()).slice(0, entries.length)).toEqual(entries));
+    }
+  });
+});
