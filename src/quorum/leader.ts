@@ -104,6 +104,11 @@ export class LeaderLog<T> {
     return this.deposed || this.replica.epoch > this.config.epoch;
   }
 
+  /** Highest id `peer` provably holds in this leader's version (-1 none). */
+  matchIdOf(peer: string): number {
+    return this.progress.find((p) => p.peer === peer)?.matchId ?? -1;
+  }
+
   /** Proposals given ids and not yet acked or failed. */
   get pendingCount(): number {
     return this.proposals.length - this.proposalHead;

@@ -85,6 +85,12 @@ interface LogState {
   handingOff: boolean;
   /** Commit point tail readers were last woken for. */
   wokenCommitId: number;
+  /**
+   * Replicas whose incarnation differs from the one the open segment records
+   * (they restarted, or were down when it opened), with the id they must hold
+   * before the segment may count them again.
+   */
+  rejoining: Map<string, { incarnation: string; throughId: number }>;
 }
 
 interface TailReader {
@@ -143,7 +149,9 @@ export class Replica {
     this.ticker = setInterval(() => this.tick(), this.config.tickMs);
     // The coordinator (one replica, elected through a leased etcd key) gives leaderless logs a leader.
     this.coordinatorTimer = setInterval(() => {
-      if (directory.isCoordinator && !this.stopping) this.assignLeaderless().catch((err) => this.log.warn({ err }, 'coordinator pass failed'));
+      if (this.stopping) return;
+      if (directory.isCoordinator) this.assignLeaderless().catch((err) => this.log.warn({ err }, 'coordinator pass failed'));
+      for (const [name, state] of this.logs) this.recordRejoinedReplicas(name, state);
     }, COORDINATOR_PASS_MS);
   }
 
@@ -381,7 +389,7 @@ export class Replica {
   private logState(name: string): LogState {
     let state = this.logs.get(name);
     if (!state) {
-      state = { replica: new LogReplica(name, this.memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, wokenCommitId: -1 };
+      state = { replica: new LogReplica(name, this.memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, wokenCommitId: -1, rejoining: new Map() };
       this.logs.set(name, state);
     }
     return state;
@@ -510,6 +518,34 @@ export class Replica {
     while (state.replica.commitId < endId) {
       if (state.leader?.isDeposed !== false || Date.now() > deadline) throw new TernError('NOT_READY', `log ${name}: no quorum took the recovered tail up to ${endId}`);
       await this.waitForCommit(name, endId, 50);
+    }
+  }
+
+  /**
+   * A replica that restarted lost what it held, so the open segment stops
+   * counting it; once the leader has caught it up past everything it could
+   * have acknowledged before (the leader's last id when it came back), its new
+   * incarnation is recorded and it counts again. Without this, two restarts
+   * over a log's life would make it unrecoverable.
+   */
+  private recordRejoinedReplicas(name: string, state: LogState): void {
+    const leader = this.localLeader(name);
+    const open = this.directory?.log(name)?.segments.at(-1);
+    if (!leader || state.takeover || !open || open.epoch !== leader.epoch) return;
+    for (const id of Object.keys(this.incarnationsOf(this.directory!.log(name)!.meta.replicas))) {
+      const member = this.directory!.member(id)!;
+      if (id === this.id || open.replicas[id] === member.incarnation) continue;
+      const pending = state.rejoining.get(id);
+      if (!pending || pending.incarnation !== member.incarnation) {
+        state.rejoining.set(id, { incarnation: member.incarnation, throughId: state.replica.buffer.lastId });
+      } else if (leader.matchIdOf(id) >= pending.throughId) {
+        state.rejoining.delete(id);
+        const segment = { ...open, replicas: { ...open.replicas, [id]: member.incarnation } };
+        this.dir()
+          .updateSegment(name, leader.epoch, segment)
+          .then((ok) => ok && this.log.info({ log: name, replica: id, epoch: leader.epoch }, 'restarted replica caught up: counts for the segment again'))
+          .catch((err) => this.log.warn({ log: name, err: (err as Error).message }, 'could not record a rejoined replica'));
+      }
     }
   }
 

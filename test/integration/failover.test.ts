@@ -146,6 +146,29 @@ describe('leadership moves without losing an acknowledged append', () => {
     }
   });
 
+  it('counts a restarted follower again once caught up, so a later leader crash still recovers', async () => {
+    const c = await cluster();
+    const { leader } = await createLog(c.replicas[0]!.clientUrl, 'rejoin');
+    const [b] = c.replicas.map((r) => r.id).filter((id) => id !== leader);
+    const leaderUrl = c.replica(leader).clientUrl;
+    const values: string[] = [];
+    const append = async (v: string) => {
+      const res = await appendRaw(leaderUrl, 'rejoin', v);
+      expect(res.status, res.body.toString()).toBe(200);
+      values.push(v);
+    };
+    for (let i = 0; i < 10; i++) await append(`before-${i}`);
+    await c.signal(b!, 'SIGKILL');
+    await c.restart(b!);
+    for (let i = 0; i < 10; i++) await append(`after-${i}`);
+    await sleep(1500); // the leader catches b up and records its new incarnation
+    await c.signal(leader, 'SIGKILL');
+    const via = c.replica(b!).clientUrl;
+    await eventually(async () => expect((await appendRaw(via, 'rejoin', 'new-epoch')).status).toBe(200), 15_000, 200);
+    values.push('new-epoch');
+    await eventually(async () => expect((await readAll(via, 'rejoin')).map((e) => e.data.toString())).toEqual(values));
+  });
+
   it('stays unavailable when the leader is dead and both others restarted empty, until the unsafe override', async () => {
     const c = await cluster();
     const { leader } = await createLog(c.replicas[0]!.clientUrl, 'lost');
