@@ -42,6 +42,18 @@ export const replicaOptions = {
   maxReadEntries: { kind: 'int', default: 10_000, min: 1, max: 1_000_000, doc: 'Largest `limit` of a read.' },
   maxReadBytes: { kind: 'int', default: 8 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'A read returns at most about this many entry bytes (at least one entry).' },
   maxWaitMs: { kind: 'int', default: 60_000, min: 0, max: 3_600_000, doc: 'Longest `waitMs` of a tail read.' },
+  s3Endpoint: { kind: 'string', default: '', doc: 'S3-compatible endpoint URL (AWS S3, MinIO, s3rver). Empty: no object storage; entries stay in memory (bounded by --max-buffer-bytes) and are never flushed.' },
+  s3Region: { kind: 'string', default: 'us-east-1', doc: 'Object store region.' },
+  s3Bucket: { kind: 'string', default: 'tern', doc: 'Bucket that holds the flushed objects.' },
+  s3Prefix: { kind: 'string', default: '', doc: 'Key prefix inside the bucket; objects go under <prefix><cluster>/<log>/.' },
+  s3AccessKeyId: { kind: 'string', default: '', doc: 'Access key id (empty: the AWS SDK default credential chain).' },
+  s3SecretAccessKey: { kind: 'string', default: '', doc: 'Secret access key.' },
+  s3ForcePathStyle: { kind: 'enum', default: 'true', values: ['true', 'false'], doc: 'Path-style bucket addressing (MinIO, s3rver); false for virtual-hosted AWS S3.' },
+  flushMaxBytes: { kind: 'int', default: 4 * 1024 * 1024, min: 1, max: 1024 * 1024 * 1024, doc: 'An object is cut once this many committed bytes wait (object size target).' },
+  flushMaxEntries: { kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'An object holds at most this many entries.' },
+  flushIntervalMs: { kind: 'int', default: 1000, min: 1, max: 3_600_000, doc: 'Committed entries wait at most about this long before they are flushed, however few.' },
+  readCacheBytes: { kind: 'int', default: 64 * 1024 * 1024, min: 0, max: 64 * 1024 * 1024 * 1024, doc: 'Bytes of recently read objects each replica keeps for reads below its memory.' },
+  orphanGraceMs: { kind: 'int', default: 600_000, min: 0, max: 7 * 24 * 3_600_000, doc: 'An object in the store that no manifest records (a fenced leader\'s late upload) is deleted once this old.' },
   logLevel: { kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level of the JSON logs on stdout.' },
 } as const satisfies Record<string, OptionSpec>;
 

@@ -1,0 +1,127 @@
+/**
+ * The format of a flushed object: one object per batch of consecutive
+ * entries of one log. All integers big-endian.
+ *
+ *   header  (24 B)  "TERN" | u8 version (1) | u8 0 | u16 0 | u32 epoch | i48 firstId | u16 0 | u32 count
+ *   records         per entry: u32 length | u32 CRC-32C of the data | data
+ *   index           per entry: u32 offset of its record from the start of the object
+ *   trailer (16 B)  u32 index offset | u32 count | u32 CRC-32C of header and index | "TIDX"
+ *
+ * A reader that knows the index (the trailer and index are one suffix-ranged
+ * GET, cacheable) fetches entries i..j with one ranged GET of
+ * [offset(i), offset(j+1)). Every entry is checked against its CRC-32C;
+ * corruption is an error, never data.
+ */
+import { crc32c } from '@aws-crypto/crc32c';
+
+const MAGIC = Buffer.from('TERN');
+const TRAILER_MAGIC = Buffer.from('TIDX');
+const VERSION = 1;
+export const HEADER_BYTES = 24;
+export const TRAILER_BYTES = 16;
+const RECORD_OVERHEAD = 8;
+
+export class CorruptObjectError extends Error {
+  override name = 'CorruptObjectError';
+}
+
+export interface DecodedObject {
+  epoch: number;
+  firstId: number;
+  entries: Buffer[];
+}
+
+export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[]): Buffer {
+  let size = HEADER_BYTES + TRAILER_BYTES + 4 * entries.length;
+  for (const e of entries) size += RECORD_OVERHEAD + e.length;
+  const out = Buffer.allocUnsafe(size);
+  MAGIC.copy(out, 0);
+  out.writeUInt8(VERSION, 4);
+  out.writeUInt8(0, 5);
+  out.writeUInt16BE(0, 6);
+  out.writeUInt32BE(epoch, 8);
+  out.writeIntBE(firstId, 12, 6);
+  out.writeUInt16BE(0, 18);
+  out.writeUInt32BE(entries.length, 20);
+  let o = HEADER_BYTES;
+  const offsets: number[] = [];
+  for (const e of entries) {
+    offsets.push(o);
+    out.writeUInt32BE(e.length, o);
+    out.writeUInt32BE(crc32c(e), o + 4);
+    e.copy(out, o + RECORD_OVERHEAD);
+    o += RECORD_OVERHEAD + e.length;
+  }
+  const indexOffset = o;
+  for (const off of offsets) o = out.writeUInt32BE(off, o);
+  out.writeUInt32BE(indexOffset, o);
+  out.writeUInt32BE(entries.length, o + 4);
+  out.writeUInt32BE(metaChecksum(out.subarray(0, HEADER_BYTES), out.subarray(indexOffset, o)), o + 8);
+  TRAILER_MAGIC.copy(out, o + 12);
+  return out;
+}
+
+/** Decodes and verifies a whole object; entries are views into `body`. */
+export function decodeObject(body: Buffer): DecodedObject {
+  if (body.length < HEADER_BYTES + TRAILER_BYTES) throw new CorruptObjectError(`object of ${body.length} bytes is too short`);
+  const { indexOffset, count } = readTrailer(body.subarray(body.length - TRAILER_BYTES));
+  if (indexOffset + 4 * count + TRAILER_BYTES !== body.length) throw new CorruptObjectError('index does not end where the trailer starts');
+  const header = body.subarray(0, HEADER_BYTES);
+  const index = body.subarray(indexOffset, indexOffset + 4 * count);
+  if (metaChecksum(header, index) !== body.readUInt32BE(body.length - 8)) throw new CorruptObjectError('header or index checksum mismatch');
+  if (!header.subarray(0, 4).equals(MAGIC) || header.readUInt8(4) !== VERSION) throw new CorruptObjectError('not a Tern object of a known version');
+  if (header.readUInt32BE(20) !== count) throw new CorruptObjectError('header and trailer disagree on the entry count');
+  const entries = decodeRecords(body, HEADER_BYTES, indexOffset, count);
+  return { epoch: header.readUInt32BE(8), firstId: header.readIntBE(12, 6), entries };
+}
+
+/** Parses the fixed trailer (the last TRAILER_BYTES of an object). */
+export function readTrailer(trailer: Buffer): { indexOffset: number; count: number } {
+  if (trailer.length !== TRAILER_BYTES || !trailer.subarray(12).equals(TRAILER_MAGIC)) throw new CorruptObjectError('bad trailer');
+  return { indexOffset: trailer.readUInt32BE(0), count: trailer.readUInt32BE(4) };
+}
+
+/** Byte range [start, end) holding the records of entries i..j (0-based, inclusive) given the index offsets. */
+export function recordRange(offsets: readonly number[], indexOffset: number, i: number, j: number): { start: number; end: number } {
+  if (i < 0 || j >= offsets.length || i > j) throw new RangeError(`entries ${i}..${j} outside 0..${offsets.length - 1}`);
+  return { start: offsets[i]!, end: j + 1 < offsets.length ? offsets[j + 1]! : indexOffset };
+}
+
+/** Verifies and splits consecutive records read from [start, end) of an object (e.g. one ranged GET). */
+export function decodeRecords(bytes: Buffer, start: number, end: number, count: number): Buffer[] {
+  const out: Buffer[] = [];
+  let o = start;
+  for (let n = 0; n < count; n++) {
+    if (o + RECORD_OVERHEAD > end) throw new CorruptObjectError(`record ${n} is cut short`);
+    const len = bytes.readUInt32BE(o);
+    const sum = bytes.readUInt32BE(o + 4);
+    if (o + RECORD_OVERHEAD + len > end) throw new CorruptObjectError(`record ${n} runs past its object`);
+    const data = bytes.subarray(o + RECORD_OVERHEAD, o + RECORD_OVERHEAD + len);
+    if (crc32c(data) !== sum) throw new CorruptObjectError(`record ${n} fails its CRC-32C`);
+    out.push(data);
+    o += RECORD_OVERHEAD + len;
+  }
+  if (o !== end) throw new CorruptObjectError('records do not fill their range');
+  return out;
+}
+
+function metaChecksum(header: Buffer, index: Buffer): number {
+  return crc32c(Buffer.concat([header, index]));
+}
+
+/**
+ * Object keys sort by first id and carry the epoch of the leader that wrote
+ * them, so a stale leader's upload can never replace a recorded object:
+ *   <prefix><cluster>/<log>/<firstId, 16 digits>-<lastId, 16 digits>-e<epoch, 10 digits>.tern
+ */
+export function objectKey(prefix: string, cluster: string, log: string, firstId: number, lastId: number, epoch: number): string {
+  return `${logPrefix(prefix, cluster, log)}${pad(firstId, 16)}-${pad(lastId, 16)}-e${pad(epoch, 10)}.tern`;
+}
+
+export function logPrefix(prefix: string, cluster: string, log: string): string {
+  return `${prefix}${cluster}/${log}/`;
+}
+
+function pad(n: number, width: number): string {
+  return String(n).padStart(width, '0');
+}

@@ -1,0 +1,70 @@
+/**
+ * The object store as the flusher and readers see it, over any S3-compatible
+ * service through @aws-sdk/client-s3 (AWS S3, MinIO, s3rver). Correctness
+ * never rests on conditional writes (s3rver ignores them): keys carry the
+ * epoch, and the epoch-compared manifest in etcd decides what counts.
+ */
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+
+export interface ObjectStoreOptions {
+  endpoint: string;
+  region: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  forcePathStyle: boolean;
+  /** A request unanswered this long fails and is retried by the caller. */
+  timeoutMs: number;
+}
+
+export interface StoredObject {
+  key: string;
+  lastModified: Date;
+  size: number;
+}
+
+export class ObjectStore {
+  private readonly s3: S3Client;
+
+  constructor(private readonly options: ObjectStoreOptions) {
+    this.s3 = new S3Client({
+      endpoint: options.endpoint,
+      region: options.region,
+      forcePathStyle: options.forcePathStyle,
+      // The flusher retries with its own backoff and keeps entries in memory meanwhile.
+      maxAttempts: 1,
+      requestHandler: { requestTimeout: options.timeoutMs, connectionTimeout: options.timeoutMs },
+      ...(options.accessKeyId ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } } : {}),
+    });
+  }
+
+  async put(key: string, body: Buffer): Promise<void> {
+    await this.s3.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: key, Body: body, ContentLength: body.length }));
+  }
+
+  async get(key: string, range?: { start: number; end: number }): Promise<Buffer> {
+    const res = await this.s3.send(
+      new GetObjectCommand({ Bucket: this.options.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}) }),
+    );
+    return Buffer.from(await res.Body!.transformToByteArray());
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: key }));
+  }
+
+  async list(prefix: string): Promise<StoredObject[]> {
+    const out: StoredObject[] = [];
+    let token: string | undefined;
+    do {
+      const res = await this.s3.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const o of res.Contents ?? []) out.push({ key: o.Key!, lastModified: o.LastModified ?? new Date(0), size: o.Size ?? 0 });
+      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (token);
+    return out;
+  }
+
+  close(): void {
+    this.s3.destroy();
+  }
+}

@@ -1,0 +1,52 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { CorruptObjectError, HEADER_BYTES, TRAILER_BYTES, decodeObject, decodeRecords, encodeObject, objectKey, readTrailer, recordRange } from '../../src/flusher/object-format.js';
+
+const entries = [Buffer.from('first'), Buffer.alloc(0), randomBytes(3000), Buffer.from([0, 255, 0])];
+
+describe('flushed object format', () => {
+  it('round-trips entries, epoch and first id', () => {
+    const body = encodeObject(7, 2 ** 40, entries);
+    const obj = decodeObject(body);
+    expect(obj.epoch).toBe(7);
+    expect(obj.firstId).toBe(2 ** 40);
+    expect(obj.entries.map((e) => e.toString('hex'))).toEqual(entries.map((e) => e.toString('hex')));
+  });
+
+  it('lets a reader fetch a range of entries with one ranged read, given the index', () => {
+    const body = encodeObject(1, 0, entries);
+    const { indexOffset, count } = readTrailer(body.subarray(body.length - TRAILER_BYTES));
+    expect(count).toBe(4);
+    const offsets = Array.from({ length: count }, (_, i) => body.readUInt32BE(indexOffset + 4 * i));
+    const { start, end } = recordRange(offsets, indexOffset, 1, 2);
+    const ranged = body.subarray(start, end); // what a ranged GET returns
+    expect(decodeRecords(ranged, 0, ranged.length, 2).map((e) => e.length)).toEqual([0, 3000]);
+  });
+
+  it('reports a flipped data byte as corruption, never as data', () => {
+    const body = encodeObject(1, 0, entries);
+    body[HEADER_BYTES + 8 + 2]! ^= 0xff; // inside "first"
+    expect(() => decodeObject(body)).toThrow(CorruptObjectError);
+  });
+
+  it('reports a damaged header, index or trailer, and truncation', () => {
+    const make = () => encodeObject(1, 0, entries);
+    const header = make();
+    header[9]! ^= 1;
+    expect(() => decodeObject(header)).toThrow(/checksum/);
+    const index = make();
+    index[index.length - TRAILER_BYTES - 1]! ^= 1;
+    expect(() => decodeObject(index)).toThrow(CorruptObjectError);
+    const trailer = make();
+    trailer[trailer.length - 1]! ^= 1;
+    expect(() => decodeObject(trailer)).toThrow(/trailer/);
+    const full = make();
+    expect(() => decodeObject(full.subarray(0, full.length - 5))).toThrow(CorruptObjectError);
+  });
+
+  it('names objects so they sort by first id and carry the epoch', () => {
+    const keys = [objectKey('p/', 'c', 'log', 100, 199, 3), objectKey('p/', 'c', 'log', 9, 99, 2), objectKey('p/', 'c', 'log', 1000, 1001, 3)];
+    expect([...keys].sort()).toEqual([keys[1], keys[0], keys[2]]);
+    expect(keys[0]).toBe('p/c/log/0000000000000100-0000000000000199-e0000000003.tern');
+  });
+});
