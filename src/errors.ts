@@ -9,12 +9,15 @@ export const ErrorCodes = {
   LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
   NOT_FOUND: { status: 404, doc: 'No such route or method.' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },
+  TRUNCATED: { status: 410, doc: 'The ids asked for are below the first retained id (truncated); the message names it.' },
   TOO_LARGE: { status: 413, doc: 'An entry or the request is over the configured limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Content-Type is none of the documented ones.' },
   NO_QUORUM: { status: 503, doc: 'Fewer than two replicas of the log answer; the append was refused before it got an id (not applied).' },
   ACK_TIMEOUT: { status: 503, doc: 'The append got an id but no quorum acknowledged it in time: its outcome is unknown (maybeApplied: true).' },
   BUFFER_FULL: { status: 503, doc: 'The replica holds its configured maximum of unflushed bytes; retry later (not applied).' },
   NOT_READY: { status: 503, doc: 'The log has no reachable leader right now (creation or leadership change in progress), or the replica is starting or stopping. Not applied, unless maybeApplied is true (a forward to the leader broke after sending).' },
+  CORRUPT_OBJECT: { status: 500, doc: 'An object read from object storage failed its checksums: reported, never served as data.' },
+  STORE_UNAVAILABLE: { status: 503, doc: 'The entries asked for are in object storage, which does not answer right now.' },
   INTERNAL: { status: 500, doc: 'A bug: the replica logged it.' },
 } as const satisfies Record<string, { status: number; doc: string }>;
 

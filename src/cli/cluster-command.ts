@@ -1,7 +1,8 @@
 /**
  * `tern cluster`: a local three-replica cluster for development and scripts.
  * Ports: replica i (1..3) serves clients on base+i and peers on base+100+i;
- * the etcd it starts listens on base+379 (clients) and base+380 (peers).
+ * the etcd it starts listens on base+379 (clients) and base+380 (peers), the
+ * s3rver object store on base+390.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../replica/config.js';
@@ -17,7 +18,8 @@ export interface ClusterArgs {
 export function clusterUsage(): string {
   return `Usage: tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [-- REPLICA FLAGS...]
   --data-dir DIR   where etcd data, replica logs and cluster.json go (default .tern)
-  --base-port N    replica i serves clients on N+i and peers on N+100+i; etcd uses N+379/N+380 (default 7000)
+  --base-port N    replica i serves clients on N+i and peers on N+100+i; etcd uses N+379/N+380,
+                   the s3rver object store N+390 (default 7000)
   --etcd URL       use this etcd instead of starting one
   flags after -- are passed to every replica (see tern replica --help)
 Writes DIR/cluster.json; Ctrl-C stops everything it started.`;
@@ -51,10 +53,12 @@ export async function runClusterCommand(args: ClusterArgs): Promise<number> {
     etcdEndpoint: args.etcd,
     etcdClientPort: b + 379,
     etcdPeerPort: b + 380,
+    s3Port: b + 390,
     replicaArgs: args.replicaArgs,
   });
   const file = cluster.writeClusterFile();
   console.log(`etcd    ${cluster.etcdEndpoint}`);
+  console.log(`s3      ${cluster.objectStoreEndpoint} (s3rver, bucket tern)`);
   for (const r of cluster.replicas) console.log(`${r.id}      client ${r.clientUrl}  peer ${r.peerUrl}  (log ${cluster.dataDir}/${r.id}.log)`);
   console.log(`cluster.json: ${file}\nCtrl-C stops the cluster.`);
   for (const r of cluster.replicas) {

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd, type EtcdServer } from './etcd.js';
+import { S3RVER_BUCKET, s3rverReplicaArgs, startS3rver, type S3Server } from './s3rver.js';
 import { stopChild, waitForHttp } from './processes.js';
 
 export interface LocalClusterOptions {
@@ -21,6 +22,8 @@ export interface LocalClusterOptions {
   /** Ports for the etcd this cluster starts (when no endpoint is given). */
   etcdClientPort?: number;
   etcdPeerPort?: number;
+  /** Port for the s3rver this cluster starts; without it the replicas have no object store. */
+  s3Port?: number;
   /** Extra `tern replica` flags for every replica. */
   replicaArgs?: readonly string[];
   /** Where replica output goes: a log file per replica in dataDir (default), or this process's stdio. */
@@ -30,6 +33,7 @@ export interface LocalClusterOptions {
 /** cluster.json: what scripts, fault tests and the benchmark need to drive the cluster. */
 export interface ClusterFile {
   etcd: { endpoint: string; pid: number | null };
+  objectStore: { endpoint: string; bucket: string; pid: number } | null;
   replicas: { id: string; pid: number; clientUrl: string; peerUrl: string; argv: string[] }[];
 }
 
@@ -66,8 +70,29 @@ export class LocalCluster {
     private readonly etcd: EtcdServer | undefined,
     replicas: ReplicaProcess[],
     private readonly output: 'files' | 'inherit',
+    private s3: S3Server | undefined,
+    private readonly s3Port: number | undefined,
   ) {
     this.replicas = replicas;
+  }
+
+  get objectStoreEndpoint(): string | undefined {
+    return this.s3?.endpoint;
+  }
+
+  /** Where s3rver keeps the objects (bucket directories), for tests that damage them. */
+  get objectStoreDir(): string {
+    return join(this.dataDir, 's3rver', 'data');
+  }
+
+  /** Stops the object store (an outage); `startObjectStore` brings it back on the same port with the same data. */
+  async stopObjectStore(): Promise<void> {
+    await this.s3?.stop();
+  }
+
+  async startObjectStore(): Promise<void> {
+    if (this.s3Port === undefined) throw new Error('this cluster has no object store');
+    this.s3 = await startS3rver({ dataDir: join(this.dataDir, 's3rver'), port: this.s3Port });
   }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
@@ -79,6 +104,13 @@ export class LocalCluster {
       etcd = await startEtcd({ dataDir: join(dataDir, 'etcd'), clientPort: options.etcdClientPort, peerPort: options.etcdPeerPort });
     }
     const etcdEndpoint = options.etcdEndpoint ?? etcd!.endpoint;
+    let s3: S3Server | undefined;
+    try {
+      if (options.s3Port !== undefined) s3 = await startS3rver({ dataDir: join(dataDir, 's3rver'), port: options.s3Port });
+    } catch (err) {
+      await etcd?.stop();
+      throw err;
+    }
     const entry = cliEntry();
     const replicas = REPLICA_IDS.map((id, i) => ({
       id,
@@ -92,11 +124,12 @@ export class LocalCluster {
         '--client-port', String(options.clientPorts[i]),
         '--peer-port', String(options.peerPorts[i]),
         '--etcd', etcdEndpoint,
+        ...(s3 ? s3rverReplicaArgs(s3.endpoint) : []),
         ...(options.replicaArgs ?? []),
       ],
       process: undefined as unknown as ChildProcess,
     }));
-    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, replicas, options.output ?? 'files');
+    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, replicas, options.output ?? 'files', s3, options.s3Port);
     try {
       for (const r of replicas) r.process = cluster.spawnReplica(r);
       await Promise.all(replicas.map((r) => cluster.waitReady(r)));
@@ -131,6 +164,7 @@ export class LocalCluster {
   describe(): ClusterFile {
     return {
       etcd: { endpoint: this.etcdEndpoint, pid: this.etcd?.process.pid ?? null },
+      objectStore: this.s3 ? { endpoint: this.s3.endpoint, bucket: S3RVER_BUCKET, pid: this.s3.process.pid ?? -1 } : null,
       replicas: this.replicas.map((r) => ({ id: r.id, pid: r.process.pid ?? -1, clientUrl: r.clientUrl, peerUrl: r.peerUrl, argv: r.argv })),
     };
   }
@@ -150,6 +184,7 @@ export class LocalCluster {
         await stopChild(r.process);
       }),
     );
+    await this.s3?.stop();
     await this.etcd?.stop();
   }
 

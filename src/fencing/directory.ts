@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Etcd3, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
-import { keys, type LeaderInfo, type LogMeta, type LogRecord, type MemberInfo, type SegmentMeta } from './keys.js';
+import { keys, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
 
 export interface DirectoryOptions {
   endpoints: string[];
@@ -28,6 +28,8 @@ export interface DirectoryEvents {
   log: [name: string];
   /** A replica joined or left. */
   members: [];
+  /** A log's manifest (flushed objects) or retention point changed. */
+  flushed: [name: string];
   /** The membership lease is (or may be) gone: every leader key of this replica is gone with it. */
   leaseLost: [reason: string];
   /** This replica became, or stopped being, the coordinator. */
@@ -41,6 +43,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly epochs = new Map<string, number>();
   private readonly leaders = new Map<string, LeaderInfo>();
   private readonly segments = new Map<string, Map<number, SegmentMeta>>();
+  private readonly manifests = new Map<string, Map<number, ManifestEntry>>();
+  private readonly retentions = new Map<string, number>();
   private coordinatorId: string | undefined;
   /**
    * Revision of the newest change applied per key: a watch event older than a
@@ -109,11 +113,72 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return { meta, epoch: this.epochs.get(name) ?? 0, leader: this.leaders.get(name), segments };
   }
 
+  /** Flushed objects of a log, ascending by first id. */
+  manifest(name: string): ManifestEntry[] {
+    return [...(this.manifests.get(name)?.values() ?? [])].sort((a, b) => a.firstId - b.firstId);
+  }
+
+  /** Highest id durable in object storage (-1 none): objects are recorded in id order. */
+  flushedId(name: string): number {
+    let max = -1;
+    for (const e of this.manifests.get(name)?.values() ?? []) if (e.lastId > max) max = e.lastId;
+    return max;
+  }
+
+  /** Ids below this are truncated (0: nothing is). */
+  retainedFrom(name: string): number {
+    return this.retentions.get(name) ?? 0;
+  }
+
+  /** Records a flushed object, only if this replica still leads the log at `epoch`. */
+  async recordFlush(name: string, epoch: number, entry: ManifestEntry): Promise<boolean> {
+    const key = keys.manifestEntry(name, entry.firstId);
+    const res = await this.ifStillLeader(name, epoch).then(this.ns.put(key).value(JSON.stringify(entry))).commit();
+    if (res.succeeded) {
+      this.seen([key], res.header.revision);
+      this.setManifest(name, entry);
+    }
+    return res.succeeded;
+  }
+
+  /** Forgets objects that hold only truncated entries (after deleting them), as the leader at `epoch`. */
+  async forgetFlushed(name: string, epoch: number, entries: readonly ManifestEntry[]): Promise<boolean> {
+    if (entries.length === 0) return true;
+    const deletes = entries.map((e) => this.ns.delete().key(keys.manifestEntry(name, e.firstId)));
+    const res = await this.ifStillLeader(name, epoch).then(...deletes).commit();
+    if (res.succeeded) for (const e of entries) this.manifests.get(name)?.delete(e.firstId);
+    return res.succeeded;
+  }
+
+  /** Raises the retention point to `beforeId` (never lowers it). */
+  async truncateBefore(name: string, beforeId: number): Promise<number> {
+    for (;;) {
+      const current = this.retainedFrom(name);
+      if (beforeId <= current) return current;
+      const key = keys.retention(name);
+      const cmp = current === 0 && !(await this.ns.get(key).string()) ? this.ns.if(key, 'Create', '==', 0) : this.ns.if(key, 'Value', '==', String(current));
+      const res = await cmp.then(this.ns.put(key).value(String(beforeId))).commit();
+      if (res.succeeded) {
+        this.seen([key], res.header.revision);
+        this.retentions.set(name, beforeId);
+        return beforeId;
+      }
+      await this.fetchLog(name);
+    }
+  }
+
   /** The log as etcd has it now, bypassing the watch (which may lag a freshly created log by a few ms). */
   async fetchLog(name: string): Promise<LogRecord | undefined> {
     const res = await this.ns
       .if(keys.log(name), 'Create', '>', 0)
-      .then(this.ns.get(keys.log(name)), this.ns.get(keys.epoch(name)), this.ns.get(keys.leader(name)), this.ns.getAll().prefix(keys.segments(name)))
+      .then(
+        this.ns.get(keys.log(name)),
+        this.ns.get(keys.epoch(name)),
+        this.ns.get(keys.leader(name)),
+        this.ns.get(keys.retention(name)),
+        this.ns.getAll().prefix(keys.segments(name)),
+        this.ns.getAll().prefix(`manifest/${name}/`),
+      )
       .commit();
     if (!res.succeeded) return undefined;
     for (const r of res.responses) for (const kv of r.response_range?.kvs ?? []) this.apply('put', kv);
@@ -294,6 +359,12 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     this.watcher.on('delete', (kv) => this.apply('delete', kv));
   }
 
+  private setManifest(name: string, entry: ManifestEntry): void {
+    let m = this.manifests.get(name);
+    if (!m) this.manifests.set(name, (m = new Map()));
+    m.set(entry.firstId, entry);
+  }
+
   private setSegment(name: string, seg: SegmentMeta): void {
     let segs = this.segments.get(name);
     if (!segs) this.segments.set(name, (segs = new Map()));
@@ -336,6 +407,17 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         if (op === 'put') this.leaders.set(id, JSON.parse(value) as LeaderInfo);
         else this.leaders.delete(id);
         break;
+      case 'manifest': {
+        const log = id.slice(0, id.lastIndexOf('/'));
+        if (op === 'put') this.setManifest(log, JSON.parse(value) as ManifestEntry);
+        else this.manifests.get(log)?.delete(Number(id.slice(id.lastIndexOf('/') + 1)));
+        this.emit('flushed', log);
+        return;
+      }
+      case 'retention':
+        if (op === 'put') this.retentions.set(id, Math.max(Number(value), this.retentions.get(id) ?? 0));
+        this.emit('flushed', id);
+        return;
       case 'segments': {
         const log = id.slice(0, id.lastIndexOf('/'));
         if (op === 'put') this.setSegment(log, JSON.parse(value) as SegmentMeta);

@@ -7,6 +7,8 @@
  *   leaders/<name> leased by the leader: {id, epoch, incarnation}
  *   segments/<name>/<epoch, 10 digits>  permanent: one segment per epoch that led the log
  *   coordinator    leased: the replica that assigns leaderless logs {id}
+ *   manifest/<name>/<firstId, 16 digits>  permanent: a flushed object {key, firstId, lastId, epoch, bytes}
+ *   retention/<name>  permanent: ids below this decimal are truncated
  */
 export const keys = {
   prefix: (cluster: string) => `/tern/${cluster}/`,
@@ -18,7 +20,19 @@ export const keys = {
   segments: (name: string) => `segments/${name}/`,
   segment: (name: string, epoch: number) => `segments/${name}/${String(epoch).padStart(10, '0')}`,
   coordinator: () => 'coordinator',
+  manifestEntry: (name: string, firstId: number) => `manifest/${name}/${String(firstId).padStart(16, '0')}`,
+  retention: (name: string) => `retention/${name}`,
 };
+
+/** A flushed object, recorded by the leader that wrote it (compared on its epoch). */
+export interface ManifestEntry {
+  key: string;
+  firstId: number;
+  lastId: number;
+  epoch: number;
+  /** Object size in bytes. */
+  bytes: number;
+}
 
 /**
  * A run of ids written by the leader of one epoch. Open (lastId null) while

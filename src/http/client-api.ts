@@ -38,6 +38,7 @@ const statusSchema = {
     committedId: { type: 'integer' },
     flushedId: { type: 'integer' },
     firstId: { type: 'integer' },
+    flushLag: { type: 'object', properties: { entries: { type: 'integer' }, bytes: { type: 'integer' } } },
     segments: {
       type: 'array',
       items: { type: 'object', properties: { epoch: { type: 'integer' }, firstId: { type: 'integer' }, lastId: { type: ['integer', 'null'] }, sealed: { type: 'boolean' } } },
@@ -133,6 +134,16 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
       }
       const { to } = parseJsonObject(req.body, ['to']);
       return replica.handoff(name, String(to));
+    },
+  );
+
+  app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
+    '/v1/logs/:log/truncate',
+    { schema: { summary: 'Retention: {"beforeId": N} makes ids below N unreadable (410 TRUNCATED) and deletes their objects in the background', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    async (req) => {
+      const { beforeId } = parseJsonObject(req.body, ['beforeId']);
+      if (!Number.isSafeInteger(beforeId) || (beforeId as number) < 0) throw new TernError('BAD_REQUEST', '"beforeId" must be a non-negative integer');
+      return replica.truncate(req.params.log, beforeId as number);
     },
   );
 

@@ -121,19 +121,29 @@ export class EntryBuffer {
 
   /**
    * Drops ids <= `id` once they are durable elsewhere (the flusher's object
-   * store). This is the only way memory is given back besides truncation.
+   * store). This is the only way memory is given back besides truncation. An
+   * `id` past the last one held fast-forwards an empty buffer: a replica that
+   * restarted starts holding again right after what is durable.
    */
   releaseThrough(id: number): void {
-    const upTo = Math.min(id, this.lastId);
-    if (upTo < this.startIdValue) return;
+    if (id < this.startIdValue) return;
+    if (id >= this.lastId) {
+      this.account.bytes -= this.heldBytes;
+      this.heldBytes = 0;
+      this.entries = [];
+      this.head = 0;
+      this.runs = [];
+      this.startIdValue = id + 1;
+      return;
+    }
     let dropped = 0;
-    const end = this.head + upTo - this.startIdValue;
+    const end = this.head + id - this.startIdValue;
     for (let i = this.head; i <= end; i++) {
       dropped += this.entries[i]!.length;
       this.entries[i] = EMPTY;
     }
     this.head = end + 1;
-    this.startIdValue = upTo + 1;
+    this.startIdValue = id + 1;
     this.heldBytes -= dropped;
     this.account.bytes -= dropped;
     // Compact once the dead prefix dominates, so release stays amortised O(1).

@@ -88,6 +88,15 @@ export class LogReplica {
     return runs;
   }
 
+  /**
+   * Forgets ids up to `flushedId`, which object storage now holds: they are
+   * committed by definition, so the commit point moves up with them.
+   */
+  releaseThrough(flushedId: number): void {
+    this.buffer.releaseThrough(flushedId);
+    if (flushedId > this.commitId) this.commitId = flushedId;
+  }
+
   /** Drops everything after `lastId` (recovery decided those ids never existed). */
   discardAfter(lastId: number): void {
     this.truncateUncommitted(lastId + 1);

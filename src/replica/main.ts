@@ -9,6 +9,7 @@ import { ClusterDirectory } from '../fencing/directory.js';
 import { buildClientApi } from '../http/client-api.js';
 import { buildPeerApi } from '../http/peer-api.js';
 import type { ReplicaConfig } from './config.js';
+import { ObjectStore } from '../flusher/object-store.js';
 import { PeerTransport } from './peer-transport.js';
 import { Replica } from './replica.js';
 
@@ -22,7 +23,19 @@ export interface RunningReplica {
 export async function startReplica(config: ReplicaConfig): Promise<RunningReplica> {
   const logger = pino({ level: config.logLevel, base: { replica: config.id } });
   const transport = new PeerTransport({ pipelining: config.maxInflight + 1, timeoutMs: Math.max(config.retransmitMs * 2, 1000) });
-  const replica = new Replica(config, transport, logger);
+  const store = config.s3Endpoint
+    ? new ObjectStore({
+        endpoint: config.s3Endpoint,
+        region: config.s3Region,
+        bucket: config.s3Bucket,
+        accessKeyId: config.s3AccessKeyId,
+        secretAccessKey: config.s3SecretAccessKey,
+        forcePathStyle: config.s3ForcePathStyle === 'true',
+        timeoutMs: 10_000,
+      })
+    : undefined;
+  if (!store) logger.warn({}, 'no --s3-endpoint: entries stay in memory only, bounded by --max-buffer-bytes');
+  const replica = new Replica(config, transport, logger, store);
   const peerApp = buildPeerApi(replica, logger);
   const clientApp = await buildClientApi(replica, logger);
   let directory: ClusterDirectory | undefined;
@@ -31,6 +44,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
     await Promise.allSettled([clientApp.close(), peerApp.close()]);
     await directory?.close();
     await transport.close();
+    store?.close();
   };
   try {
     const peerAddress = await peerApp.listen({ host: config.host, port: config.peerPort });

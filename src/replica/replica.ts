@@ -17,6 +17,10 @@ import { LogReplica } from '../quorum/log-replica.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 import { decideRecovery, validLastId, type FenceAnswer } from '../quorum/recovery.js';
 import { decodeEntryRuns, encodeEntryRuns } from '../quorum/wire.js';
+import { runFlusher } from '../flusher/flusher.js';
+import { CorruptObjectError } from '../flusher/object-format.js';
+import { ObjectReader } from '../flusher/object-reader.js';
+import type { ObjectStore } from '../flusher/object-store.js';
 import type { ReplicaConfig } from './config.js';
 import type { PeerTransport } from './peer-transport.js';
 
@@ -53,6 +57,8 @@ export interface LogStatus {
   flushedId: number;
   firstId: number;
   segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean }[];
+  /** Committed entries and bytes not yet in object storage (bytes as this replica holds them). */
+  flushLag: { entries: number; bytes: number };
 }
 
 export interface RecoveryReport {
@@ -66,6 +72,8 @@ export interface RecoveryReport {
 
 /** How often the coordinator looks for logs without a leader. */
 const COORDINATOR_PASS_MS = 300;
+/** How long a new log's creator has to give it its first leader before the coordinator does. */
+const CREATION_GRACE_MS = 10_000;
 
 interface Waiting {
   resolve(result: AppendResult): void;
@@ -113,11 +121,16 @@ export class Replica {
   private readonly assigning = new Set<string>();
   private readonly leaderTicks: Omit<LeaderConfig, 'self' | 'peers' | 'epoch'>;
 
+  private readonly reader: ObjectReader | undefined;
+
   constructor(
     readonly config: ReplicaConfig,
     private readonly transport: PeerTransport,
     private readonly log: Logger,
+    /** Undefined when no object store is configured: entries then stay in memory, bounded. */
+    private readonly store: ObjectStore | undefined,
   ) {
+    this.reader = store && new ObjectReader(store, config.readCacheBytes);
     const ticks = (ms: number) => Math.max(1, Math.ceil(ms / config.tickMs));
     this.leaderTicks = {
       maxInflight: config.maxInflight,
@@ -142,6 +155,9 @@ export class Replica {
   start(directory: ClusterDirectory): void {
     this.directory = directory;
     directory.on('log', (name) => this.onDirectoryChange(name));
+    directory.on('flushed', (name) => this.onFlushed(name));
+    // Peer messages may have created logs before the directory was there to say what is durable.
+    for (const name of this.logs.keys()) this.onFlushed(name);
     directory.on('leaseLost', (err) => {
       this.log.error({ err }, 'etcd lease lost: stepping down from every log');
       for (const state of this.logs.values()) this.stepDown(state);
@@ -188,14 +204,18 @@ export class Replica {
   async status(name: string): Promise<LogStatus> {
     const record = await this.requireLog(name);
     const state = this.logs.get(name);
-    const committedId = state?.replica.commitId ?? -1;
+    const dir = this.dir();
+    const flushedId = dir.flushedId(name);
+    const committedId = Math.max(state?.replica.commitId ?? -1, flushedId);
+    const retained = dir.retainedFrom(name);
     return {
       log: name,
       leader: record.leader?.id ?? null,
       epoch: Math.max(record.epoch, state?.replica.epoch ?? 0),
       committedId,
-      flushedId: -1,
-      firstId: committedId >= 0 ? state!.replica.buffer.startId : -1,
+      flushedId,
+      firstId: committedId >= retained ? retained : -1,
+      flushLag: { entries: committedId - flushedId, bytes: state?.replica.buffer.bytes ?? 0 },
       segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null })),
     };
   }
@@ -236,16 +256,35 @@ export class Replica {
     });
   }
 
-  /** Committed entries from `fromId`, waiting up to `waitMs` for the first one when none is committed yet. */
+  /**
+   * Committed entries from `fromId`, waiting up to `waitMs` for the first one
+   * when none is committed yet. Entries below this replica's memory come from
+   * object storage through the manifest.
+   */
   async read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
     await this.requireLog(name);
+    const dir = this.dir();
+    const retained = dir.retainedFrom(name);
+    if (fromId < retained) throw new TernError('TRUNCATED', `log ${name}: ids below ${retained} were truncated; read from ${retained}`);
     if (waitMs > 0 && fromId > this.committedId(name)) await this.waitForCommit(name, fromId, waitMs);
+    const committedId = this.committedId(name);
     const state = this.logs.get(name);
-    const committedId = state?.replica.commitId ?? -1;
-    if (!state || fromId > committedId) return { entries: [], fromId, nextId: fromId, committedId };
+    if (fromId > committedId) return { entries: [], fromId, nextId: fromId, committedId };
     const count = Math.min(limit, committedId - fromId + 1);
-    const entries = state.replica.buffer.slice(fromId, count, this.config.maxReadBytes);
+    const buffer = state?.replica.buffer;
+    const inMemory = buffer !== undefined && fromId >= buffer.startId && fromId <= buffer.lastId;
+    const entries = inMemory ? buffer.slice(fromId, count, this.config.maxReadBytes) : fromId <= dir.flushedId(name) ? await this.readFlushed(name, fromId, count) : [];
     return { entries, fromId, nextId: fromId + entries.length, committedId };
+  }
+
+  /** Moves the retention point: ids below `beforeId` become unreadable and their objects are deleted in the background. */
+  async truncate(name: string, beforeId: number): Promise<LogStatus> {
+    await this.requireLog(name);
+    const committedId = this.committedId(name);
+    if (beforeId > committedId + 1) throw new TernError('BAD_REQUEST', `log ${name}: cannot truncate before ${beforeId}, past the commit point ${committedId}`);
+    await this.dir().truncateBefore(name, beforeId);
+    this.log.info({ log: name, beforeId }, 'log truncated');
+    return this.status(name);
   }
 
   // ---- peer operations ----
@@ -353,6 +392,8 @@ export class Replica {
     for (const name of dir.logNames()) {
       const record = dir.log(name);
       if (!record || record.leader || this.assigning.has(name)) continue;
+      // A log being created gets its first leader from the replica creating it.
+      if (record.epoch === 0 && Date.now() - Date.parse(record.meta.createdAt) < CREATION_GRACE_MS) continue;
       const candidate = this.pickLeader(record);
       if (!candidate) continue;
       this.assigning.add(name);
@@ -382,14 +423,55 @@ export class Replica {
     return leader && !leader.isDeposed ? leader : undefined;
   }
 
+  /** Highest committed id this replica knows: in its memory, or durable in object storage. */
   private committedId(name: string): number {
-    return this.logs.get(name)?.replica.commitId ?? -1;
+    return Math.max(this.logs.get(name)?.replica.commitId ?? -1, this.directory?.flushedId(name) ?? -1);
+  }
+
+  private async readFlushed(name: string, fromId: number, count: number): Promise<Buffer[]> {
+    if (!this.reader) throw new TernError('STORE_UNAVAILABLE', `log ${name}: id ${fromId} is no longer in memory and no object store is configured`);
+    try {
+      return await this.reader.read(this.dir().manifest(name), fromId, count, this.config.maxReadBytes);
+    } catch (err) {
+      if (err instanceof CorruptObjectError) {
+        this.log.error({ log: name, fromId, err: err.message }, 'corrupt object in the object store');
+        throw new TernError('CORRUPT_OBJECT', `log ${name}: the object holding id ${fromId} is corrupt (${err.message})`, { cause: err });
+      }
+      throw new TernError('STORE_UNAVAILABLE', `log ${name}: reading id ${fromId} from object storage failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The manifest moved: release what is durable (followers; the leader's flusher does its own), wake readers. */
+  private onFlushed(name: string): void {
+    const state = this.logs.get(name);
+    const flushedId = this.directory?.flushedId(name) ?? -1;
+    if (state && !state.leader && !state.takeover) state.replica.releaseThrough(flushedId);
+    this.wakeReaders(name, this.committedId(name));
+  }
+
+  private startFlusher(name: string, state: LogState, leader: LeaderLog<Waiting>): void {
+    if (!this.store) return;
+    const replica = state.replica;
+    const source = {
+      log: name,
+      epoch: leader.epoch,
+      isCurrent: () => state.leader === leader && !leader.isDeposed && !this.stopping,
+      committedId: () => replica.commitId,
+      entries: (fromId: number, maxCount: number, maxBytes: number) => replica.buffer.slice(fromId, maxCount, maxBytes),
+      release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
+    };
+    const c = this.config;
+    runFlusher(source, this.dir(), this.store, { cluster: c.cluster, prefix: c.s3Prefix, maxBytes: c.flushMaxBytes, maxEntries: c.flushMaxEntries, intervalMs: c.flushIntervalMs, orphanGraceMs: c.orphanGraceMs }, this.log).catch(
+      (err) => this.log.error({ log: name, err }, 'flusher stopped on an error'),
+    );
   }
 
   private logState(name: string): LogState {
     let state = this.logs.get(name);
     if (!state) {
       state = { replica: new LogReplica(name, this.memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, wokenCommitId: -1, rejoining: new Map() };
+      // A replica that restarted starts right after what object storage already holds.
+      state.replica.releaseThrough(this.directory?.flushedId(name) ?? -1);
       this.logs.set(name, state);
     }
     return state;
@@ -436,12 +518,15 @@ export class Replica {
     try {
       this.stepDown(state);
       state.replica.observeEpoch(epoch, this.id);
+      state.replica.releaseThrough(dir.flushedId(name));
       const { endId, warning } = await this.decideEnd(name, state, epoch);
       await this.holdThrough(name, state, epoch, endId);
       const record = await this.requireLog(name);
       const seals: SegmentMeta[] = record.segments.filter((seg) => seg.lastId === null).map((seg) => ({ ...seg, lastId: endId }));
       const open: SegmentMeta = { epoch, firstId: endId + 1, lastId: null, replicas: this.incarnationsOf(record.meta.replicas) };
       if (!(await dir.openSegment(name, epoch, seals, open))) throw new TernError('NOT_READY', `log ${name}: lost epoch ${epoch} before sealing`);
+      // Flushes whatever the previous leaders had not, sealed segments included, before anything is released.
+      if (state.leader) this.startFlusher(name, state, state.leader);
       this.log.info({ log: name, epoch, recoveredId: endId, ms: Date.now() - started, ...(warning ? { warning } : {}) }, 'leading log');
       return { log: name, epoch, recoveredId: endId, ...(warning ? { warning } : {}) };
     } catch (err) {

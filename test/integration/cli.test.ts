@@ -25,7 +25,7 @@ function canBind(port: number): Promise<boolean> {
 async function freeBasePort(): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = [1, 2, 3, 101, 102, 103, 379, 380].map((d) => base + d);
+    const ports = [1, 2, 3, 101, 102, 103, 379, 380, 390].map((d) => base + d);
     if ((await Promise.all(ports.map(canBind))).every(Boolean)) return base;
   }
   throw new Error('no free base port');

@@ -15,15 +15,16 @@ process.once('exit', () => {
   for (const c of live) for (const r of c.replicas) r.process?.kill('SIGKILL');
 });
 
-export async function startTestCluster(replicaArgs: string[] = []): Promise<{ cluster: LocalCluster; stop(): Promise<void> }> {
+export async function startTestCluster(replicaArgs: string[] = [], options: { objectStore?: boolean } = {}): Promise<{ cluster: LocalCluster; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tern-test-'));
-  const ports = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+  const ports = await Promise.all(Array.from({ length: 9 }, () => freePort()));
   const cluster = await LocalCluster.start({
     dataDir,
     clientPorts: ports.slice(0, 3),
     peerPorts: ports.slice(3, 6),
     etcdClientPort: ports[6],
     etcdPeerPort: ports[7],
+    s3Port: options.objectStore === false ? undefined : ports[8],
     replicaArgs: ['--log-level', 'warn', ...replicaArgs],
   });
   live.add(cluster);

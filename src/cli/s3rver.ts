@@ -1,0 +1,41 @@
+/**
+ * Runs s3rver, a real S3-protocol server from npm, as its own process: the
+ * object store of local clusters and tests (AWS S3 or MinIO in production).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { stopChild, waitForHttp } from './processes.js';
+
+export const S3RVER_BUCKET = 'tern';
+/** s3rver accepts these fixed credentials. */
+export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export interface S3Server {
+  endpoint: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startS3rver(options: { dataDir: string; port: number }): Promise<S3Server> {
+  mkdirSync(options.dataDir, { recursive: true });
+  const bin = join(dirname(createRequire(import.meta.url).resolve('s3rver/package.json')), 'bin', 's3rver.js');
+  const endpoint = `http://127.0.0.1:${options.port}`;
+  const log = openSync(join(options.dataDir, 's3rver.log'), 'a');
+  const child = spawn(process.execPath, [bin, '-d', join(options.dataDir, 'data'), '-a', '127.0.0.1', '-p', String(options.port), '--configure-bucket', S3RVER_BUCKET, '--silent'], {
+    stdio: ['ignore', log, log],
+  });
+  try {
+    await waitForHttp(`${endpoint}/${S3RVER_BUCKET}`, 20_000, child);
+  } catch (err) {
+    await stopChild(child, 'SIGKILL');
+    throw err;
+  }
+  return { endpoint, process: child, stop: () => stopChild(child) };
+}
+
+/** The replica flags that point a replica at this server. */
+export function s3rverReplicaArgs(endpoint: string): string[] {
+  return ['--s3-endpoint', endpoint, '--s3-bucket', S3RVER_BUCKET, '--s3-access-key-id', S3RVER_CREDENTIALS.accessKeyId, '--s3-secret-access-key', S3RVER_CREDENTIALS.secretAccessKey, '--s3-force-path-style', 'true'];
+}

@@ -1,0 +1,126 @@
+/**
+ * The flusher of one log, run by its leader: committed entries go to object
+ * storage in id order, in batches cut by size, count or age; each object is
+ * recorded in the log's manifest in etcd by a transaction compared on the
+ * leader's epoch, and only then is memory released (followers release when
+ * they see the manifest change). Store failures are retried with backoff
+ * while the entries stay in memory, where the memory bound applies. A new
+ * leader starts from the manifest, so it flushes whatever the old one had not.
+ * The same loop collects garbage: objects holding only truncated entries,
+ * and orphans (uploads no manifest records, e.g. a fenced leader's) past a
+ * grace period.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ManifestEntry } from '../fencing/keys.js';
+import { encodeObject, logPrefix, objectKey } from './object-format.js';
+import type { ObjectStore } from './object-store.js';
+
+/** The leader's side of one log, as the flusher needs it. */
+export interface FlushSource {
+  readonly log: string;
+  readonly epoch: number;
+  /** False once this leader stepped down: the flusher stops. */
+  isCurrent(): boolean;
+  committedId(): number;
+  /** Committed entries from `fromId`, at most `maxCount` and about `maxBytes`. */
+  entries(fromId: number, maxCount: number, maxBytes: number): Buffer[];
+  /** Memory through `id` may go: it is durable. */
+  release(id: number): void;
+}
+
+/** The manifest in etcd, as the flusher needs it (ClusterDirectory). */
+export interface Manifest {
+  flushedId(log: string): number;
+  retainedFrom(log: string): number;
+  manifest(log: string): ManifestEntry[];
+  recordFlush(log: string, epoch: number, entry: ManifestEntry): Promise<boolean>;
+  forgetFlushed(log: string, epoch: number, entries: readonly ManifestEntry[]): Promise<boolean>;
+}
+
+export interface FlusherOptions {
+  cluster: string;
+  prefix: string;
+  maxBytes: number;
+  maxEntries: number;
+  intervalMs: number;
+  orphanGraceMs: number;
+}
+
+export interface FlushLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+const MAX_BACKOFF_MS = 5000;
+const GC_EVERY_MS = 2000;
+
+export async function runFlusher(src: FlushSource, manifest: Manifest, store: ObjectStore, options: FlusherOptions, log: FlushLogger): Promise<void> {
+  const pollMs = Math.max(5, Math.min(50, options.intervalMs / 4));
+  let waitingSince: number | undefined;
+  let lastGc = 0;
+  while (src.isCurrent()) {
+    const flushed = manifest.flushedId(src.log);
+    src.release(flushed);
+    if (Date.now() - lastGc > GC_EVERY_MS) {
+      lastGc = Date.now();
+      await collectGarbage(src, manifest, store, options, log).catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'object garbage collection failed; will retry'));
+    }
+    const pending = src.committedId() - flushed;
+    if (pending <= 0) {
+      waitingSince = undefined;
+      await sleep(pollMs);
+      continue;
+    }
+    waitingSince ??= Date.now();
+    const entries = src.entries(flushed + 1, Math.min(pending, options.maxEntries), options.maxBytes);
+    let bytes = 0;
+    for (const e of entries) bytes += e.length;
+    if (bytes < options.maxBytes && entries.length < options.maxEntries && Date.now() - waitingSince < options.intervalMs) {
+      await sleep(pollMs);
+      continue;
+    }
+    const firstId = flushed + 1;
+    const lastId = flushed + entries.length;
+    const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch);
+    const body = encodeObject(src.epoch, firstId, entries);
+    if (!(await putWithRetry(src, store, key, body, log))) return;
+    if (!(await manifest.recordFlush(src.log, src.epoch, { key, firstId, lastId, epoch: src.epoch, bytes: body.length }))) {
+      log.warn({ log: src.log, epoch: src.epoch, key }, 'manifest refused the flush (fenced): the object is an orphan');
+      return;
+    }
+    src.release(lastId);
+    waitingSince = undefined;
+  }
+}
+
+async function putWithRetry(src: FlushSource, store: ObjectStore, key: string, body: Buffer, log: FlushLogger): Promise<boolean> {
+  for (let attempt = 0, delay = 100; src.isCurrent(); attempt++, delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
+    try {
+      await store.put(key, body);
+      if (attempt > 0) log.info({ log: src.log, key, attempts: attempt + 1 }, 'object store back: flushed');
+      return true;
+    } catch (err) {
+      log.warn({ log: src.log, key, attempt, err: (err as Error).message }, 'flush to the object store failed; retrying with backoff');
+      await sleep(delay);
+    }
+  }
+  return false;
+}
+
+/** Deletes objects that hold only truncated ids, then orphans older than the grace period. */
+export async function collectGarbage(src: FlushSource, manifest: Manifest, store: ObjectStore, options: FlusherOptions, log: FlushLogger): Promise<void> {
+  const retained = manifest.retainedFrom(src.log);
+  const truncated = manifest.manifest(src.log).filter((e) => e.lastId < retained);
+  for (const e of truncated) await store.delete(e.key);
+  if (truncated.length > 0 && (await manifest.forgetFlushed(src.log, src.epoch, truncated))) {
+    log.info({ log: src.log, objects: truncated.length, before: retained }, 'deleted truncated objects');
+  }
+  const recorded = new Set(manifest.manifest(src.log).map((e) => e.key));
+  const cutoff = Date.now() - options.orphanGraceMs;
+  for (const o of await store.list(logPrefix(options.prefix, options.cluster, src.log))) {
+    if (recorded.has(o.key) || o.lastModified.getTime() > cutoff || !src.isCurrent()) continue;
+    // Truncated objects were forgotten above only after their deletion, so what is left unrecorded is an orphan.
+    await store.delete(o.key);
+    log.info({ log: src.log, key: o.key }, 'deleted orphan object');
+  }
+}
