@@ -190,7 +190,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
    * The replica set is every replica that ever joined, up to `replicas`.
    */
   async createLog(name: string, replicas: number): Promise<{ created: boolean }> {
-    const nodeIds = [...this.nodes].sort();
+    // Asked of etcd, not the watch: a replica that joined a moment ago may not have reached it yet.
+    const nodeIds = (await this.ns.getAll().prefix('nodes/').keys()).map((k) => k.slice('nodes/'.length)).sort();
     if (nodeIds.length < replicas) throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
     const meta: LogMeta = { name, replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
     const res = await this.ns

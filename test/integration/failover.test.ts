@@ -161,7 +161,7 @@ describe('leadership moves without losing an acknowledged append', () => {
     await c.signal(b!, 'SIGKILL');
     await c.restart(b!);
     for (let i = 0; i < 10; i++) await append(`after-${i}`);
-    await sleep(1500); // the leader catches b up and records its new incarnation
+    await sleep(4000); // the leader catches b up and records its new incarnation (a pass every 300 ms)
     await c.signal(leader, 'SIGKILL');
     const via = c.replica(b!).clientUrl;
     await eventually(async () => expect((await appendRaw(via, 'rejoin', 'new-epoch')).status).toBe(200), 15_000, 200);

@@ -33,7 +33,7 @@ export async function startTestCluster(replicaArgs: string[] = [], options: { ob
     async stop() {
       live.delete(cluster);
       await cluster.stop();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!process.env.TERN_KEEP_TEST_DIRS) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
