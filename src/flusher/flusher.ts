@@ -52,45 +52,76 @@ export interface FlushLogger {
 }
 
 const MAX_BACKOFF_MS = 5000;
+/** Objects uploading at once per log. */
+const UPLOADS_IN_FLIGHT = 3;
 const GC_EVERY_MS = 2000;
 
 export async function runFlusher(src: FlushSource, manifest: Manifest, store: ObjectStore, options: FlusherOptions, log: FlushLogger): Promise<void> {
   const pollMs = Math.max(5, Math.min(50, options.intervalMs / 4));
+  let nextId = manifest.flushedId(src.log) + 1;
   let waitingSince: number | undefined;
   let lastGc = 0;
-  while (src.isCurrent()) {
-    const flushed = manifest.flushedId(src.log);
-    src.release(flushed);
+  let uploading = 0;
+  let fenced = false;
+  // Uploads overlap (hiding the store's latency); records go to the manifest strictly in id order.
+  let recorded: Promise<void> = Promise.resolve();
+  while (src.isCurrent() && !fenced) {
+    src.release(manifest.flushedId(src.log));
     if (Date.now() - lastGc > GC_EVERY_MS) {
       lastGc = Date.now();
       await collectGarbage(src, manifest, store, options, log).catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'object garbage collection failed; will retry'));
     }
-    const pending = src.committedId() - flushed;
-    if (pending <= 0) {
-      waitingSince = undefined;
+    nextId = Math.max(nextId, manifest.flushedId(src.log) + 1);
+    const pending = src.committedId() - nextId + 1;
+    if (pending <= 0 || uploading >= UPLOADS_IN_FLIGHT) {
+      if (pending <= 0) waitingSince = undefined;
       await sleep(pollMs);
       continue;
     }
     waitingSince ??= Date.now();
-    const entries = src.entries(flushed + 1, Math.min(pending, options.maxEntries), options.maxBytes);
+    const entries = src.entries(nextId, Math.min(pending, options.maxEntries), options.maxBytes);
     let bytes = 0;
     for (const e of entries) bytes += e.length;
     if (bytes < options.maxBytes && entries.length < options.maxEntries && Date.now() - waitingSince < options.intervalMs) {
       await sleep(pollMs);
       continue;
     }
-    const firstId = flushed + 1;
-    const lastId = flushed + entries.length;
+    const firstId = nextId;
+    const lastId = firstId + entries.length - 1;
+    nextId = lastId + 1;
+    waitingSince = undefined;
     const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch);
     const body = encodeObject(src.epoch, firstId, entries);
-    if (!(await putWithRetry(src, store, key, body, log))) return;
-    if (!(await manifest.recordFlush(src.log, src.epoch, { key, firstId, lastId, epoch: src.epoch, bytes: body.length }))) {
-      log.warn({ log: src.log, epoch: src.epoch, key }, 'manifest refused the flush (fenced): the object is an orphan');
-      return;
-    }
-    src.release(lastId);
-    waitingSince = undefined;
+    uploading++;
+    const stored = putWithRetry(src, store, key, body, log);
+    recorded = recorded.then(async () => {
+      try {
+        if (fenced || !(await stored)) return;
+        if (await recordWithRetry(src, manifest, { key, firstId, lastId, epoch: src.epoch, bytes: body.length }, log)) {
+          src.release(lastId);
+        } else {
+          fenced = true;
+          log.warn({ log: src.log, epoch: src.epoch, key }, 'manifest refused the flush (fenced): the object is an orphan');
+        }
+      } finally {
+        uploading--;
+      }
+    });
   }
+  await recorded;
+}
+
+/** Records in the manifest, retrying etcd errors; false when the transaction was refused (fenced) or leadership ended. */
+async function recordWithRetry(src: FlushSource, manifest: Manifest, entry: ManifestEntry, log: FlushLogger): Promise<boolean> {
+  for (let delay = 100; src.isCurrent(); delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
+    try {
+      return await manifest.recordFlush(src.log, src.epoch, entry);
+    } catch (err) {
+      log.warn({ log: src.log, key: entry.key, err: (err as Error).message }, 'recording a flush in etcd failed; retrying');
+      await sleep(delay);
+    }
+  }
+  return false;
 }
 
 async function putWithRetry(src: FlushSource, store: ObjectStore, key: string, body: Buffer, log: FlushLogger): Promise<boolean> {

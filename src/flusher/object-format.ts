@@ -12,7 +12,7 @@
  * [offset(i), offset(j+1)). Every entry is checked against its CRC-32C;
  * corruption is an error, never data.
  */
-import { crc32c } from '@aws-crypto/crc32c';
+import { crc32c } from '@node-rs/crc32';
 
 const MAGIC = Buffer.from('TERN');
 const TRAILER_MAGIC = Buffer.from('TIDX');
