@@ -205,14 +205,15 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   /**
    * Makes this replica the log's leader: raises the epoch from `expectedEpoch`
    * by one and binds the leader key to this replica's lease, atomically. Fails
-   * (undefined) if the epoch moved or another leader holds the key.
+   * (undefined) if the epoch moved or another leader holds the key, unless it
+   * is the one being replaced (`replacing`: its exact leader value, given by a
+   * leader handing off, so no other replica can slip in between).
    */
-  async claimLeadership(name: string, expectedEpoch: number): Promise<number | undefined> {
+  async claimLeadership(name: string, expectedEpoch: number, replacing?: string): Promise<number | undefined> {
     const epoch = expectedEpoch + 1;
     const leader = this.leaderValue(epoch);
-    const res = await this.ns
-      .if(keys.epoch(name), 'Value', '==', String(expectedEpoch))
-      .and(keys.leader(name), 'Create', '==', 0)
+    const epochIs = this.ns.if(keys.epoch(name), 'Value', '==', String(expectedEpoch));
+    const res = await (replacing === undefined ? epochIs.and(keys.leader(name), 'Create', '==', 0) : epochIs.and(keys.leader(name), 'Value', '==', replacing))
       .then(this.ns.put(keys.epoch(name)).value(String(epoch)), this.ns.put(keys.leader(name)).value(leader).lease(await this.currentLeaseId()))
       .commit();
     if (!res.succeeded) return undefined;
@@ -271,7 +272,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.ns.if(keys.epoch(name), 'Value', '==', String(epoch)).and(keys.leader(name), 'Value', '==', this.leaderValue(epoch));
   }
 
-  private leaderValue(epoch: number): string {
+  /** The exact value of this replica's leader key for `epoch`. */
+  leaderValue(epoch: number): string {
     return JSON.stringify({ id: this.self.id, epoch, incarnation: this.self.incarnation } satisfies LeaderInfo);
   }
 

@@ -30,8 +30,8 @@ export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): Fasti
     return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer));
   });
 
-  app.post<{ Params: { log: string }; Body: { expectedEpoch: number; unsafe?: boolean } }>('/peer/v1/logs/:log/takeover', async (req) =>
-    replica.takeOver(req.params.log, req.body.expectedEpoch, req.body.unsafe === true),
+  app.post<{ Params: { log: string }; Body: { expectedEpoch: number; unsafe?: boolean; replacing?: string } }>('/peer/v1/logs/:log/takeover', async (req) =>
+    replica.takeOver(req.params.log, req.body.expectedEpoch, req.body.unsafe === true, req.body.replacing),
   );
   app.post<{ Params: { log: string }; Body: { epoch: number; leader: string } }>('/peer/v1/logs/:log/fence', async (req) =>
     replica.fence(req.params.log, req.body.epoch, req.body.leader),

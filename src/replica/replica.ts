@@ -320,11 +320,11 @@ export class Replica {
    * epoch, seal it and open this epoch's segment in etcd, and only then take
    * appends. One takeover per log at a time on this replica.
    */
-  takeOver(name: string, expectedEpoch: number, unsafe = false): Promise<RecoveryReport> {
+  takeOver(name: string, expectedEpoch: number, unsafe = false, replacing?: string): Promise<RecoveryReport> {
     const state = this.logState(name);
     if (unsafe) state.unsafeRecovery = true;
     if (!state.takeover) {
-      state.takeover = this.recover(name, state, expectedEpoch).finally(() => {
+      state.takeover = this.recover(name, state, expectedEpoch, replacing).finally(() => {
         state.takeover = undefined;
         state.blockedBy = undefined;
         state.unsafeRecovery = false;
@@ -335,8 +335,9 @@ export class Replica {
 
   /**
    * Moves leadership of `name` to replica `to` on purpose: stop taking appends,
-   * let the rounds in flight finish, give up the leader key, and ask `to` to
-   * take over (it recovers as after a failure, so nothing acknowledged is lost).
+   * let the rounds in flight finish, step down, and ask `to` to take over in
+   * place of this leader's key (it recovers as after a failure, so nothing
+   * acknowledged is lost; the key is never free for the coordinator to hand out).
    */
   async handoff(name: string, to: string): Promise<LogStatus> {
     const record = await this.requireLog(name);
@@ -351,16 +352,16 @@ export class Replica {
     try {
       const deadline = Date.now() + this.config.ackTimeoutMs;
       while (leader.pendingCount > 0 && !leader.isDeposed && Date.now() < deadline) await sleep(2);
-      await this.dir().releaseLeadership(name, leader.epoch);
       this.stepDown(state);
     } finally {
       state.handingOff = false;
     }
     this.log.info({ log: name, epoch: leader.epoch, to }, 'handing off');
     try {
-      await this.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: leader.epoch });
+      await this.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: leader.epoch, replacing: this.dir().leaderValue(leader.epoch) });
     } catch (err) {
-      // The key is free: the coordinator gives the log to a live replica.
+      // Free the key: the coordinator gives the log to a live replica.
+      await this.dir().releaseLeadership(name, leader.epoch).catch(() => false);
       throw new TernError('NOT_READY', `handoff of ${name} to ${to} failed: ${(err as Error).message}`, { cause: err });
     }
     return this.status(name);
@@ -510,10 +511,10 @@ export class Replica {
     return { replica: this.id, incarnation: this.dir().self.incarnation, startId: buffer.startId, lastId: buffer.lastId, runs: buffer.epochRuns() };
   }
 
-  private async recover(name: string, state: LogState, expectedEpoch: number): Promise<RecoveryReport> {
+  private async recover(name: string, state: LogState, expectedEpoch: number, replacing?: string): Promise<RecoveryReport> {
     const started = Date.now();
     const dir = this.dir();
-    const epoch = await dir.claimLeadership(name, expectedEpoch);
+    const epoch = await dir.claimLeadership(name, expectedEpoch, replacing);
     if (epoch === undefined) throw new TernError('NOT_READY', `log ${name}: epoch ${expectedEpoch} is no longer current or another replica leads it`);
     try {
       this.stepDown(state);
