@@ -28,6 +28,8 @@ export interface DirectoryEvents {
   log: [name: string];
   /** A replica joined or left. */
   members: [];
+  /** A log was deleted. */
+  deleted: [name: string];
   /** A log's manifest (flushed objects) or retention point changed. */
   flushed: [name: string];
   /** The membership lease is (or may be) gone: every leader key of this replica is gone with it. */
@@ -194,12 +196,31 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     const nodeIds = (await this.ns.getAll().prefix('nodes/').keys()).map((k) => k.slice('nodes/'.length)).sort();
     if (nodeIds.length < replicas) throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
     const meta: LogMeta = { name, replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
-    const res = await this.ns
-      .if(keys.log(name), 'Create', '==', 0)
-      .then(this.ns.put(keys.log(name)).value(JSON.stringify(meta)), this.ns.put(keys.epoch(name)).value('0'))
+    // A log created again after a delete keeps counting epochs from where it was, so
+    // nothing a leader of the old log still sends can pass a fence of the new one.
+    const epoch = await this.ns.get(keys.epoch(name)).string();
+    const fresh = this.ns.if(keys.log(name), 'Create', '==', 0);
+    const res = await (epoch === null ? fresh.and(keys.epoch(name), 'Create', '==', 0) : fresh.and(keys.epoch(name), 'Value', '==', epoch))
+      .then(this.ns.put(keys.log(name)).value(JSON.stringify(meta)), ...(epoch === null ? [this.ns.put(keys.epoch(name)).value('0')] : []))
       .commit();
-    if (res.succeeded) this.logs.set(name, meta), this.epochs.set(name, 0);
+    if (res.succeeded) this.logs.set(name, meta), this.epochs.set(name, Number(epoch ?? 0));
     return { created: res.succeeded };
+  }
+
+  /** Deletes a log's metadata, leader, segments, manifest and retention (its epoch stays, see createLog). */
+  async deleteLog(name: string): Promise<boolean> {
+    const res = await this.ns
+      .if(keys.log(name), 'Create', '>', 0)
+      .then(
+        this.ns.delete().key(keys.log(name)),
+        this.ns.delete().key(keys.leader(name)),
+        this.ns.delete().key(keys.retention(name)),
+        this.ns.delete().prefix(keys.segments(name)),
+        this.ns.delete().prefix(`manifest/${name}/`),
+      )
+      .commit();
+    if (res.succeeded) this.forget(name);
+    return res.succeeded;
   }
 
   /**
@@ -362,6 +383,10 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     this.watcher.on('delete', (kv) => this.apply('delete', kv));
   }
 
+  private forget(name: string): void {
+    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.retentions]) map.delete(name);
+  }
+
   private setManifest(name: string, entry: ManifestEntry): void {
     let m = this.manifests.get(name);
     if (!m) this.manifests.set(name, (m = new Map()));
@@ -400,9 +425,13 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         this.emit('members');
         return;
       case 'logs':
-        if (op === 'put') this.logs.set(id, JSON.parse(value) as LogMeta);
-        else this.logs.delete(id);
-        break;
+        if (op === 'put') {
+          this.logs.set(id, JSON.parse(value) as LogMeta);
+          break;
+        }
+        this.forget(id);
+        this.emit('deleted', id);
+        return;
       case 'epochs':
         if (op === 'put') this.epochs.set(id, Math.max(Number(value), this.epochs.get(id) ?? 0));
         break;

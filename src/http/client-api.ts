@@ -89,6 +89,12 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
     },
   );
 
+  app.delete<{ Params: { log: string } }>(
+    '/v1/logs/:log',
+    { schema: { summary: 'Delete a log: its entries, metadata and objects', params: logParams, response: { '4xx': errorSchema, '5xx': errorSchema } } },
+    async (req) => replica.deleteLog(req.params.log),
+  );
+
   app.get<{ Params: { log: string } }>(
     '/v1/logs/:log',
     { schema: { summary: 'Log status; ids are -1 when none', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },

@@ -18,7 +18,7 @@ import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 import { decideRecovery, validLastId, type FenceAnswer } from '../quorum/recovery.js';
 import { decodeEntryRuns, encodeEntryRuns } from '../quorum/wire.js';
 import { runFlusher } from '../flusher/flusher.js';
-import { CorruptObjectError } from '../flusher/object-format.js';
+import { CorruptObjectError, logPrefix } from '../flusher/object-format.js';
 import { ObjectReader } from '../flusher/object-reader.js';
 import type { ObjectStore } from '../flusher/object-store.js';
 import type { ReplicaConfig } from './config.js';
@@ -74,6 +74,8 @@ export interface RecoveryReport {
 const COORDINATOR_PASS_MS = 300;
 /** How long a new log's creator has to give it its first leader before the coordinator does. */
 const CREATION_GRACE_MS = 10_000;
+/** A deleted log's objects are swept again this much later, for an upload that was in flight. */
+const LATE_SWEEP_MS = 10_000;
 
 interface Waiting {
   resolve(result: AppendResult): void;
@@ -156,6 +158,7 @@ export class Replica {
     this.directory = directory;
     directory.on('log', (name) => this.onDirectoryChange(name));
     directory.on('flushed', (name) => this.onFlushed(name));
+    directory.on('deleted', (name) => this.forgetLog(name));
     // Peer messages may have created logs before the directory was there to say what is durable.
     for (const name of this.logs.keys()) this.onFlushed(name);
     directory.on('leaseLost', (err) => {
@@ -196,7 +199,7 @@ export class Replica {
       throw new TernError('NOT_READY', `cannot create log ${name}: ${(err as Error).message}`, { cause: err });
     }
     const record = await this.requireLog(name);
-    if (record.epoch === 0 && !record.leader) await this.assignFirstLeader(name, record);
+    if (record.segments.length === 0 && !record.leader) await this.assignFirstLeader(name, record);
     if (created) this.log.info({ log: name, replicas: record.meta.replicas }, 'log created');
     return { created, status: await this.status(name) };
   }
@@ -275,6 +278,28 @@ export class Replica {
     const inMemory = buffer !== undefined && fromId >= buffer.startId && fromId <= buffer.lastId;
     const entries = inMemory ? buffer.slice(fromId, count, this.config.maxReadBytes) : fromId <= dir.flushedId(name) ? await this.readFlushed(name, fromId, count) : [];
     return { entries, fromId, nextId: fromId + entries.length, committedId };
+  }
+
+  /**
+   * Deletes a log: its metadata in etcd (every replica then drops what it
+   * holds and its leader steps down), then its objects. The objects are listed
+   * and deleted once more a little later, for an upload that was in flight.
+   */
+  async deleteLog(name: string): Promise<{ log: string; deleted: true }> {
+    await this.requireLog(name);
+    if (!(await this.dir().deleteLog(name))) throw new TernError('LOG_NOT_FOUND', `log ${name} does not exist`);
+    this.forgetLog(name);
+    const store = this.store;
+    if (store) {
+      const prefix = logPrefix(this.config.s3Prefix, this.config.cluster, name);
+      const sweep = async () => {
+        for (const o of await store.list(prefix)) await store.delete(o.key);
+      };
+      await sweep();
+      setTimeout(() => sweep().catch((err) => this.log.warn({ log: name, err: (err as Error).message }, 'late sweep of a deleted log failed')), LATE_SWEEP_MS).unref();
+    }
+    this.log.info({ log: name }, 'log deleted');
+    return { log: name, deleted: true };
   }
 
   /** Moves the retention point: ids below `beforeId` become unreadable and their objects are deleted in the background. */
@@ -394,7 +419,7 @@ export class Replica {
       const record = dir.log(name);
       if (!record || record.leader || this.assigning.has(name)) continue;
       // A log being created gets its first leader from the replica creating it.
-      if (record.epoch === 0 && Date.now() - Date.parse(record.meta.createdAt) < CREATION_GRACE_MS) continue;
+      if (record.segments.length === 0 && Date.now() - Date.parse(record.meta.createdAt) < CREATION_GRACE_MS) continue;
       const candidate = this.pickLeader(record);
       if (!candidate) continue;
       this.assigning.add(name);
@@ -443,6 +468,17 @@ export class Replica {
   }
 
   /** The manifest moved: release what is durable (followers; the leader's flusher does its own), wake readers. */
+  /** Drops everything this replica holds of a deleted log. */
+  private forgetLog(name: string): void {
+    const state = this.logs.get(name);
+    if (!state) return;
+    this.stepDown(state);
+    this.flush();
+    state.replica.buffer.releaseThrough(state.replica.buffer.lastId);
+    this.logs.delete(name);
+    this.wakeReaders(name, Number.MAX_SAFE_INTEGER);
+  }
+
   private onFlushed(name: string): void {
     const state = this.logs.get(name);
     const flushedId = this.directory?.flushedId(name) ?? -1;
@@ -482,8 +518,8 @@ export class Replica {
   private async assignFirstLeader(name: string, record: LogRecord): Promise<void> {
     for (const id of this.leaderCandidates(record)) {
       try {
-        if (id === this.id) await this.takeOver(name, 0);
-        else await this.transport.command(this.dir().member(id)!.peerUrl, peerPaths.takeover(name), { expectedEpoch: 0 });
+        if (id === this.id) await this.takeOver(name, record.epoch);
+        else await this.transport.command(this.dir().member(id)!.peerUrl, peerPaths.takeover(name), { expectedEpoch: record.epoch });
         return;
       } catch (err) {
         this.log.warn({ log: name, candidate: id, err: (err as Error).message }, 'candidate could not take the first leadership; trying the next');

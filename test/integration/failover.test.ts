@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { appendRaw, createLog, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, readAll, replicaLogLines, startTestCluster } from '../support/cluster.js';
 
 // A 2 s lease makes leader loss visible in about 2 s; the defaults are 5 s.
 const FAST = ['--lease-ttl-seconds', '2', '--ack-timeout-ms', '1500', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100'];
@@ -164,7 +164,12 @@ describe('leadership moves without losing an acknowledged append', () => {
     await sleep(4000); // the leader catches b up and records its new incarnation (a pass every 300 ms)
     await c.signal(leader, 'SIGKILL');
     const via = c.replica(b!).clientUrl;
-    await eventually(async () => expect((await appendRaw(via, 'rejoin', 'new-epoch')).status).toBe(200), 15_000, 200);
+    try {
+      await eventually(async () => expect((await appendRaw(via, 'rejoin', 'new-epoch')).status).toBe(200), 30_000, 200);
+    } catch (err) {
+      console.log(replicaLogLines(c, 'rejoin'));
+      throw err;
+    }
     values.push('new-epoch');
     await eventually(async () => expect((await readAll(via, 'rejoin')).map((e) => e.data.toString())).toEqual(values));
   });

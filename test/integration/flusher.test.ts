@@ -135,6 +135,29 @@ describe('flushing to object storage', () => {
     expect(bad.status).toBe(400);
   });
 
+  it('deletes a log with its objects; created again it starts from id 0 in a higher epoch', async () => {
+    const c = await cluster();
+    const { leader, epoch } = await createLog(c.replicas[0]!.clientUrl, 'gone');
+    await appendMany(c.replica(leader).clientUrl, 'gone', Array.from({ length: 30 }, (_, i) => Buffer.from(`old-${i}`)));
+    await eventually(async () => expect((await status(c.replica(leader).clientUrl, 'gone')).flushedId).toBe(29));
+    expect(storedObjects(c, 'gone').length).toBeGreaterThan(0);
+    const via = c.replicas.find((r) => r.id !== leader)!.clientUrl;
+    const del = await http(`${via}/v1/logs/gone`, { method: 'DELETE' });
+    expect(del.status, del.body.toString()).toBe(200);
+    expect(storedObjects(c, 'gone')).toEqual([]);
+    for (const r of c.replicas) expect((await http(`${r.clientUrl}/v1/logs/gone`)).status).toBe(404);
+    expect((await http(`${via}/v1/logs/gone`, { method: 'DELETE' })).status).toBe(404);
+
+    const again = await createLog(via, 'gone');
+    expect(again.epoch).toBeGreaterThan(epoch);
+    const res = await appendRaw(via, 'gone', 'new-0');
+    expect(res.status, res.body.toString()).toBe(200);
+    expect(res.json().id).toBe(0);
+    for (const r of c.replicas) {
+      await eventually(async () => expect((await readAll(r.clientUrl, 'gone')).map((e) => e.data.toString())).toEqual(['new-0']));
+    }
+  });
+
   it('deletes an orphan (an upload no manifest records, as a fenced leader leaves) after the grace period, and never serves it', async () => {
     const c = await cluster(['--orphan-grace-ms', '1000']);
     const { leader } = await createLog(c.replicas[0]!.clientUrl, 'orphans');

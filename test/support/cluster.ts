@@ -3,7 +3,7 @@
  * dir; everything is stopped and removed after the test file, also when it
  * fails (and on process exit, should the runner die first).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -25,7 +25,7 @@ export async function startTestCluster(replicaArgs: string[] = [], options: { ob
     etcdClientPort: ports[6],
     etcdPeerPort: ports[7],
     s3Port: options.objectStore === false ? undefined : ports[8],
-    replicaArgs: ['--log-level', 'warn', ...replicaArgs],
+    replicaArgs: ['--log-level', process.env.TERN_TEST_LOG_LEVEL ?? 'warn', ...replicaArgs],
   });
   live.add(cluster);
   return {
@@ -36,6 +36,22 @@ export async function startTestCluster(replicaArgs: string[] = [], options: { ob
       if (!process.env.TERN_KEEP_TEST_DIRS) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The replicas' log lines about `log` (JSON lines in the cluster's data dir), for a failing test to show. */
+export function replicaLogLines(cluster: LocalCluster, log: string): string {
+  return cluster.replicas
+    .map((r) => {
+      try {
+        return readFileSync(join(cluster.dataDir, `${r.id}.log`), 'utf8')
+          .split('\n')
+          .filter((l) => l.includes(`"log":"${log}"`))
+          .join('\n');
+      } catch {
+        return '';
+      }
+    })
+    .join('\n');
 }
 
 export interface HttpAnswer {
