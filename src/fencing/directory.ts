@@ -184,6 +184,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
       .commit();
     if (!res.succeeded) return undefined;
     for (const r of res.responses) for (const kv of r.response_range?.kvs ?? []) this.apply('put', kv);
+    // A leader key etcd no longer has is gone, whatever the watch said.
+    if (!res.responses[2]?.response_range?.kvs?.length && BigInt(res.header.revision) >= (this.revisions.get(keys.leader(name)) ?? 0n)) this.leaders.delete(name);
     return this.log(name);
   }
 

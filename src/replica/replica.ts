@@ -234,7 +234,9 @@ export class Replica {
     if (state?.takeover) {
       throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}` + (state.blockedBy ? `: ${state.blockedBy}` : ''), { maybeApplied: false });
     }
-    const leader = record.leader && record.leader.id !== this.id ? this.dir().member(record.leader.id) : undefined;
+    const liveLeader = (r: LogRecord) => (r.leader && r.leader.id !== this.id ? this.dir().member(r.leader.id) : undefined);
+    // The watched view can lag a leadership change: ask etcd before saying there is none.
+    const leader = liveLeader(record) ?? liveLeader((await this.dir().fetchLog(name)) ?? record);
     if (!leader) throw new TernError('NOT_READY', `log ${name} has no reachable leader right now (epoch ${record.epoch})`);
     return leader.clientUrl;
   }
