@@ -49,8 +49,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
 import { Pool, request, type Dispatcher } from 'undici';
-import { LocalCluster } from '../src/cli/local-cluster.js';
-import { freePort } from '../src/cli/processes.js';
+import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 
 const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
   --duration S         measured seconds per scenario (default 10)
@@ -644,17 +643,10 @@ async function main(argv: string[]): Promise<number> {
   let failed = false;
   try {
     dataDir = mkdtempSync(join(os.tmpdir(), 'tern-bench-'));
-    const ports = await Promise.all(Array.from({ length: 8 }, () => freePort()));
-    progress(`starting etcd and 3 replicas (data in ${dataDir})`);
+    progress(`starting etcd, s3rver and 3 replicas (data in ${dataDir})`);
     const startedAt = performance.now();
-    const starting = LocalCluster.start({
-      dataDir,
-      clientPorts: ports.slice(0, 3),
-      peerPorts: ports.slice(3, 6),
-      etcdClientPort: ports[6],
-      etcdPeerPort: ports[7],
-      replicaArgs: REPLICA_ARGS,
-    });
+    // Run Tern as users run it: with its object store, flushing as it goes.
+    const starting = LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: REPLICA_ARGS });
     const first = await Promise.race([starting, aborted(abort.signal)]);
     if (first === 'aborted') {
       // A terminal's Ctrl-C also reaches etcd and the replicas, and LocalCluster.start would

@@ -15,8 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { LocalCluster } from '../src/cli/local-cluster.js';
-import { freePort } from '../src/cli/processes.js';
+import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { S3RVER_BUCKET, S3RVER_CREDENTIALS } from '../src/cli/s3rver.js';
 import { ObjectStore } from '../src/flusher/object-store.js';
 import { FRAMES_CONTENT_TYPE, decodeFrames, encodeFrames } from '../src/frames.js';
@@ -33,14 +32,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'tern-flush-bench-'));
-  const ports = await Promise.all(Array.from({ length: 9 }, () => freePort()));
   const cluster = await LocalCluster.start({
     dataDir,
-    clientPorts: ports.slice(0, 3),
-    peerPorts: ports.slice(3, 6),
-    etcdClientPort: ports[6],
-    etcdPeerPort: ports[7],
-    s3Port: ports[8],
+    ...(await freeClusterPorts()),
     replicaArgs: ['--log-level', 'warn', '--max-buffer-bytes', String(4 * backlog), '--flush-max-bytes', String(objectBytes), '--max-request-bytes', String(64 * MiB)],
   });
   try {

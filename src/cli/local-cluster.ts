@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { S3RVER_BUCKET, s3rverReplicaArgs, startS3rver, type S3Server } from './s3rver.js';
-import { stopChild, waitForHttp } from './processes.js';
+import { freePort, stopChild, waitForHttp } from './processes.js';
 
 export interface LocalClusterOptions {
   dataDir: string;
@@ -47,6 +47,20 @@ export interface ReplicaProcess {
 }
 
 export const REPLICA_IDS = ['r1', 'r2', 'r3'] as const;
+
+type ClusterPorts = Pick<LocalClusterOptions, 'clientPorts' | 'peerPorts' | 'etcdClientPort' | 'etcdPeerPort' | 's3Port'>;
+
+/** Ports the OS says are free, for every process of a cluster (tests and benchmarks); no s3Port without an object store. */
+export async function freeClusterPorts(options: { objectStore?: boolean } = {}): Promise<ClusterPorts> {
+  const ports = await Promise.all(Array.from({ length: 9 }, () => freePort()));
+  return {
+    clientPorts: ports.slice(0, 3),
+    peerPorts: ports.slice(3, 6),
+    etcdClientPort: ports[6],
+    etcdPeerPort: ports[7],
+    s3Port: options.objectStore === false ? undefined : ports[8],
+  };
+}
 
 /** The compiled CLI entry, whether this module runs from dist/ or from src/ under a test runner. */
 export function cliEntry(): string {

@@ -222,10 +222,11 @@ export class LeaderLog<T> {
     const buffer = this.replica.buffer;
     const limit = this.inflightLimit(p);
     let sent = false;
+    // Entries below the buffer were released once object storage held them: a follower that
+    // far behind fast-forwards past them (it learns the flushed point from the manifest) and
+    // is sent what follows. Stopping here instead would strand it, heartbeats and all.
+    if (p.nextId < buffer.startId) p.nextId = buffer.startId;
     while (p.inflight.length < limit && p.nextId <= buffer.lastId) {
-      // Entries below the buffer were released after flushing; a follower that far behind
-      // is caught up from object storage, not from here.
-      if (p.nextId < buffer.startId) return;
       // A message carries entries of one epoch: recovered entries keep the epoch that wrote them.
       const count = Math.min(this.config.maxBatchEntries, buffer.runLastId(p.nextId) - p.nextId + 1);
       this.send(p, buffer.slice(p.nextId, count, this.config.maxBatchBytes));

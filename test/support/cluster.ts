@@ -7,8 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { LocalCluster } from '../../src/cli/local-cluster.js';
-import { freePort } from '../../src/cli/processes.js';
+import { LocalCluster, freeClusterPorts } from '../../src/cli/local-cluster.js';
 
 const live = new Set<LocalCluster>();
 process.once('exit', () => {
@@ -17,14 +16,9 @@ process.once('exit', () => {
 
 export async function startTestCluster(replicaArgs: string[] = [], options: { objectStore?: boolean } = {}): Promise<{ cluster: LocalCluster; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tern-test-'));
-  const ports = await Promise.all(Array.from({ length: 9 }, () => freePort()));
   const cluster = await LocalCluster.start({
     dataDir,
-    clientPorts: ports.slice(0, 3),
-    peerPorts: ports.slice(3, 6),
-    etcdClientPort: ports[6],
-    etcdPeerPort: ports[7],
-    s3Port: options.objectStore === false ? undefined : ports[8],
+    ...(await freeClusterPorts(options)),
     replicaArgs: ['--log-level', process.env.TERN_TEST_LOG_LEVEL ?? 'warn', ...replicaArgs],
   });
   live.add(cluster);

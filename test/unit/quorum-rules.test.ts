@@ -207,6 +207,26 @@ describe('leader rules', () => {
     expect(net.acked).toEqual([]);
   });
 
+  it('keeps sending to a follower that fell behind entries released after a flush', () => {
+    const net = new QuorumNet();
+    for (let i = 0; i < 10; i++) net.leader.propose([b(`e${i}`)], i);
+    net.pump();
+    net.inFlight = net.inFlight.filter((m) => m.to !== 'r3'); // r3 misses everything
+    net.deliverAll();
+    net.pump();
+    net.inFlight = net.inFlight.filter((m) => m.to !== 'r3');
+    net.deliverAll();
+    net.pump();
+    expect(net.leaderReplica.commitId).toBe(9);
+    net.leaderReplica.releaseThrough(9); // flushed: the leader forgets 0..9
+    net.followers.get('r3')!.releaseThrough(9); // r3 learns the flushed point from the manifest
+    net.leader.propose([b('e10')], 10);
+    net.settle();
+    expect(net.followers.get('r3')!.buffer.lastId).toBe(10);
+    expect(net.leader.matchIdOf('r3')).toBe(10);
+    expect(net.contents(net.followers.get('r3')!)).toEqual(['e10']);
+  });
+
   it('re-replicates recovered entries with the epoch that wrote them', () => {
     const fresh = new QuorumNet({ epoch: 3 });
     fresh.leaderReplica.adopt(0, 1, [b('old0'), b('old1')]);
