@@ -117,6 +117,8 @@ export class EntryBuffer {
     this.heldBytes -= dropped;
     this.account.bytes -= dropped;
     while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.firstId >= id) this.runs.pop();
+    // Emptied from startId: a run begun below it (clipped by a release) describes nothing held now.
+    if (this.length === 0) this.runs = [];
   }
 
   /**

@@ -237,7 +237,9 @@ export class LeaderLog<T> {
 
   private send(p: PeerProgress, entries: Buffer[]): void {
     const firstId = p.nextId;
-    const seq = ++this.seq;
+    // seq travels as a u32 (wire.ts) and comes back in the reply: wrap it the same way here,
+    // or after 2^32 messages no reply would match its message.
+    const seq = (this.seq = (this.seq + 1) >>> 0);
     const req: AppendRequest = {
       log: this.replica.log,
       epoch: this.config.epoch,

@@ -1,0 +1,173 @@
+/** Binary encoding of the replication messages: src/quorum/wire.ts. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ReplyStatus, type AppendReply, type AppendRequest } from '../../src/quorum/messages.js';
+import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/quorum/wire.js';
+
+const req = (over: Partial<AppendRequest> = {}): AppendRequest => ({
+  log: 'orders',
+  epoch: 3,
+  leader: 'r1',
+  seq: 17,
+  firstId: 10,
+  prevEpoch: 2,
+  entryEpoch: 3,
+  commitId: 9,
+  entries: [Buffer.from('hello')],
+  ...over,
+});
+
+function body(r: AppendRequest): Buffer {
+  const { chunks, length } = encodeAppendRequest(r);
+  const out = Buffer.concat(chunks);
+  expect(out.length).toBe(length);
+  return out;
+}
+
+const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+describe('AppendRequest round trip', () => {
+  it.each([
+    { name: 'one text entry', r: req() },
+    { name: 'a heartbeat (no entries)', r: req({ entries: [] }) },
+    { name: 'an empty entry alone', r: req({ entries: [Buffer.alloc(0)] }) },
+    { name: 'empty entries around others', r: req({ entries: [Buffer.alloc(0), Buffer.from('x'), Buffer.alloc(0), Buffer.alloc(0)] }) },
+    { name: 'every byte value', r: req({ entries: [allBytes, Buffer.from([0]), Buffer.from([255, 255])] }) },
+    { name: 'bytes that look like a header', r: req({ entries: [Buffer.from([1, 6, 0, 0, 0, 0]), Buffer.alloc(64, 0xff)] }) },
+    { name: 'first message of a log', r: req({ firstId: 0, prevEpoch: -1, commitId: -1 }) },
+    { name: 'ids at 2^46', r: req({ firstId: 2 ** 46, commitId: 2 ** 46 - 1 }) },
+    { name: 'largest i48 ids', r: req({ firstId: 2 ** 47 - 1, commitId: 2 ** 47 - 2 }) },
+    { name: 'largest u32 epoch and seq', r: req({ epoch: 2 ** 32 - 1, entryEpoch: 2 ** 32 - 1, seq: 2 ** 32 - 1, prevEpoch: 2 ** 31 - 1 }) },
+    { name: 'empty log and leader names', r: req({ log: '', leader: '' }) },
+    { name: 'longest names', r: req({ log: 'l'.repeat(255), leader: 'r'.repeat(255) }) },
+    { name: 'many entries', r: req({ entries: Array.from({ length: 1000 }, (_, i) => Buffer.from(String(i))) }) },
+  ])('$name', ({ r }) => {
+    const decoded = decodeAppendRequest(body(r));
+    expect(decoded).toEqual(r);
+    expect(decoded.entries.map((e) => e.toString('hex'))).toEqual(r.entries.map((e) => e.toString('hex')));
+  });
+
+  it('references the entries in the chunks instead of copying them', () => {
+    const entries = [Buffer.from('abc'), Buffer.from('defg')];
+    const { chunks, length } = encodeAppendRequest(req({ entries }));
+    expect(chunks.slice(1)).toHaveLength(2);
+    expect(chunks[1]).toBe(entries[0]);
+    expect(chunks[2]).toBe(entries[1]);
+    expect(length).toBe(chunks.reduce((n, c) => n + c.length, 0));
+  });
+
+  it('decodes entries as views into the body, not copies', () => {
+    const encoded = body(req({ entries: [Buffer.from('abc'), Buffer.from('defg')] }));
+    const decoded = decodeAppendRequest(encoded);
+    expect(decoded.entries[1]!.buffer).toBe(encoded.buffer);
+    encoded[encoded.length - 1] = 'Z'.charCodeAt(0);
+    expect(decoded.entries[1]!.toString()).toBe('defZ');
+  });
+
+  it('decodes a body that sits at an offset inside a larger buffer', () => {
+    const encoded = body(req({ entries: [allBytes] }));
+    const padded = Buffer.concat([Buffer.from('junk'), encoded, Buffer.from('more')]);
+    expect(decodeAppendRequest(padded.subarray(4, 4 + encoded.length))).toEqual(req({ entries: [allBytes] }));
+  });
+
+  it('round-trips arbitrary requests', () => {
+    const name = fc.string({ maxLength: 40, unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_.') });
+    const id = fc.integer({ min: -1, max: 2 ** 46 });
+    const u32 = fc.integer({ min: 0, max: 2 ** 32 - 1 });
+    const arb = fc.record({
+      log: name,
+      epoch: u32,
+      leader: name,
+      seq: u32,
+      firstId: id,
+      prevEpoch: fc.integer({ min: -1, max: 2 ** 31 - 1 }),
+      entryEpoch: u32,
+      commitId: id,
+      entries: fc.array(fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), { maxLength: 12 }),
+    });
+    fc.assert(
+      fc.property(arb, (r) => {
+        expect(decodeAppendRequest(body(r))).toEqual(r);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('AppendRequest bad bodies', () => {
+  const good = body(req({ entries: [Buffer.from('abc'), Buffer.alloc(0), Buffer.from('de')] }));
+
+  it('throws WireError on every truncation', () => {
+    for (let cut = 0; cut < good.length; cut++) {
+      expect(() => decodeAppendRequest(good.subarray(0, cut)), `cut at ${cut} of ${good.length}`).toThrow(WireError);
+    }
+  });
+
+  it('throws WireError on trailing bytes', () => {
+    expect(() => decodeAppendRequest(Buffer.concat([good, Buffer.from([0])]))).toThrow(WireError);
+    expect(() => decodeAppendRequest(Buffer.concat([good, Buffer.alloc(100)]))).toThrow(/trailing/);
+  });
+
+  it('throws WireError on an unknown version', () => {
+    for (const version of [0, 2, 255]) {
+      const bad = Buffer.from(good);
+      bad[0] = version;
+      expect(() => decodeAppendRequest(bad)).toThrow(WireError);
+    }
+  });
+
+  it('throws WireError when an entry length runs past the body', () => {
+    const r = req({ log: 'l', leader: 'r', entries: [Buffer.from('abc')] });
+    const bad = body(r);
+    // version, log len, 'l', leader len, 'r', epoch 4, seq 4, firstId 6, prevEpoch 4, entryEpoch 4, commitId 6, count 4
+    const lengthAt = 1 + 1 + 1 + 1 + 1 + 4 + 4 + 6 + 4 + 4 + 6 + 4;
+    expect(bad.readUInt32BE(lengthAt)).toBe(3);
+    bad.writeUInt32BE(4, lengthAt);
+    expect(() => decodeAppendRequest(bad)).toThrow(WireError);
+    bad.writeUInt32BE(2, lengthAt);
+    expect(() => decodeAppendRequest(bad)).toThrow(WireError); // one byte left over
+  });
+
+  it('throws WireError on an absurd entry count instead of allocating it', () => {
+    const r = req({ log: 'l', leader: 'r', entries: [] });
+    const bad = body(r);
+    bad.writeUInt32BE(2 ** 32 - 1, bad.length - 4);
+    expect(() => decodeAppendRequest(bad)).toThrow(WireError);
+  });
+
+  it('throws WireError on an empty body', () => {
+    expect(() => decodeAppendRequest(Buffer.alloc(0))).toThrow(WireError);
+  });
+});
+
+describe('AppendReply', () => {
+  it.each([
+    { status: ReplyStatus.Ok, epoch: 1, seq: 1, lastId: 0 },
+    { status: ReplyStatus.Ok, epoch: 7, seq: 2 ** 32 - 1, lastId: 2 ** 46 },
+    { status: ReplyStatus.Fenced, epoch: 2 ** 32 - 1, seq: 0, lastId: -1 },
+    { status: ReplyStatus.Gap, epoch: 3, seq: 12345, lastId: -1 },
+    { status: ReplyStatus.Gap, epoch: 3, seq: 12345, lastId: 2 ** 47 - 1 },
+  ] satisfies AppendReply[])('round-trips status $status lastId $lastId', (reply) => {
+    const encoded = encodeAppendReply(reply);
+    expect(encoded.length).toBe(16);
+    expect(decodeAppendReply(encoded)).toEqual(reply);
+  });
+
+  const good = encodeAppendReply({ status: ReplyStatus.Gap, epoch: 3, seq: 4, lastId: 99 });
+
+  it('throws WireError on every truncation and on trailing bytes', () => {
+    for (let cut = 0; cut < good.length; cut++) expect(() => decodeAppendReply(good.subarray(0, cut))).toThrow(WireError);
+    expect(() => decodeAppendReply(Buffer.concat([good, Buffer.from([0])]))).toThrow(WireError);
+  });
+
+  it('throws WireError on an unknown version or status', () => {
+    const badVersion = Buffer.from(good);
+    badVersion[0] = 2;
+    expect(() => decodeAppendReply(badVersion)).toThrow(WireError);
+    for (const status of [3, 4, 255]) {
+      const bad = Buffer.from(good);
+      bad[1] = status;
+      expect(() => decodeAppendReply(bad)).toThrow(WireError);
+    }
+  });
+});
