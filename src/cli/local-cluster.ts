@@ -26,6 +26,8 @@ export interface LocalClusterOptions {
   s3Port?: number;
   /** Extra `tern replica` flags for every replica. */
   replicaArgs?: readonly string[];
+  /** Extra flags for one replica, after the shared ones (a later flag wins): per-replica routes through proxies, say. */
+  replicaArgsFor?: (id: string) => readonly string[];
   /** Where replica output goes: a log file per replica in dataDir (default), or this process's stdio. */
   output?: 'files' | 'inherit';
 }
@@ -81,7 +83,8 @@ export class LocalCluster {
   private constructor(
     readonly dataDir: string,
     readonly etcdEndpoint: string,
-    private readonly etcd: EtcdServer | undefined,
+    private etcd: EtcdServer | undefined,
+    private readonly etcdPorts: { clientPort: number; peerPort: number } | undefined,
     replicas: ReplicaProcess[],
     private readonly output: 'files' | 'inherit',
     private s3: S3Server | undefined,
@@ -107,6 +110,23 @@ export class LocalCluster {
   async startObjectStore(): Promise<void> {
     if (this.s3Port === undefined) throw new Error('this cluster has no object store');
     this.s3 = await startS3rver({ dataDir: join(this.dataDir, 's3rver'), port: this.s3Port });
+  }
+
+  /** Stops the etcd this cluster started (an outage); `startEtcd` brings it back on the same ports with the same data. */
+  async stopEtcd(): Promise<void> {
+    await this.etcd?.stop();
+  }
+
+  async startEtcd(): Promise<void> {
+    if (!this.etcdPorts) throw new Error('this cluster did not start etcd');
+    this.etcd = await startEtcd({ dataDir: join(this.dataDir, 'etcd'), ...this.etcdPorts });
+  }
+
+  /** Sends a signal to the etcd or the object store this cluster started (SIGSTOP/SIGCONT to pause them). */
+  signalService(service: 'etcd' | 'objectStore', signal: NodeJS.Signals): void {
+    const child = service === 'etcd' ? this.etcd?.process : this.s3?.process;
+    if (!child) throw new Error(`this cluster did not start ${service}`);
+    child.kill(signal);
   }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
@@ -140,10 +160,12 @@ export class LocalCluster {
         '--etcd', etcdEndpoint,
         ...(s3 ? s3rverReplicaArgs(s3.endpoint) : []),
         ...(options.replicaArgs ?? []),
+        ...(options.replicaArgsFor?.(id) ?? []),
       ],
       process: undefined as unknown as ChildProcess,
     }));
-    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, replicas, options.output ?? 'files', s3, options.s3Port);
+    const etcdPorts = etcd ? { clientPort: options.etcdClientPort!, peerPort: options.etcdPeerPort! } : undefined;
+    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port);
     try {
       for (const r of replicas) r.process = cluster.spawnReplica(r);
       await Promise.all(replicas.map((r) => cluster.waitReady(r)));
@@ -198,6 +220,7 @@ export class LocalCluster {
         await stopChild(r.process);
       }),
     );
+    for (const service of [this.s3, this.etcd]) service?.process.kill('SIGCONT');
     await this.s3?.stop();
     await this.etcd?.stop();
   }

@@ -21,6 +21,8 @@ export interface DirectoryOptions {
   cluster: string;
   self: MemberInfo;
   leaseTtlSeconds: number;
+  /** Peer URLs to use instead of the advertised ones, by replica id (`--peer-routes`). */
+  peerRoutes?: ReadonlyMap<string, string>;
 }
 
 export interface DirectoryEvents {
@@ -98,6 +100,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
 
   member(id: string): MemberInfo | undefined {
     return this.members.get(id);
+  }
+
+  private routed(member: MemberInfo): MemberInfo {
+    const peerUrl = this.options.peerRoutes?.get(member.id);
+    return peerUrl ? { ...member, peerUrl } : member;
   }
 
   liveMembers(): MemberInfo[] {
@@ -422,7 +429,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         if (op === 'put') this.nodes.add(id);
         return;
       case 'members':
-        if (op === 'put') this.members.set(id, JSON.parse(value) as MemberInfo);
+        if (op === 'put') this.members.set(id, this.routed(JSON.parse(value) as MemberInfo));
         else this.members.delete(id);
         this.emit('members');
         return;

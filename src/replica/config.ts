@@ -25,6 +25,7 @@ export const replicaOptions = {
   clientPort: { kind: 'int', default: 7001, min: 0, max: 65535, doc: 'Port of the client API (0: any free port).' },
   peerPort: { kind: 'int', default: 7101, min: 0, max: 65535, doc: 'Port of the peer (replication) API, a separate listener (0: any free port).' },
   etcd: { kind: 'list', default: ['http://127.0.0.1:2379'], doc: 'Comma-separated etcd endpoints.' },
+  peerRoutes: { kind: 'list', default: [], doc: 'Reach these replicas\' peer APIs through these URLs instead of the ones they advertise in etcd: comma-separated id=URL pairs (a proxy, NAT or sidecar in between; the fault-injection suite routes every link through its own proxy this way).' },
   cluster: { kind: 'string', default: 'tern', doc: 'Cluster name: the etcd key prefix is /tern/<cluster>/.' },
   replicas: { kind: 'int', default: 3, min: 3, max: 3, doc: 'Replicas per log (2-of-3 quorum; only 3 is supported).' },
   leaseTtlSeconds: { kind: 'int', default: 5, min: 2, max: 60, doc: 'TTL of the etcd lease that holds this replica\'s membership and leader keys.' },
@@ -96,8 +97,20 @@ export function parseReplicaConfig(argv: readonly string[], env: NodeJS.ProcessE
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(out.id as string)) throw new ConfigError(`${flagOf('id')} must be 1-32 chars of [A-Za-z0-9_-], got "${out.id}"`);
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(out.cluster as string)) throw new ConfigError(`${flagOf('cluster')} must be 1-64 chars of [A-Za-z0-9_.-]`);
   if (out.advertiseHost === '') out.advertiseHost = out.host;
+  peerRouteMap(out.peerRoutes as string[]);
   if ((out.maxEntryBytes as number) > (out.maxRequestBytes as number)) throw new ConfigError('--max-entry-bytes must not exceed --max-request-bytes');
   return Object.freeze(out) as ReplicaConfig;
+}
+
+/** `--peer-routes` as a map from replica id to the peer URL to use for it; throws ConfigError on a malformed pair. */
+export function peerRouteMap(routes: readonly string[]): ReadonlyMap<string, string> {
+  const map = new Map<string, string>();
+  for (const route of routes) {
+    const m = /^([A-Za-z0-9_-]{1,32})=(https?:\/\/[^\s,]+)$/.exec(route);
+    if (!m) throw new ConfigError(`${flagOf('peerRoutes')} takes id=URL pairs such as r2=http://10.0.0.2:7102, got "${route}"`);
+    map.set(m[1]!, new URL(m[2]!).origin);
+  }
+  return map;
 }
 
 function requiredDefault(name: string, spec: OptionSpec): unknown {

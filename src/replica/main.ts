@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { ClusterDirectory } from '../fencing/directory.js';
 import { buildClientApi } from '../http/client-api.js';
 import { buildPeerApi } from '../http/peer-api.js';
-import type { ReplicaConfig } from './config.js';
+import { peerRouteMap, type ReplicaConfig } from './config.js';
 import { ObjectStore } from '../flusher/object-store.js';
 import { PeerTransport } from './peer-transport.js';
 import { Replica } from './replica.js';
@@ -55,6 +55,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
       endpoints: config.etcd,
       cluster: config.cluster,
       leaseTtlSeconds: config.leaseTtlSeconds,
+      peerRoutes: peerRouteMap(config.peerRoutes),
       self: { id: config.id, clientUrl, peerUrl, incarnation: randomUUID() },
     });
     replica.start(directory);

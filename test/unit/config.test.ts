@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, envOf, flagOf, parseReplicaConfig, replicaOptions, replicaUsage } from '../../src/replica/config.js';
+import { ConfigError, envOf, flagOf, parseReplicaConfig, peerRouteMap, replicaOptions, replicaUsage } from '../../src/replica/config.js';
 
 describe('replica configuration', () => {
   it('derives flags and environment variables from option names', () => {
@@ -20,6 +20,13 @@ describe('replica configuration', () => {
   it('splits lists and checks enums', () => {
     expect(parseReplicaConfig(['--id', 'r2', '--etcd', 'http://a:1, http://b:2'], {}).etcd).toEqual(['http://a:1', 'http://b:2']);
     expect(() => parseReplicaConfig(['--id', 'r2', '--log-level', 'loud'], {})).toThrow(/log-level.*one of/);
+  });
+
+  it('reads peer routes as id=URL pairs and refuses anything else', () => {
+    const config = parseReplicaConfig(['--id', 'r1', '--peer-routes', 'r2=http://127.0.0.1:9002/,r3=http://10.0.0.3:7103'], {});
+    expect([...peerRouteMap(config.peerRoutes)]).toEqual([['r2', 'http://127.0.0.1:9002'], ['r3', 'http://10.0.0.3:7103']]);
+    expect(peerRouteMap(parseReplicaConfig(['--id', 'r1'], {}).peerRoutes).size).toBe(0);
+    expect(() => parseReplicaConfig(['--id', 'r1', '--peer-routes', 'r2:http://x:1'], {})).toThrow(/--peer-routes takes id=URL pairs/);
   });
 
   it.each([

@@ -1,0 +1,208 @@
+/**
+ * The nemeses: faults by name. `start` injects one and returns what it did
+ * and how to undo it; the undo leaves the cluster whole again (processes up
+ * and caught up, links healed), so at most one replica is ever faulty beyond
+ * the window of the fault that made it so: the promise Tern makes is for at
+ * most one failed replica.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { REPLICA_IDS } from '../../src/cli/local-cluster.js';
+import { peerLink, type LinkKind, type ProxiedCluster } from './cluster.js';
+import type { FaultProxy, LinkFault } from './proxy.js';
+
+export interface NemesisContext {
+  pc: ProxiedCluster;
+  logs: readonly string[];
+  random: () => number;
+}
+
+export interface ActiveFault {
+  detail: string;
+  stop(): Promise<void>;
+}
+
+export type Nemesis = (ctx: NemesisContext) => Promise<ActiveFault>;
+
+const pickOf = <T>(ctx: NemesisContext, items: readonly T[]): T => items[Math.floor(ctx.random() * items.length)]!;
+const randomReplica = (ctx: NemesisContext): string => pickOf(ctx, REPLICA_IDS);
+const others = (id: string): string[] => REPLICA_IDS.filter((r) => r !== id);
+
+async function someLeader(ctx: NemesisContext): Promise<{ replica: string; log: string }> {
+  const log = pickOf(ctx, ctx.logs);
+  return { replica: (await ctx.pc.leaderOf(log)) ?? randomReplica(ctx), log };
+}
+
+async function status(url: string, log: string): Promise<{ committedId: number; leader: string | null } | undefined> {
+  try {
+    const res = await request(`${url}/v1/logs/${log}`, { headersTimeout: 2000, bodyTimeout: 2000 });
+    const body = (await res.body.json()) as { committedId: number; leader: string | null };
+    return res.statusCode === 200 ? body : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Restarts a killed replica and waits until it holds every log up to where the
+ * leader was when it came back (then the leader records its new incarnation
+ * in the open segment and it counts for recovery again), at most `timeoutMs`.
+ */
+export async function restartAndCatchUp(ctx: NemesisContext, id: string, timeoutMs = 15_000): Promise<void> {
+  const { cluster } = ctx.pc;
+  await cluster.restart(id);
+  const url = cluster.replica(id).clientUrl;
+  const deadline = Date.now() + timeoutMs;
+  for (const log of ctx.logs) {
+    const leader = await ctx.pc.leaderOf(log);
+    const target = leader ? (await status(cluster.replica(leader).clientUrl, log))?.committedId ?? -1 : -1;
+    while (Date.now() < deadline && ((await status(url, log))?.committedId ?? -2) < target) await sleep(100);
+  }
+  // The leader writes the new incarnation to etcd right after the catch-up: give it a moment.
+  await sleep(500);
+}
+
+function isDead(ctx: NemesisContext, id: string): boolean {
+  const p = ctx.pc.cluster.replica(id).process;
+  return p.exitCode !== null || p.signalCode !== null;
+}
+
+function kill(choose: (ctx: NemesisContext) => Promise<string>): Nemesis {
+  return async (ctx) => {
+    const id = await choose(ctx);
+    await ctx.pc.cluster.signal(id, 'SIGKILL');
+    return { detail: `SIGKILL ${id}`, stop: () => restartAndCatchUp(ctx, id) };
+  };
+}
+
+function pause(choose: (ctx: NemesisContext) => Promise<string>): Nemesis {
+  return async (ctx) => {
+    const id = await choose(ctx);
+    await ctx.pc.cluster.signal(id, 'SIGSTOP');
+    return { detail: `SIGSTOP ${id}`, stop: async () => ctx.pc.cluster.signal(id, 'SIGCONT') };
+  };
+}
+
+function faultLinks(proxies: readonly FaultProxy[], fault: LinkFault, detail: string): ActiveFault {
+  for (const p of proxies) p.setFault(fault);
+  return { detail, stop: async () => proxies.forEach((p) => p.heal()) };
+}
+
+const link = (ctx: NemesisContext, from: string, to: string): FaultProxy => ctx.pc.links.peer.get(peerLink(from, to))!;
+const everyLink = (ctx: NemesisContext, kind: LinkKind): FaultProxy[] => [...ctx.pc.links[kind].values()];
+/** Both directions between `id` and each of the others. */
+const isolation = (ctx: NemesisContext, id: string): FaultProxy[] => others(id).flatMap((o) => [link(ctx, id, o), link(ctx, o, id)]);
+
+export const nemeses = {
+  'kill-leader': kill(async (ctx) => (await someLeader(ctx)).replica),
+  'kill-random': kill(async (ctx) => randomReplica(ctx)),
+  'pause-leader': pause(async (ctx) => (await someLeader(ctx)).replica),
+  'pause-random': pause(async (ctx) => randomReplica(ctx)),
+
+  /** Amnesia: two replicas lose their memory one after the other; the second goes only once the first is caught up. */
+  'restart-two': async (ctx) => {
+    const first = randomReplica(ctx);
+    const second = pickOf(ctx, others(first));
+    await ctx.pc.cluster.signal(first, 'SIGKILL');
+    await restartAndCatchUp(ctx, first);
+    await ctx.pc.cluster.signal(second, 'SIGKILL');
+    return { detail: `SIGKILL ${first}, restart it, then SIGKILL ${second}`, stop: () => restartAndCatchUp(ctx, second) };
+  },
+
+  /** Planned moves back and forth, as fast as the cluster answers them. */
+  'handoff-storm': async (ctx) => {
+    let storming = true;
+    let moves = 0;
+    const storm = (async () => {
+      while (storming) {
+        const log = pickOf(ctx, ctx.logs);
+        const leader = await ctx.pc.leaderOf(log);
+        const to = pickOf(ctx, leader ? others(leader) : REPLICA_IDS);
+        try {
+          const res = await request(`${ctx.pc.cluster.replica(pickOf(ctx, REPLICA_IDS)).clientUrl}/v1/logs/${log}/handoff`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ to }),
+            headersTimeout: 10_000,
+            bodyTimeout: 10_000,
+          });
+          await res.body.dump();
+          if (res.statusCode === 200) moves++;
+        } catch {
+          // a handoff that times out is part of the storm
+        }
+        await sleep(100);
+      }
+    })();
+    return {
+      detail: 'handoffs to random replicas',
+      stop: async () => {
+        storming = false;
+        await storm;
+      },
+    };
+  },
+
+  'partition-leader': async (ctx) => {
+    const { replica, log } = await someLeader(ctx);
+    return faultLinks(isolation(ctx, replica), { kind: 'partition' }, `${replica} (leader of ${log}) cut from both peers`);
+  },
+  'partition-random': async (ctx) => {
+    const id = randomReplica(ctx);
+    return faultLinks(isolation(ctx, id), { kind: 'partition' }, `${id} cut from both peers (one vs two)`);
+  },
+  'partition-one-way': async (ctx) => {
+    const { replica } = await someLeader(ctx);
+    const to = pickOf(ctx, others(replica));
+    return faultLinks([link(ctx, replica, to)], { kind: 'partition' }, `${replica} cannot reach ${to}; ${to} still reaches ${replica}`);
+  },
+  'etcd-cut': async (ctx) => {
+    const { replica } = await someLeader(ctx);
+    return faultLinks([ctx.pc.links.etcd.get(replica)!], { kind: 'partition' }, `${replica} cut from etcd`);
+  },
+  latency: async (ctx) => {
+    const ms = 20 + Math.floor(ctx.random() * 60);
+    return faultLinks([...everyLink(ctx, 'peer'), ...everyLink(ctx, 'etcd')], { kind: 'latency', ms }, `+${ms} ms on every peer and etcd link`);
+  },
+
+  'etcd-restart': async (ctx) => {
+    await ctx.pc.cluster.stopEtcd();
+    return { detail: 'etcd stopped', stop: () => ctx.pc.cluster.startEtcd() };
+  },
+  'etcd-pause': async (ctx) => {
+    ctx.pc.cluster.signalService('etcd', 'SIGSTOP');
+    return { detail: 'etcd paused (SIGSTOP)', stop: async () => ctx.pc.cluster.signalService('etcd', 'SIGCONT') };
+  },
+
+  'store-stop': async (ctx) => {
+    await ctx.pc.cluster.stopObjectStore();
+    return { detail: 'object store stopped', stop: () => ctx.pc.cluster.startObjectStore() };
+  },
+  'store-unreachable': async (ctx) => faultLinks(everyLink(ctx, 'store'), { kind: 'partition' }, 'every replica cut from the object store'),
+  'store-slow': async (ctx) => faultLinks(everyLink(ctx, 'store'), { kind: 'latency', ms: 700 }, '+700 ms on every object store link'),
+  'store-5xx': async (ctx) => faultLinks(everyLink(ctx, 'store'), { kind: 'http503' }, 'the object store answers 503 to everything'),
+} satisfies Record<string, Nemesis>;
+
+export type NemesisName = keyof typeof nemeses;
+export const NEMESIS_NAMES = Object.keys(nemeses) as NemesisName[];
+
+/**
+ * Whatever a run left behind, undone: every link healed, every process
+ * continued, every dead replica restarted and caught up, etcd and the object
+ * store running. Used before the final reads, and safe to call twice.
+ */
+export async function healAll(ctx: NemesisContext): Promise<void> {
+  const { cluster, links } = ctx.pc;
+  for (const group of Object.values(links)) for (const p of group.values()) p.heal();
+  for (const service of ['etcd', 'objectStore'] as const) {
+    try {
+      cluster.signalService(service, 'SIGCONT');
+    } catch {
+      // not started by this cluster
+    }
+  }
+  for (const id of REPLICA_IDS) {
+    if (isDead(ctx, id)) await restartAndCatchUp(ctx, id);
+    else await cluster.signal(id, 'SIGCONT');
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * jepsen-lite: one fault-injection run against a real local cluster.
+ *
+ *   npm run jepsen -- [--nemesis all|none|kill-leader,partition-leader,...] [--time S]
+ *                     [--seed N] [--logs N] [--clients N] [--out DIR]
+ *
+ * Phases, as in Jepsen and TigerBeetle's VOPR: a safety phase (workload plus
+ * faults on a seeded schedule), a healing phase (every fault removed, every
+ * process up, the workload still running: the cluster must serve again), and
+ * the final reads of every log from every replica. The checker judges the
+ * history; the report directory holds history.jsonl, verdict.json,
+ * report.html and the replica logs. Exit code 0 only for a valid verdict.
+ */
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+import { check, type FinalState, type Verdict } from './checker.js';
+import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
+import { NEMESIS_NAMES, healAll, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
+import { renderReport, summarizeByNemesis, type FaultWindow, type NemesisSummary } from './report.js';
+import { History, Workload, decodeValue } from './workload.js';
+
+export interface RunOptions {
+  nemeses: NemesisName[];
+  timeS: number;
+  seed: number;
+  logs: number;
+  clientsPerLog: number;
+  /** How long a fault lasts, and the quiet between two faults. */
+  faultMs: number;
+  quietMs: number;
+  healS: number;
+  outDir: string;
+}
+
+export interface RunResult {
+  valid: boolean;
+  verdict: Verdict;
+  /** Problems that are not anomalies of the history: the cluster did not heal, a final read failed. */
+  liveness: string[];
+  nemeses: NemesisSummary[];
+  faults: FaultWindow[];
+  outDir: string;
+}
+
+/** A small seeded generator (mulberry32): the same seed gives the same schedule and choices. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+export async function runJepsen(options: RunOptions, progress: (line: string) => void = () => {}): Promise<RunResult> {
+  mkdirSync(options.outDir, { recursive: true });
+  const random = seeded(options.seed);
+  const logs = Array.from({ length: options.logs }, (_, i) => `jepsen-${i}`);
+  // A short lease makes leader loss quick to detect; flushing often makes reads cross into object storage.
+  const pc = await startProxiedCluster({ replicaArgs: ['--lease-ttl-seconds', '3', '--flush-interval-ms', '300', '--flush-max-bytes', '65536', '--orphan-grace-ms', '5000'] });
+  progress(`cluster up (data in ${pc.dataDir}); logs ${logs.join(', ')}; seed ${options.seed}`);
+  const history = new History(join(options.outDir, 'history.jsonl'));
+  const replicas = pc.cluster.replicas.map((r) => ({ id: r.id, url: r.clientUrl }));
+  const workload = new Workload(history, { logs, replicas, clientsPerLog: options.clientsPerLog, thinkMs: 20, appendTimeoutMs: 5000, random });
+  const ctx: NemesisContext = { pc, logs, random };
+  const faults: FaultWindow[] = [];
+  const liveness: string[] = [];
+  try {
+    for (const log of logs) await createLog(pc, log);
+    workload.start();
+    await schedule(ctx, options, history, faults, progress);
+    progress('healing: every fault removed, every process up');
+    await healAll(ctx);
+    await waitForLeaders(pc, logs, liveness);
+    await sleep(options.healS * 1000);
+    await workload.stop();
+    await history.close();
+    progress('final reads');
+    const final = await finalReads(pc, logs, liveness);
+    const verdict = check(history.ops, final);
+    const summary = summarizeByNemesis(history.ops, faults);
+    const result: RunResult = { valid: verdict.valid && liveness.length === 0, verdict, liveness, nemeses: summary, faults, outDir: options.outDir };
+    writeReport(options, result, history, logs);
+    return result;
+  } finally {
+    await workload.stop().catch(() => {});
+    await history.close();
+    for (const r of pc.cluster.replicas) {
+      const file = join(pc.dataDir, `${r.id}.log`);
+      if (existsSync(file)) copyFileSync(file, join(options.outDir, `${r.id}.log`));
+    }
+    await pc.stop();
+  }
+}
+
+/** Faults one at a time: a seeded order that cycles through every chosen nemesis, a quiet gap between two. */
+async function schedule(ctx: NemesisContext, options: RunOptions, history: History, faults: FaultWindow[], progress: (line: string) => void): Promise<void> {
+  const endMs = history.now() + options.timeS * 1000;
+  await sleep(Math.min(options.quietMs, options.timeS * 1000));
+  if (options.nemeses.length === 0) return sleep(Math.max(0, endMs - history.now()));
+  let order: NemesisName[] = [];
+  while (history.now() + options.faultMs <= endMs) {
+    if (order.length === 0) order = shuffled(options.nemeses, ctx.random);
+    const name = order.shift()!;
+    const startMs = history.now();
+    let active: ActiveFault | undefined;
+    try {
+      active = await nemeses[name](ctx);
+      progress(`${(startMs / 1000).toFixed(1)} s  ${name}: ${active.detail}`);
+      await sleep(options.faultMs * (0.75 + ctx.random() / 2));
+    } finally {
+      await active?.stop();
+    }
+    faults.push({ nemesis: name, detail: active?.detail ?? 'failed to start', startMs, endMs: history.now() });
+    await sleep(Math.max(0, Math.min(options.quietMs, endMs - history.now())));
+  }
+  await sleep(Math.max(0, endMs - history.now()));
+}
+
+async function json(url: string, init: { method?: 'GET' | 'PUT' } = {}): Promise<{ status: number; body: any }> {
+  const res = await request(url, { method: init.method ?? 'GET', headersTimeout: 5000, bodyTimeout: 5000 });
+  return { status: res.statusCode, body: await res.body.json() };
+}
+
+async function createLog(pc: ProxiedCluster, log: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const res = await json(`${pc.cluster.replicas[attempt % 3]!.clientUrl}/v1/logs/${log}`, { method: 'PUT' });
+    if (res.status === 200 || res.status === 201) return;
+    if (attempt > 50) throw new Error(`cannot create ${log}: ${res.status} ${JSON.stringify(res.body)}`);
+    await sleep(200);
+  }
+}
+
+/** After healing every log must have a leader again within a bound: the liveness half of the run. */
+async function waitForLeaders(pc: ProxiedCluster, logs: readonly string[], liveness: string[]): Promise<void> {
+  for (const log of logs) {
+    const deadline = Date.now() + 30_000;
+    while (!(await pc.leaderOf(log))) {
+      if (Date.now() > deadline) {
+        liveness.push(`${log} has no leader 30 s after healing`);
+        break;
+      }
+      await sleep(200);
+    }
+  }
+}
+
+/**
+ * Every log from every replica, once the replicas agree on the commit point
+ * (a follower learns it from the leader's next message).
+ */
+async function finalReads(pc: ProxiedCluster, logs: readonly string[], liveness: string[]): Promise<FinalState> {
+  const final: FinalState = {};
+  for (const log of logs) {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const committed = await Promise.all(pc.cluster.replicas.map(async (r) => (await json(`${r.clientUrl}/v1/logs/${log}`).catch(() => undefined))?.body?.committedId));
+      if (committed.every((c) => c === committed[0] && typeof c === 'number')) break;
+      if (Date.now() > deadline) {
+        liveness.push(`${log}: replicas disagree on the commit point 20 s after healing: ${committed.join(', ')}`);
+        break;
+      }
+      await sleep(200);
+    }
+    const status = (await json(`${pc.cluster.replicas[0]!.clientUrl}/v1/logs/${log}`)).body as { firstId: number };
+    final[log] = { firstId: Math.max(0, status.firstId), replicas: {} };
+    for (const r of pc.cluster.replicas) {
+      try {
+        final[log]!.replicas[r.id] = await readAll(r.clientUrl, log);
+      } catch (err) {
+        liveness.push(`final read of ${log} on ${r.id} failed: ${(err as Error).message}`);
+      }
+    }
+  }
+  return final;
+}
+
+async function readAll(url: string, log: string): Promise<{ id: number; value: string }[]> {
+  const out: { id: number; value: string }[] = [];
+  for (let from = 0; ; ) {
+    const res = await json(`${url}/v1/logs/${log}/entries?from=${from}&limit=5000`);
+    if (res.status !== 200) throw new Error(`${res.status} ${JSON.stringify(res.body)}`);
+    const page = res.body as { entries: { id: number; data: string }[]; nextId: number };
+    if (page.entries.length === 0) return out;
+    for (const e of page.entries) out.push({ id: e.id, value: decodeValue(e.data) });
+    from = page.nextId;
+  }
+}
+
+function writeReport(options: RunOptions, result: RunResult, history: History, logs: readonly string[]): void {
+  const verdictFile = { valid: result.valid, liveness: result.liveness, nemeses: result.nemeses, faults: result.faults, logs: result.verdict.logs };
+  writeFileSync(join(options.outDir, 'verdict.json'), JSON.stringify(verdictFile, null, 2) + '\n');
+  const meta = { seed: options.seed, nemeses: options.nemeses, timeS: options.timeS, startedAt: new Date().toISOString(), logs: [...logs], command: process.argv.slice(1).join(' ') };
+  // Liveness problems are shown with the anomalies: the page's verdict must agree with the exit code.
+  const verdict: Verdict = { ...result.verdict, valid: result.valid };
+  writeFileSync(join(options.outDir, 'report.html'), renderReport({ meta, history: history.ops, verdict, faults: result.faults, liveness: result.liveness }));
+}
+
+const USAGE = `Usage: npm run jepsen -- [options]
+  --nemesis LIST   comma-separated faults, or all, or none (default all). Faults:
+                   ${NEMESIS_NAMES.join(', ')}
+  --time S         seconds of the fault phase (default 60)
+  --seed N         seed of every random choice (default: from the clock, printed)
+  --logs N         logs under test (default 3)
+  --clients N      appending clients per log (default 8)
+  --fault-ms MS    how long one fault lasts (default 5000), --quiet-ms MS the gap between faults (default 3000)
+  --heal S         seconds the workload runs after healing (default 8)
+  --out DIR        report directory (default jepsen-reports/<time>-seed<N>)`;
+
+export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(['nemesis', 'time', 'seed', 'logs', 'clients', 'fault-ms', 'quiet-ms', 'heal', 'out'].map((k) => [k, { type: 'string' as const }])),
+    strict: true,
+  });
+  const int = (name: string, fallback: number, min: number): number => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) < min) throw new Error(`--${name} must be an integer >= ${min}, got "${raw}"`);
+    return Number(raw);
+  };
+  const list = values.nemesis ?? 'all';
+  const chosen = list === 'all' ? NEMESIS_NAMES : list === 'none' ? [] : list.split(',').map((s) => s.trim());
+  const unknown = chosen.filter((n) => !(n in nemeses));
+  if (unknown.length > 0) throw new Error(`unknown nemesis ${unknown.join(', ')}; known: ${NEMESIS_NAMES.join(', ')}`);
+  const seed = int('seed', now.getTime() % 1_000_000, 0);
+  return {
+    nemeses: chosen as NemesisName[],
+    timeS: int('time', 60, 1),
+    seed,
+    logs: int('logs', 3, 1),
+    clientsPerLog: int('clients', 8, 1),
+    faultMs: int('fault-ms', 5000, 100),
+    quietMs: int('quiet-ms', 3000, 0),
+    healS: int('heal', 8, 0),
+    outDir: resolve(values.out ?? join('jepsen-reports', `${now.toISOString().replace(/[:.]/g, '-')}-seed${seed}`)),
+  };
+}
+
+function printSummary(result: RunResult): void {
+  console.log('\nnemesis              windows      ok    fail    info  longest unavailable');
+  for (const n of result.nemeses) {
+    console.log(`${n.nemesis.padEnd(20)} ${String(n.windows).padStart(7)} ${String(n.ok).padStart(7)} ${String(n.fail).padStart(7)} ${String(n.info).padStart(7)}  ${Math.round(n.longestUnavailableMs)} ms`);
+  }
+  for (const [log, v] of Object.entries(result.verdict.logs)) {
+    const kinds = v.anomalies.reduce<Record<string, number>>((acc, a) => ({ ...acc, [a.kind]: (acc[a.kind] ?? 0) + 1 }), {});
+    console.log(`${log}: ok ${v.counts.ok}, fail ${v.counts.fail}, info ${v.counts.info}, reads ${v.counts.reads}, final entries ${v.counts.finalEntries}; anomalies ${v.anomalies.length === 0 ? 'none' : JSON.stringify(kinds)}; ack p50 ${v.latencyMs.p50.toFixed(1)} ms, p99 ${v.latencyMs.p99.toFixed(1)} ms; longest unavailable ${Math.round(v.longestUnavailableMs)} ms`);
+  }
+  for (const problem of result.liveness) console.log(`liveness: ${problem}`);
+  console.log(`\nverdict: ${result.valid ? 'VALID' : 'INVALID'}; report ${join(result.outDir, 'report.html')}`);
+}
+
+async function main(): Promise<number> {
+  let options: RunOptions;
+  try {
+    options = parseRunArgs(process.argv.slice(2));
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  console.log(`jepsen-lite: nemeses ${options.nemeses.join(', ') || 'none'}; ${options.timeS} s; seed ${options.seed}`);
+  const result = await runJepsen(options, (line) => console.log(line));
+  printSummary(result);
+  return result.valid ? 0 : 1;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,177 @@
+/**
+ * The workload: concurrent appenders and readers over HTTP, each operation
+ * recorded with its invoke and complete time (monotonic ms since the run
+ * began), the replica it went to and its outcome:
+ *
+ *   ok    the server answered success (appends carry the id)
+ *   fail  the server said, before applying, that it did not apply it
+ *   info  unknown: a timeout, a broken connection, or an error that says the
+ *         append may still appear (maybeApplied)
+ *
+ * An append is never retried with the same value: every attempt is a new
+ * operation with a new value `<process>.<seq>:<crc32 hex>`, so the checker can
+ * tell every value's one origin and spot a corrupted one.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { crc32 } from 'node:zlib';
+import { Agent, request } from 'undici';
+import type { AppendOp, Op, ReadOp } from './checker.js';
+
+export interface Endpoint {
+  id: string;
+  url: string;
+}
+
+export interface WorkloadOptions {
+  logs: readonly string[];
+  replicas: readonly Endpoint[];
+  /** Appending clients per log. */
+  clientsPerLog: number;
+  /** Pause between one client's operations, so the run records faults rather than saturating two cores. */
+  thinkMs: number;
+  appendTimeoutMs: number;
+  random: () => number;
+}
+
+/** Codes that the server documents as "refused before it got an id" when maybeApplied is absent. */
+const NOT_APPLIED = new Set(['BAD_REQUEST', 'LOG_NOT_FOUND', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'NO_QUORUM', 'BUFFER_FULL', 'NOT_READY']);
+
+export function valueFor(process: string, seq: number): string {
+  const body = `${process}.${seq}`;
+  return `${body}:${crc32(body).toString(16).padStart(8, '0')}`;
+}
+
+/** A value as the checker expects it, or a marker that makes a corrupted one stand out as a phantom. */
+export function decodeValue(data: string): string {
+  const bytes = Buffer.from(data, 'base64').toString('utf8');
+  const [body, sum] = bytes.split(':');
+  return body !== undefined && sum === crc32(body).toString(16).padStart(8, '0') ? bytes : `CORRUPT(${bytes})`;
+}
+
+export class History {
+  readonly ops: Op[] = [];
+  private readonly t0 = performance.now();
+  private readonly out: WriteStream | undefined;
+
+  constructor(path?: string) {
+    this.out = path ? createWriteStream(path) : undefined;
+  }
+
+  now(): number {
+    return Math.round((performance.now() - this.t0) * 1000) / 1000;
+  }
+
+  record(op: Op): void {
+    this.ops.push(op);
+    this.out?.write(JSON.stringify(op) + '\n');
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => (this.out ? this.out.end(resolve) : resolve()));
+  }
+}
+
+export class Workload {
+  private running = false;
+  private readonly tasks: Promise<void>[] = [];
+  private readonly agent = new Agent({ connections: 64, connectTimeout: 2000, keepAliveTimeout: 4000 });
+
+  constructor(
+    private readonly history: History,
+    private readonly options: WorkloadOptions,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    for (const log of this.options.logs) {
+      for (let c = 0; c < this.options.clientsPerLog; c++) this.tasks.push(this.appender(log, `${log}/c${c}`));
+      for (const replica of this.options.replicas) this.tasks.push(this.tailReader(log, replica, `${log}/tail-${replica.id}`));
+      this.tasks.push(this.catchUpReader(log, `${log}/catchup`));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.tasks);
+    await this.agent.close();
+  }
+
+  private pick(): Endpoint {
+    const r = this.options.replicas;
+    return r[Math.floor(this.options.random() * r.length)]!;
+  }
+
+  private async appender(log: string, process: string): Promise<void> {
+    for (let seq = 0; this.running; seq++) {
+      await this.append(log, process, seq, this.pick());
+      await sleep(this.options.thinkMs * (0.5 + this.options.random()));
+    }
+  }
+
+  private async append(log: string, process: string, seq: number, replica: Endpoint): Promise<void> {
+    const value = valueFor(process, seq);
+    const invokeMs = this.history.now();
+    const op = (outcome: AppendOp['outcome'], id?: number): AppendOp => ({ type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }) });
+    try {
+      const res = await request(`${replica.url}/v1/logs/${log}/entries`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: value,
+        dispatcher: this.agent,
+        headersTimeout: this.options.appendTimeoutMs,
+        bodyTimeout: this.options.appendTimeoutMs,
+        signal: AbortSignal.timeout(this.options.appendTimeoutMs),
+      });
+      const body = (await res.body.json()) as { id?: number; error?: { code: string; maybeApplied?: boolean } };
+      if (res.statusCode === 200 && typeof body.id === 'number') return this.history.record(op('ok', body.id));
+      const notApplied = body.error?.maybeApplied === false || (body.error?.maybeApplied === undefined && NOT_APPLIED.has(body.error?.code ?? ''));
+      this.history.record(op(notApplied ? 'fail' : 'info'));
+    } catch {
+      this.history.record(op('info'));
+    }
+  }
+
+  /** Long-poll tail reads from one replica: each asks from where the last one ended. */
+  private async tailReader(log: string, replica: Endpoint, process: string): Promise<void> {
+    let from = 0;
+    while (this.running) {
+      const op = await this.read(log, replica, process, from, 1000, true);
+      if (op.outcome === 'ok' && op.entries!.length > 0) from = op.entries![op.entries!.length - 1]!.id + 1;
+      else if (op.outcome !== 'ok') await sleep(200);
+    }
+  }
+
+  /** Catch-up reads from a random replica and a random point at or below what it has read, through object storage once flushed. */
+  private async catchUpReader(log: string, process: string): Promise<void> {
+    let highest = 0;
+    while (this.running) {
+      const op = await this.read(log, this.pick(), process, Math.floor(this.options.random() * (highest + 1)), 500, false);
+      if (op.outcome === 'ok' && op.entries!.length > 0) highest = Math.max(highest, op.entries![op.entries!.length - 1]!.id);
+      await sleep(250);
+    }
+  }
+
+  async read(log: string, replica: Endpoint, process: string, from: number, limit: number, tail: boolean): Promise<ReadOp> {
+    const waitMs = tail ? 1000 : 0;
+    const invokeMs = this.history.now();
+    let op: ReadOp;
+    try {
+      const res = await request(`${replica.url}/v1/logs/${log}/entries?from=${from}&limit=${limit}&waitMs=${waitMs}`, {
+        dispatcher: this.agent,
+        headersTimeout: waitMs + 5000,
+        bodyTimeout: waitMs + 5000,
+        signal: AbortSignal.timeout(waitMs + 5000),
+      });
+      const body = (await res.body.json()) as { entries?: { id: number; data: string }[] };
+      op = res.statusCode === 200
+        ? { type: 'read', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome: 'ok', tail, entries: (body.entries ?? []).map((e) => ({ id: e.id, value: decodeValue(e.data) })) }
+        : { type: 'read', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome: 'fail', tail };
+    } catch {
+      op = { type: 'read', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome: 'info', tail };
+    }
+    this.history.record(op);
+    return op;
+  }
+}
