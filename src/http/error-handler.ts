@@ -1,14 +1,17 @@
 /**
  * The one place where failures become HTTP answers: a TernError keeps its
  * code and status, fastify's own errors (body too large, unknown content
- * type, schema validation) are mapped onto the registry, anything else is a
- * bug: logged, answered 500 INTERNAL.
+ * type, schema validation) are mapped onto the registry, etcd out of reach
+ * is 503 NOT_READY, anything else is a bug: logged, answered 500 INTERNAL.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
+import { isEtcdUnavailable } from '../fencing/directory.js';
 
 export function toTernError(err: unknown): TernError {
   if (err instanceof TernError) return err;
+  // Nothing was applied: every etcd lookup of a request comes before an append gets an id.
+  if (isEtcdUnavailable(err)) return new TernError('NOT_READY', `etcd does not answer right now: ${(err as Error).message}`, { cause: err });
   const fe = err as Partial<FastifyError>;
   const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
   const message = fe.message ?? String(err);

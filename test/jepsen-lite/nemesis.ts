@@ -33,33 +33,92 @@ async function someLeader(ctx: NemesisContext): Promise<{ replica: string; log: 
   return { replica: (await ctx.pc.leaderOf(log)) ?? randomReplica(ctx), log };
 }
 
-async function status(url: string, log: string): Promise<{ committedId: number; leader: string | null } | undefined> {
+interface LogStatus {
+  leader: string | null;
+  epoch: number;
+  committedId: number;
+  segments: { epoch: number; sealed: boolean }[];
+}
+
+async function status(url: string, log: string): Promise<LogStatus | undefined> {
   try {
     const res = await request(`${url}/v1/logs/${log}`, { headersTimeout: 2000, bodyTimeout: 2000 });
-    const body = (await res.body.json()) as { committedId: number; leader: string | null };
+    const body = (await res.body.json()) as LogStatus;
     return res.statusCode === 200 ? body : undefined;
   } catch {
     return undefined;
   }
 }
 
+/** Each log's epoch now, to tell a leader that took over since from one whose stale key is still in etcd. */
+export async function epochsNow(ctx: NemesisContext): Promise<Map<string, number>> {
+  const epochs = new Map<string, number>();
+  for (const log of ctx.logs) {
+    const leader = await ctx.pc.leaderOf(log);
+    epochs.set(log, (leader && (await status(ctx.pc.cluster.replica(leader).clientUrl, log))?.epoch) || 0);
+  }
+  return epochs;
+}
+
 /**
- * Restarts a killed replica and waits until it holds every log up to where the
- * leader was when it came back (then the leader records its new incarnation
- * in the open segment and it counts for recovery again), at most `timeoutMs`.
+ * The leader's own status once it serves `log`: recovery done, its segment
+ * open in its epoch, and (when `restarted` led the log before it was killed)
+ * a newer epoch than before the kill: a restarted replica still finds its old
+ * leader key in etcd until the old lease lapses.
  */
-export async function restartAndCatchUp(ctx: NemesisContext, id: string, timeoutMs = 15_000): Promise<void> {
+async function servingLeader(ctx: NemesisContext, log: string, restarted?: string, epochBefore = 0): Promise<LogStatus | undefined> {
+  const leader = await ctx.pc.leaderOf(log);
+  if (!leader) return undefined;
+  const s = await status(ctx.pc.cluster.replica(leader).clientUrl, log);
+  const open = s?.segments.at(-1);
+  const serving = s && s.leader === leader && open && !open.sealed && open.epoch === s.epoch;
+  return serving && (leader !== restarted || s.epoch > epochBefore) ? s : undefined;
+}
+
+/** Waits until every log is served by a leader, at most `timeoutMs`; false if some is not. */
+export async function allServed(ctx: NemesisContext, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (const log of ctx.logs) {
+    while (!(await servingLeader(ctx, log))) {
+      if (Date.now() > deadline) return false;
+      await sleep(100);
+    }
+  }
+  return true;
+}
+
+/**
+ * Restarts a killed replica and waits, for every log, until a leader serves it
+ * and the restarted replica holds everything the leader had committed then:
+ * from that point the leader counts its new incarnation for recovery again.
+ * A careful operator's rolling restart waits the same way; one that does not
+ * can lose the only two counted copies of a segment, and the log then rightly
+ * stays unavailable (README: amnesia). False when that did not happen in time.
+ */
+export async function restartAndCatchUp(ctx: NemesisContext, id: string, epochsBefore: ReadonlyMap<string, number>, timeoutMs = 20_000): Promise<boolean> {
   const { cluster } = ctx.pc;
   await cluster.restart(id);
   const url = cluster.replica(id).clientUrl;
   const deadline = Date.now() + timeoutMs;
   for (const log of ctx.logs) {
-    const leader = await ctx.pc.leaderOf(log);
-    const target = leader ? (await status(cluster.replica(leader).clientUrl, log))?.committedId ?? -1 : -1;
-    while (Date.now() < deadline && ((await status(url, log))?.committedId ?? -2) < target) await sleep(100);
+    let leader: LogStatus | undefined;
+    while (!(leader = await servingLeader(ctx, log, id, epochsBefore.get(log))) && Date.now() < deadline) await sleep(100);
+    if (!leader) return false;
+    while (((await status(url, log))?.committedId ?? -2) < leader.committedId) {
+      if (Date.now() > deadline) return false;
+      await sleep(100);
+    }
   }
-  // The leader writes the new incarnation to etcd right after the catch-up: give it a moment.
+  // The leader records the new incarnation in etcd right after the catch-up: give it a moment.
   await sleep(500);
+  return true;
+}
+
+/** SIGKILL, remembering the epochs first (see servingLeader). */
+async function killReplica(ctx: NemesisContext, id: string): Promise<Map<string, number>> {
+  const epochs = await epochsNow(ctx);
+  await ctx.pc.cluster.signal(id, 'SIGKILL');
+  return epochs;
 }
 
 function isDead(ctx: NemesisContext, id: string): boolean {
@@ -70,8 +129,8 @@ function isDead(ctx: NemesisContext, id: string): boolean {
 function kill(choose: (ctx: NemesisContext) => Promise<string>): Nemesis {
   return async (ctx) => {
     const id = await choose(ctx);
-    await ctx.pc.cluster.signal(id, 'SIGKILL');
-    return { detail: `SIGKILL ${id}`, stop: () => restartAndCatchUp(ctx, id) };
+    const epochs = await killReplica(ctx, id);
+    return { detail: `SIGKILL ${id}`, stop: async () => void (await restartAndCatchUp(ctx, id, epochs)) };
   };
 }
 
@@ -103,10 +162,12 @@ export const nemeses = {
   'restart-two': async (ctx) => {
     const first = randomReplica(ctx);
     const second = pickOf(ctx, others(first));
-    await ctx.pc.cluster.signal(first, 'SIGKILL');
-    await restartAndCatchUp(ctx, first);
-    await ctx.pc.cluster.signal(second, 'SIGKILL');
-    return { detail: `SIGKILL ${first}, restart it, then SIGKILL ${second}`, stop: () => restartAndCatchUp(ctx, second) };
+    if (!(await restartAndCatchUp(ctx, first, await killReplica(ctx, first)))) {
+      // Killing a second replica now would be two failures at once: beyond what Tern promises.
+      return { detail: `SIGKILL ${first} and restart it; it was not caught up in time, so ${second} was spared`, stop: async () => {} };
+    }
+    const epochs = await killReplica(ctx, second);
+    return { detail: `SIGKILL ${first}, restart it, then SIGKILL ${second}`, stop: async () => void (await restartAndCatchUp(ctx, second, epochs)) };
   },
 
   /** Planned moves back and forth, as fast as the cluster answers them. */
@@ -202,7 +263,7 @@ export async function healAll(ctx: NemesisContext): Promise<void> {
     }
   }
   for (const id of REPLICA_IDS) {
-    if (isDead(ctx, id)) await restartAndCatchUp(ctx, id);
+    if (isDead(ctx, id)) await restartAndCatchUp(ctx, id, new Map());
     else await cluster.signal(id, 'SIGCONT');
   }
 }

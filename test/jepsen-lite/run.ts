@@ -19,13 +19,15 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { check, type FinalState, type Verdict } from './checker.js';
 import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
-import { NEMESIS_NAMES, healAll, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
+import { NEMESIS_NAMES, allServed, healAll, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
 import { renderReport, summarizeByNemesis, type FaultWindow, type NemesisSummary } from './report.js';
 import { History, Workload, decodeValue } from './workload.js';
 
 export interface RunOptions {
   nemeses: NemesisName[];
   timeS: number;
+  /** When set, the fault phase runs exactly this many cycles through the nemeses, however long they take, instead of `timeS`. */
+  rounds?: number;
   seed: number;
   logs: number;
   clientsPerLog: number;
@@ -83,10 +85,10 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
   try {
     for (const log of logs) await createLog(pc, log);
     workload.start();
-    await schedule(ctx, options, history, faults, progress);
+    await schedule(ctx, options, history, faults, liveness, progress);
     progress('healing: every fault removed, every process up');
     await healAll(ctx);
-    await waitForLeaders(pc, logs, liveness);
+    for (const log of logs) if (!(await workload.probe(log, 30_000))) liveness.push(`${log} acknowledged no append within 30 s after healing`);
     await sleep(options.healS * 1000);
     await workload.stop();
     await history.close();
@@ -109,14 +111,23 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
 }
 
 /** Faults one at a time: a seeded order that cycles through every chosen nemesis, a quiet gap between two. */
-async function schedule(ctx: NemesisContext, options: RunOptions, history: History, faults: FaultWindow[], progress: (line: string) => void): Promise<void> {
-  const endMs = history.now() + options.timeS * 1000;
+async function schedule(ctx: NemesisContext, options: RunOptions, history: History, faults: FaultWindow[], liveness: string[], progress: (line: string) => void): Promise<void> {
+  const endMs = options.rounds === undefined ? history.now() + options.timeS * 1000 : Infinity;
   await sleep(Math.min(options.quietMs, options.timeS * 1000));
   if (options.nemeses.length === 0) return sleep(Math.max(0, endMs - history.now()));
   let order: NemesisName[] = [];
-  while (history.now() + options.faultMs <= endMs) {
-    if (order.length === 0) order = shuffled(options.nemeses, ctx.random);
+  let cycles = 0;
+  while (options.rounds === undefined ? history.now() + options.faultMs <= endMs : cycles < options.rounds || order.length > 0) {
+    if (order.length === 0) {
+      order = shuffled(options.nemeses, ctx.random);
+      cycles++;
+    }
     const name = order.shift()!;
+    // One fault at a time: the next waits until the last one's damage is repaired.
+    if (!(await allServed(ctx, 30_000))) {
+      liveness.push(`some log had no serving leader 30 s after the fault before ${name} ended; stopped injecting faults`);
+      return;
+    }
     const startMs = history.now();
     let active: ActiveFault | undefined;
     try {
@@ -129,7 +140,7 @@ async function schedule(ctx: NemesisContext, options: RunOptions, history: Histo
     faults.push({ nemesis: name, detail: active?.detail ?? 'failed to start', startMs, endMs: history.now() });
     await sleep(Math.max(0, Math.min(options.quietMs, endMs - history.now())));
   }
-  await sleep(Math.max(0, endMs - history.now()));
+  if (endMs !== Infinity) await sleep(Math.max(0, endMs - history.now()));
 }
 
 async function json(url: string, init: { method?: 'GET' | 'PUT' } = {}): Promise<{ status: number; body: any }> {
@@ -143,20 +154,6 @@ async function createLog(pc: ProxiedCluster, log: string): Promise<void> {
     if (res.status === 200 || res.status === 201) return;
     if (attempt > 50) throw new Error(`cannot create ${log}: ${res.status} ${JSON.stringify(res.body)}`);
     await sleep(200);
-  }
-}
-
-/** After healing every log must have a leader again within a bound: the liveness half of the run. */
-async function waitForLeaders(pc: ProxiedCluster, logs: readonly string[], liveness: string[]): Promise<void> {
-  for (const log of logs) {
-    const deadline = Date.now() + 30_000;
-    while (!(await pc.leaderOf(log))) {
-      if (Date.now() > deadline) {
-        liveness.push(`${log} has no leader 30 s after healing`);
-        break;
-      }
-      await sleep(200);
-    }
   }
 }
 
@@ -215,6 +212,7 @@ const USAGE = `Usage: npm run jepsen -- [options]
   --nemesis LIST   comma-separated faults, or all, or none (default all). Faults:
                    ${NEMESIS_NAMES.join(', ')}
   --time S         seconds of the fault phase (default 60)
+  --rounds N       instead of --time: run every chosen nemesis N times (a quick pass: --rounds 1)
   --seed N         seed of every random choice (default: from the clock, printed)
   --logs N         logs under test (default 3)
   --clients N      appending clients per log (default 8)
@@ -225,7 +223,7 @@ const USAGE = `Usage: npm run jepsen -- [options]
 export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
   const { values } = parseArgs({
     args: argv,
-    options: Object.fromEntries(['nemesis', 'time', 'seed', 'logs', 'clients', 'fault-ms', 'quiet-ms', 'heal', 'out'].map((k) => [k, { type: 'string' as const }])),
+    options: Object.fromEntries(['nemesis', 'time', 'rounds', 'seed', 'logs', 'clients', 'fault-ms', 'quiet-ms', 'heal', 'out'].map((k) => [k, { type: 'string' as const }])),
     strict: true,
   });
   const int = (name: string, fallback: number, min: number): number => {
@@ -242,6 +240,7 @@ export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
   return {
     nemeses: chosen as NemesisName[],
     timeS: int('time', 60, 1),
+    ...(values.rounds === undefined ? {} : { rounds: int('rounds', 1, 1) }),
     seed,
     logs: int('logs', 3, 1),
     clientsPerLog: int('clients', 8, 1),

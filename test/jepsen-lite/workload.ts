@@ -98,6 +98,16 @@ export class Workload {
     await this.agent.close();
   }
 
+  /** Appends to `log` (new value each try) until one is acknowledged; false if none is within `timeoutMs`. */
+  async probe(log: string, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (let seq = 0; Date.now() < deadline; seq++) {
+      if ((await this.append(log, `${log}/probe`, seq, this.pick())).outcome === 'ok') return true;
+      await sleep(200);
+    }
+    return false;
+  }
+
   private pick(): Endpoint {
     const r = this.options.replicas;
     return r[Math.floor(this.options.random() * r.length)]!;
@@ -110,10 +120,14 @@ export class Workload {
     }
   }
 
-  private async append(log: string, process: string, seq: number, replica: Endpoint): Promise<void> {
+  private async append(log: string, process: string, seq: number, replica: Endpoint): Promise<AppendOp> {
     const value = valueFor(process, seq);
     const invokeMs = this.history.now();
-    const op = (outcome: AppendOp['outcome'], id?: number): AppendOp => ({ type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }) });
+    const op = (outcome: AppendOp['outcome'], id?: number): AppendOp => {
+      const done: AppendOp = { type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }) };
+      this.history.record(done);
+      return done;
+    };
     try {
       const res = await request(`${replica.url}/v1/logs/${log}/entries`, {
         method: 'POST',
@@ -125,11 +139,11 @@ export class Workload {
         signal: AbortSignal.timeout(this.options.appendTimeoutMs),
       });
       const body = (await res.body.json()) as { id?: number; error?: { code: string; maybeApplied?: boolean } };
-      if (res.statusCode === 200 && typeof body.id === 'number') return this.history.record(op('ok', body.id));
+      if (res.statusCode === 200 && typeof body.id === 'number') return op('ok', body.id);
       const notApplied = body.error?.maybeApplied === false || (body.error?.maybeApplied === undefined && NOT_APPLIED.has(body.error?.code ?? ''));
-      this.history.record(op(notApplied ? 'fail' : 'info'));
+      return op(notApplied ? 'fail' : 'info');
     } catch {
-      this.history.record(op('info'));
+      return op('info');
     }
   }
 

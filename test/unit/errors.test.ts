@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, TernError } from '../../src/errors.js';
+import { GRPCUnavailableError } from 'etcd3';
 import { toTernError } from '../../src/http/error-handler.js';
 import { flagOf, replicaOptions } from '../../src/replica/config.js';
 
@@ -21,6 +22,8 @@ describe('error registry', () => {
     expect(toTernError(Object.assign(new Error('big'), { statusCode: 413 })).code).toBe('TOO_LARGE');
     expect(toTernError(Object.assign(new Error('type'), { statusCode: 415 })).code).toBe('UNSUPPORTED_MEDIA_TYPE');
     expect(toTernError(Object.assign(new Error('schema'), { statusCode: 400 })).code).toBe('BAD_REQUEST');
+    expect(toTernError(new GRPCUnavailableError('14 UNAVAILABLE: Connection dropped')).code).toBe('NOT_READY');
+    expect(toTernError(Object.assign(new Error('Execution prevented because the circuit breaker is open'), { isBrokenCircuitError: true })).code).toBe('NOT_READY');
     const internal = toTernError(new Error('secret detail'));
     expect(internal.code).toBe('INTERNAL');
     expect(internal.message).not.toContain('secret');
