@@ -85,6 +85,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.options.self;
   }
 
+  /** False from a lost lease until this replica is registered again under a new one. */
+  get leaseUp(): boolean {
+    return !this.reRegistering && !this.closed;
+  }
+
   get isCoordinator(): boolean {
     return this.coordinatorId === this.self.id;
   }

@@ -10,6 +10,7 @@
  * and orphans (uploads no manifest records, e.g. a fenced leader's) past a
  * grace period.
  */
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestEntry } from '../fencing/keys.js';
 import { encodeObject, logPrefix, objectKey } from './object-format.js';
@@ -44,6 +45,13 @@ export interface FlusherOptions {
   maxEntries: number;
   intervalMs: number;
   orphanGraceMs: number;
+  /** Told of each object flushed and recorded, and of each failed manifest record (metrics). */
+  observer?: FlushObserver;
+}
+
+export interface FlushObserver {
+  flushed(bytes: number, seconds: number): void;
+  recordFailed(): void;
 }
 
 export interface FlushLogger {
@@ -93,11 +101,13 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch);
     const body = encodeObject(src.epoch, firstId, entries);
     uploading++;
+    const cutAt = performance.now();
     const stored = putWithRetry(src, store, key, body, log);
     recorded = recorded.then(async () => {
       try {
         if (fenced || !(await stored)) return;
-        if (await recordWithRetry(src, manifest, { key, firstId, lastId, epoch: src.epoch, bytes: body.length }, log)) {
+        if (await recordWithRetry(src, manifest, { key, firstId, lastId, epoch: src.epoch, bytes: body.length }, log, options.observer)) {
+          options.observer?.flushed(body.length, (performance.now() - cutAt) / 1000);
           src.release(lastId);
         } else {
           fenced = true;
@@ -112,11 +122,12 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
 }
 
 /** Records in the manifest, retrying etcd errors; false when the transaction was refused (fenced) or leadership ended. */
-async function recordWithRetry(src: FlushSource, manifest: Manifest, entry: ManifestEntry, log: FlushLogger): Promise<boolean> {
+async function recordWithRetry(src: FlushSource, manifest: Manifest, entry: ManifestEntry, log: FlushLogger, observer: FlushObserver | undefined): Promise<boolean> {
   for (let delay = 100; src.isCurrent(); delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
     try {
       return await manifest.recordFlush(src.log, src.epoch, entry);
     } catch (err) {
+      observer?.recordFailed();
       log.warn({ log: src.log, key: entry.key, err: (err as Error).message }, 'recording a flush in etcd failed; retrying');
       await sleep(delay);
     }

@@ -15,6 +15,8 @@ export interface ObjectStoreOptions {
   forcePathStyle: boolean;
   /** A request unanswered this long fails and is retried by the caller. */
   timeoutMs: number;
+  /** Told of every failed request, by operation (metrics). */
+  onError?: (operation: 'put' | 'get' | 'list' | 'delete') => void;
 }
 
 export interface StoredObject {
@@ -38,30 +40,47 @@ export class ObjectStore {
     });
   }
 
-  async put(key: string, body: Buffer): Promise<void> {
-    await this.s3.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: key, Body: body, ContentLength: body.length }));
+  put(key: string, body: Buffer): Promise<void> {
+    return this.observed('put', async () => {
+      await this.s3.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: key, Body: body, ContentLength: body.length }));
+    });
   }
 
-  async get(key: string, range?: { start: number; end: number }): Promise<Buffer> {
-    const res = await this.s3.send(
-      new GetObjectCommand({ Bucket: this.options.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}) }),
-    );
-    return Buffer.from(await res.Body!.transformToByteArray());
+  get(key: string, range?: { start: number; end: number }): Promise<Buffer> {
+    return this.observed('get', async () => {
+      const res = await this.s3.send(
+        new GetObjectCommand({ Bucket: this.options.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}) }),
+      );
+      return Buffer.from(await res.Body!.transformToByteArray());
+    });
   }
 
-  async delete(key: string): Promise<void> {
-    await this.s3.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: key }));
+  delete(key: string): Promise<void> {
+    return this.observed('delete', async () => {
+      await this.s3.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: key }));
+    });
   }
 
-  async list(prefix: string): Promise<StoredObject[]> {
-    const out: StoredObject[] = [];
-    let token: string | undefined;
-    do {
-      const res = await this.s3.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token }));
-      for (const o of res.Contents ?? []) out.push({ key: o.Key!, lastModified: o.LastModified ?? new Date(0), size: o.Size ?? 0 });
-      token = res.IsTruncated ? res.NextContinuationToken : undefined;
-    } while (token);
-    return out;
+  list(prefix: string): Promise<StoredObject[]> {
+    return this.observed('list', async () => {
+      const out: StoredObject[] = [];
+      let token: string | undefined;
+      do {
+        const res = await this.s3.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ContinuationToken: token }));
+        for (const o of res.Contents ?? []) out.push({ key: o.Key!, lastModified: o.LastModified ?? new Date(0), size: o.Size ?? 0 });
+        token = res.IsTruncated ? res.NextContinuationToken : undefined;
+      } while (token);
+      return out;
+    });
+  }
+
+  private async observed<T>(operation: 'put' | 'get' | 'list' | 'delete', request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (err) {
+      this.options.onError?.(operation);
+      throw err;
+    }
   }
 
   close(): void {

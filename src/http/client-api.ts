@@ -3,13 +3,14 @@
  * and lets the error handler map failures. Route schemas validate params and
  * queries and are published as the OpenAPI description at /openapi.json.
  */
+import { performance } from 'node:perf_hooks';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { FastifyBaseLogger } from 'fastify';
 import { TernError } from '../errors.js';
 import { FRAMES_CONTENT_TYPE, FrameError, decodeFrames, encodeFrames } from '../frames.js';
 import type { Replica } from '../replica/replica.js';
-import { installErrorHandling } from './error-handler.js';
+import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
 import { serverOptions } from './server-options.js';
 
@@ -50,8 +51,9 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
   const config = replica.config;
   const app = Fastify(serverOptions(logger, config.maxRequestBytes));
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + 5_000);
+  const metrics = replica.metrics;
   app.addHook('onClose', () => forwarder.close());
-  installErrorHandling(app);
+  installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
 
   // Every body is taken as raw bytes: binary entries stay slices of it, a forwarded
   // append is relayed untouched, and JSON errors become our BAD_REQUEST.
@@ -75,6 +77,11 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format)' } }, async (_req, reply) => {
+    const { contentType, body } = await metrics.render();
+    return reply.header('content-type', contentType).send(body);
+  });
 
   app.get('/v1/logs', { schema: { summary: 'List logs', response: { 200: { type: 'object', properties: { logs: { type: 'array', items: { type: 'string' } } } } } } }, async () => ({
     logs: replica.listLogs(),
@@ -119,13 +126,26 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
     },
     async (req, reply) => {
       const name = req.params.log;
-      const leaderUrl = await replica.leaderUrl(name);
-      if (leaderUrl !== undefined && req.headers[FORWARDED_HEADER] === undefined) {
-        return forwarder.forward(leaderUrl, req.url, req.headers['content-type'], req.body, reply);
+      const started = performance.now();
+      const forwardedHere = req.headers[FORWARDED_HEADER] !== undefined;
+      let entries: Buffer[] = [];
+      try {
+        const leaderUrl = await replica.leaderUrl(name);
+        if (leaderUrl !== undefined && !forwardedHere) {
+          const answer = await forwarder.forward(leaderUrl, req.url, req.headers['content-type'], req.body, reply);
+          if (reply.statusCode === 200) metrics.acknowledged((performance.now() - started) / 1000);
+          return answer;
+        }
+        let single: boolean;
+        ({ entries, single } = parseEntries(req, config.maxEntryBytes));
+        const r = await replica.append(name, entries);
+        metrics.appended(name, 'ok', entries.length, sizeOf(entries));
+        if (!forwardedHere) metrics.acknowledged((performance.now() - started) / 1000);
+        return single ? { id: r.firstId, epoch: r.epoch } : { firstId: r.firstId, lastId: r.lastId, epoch: r.epoch };
+      } catch (err) {
+        metrics.appended(name, toTernError(err).code, entries.length, entries.length > 0 ? sizeOf(entries) : (req.body?.length ?? 0));
+        throw err;
       }
-      const { entries, single } = parseEntries(req, config.maxEntryBytes);
-      const r = await replica.append(name, entries);
-      return single ? { id: r.firstId, epoch: r.epoch } : { firstId: r.firstId, lastId: r.lastId, epoch: r.epoch };
     },
   );
 
@@ -209,6 +229,12 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
   );
 
   return app;
+}
+
+function sizeOf(entries: readonly Buffer[]): number {
+  let bytes = 0;
+  for (const e of entries) bytes += e.length;
+  return bytes;
 }
 
 function wantsBinary(req: FastifyRequest): boolean {

@@ -22,8 +22,9 @@ export function toTernError(err: unknown): TernError {
   return new TernError('INTERNAL', 'internal error', { cause: err });
 }
 
-export function installErrorHandling(app: FastifyInstance): void {
+export function installErrorHandling(app: FastifyInstance, hooks: { etcdUnavailable?: () => void } = {}): void {
   app.setErrorHandler((err, req, reply) => {
+    if (isEtcdUnavailable(err)) hooks.etcdUnavailable?.();
     const te = toTernError(err);
     if (te.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
     if (te.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));

@@ -32,6 +32,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
         secretAccessKey: config.s3SecretAccessKey,
         forcePathStyle: config.s3ForcePathStyle === 'true',
         timeoutMs: 10_000,
+        onError: (operation) => replica.metrics.storeFailed(operation),
       })
     : undefined;
   if (!store) logger.warn({}, 'no --s3-endpoint: entries stay in memory only, bounded by --max-buffer-bytes');

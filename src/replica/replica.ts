@@ -7,6 +7,7 @@
  * the same turn, or while a round is in flight, share the next round (group
  * commit).
  */
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterDirectory } from '../fencing/directory.js';
 import type { LogRecord, SegmentMeta } from '../fencing/keys.js';
@@ -14,7 +15,7 @@ import { TernError } from '../errors.js';
 import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import { LeaderLog, type LeaderConfig, type Ready, type Refusal, type UnknownOutcome } from '../quorum/leader.js';
 import { LogReplica } from '../quorum/log-replica.js';
-import type { AppendReply, AppendRequest } from '../quorum/messages.js';
+import { ReplyStatus, type AppendReply, type AppendRequest } from '../quorum/messages.js';
 import { decideRecovery, validLastId, type FenceAnswer } from '../quorum/recovery.js';
 import { decodeEntryRuns, encodeEntryRuns } from '../quorum/wire.js';
 import { runFlusher } from '../flusher/flusher.js';
@@ -22,6 +23,7 @@ import { CorruptObjectError, logPrefix } from '../flusher/object-format.js';
 import { ObjectReader } from '../flusher/object-reader.js';
 import type { ObjectStore } from '../flusher/object-store.js';
 import type { ReplicaConfig } from './config.js';
+import { ReplicaMetrics, type LogGauges, type MetricsSource } from './metrics.js';
 import type { PeerTransport } from './peer-transport.js';
 
 export const peerPaths = {
@@ -80,6 +82,8 @@ const LATE_SWEEP_MS = 10_000;
 interface Waiting {
   resolve(result: AppendResult): void;
   reject(err: TernError): void;
+  /** performance.now() when the leader took the append (quorum round latency). */
+  takenAt: number;
 }
 
 interface LogState {
@@ -124,6 +128,9 @@ export class Replica {
   private readonly leaderTicks: Omit<LeaderConfig, 'self' | 'peers' | 'epoch'>;
 
   private readonly reader: ObjectReader | undefined;
+  /** When a replication exchange with each peer last succeeded (either direction). */
+  private readonly peerContact = new Map<string, number>();
+  readonly metrics: ReplicaMetrics;
 
   constructor(
     readonly config: ReplicaConfig,
@@ -133,6 +140,7 @@ export class Replica {
     private readonly store: ObjectStore | undefined,
   ) {
     this.reader = store && new ObjectReader(store, config.readCacheBytes);
+    this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog === 'true' }, this.metricsSource());
     const ticks = (ms: number) => Math.max(1, Math.ceil(ms / config.tickMs));
     this.leaderTicks = {
       maxInflight: config.maxInflight,
@@ -162,6 +170,7 @@ export class Replica {
     // Peer messages may have created logs before the directory was there to say what is durable.
     for (const name of this.logs.keys()) this.onFlushed(name);
     directory.on('leaseLost', (err) => {
+      this.metrics.etcdFailed('lease');
       this.log.error({ err }, 'etcd lease lost: stepping down from every log');
       for (const state of this.logs.values()) this.stepDown(state);
     });
@@ -255,7 +264,7 @@ export class Replica {
       throw new TernError('BUFFER_FULL', `replica ${this.id} holds ${this.memory.bytes} unflushed bytes (limit ${this.config.maxBufferBytes})`);
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      const result = leader.propose(entries, { resolve, reject });
+      const result = leader.propose(entries, { resolve, reject, takenAt: performance.now() });
       if (!result.ok) return reject(refusalError(name, result.reason, leader.epoch));
       this.schedule(state);
     });
@@ -278,7 +287,11 @@ export class Replica {
     const count = Math.min(limit, committedId - fromId + 1);
     const buffer = state?.replica.buffer;
     const inMemory = buffer !== undefined && fromId >= buffer.startId && fromId <= buffer.lastId;
-    const entries = inMemory ? buffer.slice(fromId, count, this.config.maxReadBytes) : fromId <= dir.flushedId(name) ? await this.readFlushed(name, fromId, count) : [];
+    const fromStore = !inMemory && fromId <= dir.flushedId(name);
+    const entries = inMemory ? buffer.slice(fromId, count, this.config.maxReadBytes) : fromStore ? await this.readFlushed(name, fromId, count) : [];
+    let bytes = 0;
+    for (const e of entries) bytes += e.length;
+    this.metrics.served(entries.length === 0 ? 'none' : fromStore ? 'object_store' : 'memory', bytes);
     return { entries, fromId, nextId: fromId + entries.length, committedId };
   }
 
@@ -317,6 +330,7 @@ export class Replica {
   // ---- peer operations ----
 
   handlePeerAppend(req: AppendRequest): AppendReply {
+    this.peerContact.set(req.leader, performance.now());
     const state = this.logState(req.log);
     const before = state.replica.commitId;
     if (state.leader && req.epoch > state.leader.epoch) this.stepDown(state);
@@ -434,6 +448,40 @@ export class Replica {
 
   // ---- internals ----
 
+  private metricsSource(): MetricsSource {
+    return {
+      logs: () => {
+        const out: LogGauges[] = [];
+        for (const [name, state] of this.logs) {
+          const committedId = this.committedId(name);
+          const flushedId = this.directory?.flushedId(name) ?? -1;
+          const epoch = Math.max(this.directory?.log(name)?.epoch ?? 0, state.replica.epoch);
+          out.push({ log: name, committedId, flushedId, flushLagEntries: Math.max(0, committedId - flushedId), flushLagBytes: state.replica.buffer.bytes, epoch, leader: this.localLeader(name) !== undefined });
+        }
+        return out;
+      },
+      bufferBytes: () => this.memory.bytes,
+      bufferEntries: () => {
+        let n = 0;
+        for (const state of this.logs.values()) n += state.replica.buffer.length;
+        return n;
+      },
+      tailWaiters: () => {
+        let n = 0;
+        for (const readers of this.tailReaders.values()) n += readers.size;
+        return n;
+      },
+      leaseUp: () => this.directory?.leaseUp ?? false,
+      coordinator: () => this.directory?.isCoordinator ?? false,
+      peersUp: () => {
+        const now = performance.now();
+        const up: Record<string, boolean> = {};
+        for (const [peer, at] of this.peerContact) up[peer] = now - at < this.config.ackTimeoutMs;
+        return up;
+      },
+    };
+  }
+
   private dir(): ClusterDirectory {
     if (!this.directory || this.stopping) throw new TernError('NOT_READY', `replica ${this.id} is ${this.stopping ? 'stopping' : 'starting'}`);
     return this.directory;
@@ -500,7 +548,8 @@ export class Replica {
       release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
     };
     const c = this.config;
-    runFlusher(source, this.dir(), this.store, { cluster: c.cluster, prefix: c.s3Prefix, maxBytes: c.flushMaxBytes, maxEntries: c.flushMaxEntries, intervalMs: c.flushIntervalMs, orphanGraceMs: c.orphanGraceMs }, this.log).catch(
+    const observer = { flushed: (bytes: number, seconds: number) => this.metrics.flushed(bytes, seconds), recordFailed: () => this.metrics.etcdFailed('record') };
+    runFlusher(source, this.dir(), this.store, { cluster: c.cluster, prefix: c.s3Prefix, maxBytes: c.flushMaxBytes, maxEntries: c.flushMaxEntries, intervalMs: c.flushIntervalMs, orphanGraceMs: c.orphanGraceMs, observer }, this.log).catch(
       (err) => this.log.error({ log: name, err }, 'flusher stopped on an error'),
     );
   }
@@ -551,6 +600,7 @@ export class Replica {
 
   private async recover(name: string, state: LogState, expectedEpoch: number, replacing?: string): Promise<RecoveryReport> {
     const started = Date.now();
+    const seconds = () => (Date.now() - started) / 1000;
     const dir = this.dir();
     const epoch = await dir.claimLeadership(name, expectedEpoch, replacing);
     if (epoch === undefined) throw new TernError('NOT_READY', `log ${name}: epoch ${expectedEpoch} is no longer current or another replica leads it`);
@@ -566,9 +616,12 @@ export class Replica {
       if (!(await dir.openSegment(name, epoch, seals, open))) throw new TernError('NOT_READY', `log ${name}: lost epoch ${epoch} before sealing`);
       // Flushes whatever the previous leaders had not, sealed segments included, before anything is released.
       if (state.leader) this.startFlusher(name, state, state.leader);
+      this.metrics.recovered('ok', seconds());
+      this.metrics.leadershipChanged('acquired');
       this.log.info({ log: name, epoch, recoveredId: endId, ms: Date.now() - started, ...(warning ? { warning } : {}) }, 'leading log');
       return { log: name, epoch, recoveredId: endId, ...(warning ? { warning } : {}) };
     } catch (err) {
+      this.metrics.recovered('failed', seconds());
       this.stepDown(state);
       // Free the key so the coordinator can give the log to a replica that can finish.
       await dir.releaseLeadership(name, epoch).catch(() => false);
@@ -697,6 +750,8 @@ export class Replica {
 
   private stepDown(state: LogState): void {
     if (!state.leader) return;
+    // A leader still recovering never counted as acquired.
+    if (!state.leader.isDeposed && !state.takeover) this.metrics.leadershipChanged('lost');
     state.leader.stepDown();
     this.schedule(state);
   }
@@ -731,7 +786,11 @@ export class Replica {
 
   private carryOut(state: LogState, leader: LeaderLog<Waiting>, ready: Ready<Waiting>): void {
     for (const { to, req } of ready.messages) this.sendToPeer(state, leader, to, req);
-    for (const a of ready.acked) a.token.resolve({ firstId: a.firstId, lastId: a.lastId, epoch: leader.epoch });
+    const now = ready.acked.length > 0 ? performance.now() : 0;
+    for (const a of ready.acked) {
+      this.metrics.quorumReached((now - a.token.takenAt) / 1000);
+      a.token.resolve({ firstId: a.firstId, lastId: a.lastId, epoch: leader.epoch });
+    }
     for (const f of ready.failed) f.token.reject(unknownOutcomeError(state.replica.log, f.reason, f.firstId, f.lastId));
     if (ready.commitId > state.wokenCommitId) {
       state.wokenCommitId = ready.commitId;
@@ -749,12 +808,22 @@ export class Replica {
       queueMicrotask(unreachable);
       return;
     }
+    let bytes = 0;
+    for (const e of req.entries) bytes += e.length;
+    this.metrics.replicationSent(to, bytes);
+    const sentAt = performance.now();
     this.transport.sendAppend(member.peerUrl, req).then(
       (reply) => {
+        const now = performance.now();
+        this.peerContact.set(to, now);
+        this.metrics.replicationAnswered(to, reply.status === ReplyStatus.Fenced ? 'fenced' : 'ok', (now - sentAt) / 1000);
         leader.handleReply(to, reply);
         this.schedule(state);
       },
-      unreachable,
+      () => {
+        this.metrics.replicationAnswered(to, 'error');
+        unreachable();
+      },
     );
   }
 

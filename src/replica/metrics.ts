@@ -1,0 +1,203 @@
+/**
+ * The replica's Prometheus metrics (prom-client), served at GET /metrics on
+ * the client port. Names follow Prometheus conventions: `tern_` prefix, base
+ * units, `_total` counters, `_seconds` histograms, `_bytes`. Every series
+ * carries `replica` (the replica id), so a dashboard can tell replicas apart
+ * whatever the scrape labels.
+ *
+ * Label cardinality (README, Metrics): `log` labels grow with the number of
+ * logs (about 8 series per log per replica, plus one per log and append
+ * outcome seen); `--metrics-per-log false` folds every log into
+ * log="_all". `peer` has two values, `outcome` the error codes, `operation`
+ * and `source` a handful each. Histograms carry no log label.
+ *
+ * Counters and histograms are bumped where things happen; gauges of state
+ * (ids, epochs, buffer sizes, waiters) are read from the replica at scrape
+ * time through `MetricsSource`, so the hot path pays nothing for them.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface LogGauges {
+  log: string;
+  committedId: number;
+  flushedId: number;
+  flushLagEntries: number;
+  flushLagBytes: number;
+  epoch: number;
+  leader: boolean;
+}
+
+/** What the replica reports at scrape time. */
+export interface MetricsSource {
+  logs(): LogGauges[];
+  bufferBytes(): number;
+  bufferEntries(): number;
+  tailWaiters(): number;
+  leaseUp(): boolean;
+  coordinator(): boolean;
+  /** Per peer this replica has exchanged replication messages with: whether one succeeded within the ack timeout. */
+  peersUp(): Record<string, boolean>;
+}
+
+export const ALL_LOGS = '_all';
+
+/** Latency buckets from 0.5 ms to 10 s: acks are milliseconds, recoveries and flushes seconds. */
+const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
+
+export class ReplicaMetrics {
+  readonly registry = new Registry();
+  private readonly logLabel: (log: string) => string;
+
+  private readonly appends = this.counter('tern_appends_total', 'Client appends answered by the replica the client sent them to, by outcome (ok or the error code).', ['log', 'outcome']);
+  private readonly appendBytes = this.counter('tern_append_bytes_total', 'Entry bytes of client appends, by outcome.', ['log', 'outcome']);
+  private readonly appendEntries = this.counter('tern_append_entries_total', 'Entries of client appends, by outcome (a batch counts each entry).', ['log', 'outcome']);
+  private readonly ackSeconds = this.histogram('tern_append_ack_seconds', 'Client-visible append latency: request received to successful answer, forwarding included.');
+  private readonly quorumRound = this.histogram('tern_quorum_round_seconds', 'Leader side: an append taken by the leader until a quorum holds it.');
+  private readonly replicationMessages = this.counter('tern_replication_messages_total', 'Replication messages sent to a peer, by result (ok, fenced, error).', ['peer', 'result']);
+  private readonly replicationBytes = this.counter('tern_replication_bytes_total', 'Entry bytes sent to a peer in replication messages.', ['peer']);
+  private readonly replicationRtt = this.histogram('tern_replication_round_trip_seconds', 'A replication message sent until its reply.', ['peer']);
+  private readonly leadership = this.counter('tern_leadership_changes_total', 'Leaderships taken (acquired) and given up (lost) by this replica.', ['change']);
+  private readonly recoveries = this.counter('tern_recoveries_total', 'Recoveries (takeovers) run by this replica, by outcome (ok, failed).', ['outcome']);
+  private readonly recoverySeconds = this.histogram('tern_recovery_duration_seconds', 'A takeover from the epoch raise to taking appends.');
+  private readonly reads = this.counter('tern_reads_total', 'Read requests served, by where the first entry came from (memory, object_store, none).', ['source']);
+  private readonly readBytes = this.counter('tern_read_bytes_total', 'Entry bytes served to readers, by source.', ['source']);
+  private readonly flushSeconds = this.histogram('tern_flush_duration_seconds', 'One flushed object: upload and manifest record.');
+  private readonly flushedBytes = this.counter('tern_flushed_bytes_total', 'Entry bytes flushed to object storage and recorded in the manifest.');
+  private readonly flushedObjects = this.counter('tern_flushed_objects_total', 'Objects flushed and recorded in the manifest.');
+  private readonly storeErrors = this.counter('tern_object_store_errors_total', 'Failed object store requests, by operation (put, get, list, delete).', ['operation']);
+  private readonly etcdErrors = this.counter('tern_etcd_errors_total', 'etcd requests that failed, by operation (request: one a client request needed; lease: keep-alive deadline passed; record: a manifest or segment write retried).', ['operation']);
+
+  constructor(replica: string, options: { perLog: boolean }, source: MetricsSource) {
+    this.registry.setDefaultLabels({ replica });
+    this.logLabel = options.perLog ? (log) => log : () => ALL_LOGS;
+    collectDefaultMetrics({ register: this.registry });
+    this.stateGauges(source);
+    // Series of bounded label sets exist from the start, so rate() and alerts see a zero, not nothing.
+    for (const operation of ['put', 'get', 'list', 'delete']) this.storeErrors.inc({ operation }, 0);
+    for (const operation of ['request', 'lease', 'record'] as const) this.etcdErrors.inc({ operation }, 0);
+    for (const change of ['acquired', 'lost']) this.leadership.inc({ change }, 0);
+    for (const outcome of ['ok', 'failed']) this.recoveries.inc({ outcome }, 0);
+    for (const source of ['memory', 'object_store', 'none']) this.reads.inc({ source }, 0);
+  }
+
+  /**
+   * An append processed here (by the leader, or refused here before it got
+   * anywhere), counted once however it was routed: a forwarding replica counts
+   * only the client-visible latency (`acknowledged`).
+   */
+  appended(log: string, outcome: string, entries: number, bytes: number): void {
+    const labels = { log: this.logLabel(log), outcome };
+    this.appends.inc(labels);
+    this.appendEntries.inc(labels, entries);
+    this.appendBytes.inc(labels, bytes);
+  }
+
+  /** A successful append answered to the client that sent it here, after `seconds`. */
+  acknowledged(seconds: number): void {
+    this.ackSeconds.observe(seconds);
+  }
+
+  quorumReached(seconds: number): void {
+    this.quorumRound.observe(seconds);
+  }
+
+  replicationSent(peer: string, bytes: number): void {
+    this.replicationBytes.inc({ peer }, bytes);
+  }
+
+  replicationAnswered(peer: string, result: 'ok' | 'fenced' | 'error', seconds?: number): void {
+    this.replicationMessages.inc({ peer, result });
+    if (seconds !== undefined) this.replicationRtt.observe({ peer }, seconds);
+  }
+
+  leadershipChanged(change: 'acquired' | 'lost'): void {
+    this.leadership.inc({ change });
+  }
+
+  recovered(outcome: 'ok' | 'failed', seconds: number): void {
+    this.recoveries.inc({ outcome });
+    if (outcome === 'ok') this.recoverySeconds.observe(seconds);
+  }
+
+  served(source: 'memory' | 'object_store' | 'none', bytes: number): void {
+    this.reads.inc({ source });
+    this.readBytes.inc({ source }, bytes);
+  }
+
+  flushed(bytes: number, seconds: number): void {
+    this.flushedObjects.inc();
+    this.flushedBytes.inc(bytes);
+    this.flushSeconds.observe(seconds);
+  }
+
+  storeFailed(operation: string): void {
+    this.storeErrors.inc({ operation });
+  }
+
+  etcdFailed(operation: 'request' | 'lease' | 'record'): void {
+    this.etcdErrors.inc({ operation });
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  private counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private histogram<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Histogram<L> {
+    return new Histogram({ name, help, labelNames, buckets: SECONDS_BUCKETS, registers: [this.registry] });
+  }
+
+  /** Gauges read from the replica at scrape time. */
+  private stateGauges(source: MetricsSource): void {
+    const logLabelOf = this.logLabel;
+    const perLog: [name: string, help: string, value: (l: LogGauges) => number][] = [
+      ['tern_committed_id', 'Highest committed id of the log this replica knows (-1: none).', (l) => l.committedId],
+      ['tern_flushed_id', 'Highest id of the log recorded in object storage (-1: none).', (l) => l.flushedId],
+      ['tern_flush_lag_entries', 'Committed entries of the log not yet in object storage.', (l) => l.flushLagEntries],
+      ['tern_flush_lag_bytes', 'Bytes of the log this replica holds in memory, not yet released after a flush.', (l) => l.flushLagBytes],
+      ['tern_log_epoch', 'Epoch of the log as this replica knows it.', (l) => l.epoch],
+      ['tern_log_leader', '1 when this replica leads the log.', (l) => (l.leader ? 1 : 0)],
+    ];
+    for (const [name, help, value] of perLog) {
+      const folded = name === 'tern_log_epoch' || name === 'tern_committed_id' || name === 'tern_flushed_id' ? Math.max : (a: number, b: number) => a + b;
+      new Gauge({
+        name,
+        help,
+        labelNames: ['log'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          const byLabel = new Map<string, number>();
+          for (const l of source.logs()) {
+            const label = logLabelOf(l.log);
+            const prior = byLabel.get(label);
+            byLabel.set(label, prior === undefined ? value(l) : folded(prior, value(l)));
+          }
+          for (const [log, v] of byLabel) this.set({ log }, v);
+        },
+      });
+    }
+    const scalar: [name: string, help: string, value: () => number][] = [
+      ['tern_buffer_bytes', 'Entry bytes held in memory, all logs together (bounded by --max-buffer-bytes).', () => source.bufferBytes()],
+      ['tern_buffer_entries', 'Entries held in memory, all logs together.', () => source.bufferEntries()],
+      ['tern_tail_waiters', 'Tail reads (waitMs) waiting for an entry.', () => source.tailWaiters()],
+      ['tern_etcd_lease_up', '1 while this replica holds a live etcd lease (registered).', () => (source.leaseUp() ? 1 : 0)],
+      ['tern_coordinator', '1 when this replica is the coordinator.', () => (source.coordinator() ? 1 : 0)],
+    ];
+    for (const [name, help, value] of scalar) {
+      new Gauge({ name, help, registers: [this.registry], collect() { this.set(value()); } });
+    }
+    new Gauge({
+      name: 'tern_peer_up',
+      help: '1 when a replication exchange with the peer (either direction) succeeded within the ack timeout; only peers this replica replicates with.',
+      labelNames: ['peer'],
+      registers: [this.registry],
+      collect() {
+        for (const [peer, up] of Object.entries(source.peersUp())) this.set({ peer }, up ? 1 : 0);
+      },
+    });
+  }
+}

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { ReplicaMetrics, type LogGauges, type MetricsSource } from '../../src/replica/metrics.js';
+
+function source(logs: LogGauges[]): MetricsSource {
+  return {
+    logs: () => logs,
+    bufferBytes: () => 3000,
+    bufferEntries: () => 30,
+    tailWaiters: () => 2,
+    leaseUp: () => true,
+    coordinator: () => false,
+    peersUp: () => ({ r2: true, r3: false }),
+  };
+}
+
+const gauges = (log: string, committedId: number, leader: boolean): LogGauges => ({ log, committedId, flushedId: committedId - 5, flushLagEntries: 5, flushLagBytes: 500, epoch: 3, leader });
+
+/** The value of one series in the exposition text, or undefined when absent. */
+function valueOf(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('replica metrics', () => {
+  it('labels per-log gauges with the log and every series with the replica', async () => {
+    const m = new ReplicaMetrics('r1', { perLog: true }, source([gauges('a', 10, true), gauges('b', 20, false)]));
+    const { body, contentType } = await m.render();
+    expect(contentType).toMatch(/^text\/plain/);
+    expect(valueOf(body, 'tern_committed_id{log="a",replica="r1"}')).toBe(10);
+    expect(valueOf(body, 'tern_log_leader{log="b",replica="r1"}')).toBe(0);
+    expect(valueOf(body, 'tern_buffer_bytes{replica="r1"}')).toBe(3000);
+    expect(valueOf(body, 'tern_peer_up{peer="r3",replica="r1"}')).toBe(0);
+    expect(body).toContain('nodejs_eventloop_lag_seconds');
+  });
+
+  it('folds every log into log="_all" when per-log labels are off: sums of counts, highest of ids', async () => {
+    const m = new ReplicaMetrics('r1', { perLog: false }, source([gauges('a', 10, true), gauges('b', 20, true)]));
+    m.appended('a', 'ok', 2, 100);
+    m.appended('b', 'NO_QUORUM', 1, 10);
+    const { body } = await m.render();
+    expect(valueOf(body, 'tern_log_leader{log="_all",replica="r1"}')).toBe(2);
+    expect(valueOf(body, 'tern_flush_lag_bytes{log="_all",replica="r1"}')).toBe(1000);
+    expect(valueOf(body, 'tern_committed_id{log="_all",replica="r1"}')).toBe(20);
+    expect(valueOf(body, 'tern_appends_total{log="_all",outcome="ok",replica="r1"}')).toBe(1);
+    expect(valueOf(body, 'tern_append_entries_total{log="_all",outcome="ok",replica="r1"}')).toBe(2);
+    expect(valueOf(body, 'tern_appends_total{log="_all",outcome="NO_QUORUM",replica="r1"}')).toBe(1);
+    expect(body).not.toContain('log="a"');
+  });
+
+  it('shows zero error counters before any error, and counts them after', async () => {
+    const m = new ReplicaMetrics('r2', { perLog: true }, source([]));
+    expect(valueOf((await m.render()).body, 'tern_object_store_errors_total{operation="put",replica="r2"}')).toBe(0);
+    m.storeFailed('put');
+    m.etcdFailed('lease');
+    m.acknowledged(0.003);
+    const { body } = await m.render();
+    expect(valueOf(body, 'tern_object_store_errors_total{operation="put",replica="r2"}')).toBe(1);
+    expect(valueOf(body, 'tern_etcd_errors_total{operation="lease",replica="r2"}')).toBe(1);
+    expect(valueOf(body, 'tern_append_ack_seconds_count{replica="r2"}')).toBe(1);
+    expect(valueOf(body, 'tern_append_ack_seconds_bucket{le="0.005",replica="r2"}')).toBe(1);
+    expect(valueOf(body, 'tern_append_ack_seconds_bucket{le="0.002",replica="r2"}')).toBe(0);
+  });
+});
