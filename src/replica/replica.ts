@@ -157,9 +157,14 @@ export class Replica {
     return this.config.id;
   }
 
-  /** True once registered in etcd with the cluster state loaded, until shutdown starts. */
+  /**
+   * True once registered in etcd with the cluster state loaded and while its
+   * lease lives, until shutdown starts. A replica leads no log when it starts
+   * (its leader keys died with its old lease); a log it is taking over answers
+   * 503 NOT_READY on its own until recovered.
+   */
   get isReady(): boolean {
-    return this.directory !== undefined && !this.stopping;
+    return this.directory !== undefined && this.directory.leaseUp && !this.stopping;
   }
 
   start(directory: ClusterDirectory): void {
@@ -344,6 +349,7 @@ export class Replica {
     const state = this.logState(name);
     if (epoch < state.replica.epoch) throw new TernError('FENCED', `log ${name} is fenced at epoch ${state.replica.epoch}`, { epoch: state.replica.epoch });
     if (state.leader && epoch > state.leader.epoch) this.stepDown(state);
+    if (epoch > state.replica.epoch) this.log.info({ log: name, epoch, leader, lastId: state.replica.buffer.lastId }, 'fenced for a new leader');
     state.replica.observeEpoch(epoch, leader);
     return this.fenceAnswer(state);
   }
@@ -618,7 +624,7 @@ export class Replica {
       if (state.leader) this.startFlusher(name, state, state.leader);
       this.metrics.recovered('ok', seconds());
       this.metrics.leadershipChanged('acquired');
-      this.log.info({ log: name, epoch, recoveredId: endId, ms: Date.now() - started, ...(warning ? { warning } : {}) }, 'leading log');
+      this.log.info({ log: name, epoch, recoveredId: endId, sealed: seals.map((seg) => ({ epoch: seg.epoch, lastId: seg.lastId })), ms: Date.now() - started, ...(warning ? { warning } : {}) }, 'leading log');
       return { log: name, epoch, recoveredId: endId, ...(warning ? { warning } : {}) };
     } catch (err) {
       this.metrics.recovered('failed', seconds());
