@@ -28,6 +28,8 @@ export interface LocalClusterOptions {
   replicaArgs?: readonly string[];
   /** Extra flags for one replica, after the shared ones (a later flag wins): per-replica routes through proxies, say. */
   replicaArgsFor?: (id: string) => readonly string[];
+  /** Node.js flags for the replica processes (`--cpu-prof --cpu-prof-dir=DIR` to profile them, say). */
+  nodeArgs?: readonly string[];
   /** Where replica output goes: a log file per replica in dataDir (default), or this process's stdio. */
   output?: 'files' | 'inherit';
 }
@@ -152,6 +154,7 @@ export class LocalCluster {
       peerUrl: `http://127.0.0.1:${options.peerPorts[i]}`,
       argv: [
         process.execPath,
+        ...(options.nodeArgs ?? []),
         entry,
         'replica',
         '--id', id,

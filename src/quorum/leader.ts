@@ -22,6 +22,14 @@ export interface LeaderConfig {
   /** Entries and bytes per replication message (group commit bounds). */
   maxBatchEntries: number;
   maxBatchBytes: number;
+  /**
+   * A follower with a message already in flight is sent another only once a
+   * full batch (maxBatchEntries) or this many bytes wait; until then new
+   * entries gather for the next round. Each message costs both replicas a
+   * request, so on a small machine many tiny pipelined rounds are slower than
+   * fewer full ones; big entries still pipeline. 0 pipelines every entry.
+   */
+  pipelineMinBytes: number;
   /** A proposal not held by a quorum after this many ticks fails with ACK_TIMEOUT. */
   ackTimeoutTicks: number;
   /** A message unanswered this long is presumed lost: the follower goes back to probing. */
@@ -229,10 +237,19 @@ export class LeaderLog<T> {
     while (p.inflight.length < limit && p.nextId <= buffer.lastId) {
       // A message carries entries of one epoch: recovered entries keep the epoch that wrote them.
       const count = Math.min(this.config.maxBatchEntries, buffer.runLastId(p.nextId) - p.nextId + 1);
-      this.send(p, buffer.slice(p.nextId, count, this.config.maxBatchBytes));
+      const entries = buffer.slice(p.nextId, count, this.config.maxBatchBytes);
+      if (p.inflight.length > 0 && !this.fullEnough(entries)) break;
+      this.send(p, entries);
       sent = true;
     }
     if (!sent && p.inflight.length < limit && this.heartbeatDue(p)) this.send(p, []);
+  }
+
+  private fullEnough(entries: readonly Buffer[]): boolean {
+    if (entries.length >= this.config.maxBatchEntries) return true;
+    let bytes = 0;
+    for (const e of entries) if ((bytes += e.length) >= this.config.pipelineMinBytes) return true;
+    return this.config.pipelineMinBytes === 0;
   }
 
   private send(p: PeerProgress, entries: Buffer[]): void {

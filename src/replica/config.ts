@@ -35,6 +35,7 @@ export const replicaOptions = {
   heartbeatMs: { kind: 'int', default: 200, min: 10, max: 600_000, doc: 'An idle follower hears from its leader this often (commit point, liveness).' },
   backoffMs: { kind: 'int', default: 200, min: 0, max: 600_000, doc: 'Pause before retrying a follower after a connection error.' },
   maxInflight: { kind: 'int', default: 4, min: 1, max: 64, doc: 'Replication messages in flight per follower (pipelining).' },
+  pipelineMinBytes: { kind: 'int', default: 64 * 1024, min: 0, max: 256 * 1024 * 1024, doc: 'A follower with a replication message in flight gets another only once this many bytes (or --max-batch-entries entries) wait; smaller appends gather into the next round. 0 pipelines every append.' },
   maxBatchEntries: { kind: 'int', default: 1000, min: 1, max: 100_000, doc: 'Entries per replication message (group commit bound).' },
   maxBatchBytes: { kind: 'int', default: 2 * 1024 * 1024, min: 1024, max: 256 * 1024 * 1024, doc: 'Bytes of entries per replication message (group commit bound).' },
   maxEntryBytes: { kind: 'int', default: 1024 * 1024, min: 1, max: 256 * 1024 * 1024, doc: 'Largest entry accepted (413 TOO_LARGE above).' },

@@ -146,6 +146,7 @@ export class Replica {
       maxInflight: config.maxInflight,
       maxBatchEntries: config.maxBatchEntries,
       maxBatchBytes: config.maxBatchBytes,
+      pipelineMinBytes: config.pipelineMinBytes,
       ackTimeoutTicks: ticks(config.ackTimeoutMs),
       retransmitTicks: ticks(config.retransmitMs),
       heartbeatTicks: ticks(config.heartbeatMs),

@@ -22,6 +22,8 @@ export const defaultConfig = (overrides: Partial<LeaderConfig> = {}): LeaderConf
   maxInflight: 4,
   maxBatchEntries: 100,
   maxBatchBytes: 1 << 20,
+  // Small, so random histories cover both waiting for a fuller batch and pipelining.
+  pipelineMinBytes: 8,
   ackTimeoutTicks: 50,
   retransmitTicks: 10,
   heartbeatTicks: 5,

@@ -29,6 +29,7 @@ const config = (over: Partial<LeaderConfig> = {}): LeaderConfig => ({
   maxInflight: 4,
   maxBatchEntries: 100,
   maxBatchBytes: 1 << 20,
+  pipelineMinBytes: 0,
   ackTimeoutTicks: 50,
   retransmitTicks: 10,
   heartbeatTicks: 5,

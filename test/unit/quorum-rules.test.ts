@@ -143,7 +143,7 @@ describe('leader rules', () => {
   });
 
   it('pipelines up to maxInflight rounds once a follower keeps up, one at a time while probing', () => {
-    const net = new QuorumNet({ maxInflight: 3 });
+    const net = new QuorumNet({ maxInflight: 3, pipelineMinBytes: 0 });
     net.leader.propose([b('a')], 0);
     net.pump();
     net.leader.propose([b('b')], 1);
@@ -155,6 +155,29 @@ describe('leader rules', () => {
       net.pump();
     }
     expect(net.inFlight.filter((m) => m.to === 'r2').length).toBe(3);
+  });
+
+  it('sends a follower with a round in flight another only once pipelineMinBytes or a full batch wait', () => {
+    const net = new QuorumNet({ maxInflight: 3, pipelineMinBytes: 4, maxBatchEntries: 3 });
+    net.leader.propose([b('a')], 0);
+    net.pump();
+    net.settle(3); // caught up: the follower is out of probing
+    net.leader.propose([b('b1')], 1);
+    net.pump();
+    const toR2 = () => net.inFlight.filter((m) => m.to === 'r2');
+    expect(toR2()).toHaveLength(1); // nothing in flight: sent at once, however small
+    net.leader.propose([b('c1')], 2);
+    net.pump();
+    expect(toR2()).toHaveLength(1); // 2 bytes wait behind a round in flight: they gather
+    net.leader.propose([b('d1')], 3);
+    net.pump();
+    expect(toR2()).toHaveLength(2); // 4 bytes: worth a pipelined round
+    expect(toR2()[1]!.req!.entries.map(String)).toEqual(['c1', 'd1']);
+    for (const [i, v] of ['e', 'f', 'g'].entries()) {
+      net.leader.propose([b(v)], 4 + i);
+      net.pump();
+    }
+    expect(toR2()).toHaveLength(3); // three 1-byte entries: a full batch of maxBatchEntries
   });
 
   it('fails a proposal no quorum holds after ackTimeoutTicks with ACK_TIMEOUT, then refuses with NO_QUORUM', () => {
