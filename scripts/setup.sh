@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh clone runnable: npm dependencies (from the lockfile), the
-# TypeScript build, and etcd (Debian's etcd-server) when it is not on PATH.
-# Idempotent and quick when everything is already there.
+# TypeScript build, etcd (Debian's etcd-server) when it is not on PATH, and
+# Prometheus (optional, for the dashboard and alert tests). Idempotent and quick
+# when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,20 @@ if ! command -v etcd >/dev/null 2>&1; then
     echo "setup: etcd is not on PATH. Install it (Debian/Ubuntu: sudo apt-get install etcd-server)," >&2
     echo "       or put an etcd 3.4+ binary on PATH, then run this again." >&2
     exit 1
+  fi
+fi
+
+# Prometheus (Debian's prometheus, which brings promtool) for the dashboard and alert-rule
+# tests (test/integration/prometheus.test.ts); optional: without it those tests are skipped.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing prometheus (Debian's prometheus, with promtool)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    # The package enables a system-wide Prometheus on 9090; the tests start their own, so keep that one off.
+    (systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true)
+  else
+    echo "setup: prometheus/promtool are not on PATH: the Prometheus tests will be skipped." >&2
+    echo "       To run them: sudo apt-get install prometheus (Debian/Ubuntu), or put both binaries on PATH." >&2
   fi
 fi

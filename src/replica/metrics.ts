@@ -6,8 +6,8 @@
  * whatever the scrape labels.
  *
  * Label cardinality (README, Metrics): `log` labels grow with the number of
- * logs (about 8 series per log per replica, plus one per log and append
- * outcome seen); `--metrics-per-log false` folds every log into
+ * logs (6 gauges per log on every replica, plus 3 counters per log and append
+ * outcome seen on the replica that processed it); `--metrics-per-log false` folds every log into
  * log="_all". `peer` has two values, `outcome` the error codes, `operation`
  * and `source` a handful each. Histograms carry no log label.
  *
@@ -31,6 +31,7 @@ export interface LogGauges {
 export interface MetricsSource {
   logs(): LogGauges[];
   bufferBytes(): number;
+  bufferLimitBytes(): number;
   bufferEntries(): number;
   tailWaiters(): number;
   leaseUp(): boolean;
@@ -182,6 +183,7 @@ export class ReplicaMetrics {
     }
     const scalar: [name: string, help: string, value: () => number][] = [
       ['tern_buffer_bytes', 'Entry bytes held in memory, all logs together (bounded by --max-buffer-bytes).', () => source.bufferBytes()],
+      ['tern_buffer_limit_bytes', 'Configured bound of tern_buffer_bytes (--max-buffer-bytes): appends beyond it get 503 BUFFER_FULL.', () => source.bufferLimitBytes()],
       ['tern_buffer_entries', 'Entries held in memory, all logs together.', () => source.bufferEntries()],
       ['tern_tail_waiters', 'Tail reads (waitMs) waiting for an entry.', () => source.tailWaiters()],
       ['tern_etcd_lease_up', '1 while this replica holds a live etcd lease (registered).', () => (source.leaseUp() ? 1 : 0)],

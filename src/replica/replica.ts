@@ -468,6 +468,7 @@ export class Replica {
         return out;
       },
       bufferBytes: () => this.memory.bytes,
+      bufferLimitBytes: () => this.config.maxBufferBytes,
       bufferEntries: () => {
         let n = 0;
         for (const state of this.logs.values()) n += state.replica.buffer.length;

@@ -5,6 +5,7 @@ function source(logs: LogGauges[]): MetricsSource {
   return {
     logs: () => logs,
     bufferBytes: () => 3000,
+    bufferLimitBytes: () => 4096,
     bufferEntries: () => 30,
     tailWaiters: () => 2,
     leaseUp: () => true,
@@ -29,6 +30,7 @@ describe('replica metrics', () => {
     expect(valueOf(body, 'tern_committed_id{log="a",replica="r1"}')).toBe(10);
     expect(valueOf(body, 'tern_log_leader{log="b",replica="r1"}')).toBe(0);
     expect(valueOf(body, 'tern_buffer_bytes{replica="r1"}')).toBe(3000);
+    expect(valueOf(body, 'tern_buffer_limit_bytes{replica="r1"}')).toBe(4096);
     expect(valueOf(body, 'tern_peer_up{peer="r3",replica="r1"}')).toBe(0);
     expect(body).toContain('nodejs_eventloop_lag_seconds');
   });
