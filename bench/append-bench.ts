@@ -41,15 +41,18 @@
  * case (the tail of the replica logs is printed first when something failed).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
-import { Pool, request, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
+import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
+import { append, committedEntries, createLog as createLogVia } from './lib/http.js';
+import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, stopOwnChildren, type CpuFigures, type CpuSnapshot } from './lib/proc.js';
 
 const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
   --duration S         measured seconds per scenario (default 10)
@@ -127,15 +130,6 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
 // ---------------------------------------------------------------------------
 // Results
 
-interface CpuFigures {
-  /** Percent of one core over the measured window. */
-  driverCpuPct: number;
-  /** Event-loop utilisation of the driver, percent: near 100 means the driver is the bottleneck. */
-  driverElPct: number;
-  /** Percent of one core per replica id and for etcd; absent where /proc is not readable. */
-  processCpuPct: Record<string, number>;
-}
-
 interface ScenarioResult {
   log: string;
   leader: string;
@@ -162,59 +156,8 @@ interface ScenarioResult {
   rssMiB: Record<string, number>;
 }
 
-interface Machine {
-  cpus: number;
-  cpuModel: string;
-  node: string;
-  platform: string;
-  totalMemGiB: number;
-}
-
-function machine(): Machine {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
-    node: process.version,
-    platform: `${os.platform()} ${os.arch()} ${os.release()}`,
-    totalMemGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
-  };
-}
-
 // ---------------------------------------------------------------------------
 // /proc sampling (Linux): CPU time and RSS of the cluster's processes
-
-/** Clock ticks per second of /proc/<pid>/stat times; 100 on every common Linux build. */
-const CLK_TCK = 100;
-
-function procCpuSeconds(pid: number | undefined): number | undefined {
-  if (pid === undefined || pid <= 0) return undefined;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // After "pid (comm) ": state is field 0, utime field 11, stime field 12.
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
-}
-
-function procRssMiB(pid: number | undefined): number | undefined {
-  if (pid === undefined || pid <= 0) return undefined;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 1024) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-interface CpuSnapshot {
-  at: number;
-  driver: NodeJS.CpuUsage;
-  elu: ReturnType<typeof performance.eventLoopUtilization>;
-  procs: Record<string, number | undefined>;
-}
 
 function clusterPids(cluster: LocalCluster): Record<string, number | undefined> {
   const out: Record<string, number | undefined> = {};
@@ -223,62 +166,12 @@ function clusterPids(cluster: LocalCluster): Record<string, number | undefined> 
   return out;
 }
 
-function cpuSnapshot(pids: Record<string, number | undefined>): CpuSnapshot {
-  const procs: Record<string, number | undefined> = {};
-  for (const [name, pid] of Object.entries(pids)) procs[name] = procCpuSeconds(pid);
-  return { at: performance.now(), driver: process.cpuUsage(), elu: performance.eventLoopUtilization(), procs };
-}
-
-function cpuFigures(a: CpuSnapshot, b: CpuSnapshot): CpuFigures {
-  const wallS = (b.at - a.at) / 1000;
-  const d = { user: b.driver.user - a.driver.user, system: b.driver.system - a.driver.system };
-  const driverS = (d.user + d.system) / 1e6;
-  const elu = performance.eventLoopUtilization(b.elu, a.elu);
-  const processCpuPct: Record<string, number> = {};
-  for (const name of Object.keys(b.procs)) {
-    const x = a.procs[name];
-    const y = b.procs[name];
-    if (x !== undefined && y !== undefined) processCpuPct[name] = round1(((y - x) / wallS) * 100);
-  }
-  return { driverCpuPct: round1((driverS / wallS) * 100), driverElPct: round1(elu.utilization * 100), processCpuPct };
-}
-
 // ---------------------------------------------------------------------------
-// HTTP helpers (setup only; the hot loop uses the pools directly)
-
-async function httpJson(url: string, method: 'GET' | 'PUT'): Promise<{ status: number; body: any }> {
-  const res = await request(url, { method, headersTimeout: 10_000, bodyTimeout: 10_000 });
-  const text = await res.body.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    /* not JSON: keep the text */
-  }
-  return { status: res.statusCode, body };
-}
+// HTTP helpers (setup only; the hot loop uses the pools directly; see lib/http.ts)
 
 /** Creates the log and returns its leader's id, waiting (up to 15 s) until it has one. */
-async function createLog(cluster: LocalCluster, log: string, signal: AbortSignal): Promise<string> {
-  const via = cluster.replicas[0]!.clientUrl;
-  const put = await httpJson(`${via}/v1/logs/${log}`, 'PUT');
-  if (put.status !== 201 && put.status !== 200) throw new Error(`PUT /v1/logs/${log}: ${put.status} ${JSON.stringify(put.body)}`);
-  let leader: string | null = put.body?.leader ?? null;
-  const deadline = Date.now() + 15_000;
-  while (!leader) {
-    if (signal.aborted) throw new Error('interrupted');
-    if (Date.now() > deadline) throw new Error(`log ${log} has no leader 15 s after its creation`);
-    await sleep(100);
-    const get = await httpJson(`${via}/v1/logs/${log}`, 'GET');
-    leader = get.status === 200 ? (get.body?.leader ?? null) : null;
-  }
-  return leader;
-}
-
-async function committedEntries(url: string, log: string): Promise<number> {
-  const get = await httpJson(`${url}/v1/logs/${log}`, 'GET');
-  if (get.status !== 200) throw new Error(`GET /v1/logs/${log}: ${get.status} ${JSON.stringify(get.body)}`);
-  return Number(get.body.committedId) + 1;
+function createLog(cluster: LocalCluster, log: string, signal: AbortSignal): Promise<string> {
+  return createLogVia(cluster.replicas[0]!.clientUrl, log, signal);
 }
 
 // ---------------------------------------------------------------------------
@@ -418,75 +311,9 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
   };
 }
 
-/**
- * One raw append through undici's low-level dispatch API: no response stream
- * or extra promise chain per request (in A/B runs on the 2-core machine it
- * used somewhat less driver CPU per append than pool.request(), though runs
- * are noisy), and the body of a 200 is discarded unread. Resolves to
- * undefined on 200, else to the error key "status CODE" (status 0: no HTTP
- * answer, with undici's error code). Never rejects.
- */
-function append(pool: Pool, path: string, payload: Buffer): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    let status = 0;
-    let chunks: Buffer[] | undefined;
-    const handler: Dispatcher.DispatchHandler = {
-        // Its presence selects undici's (non-deprecated) controller API for this handler.
-        onRequestStart() {},
-        onResponseStart(_controller, statusCode) {
-          status = statusCode;
-          if (status !== 200) chunks = [];
-        },
-        onResponseData(_controller, chunk) {
-          chunks?.push(chunk);
-        },
-        onResponseEnd() {
-          if (status === 200) return resolve(undefined);
-          let code = 'unknown';
-          try {
-            code = JSON.parse(Buffer.concat(chunks ?? []).toString('utf8'))?.error?.code ?? code;
-          } catch {
-            /* not a JSON error body */
-          }
-          resolve(`${status} ${code}`);
-        },
-        onResponseError(_controller, err) {
-          resolve(`0 ${(err as { code?: string }).code ?? err.name}`);
-        },
-    };
-    try {
-      pool.dispatch({ path, method: 'POST', headers: APPEND_HEADERS, body: payload }, handler);
-    } catch (err) {
-      resolve(`0 ${(err as { code?: string }).code ?? (err as Error).name}`);
-    }
-  });
-}
-const APPEND_HEADERS = { 'content-type': 'application/octet-stream' };
 
 // ---------------------------------------------------------------------------
 // Output
-
-function ms(us: number): number {
-  return Math.round(us) / 1000;
-}
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
-}
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-function sizeLabel(bytes: number): string {
-  if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
-  if (bytes % 1024 === 0) return `${bytes / 1024} KiB`;
-  return `${bytes} B`;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
-}
 
 const HEADER = ['size', 'producers', 'target', 'appends/s', 'MB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors'];
 
@@ -545,55 +372,6 @@ function aborted(signal: AbortSignal): Promise<'aborted'> {
     if (signal.aborted) return resolve('aborted');
     signal.addEventListener('abort', () => resolve('aborted'), { once: true });
   });
-}
-
-/** Pids of this process's direct children (Linux /proc; none elsewhere). */
-function ownChildren(): number[] {
-  const out: number[] = [];
-  let entries: string[] = [];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      // After "pid (comm) ": state, then ppid.
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === process.pid) out.push(Number(e));
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  return out;
-}
-
-/** Interrupted while the cluster starts: SIGTERM the processes started so far (etcd, replicas), SIGKILL after 5 s. */
-async function stopOwnChildren(): Promise<void> {
-  const signalAll = (pids: number[], sig: NodeJS.Signals) => {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
-  };
-  signalAll(ownChildren(), 'SIGTERM');
-  const deadline = Date.now() + 5000;
-  // A dead child stays a zombie (still listed) until node reaps it, which it does between these sleeps.
-  while (Date.now() < deadline && ownChildren().some((pid) => !isZombie(pid))) await sleep(50);
-  signalAll(ownChildren(), 'SIGKILL');
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -4,7 +4,6 @@
  * arrive in the order the leader sent them and no round waits for the one
  * before it to be answered.
  */
-import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { decodeAppendReply, encodeAppendRequest } from '../quorum/wire.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
@@ -85,13 +84,12 @@ export class PeerTransport {
 }
 
 /**
- * Small entries are copied into one buffer (a socket write per entry would
- * cost a syscall each); large ones are written by reference (copying 64 KiB
- * entries once per follower costs more than the writes).
+ * One buffer per message, however large its entries: undici does not pipeline
+ * a request whose body is a stream (it waits for every earlier request on the
+ * connection to finish), which turned replication of large entries into
+ * stop-and-wait. Copying a batch (at most --max-batch-bytes) is a memcpy, far
+ * cheaper than a round trip per message.
  */
-function coalesce(chunks: Buffer[], length: number): Buffer | Readable {
-  if (chunks.length === 1) return chunks[0]!;
-  return length / chunks.length < COALESCE_BELOW_BYTES ? Buffer.concat(chunks, length) : Readable.from(chunks, { objectMode: false });
+function coalesce(chunks: Buffer[], length: number): Buffer {
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
 }
-
-const COALESCE_BELOW_BYTES = 16 * 1024;

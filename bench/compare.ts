@@ -1,0 +1,628 @@
+/**
+ * Side-by-side benchmark (issue "Benchmark side by side: Tern against NATS
+ * JetStream"): the same driver, workload and histogram against
+ *
+ * - tern-leader: a local Tern cluster as users run it (LocalCluster: etcd,
+ *   s3rver as the object store, three replica processes at default settings,
+ *   logs at the default level into files), every append sent to the log's
+ *   leader;
+ * - tern-spread: the same cluster, appends round-robin over the three
+ *   replicas (two thirds are forwarded to the leader);
+ * - nats: a three-node NATS cluster with JetStream (one nats-server process
+ *   per node, each with its own config file), a memory stream with
+ *   num_replicas 3; js.publish() resolves with the PubAck once the stream's
+ *   quorum holds the message, which is the ack compared with Tern's 200;
+ * - ceiling: a fastify process answering every append at once
+ *   (bench/ceiling-server.ts): what HTTP alone costs.
+ *
+ *   npm run bench:compare -- [--duration S] [--warmup S] [--runs N]
+ *       [--scenarios 1k-64p,64k-16p,1k-1p,open-1k,batch-100x1k] [--rate N]
+ *       [--systems tern-leader,tern-spread,nats,ceiling] [--out DIR]
+ *
+ * For each scenario, the systems take turns (tern-leader, tern-spread, nats,
+ * ceiling, then again, --runs times), each run with its own warm-up; the
+ * table has the median of the runs. After each run the system settles (Tern
+ * flushes what it committed into s3rver; the NATS stream is purged) so that
+ * its background work does not land in the next system's run. Nothing is
+ * pinned to a CPU: every process shares every core, which the output says.
+ *
+ * Writes <out>/<YYYY-MM-DD>.md (tables, machine, versions, flags) and
+ * <out>/<YYYY-MM-DD>-<scenario>.svg (latency CDF per system, runs merged);
+ * <out> defaults to bench/results/ in the project.
+ *
+ * Exit codes: 0 done, 1 a system failed or acked less than it holds, 2 bad
+ * flags or no nats-server, 130 interrupted. Every process started (Tern
+ * cluster, NATS nodes, ceiling) and the temp dir are gone in every case.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { Histogram } from 'hdr-histogram-js';
+import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
+import { freePort, stopChild, waitForHttp } from '../src/cli/processes.js';
+import { markdownTable, median, ms, round1, round2, table } from './lib/format.js';
+import { NATS_INSTALL_HINT, NatsCluster, ensureNatsServer } from './lib/nats-cluster.js';
+import { machine, ownChildren, signalPids, stopOwnChildren } from './lib/proc.js';
+import { cdfSvg, type CdfSeries } from './lib/svg.js';
+import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
+import { SYSTEM_NAMES, type System, type SystemName } from './lib/targets.js';
+import { DEFAULT_RATE, MAX_OUTSTANDING, newHistogram, runScenario, scenarios, type Scenario } from './lib/workload.js';
+
+const PROJECT_ROOT = findProjectRoot();
+const ALL_SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
+
+const USAGE = `Usage: node dist/bench/compare.js [options]   (or: npm run bench:compare -- [options])
+  --duration S       measured seconds per run (default 5)
+  --warmup S         warm-up seconds before each run, not counted (default 2)
+  --runs N           runs per (system, scenario); the table has their median (default 3)
+  --scenarios LIST   comma-separated, from: ${ALL_SCENARIO_IDS.join(', ')} (default all)
+  --rate N           appends/s of the open-loop scenario (default ${DEFAULT_RATE})
+  --systems LIST     comma-separated, from: ${SYSTEM_NAMES.join(', ')} (default all)
+  --out DIR          where the report and plots go (default bench/results)
+  -h, --help         this text`;
+
+/** Per-node memory store limit of the NATS nodes (each run's messages are purged after it). */
+const NATS_MAX_MEMORY_STORE = 3 * 1024 ** 3;
+
+const COLORS: Record<SystemName, { color: string; dashed?: boolean }> = {
+  'tern-leader': { color: '#1f77b4' },
+  'tern-spread': { color: '#9467bd' },
+  nats: { color: '#2ca02c' },
+  ceiling: { color: '#7f7f7f', dashed: true },
+};
+
+class UsageError extends Error {}
+
+interface Options {
+  durationS: number;
+  warmupS: number;
+  runs: number;
+  scenarios: string[];
+  rate: number;
+  systems: SystemName[];
+  out: string;
+}
+
+function parseOptions(argv: readonly string[]): Options | 'help' {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        duration: { type: 'string' },
+        warmup: { type: 'string' },
+        runs: { type: 'string' },
+        scenarios: { type: 'string' },
+        rate: { type: 'string' },
+        systems: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return 'help';
+  const number = (flag: string, raw: string | undefined, def: number, min: number, max: number, integer: boolean): number => {
+    if (raw === undefined) return def;
+    const n = (integer ? /^\d+$/ : /^\d+(\.\d+)?$/).test(raw) ? Number(raw) : NaN;
+    if (!(n >= min && n <= max)) throw new UsageError(`--${flag} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got "${raw}"`);
+    return n;
+  };
+  const list = <T extends string>(flag: string, raw: string | undefined, all: readonly T[]): T[] => {
+    if (raw === undefined) return [...all];
+    const items = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    for (const i of items) if (!all.includes(i as T)) throw new UsageError(`--${flag}: unknown "${i}" (known: ${all.join(', ')})`);
+    if (items.length === 0) throw new UsageError(`--${flag} needs at least one of: ${all.join(', ')}`);
+    // Keep the canonical order (the systems alternate in it) and drop repeats.
+    return all.filter((a) => items.includes(a));
+  };
+  return {
+    durationS: number('duration', values.duration, 5, 0.1, 3600, false),
+    warmupS: number('warmup', values.warmup, 2, 0, 600, false),
+    runs: number('runs', values.runs, 3, 1, 100, true),
+    scenarios: list('scenarios', values.scenarios, ALL_SCENARIO_IDS),
+    rate: number('rate', values.rate, DEFAULT_RATE, 1, 1_000_000, true),
+    systems: list('systems', values.systems, SYSTEM_NAMES),
+    out: resolve(values.out ?? join(PROJECT_ROOT, 'bench', 'results')),
+  };
+}
+
+function findProjectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the project root');
+    dir = up;
+  }
+  return dir;
+}
+
+function flagsLine(o: Options): string {
+  return `--duration ${o.durationS} --warmup ${o.warmupS} --runs ${o.runs} --rate ${o.rate} --scenarios ${o.scenarios.join(',')} --systems ${o.systems.join(',')}`;
+}
+
+// ---------------------------------------------------------------------------
+// Versions
+
+function ternVersion(): string {
+  let v = 'unknown';
+  try {
+    v = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version ?? v;
+  } catch {
+    /* keep unknown */
+  }
+  const git = (args: string[]) => spawnSync('git', ['-C', PROJECT_ROOT, ...args], { encoding: 'utf8' });
+  const head = git(['rev-parse', '--short', 'HEAD']);
+  if (head.status !== 0) return v;
+  const dirty = git(['status', '--porcelain', '--', 'src']).stdout.trim().length > 0;
+  return `${v} (git ${head.stdout.trim()}${dirty ? ', src/ modified' : ''})`;
+}
+
+// ---------------------------------------------------------------------------
+// The ceiling server
+
+async function startCeiling(dir: string): Promise<{ url: string; process: ChildProcess }> {
+  const port = await freePort();
+  const script = fileURLToPath(new URL('./ceiling-server.js', import.meta.url));
+  const log = openSync(join(dir, 'ceiling.log'), 'a');
+  const child = spawn(process.execPath, [script, '--port', String(port)], { stdio: ['ignore', log, log] });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${url}/healthz`, 20_000, child);
+  } catch (err) {
+    await stopChild(child, 'SIGKILL');
+    throw err;
+  }
+  return { url, process: child };
+}
+
+// ---------------------------------------------------------------------------
+// Results
+
+interface RunRecord {
+  appendsPerSec: number;
+  entriesPerSec: number;
+  mbPerSec: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  errors: number;
+  warmupErrors: number;
+  errorsByCode: Record<string, number>;
+  /** Sum over the system's server processes, % of one core; NaN when /proc was not readable. */
+  serverCpuPct: number;
+  driverCpuPct: number;
+  driverElPct: number;
+  settleNote?: string;
+}
+
+interface Cell {
+  system: SystemName;
+  scenario: Scenario;
+  runs: RunRecord[];
+  merged: Histogram;
+}
+
+interface Summary {
+  appendsPerSec: number;
+  entriesPerSec: number;
+  mbPerSec: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  errors: number;
+  serverCpuPct: number;
+  driverCpuPct: number;
+  driverElPct: number;
+}
+
+function summarize(c: Cell): Summary {
+  const m = (f: (r: RunRecord) => number) => median(c.runs.map(f));
+  return {
+    appendsPerSec: m((r) => r.appendsPerSec),
+    entriesPerSec: m((r) => r.entriesPerSec),
+    mbPerSec: m((r) => r.mbPerSec),
+    p50: m((r) => r.p50),
+    p99: m((r) => r.p99),
+    p999: m((r) => r.p999),
+    errors: c.runs.reduce((a, r) => a + r.errors, 0),
+    serverCpuPct: m((r) => r.serverCpuPct),
+    driverCpuPct: m((r) => r.driverCpuPct),
+    driverElPct: m((r) => r.driverElPct),
+  };
+}
+
+const HEADER = ['system', 'scenario', 'appends/s', 'entries/s', 'MB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors', 'server CPU%', 'driver CPU%', 'driver loop%'];
+
+function fmt(x: number, digits: number): string {
+  return Number.isNaN(x) ? '-' : x.toFixed(digits);
+}
+
+function resultRows(cells: Cell[]): string[][] {
+  return cells.map((c) => {
+    const s = summarize(c);
+    return [
+      c.system,
+      c.scenario.id,
+      fmt(s.appendsPerSec, 0),
+      fmt(s.entriesPerSec, 0),
+      fmt(s.mbPerSec, 2),
+      fmt(s.p50, 2),
+      fmt(s.p99, 2),
+      fmt(s.p999, 2),
+      String(s.errors),
+      fmt(s.serverCpuPct, 0),
+      fmt(s.driverCpuPct, 0),
+      fmt(s.driverElPct, 0),
+    ];
+  });
+}
+
+const RATIO_HEADER = ['scenario', 'leader/NATS thr', 'leader/NATS p99', 'spread/NATS thr', 'spread/NATS p99', 'leader/ceiling thr'];
+
+function ratioRows(cells: Cell[], scenarioIds: string[]): string[][] {
+  const get = (sys: SystemName, sc: string) => {
+    const c = cells.find((x) => x.system === sys && x.scenario.id === sc);
+    return c ? summarize(c) : undefined;
+  };
+  const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !(b > 0) || Number.isNaN(a) ? '-' : (a / b).toFixed(2));
+  return scenarioIds.map((sc) => {
+    const leader = get('tern-leader', sc);
+    const spread = get('tern-spread', sc);
+    const nats = get('nats', sc);
+    const ceiling = get('ceiling', sc);
+    return [
+      sc,
+      ratio(leader?.entriesPerSec, nats?.entriesPerSec),
+      ratio(leader?.p99, nats?.p99),
+      ratio(spread?.entriesPerSec, nats?.entriesPerSec),
+      ratio(spread?.p99, nats?.p99),
+      ratio(leader?.entriesPerSec, ceiling?.entriesPerSec),
+    ];
+  });
+}
+
+function errorLines(cells: Cell[]): string[] {
+  const out: string[] = [];
+  for (const c of cells) {
+    const by: Record<string, number> = {};
+    let warmup = 0;
+    for (const r of c.runs) {
+      warmup += r.warmupErrors;
+      for (const [k, n] of Object.entries(r.errorsByCode)) by[k] = (by[k] ?? 0) + n;
+    }
+    const codes = Object.entries(by).sort((a, b) => b[1] - a[1]);
+    if (codes.length === 0 && warmup === 0) continue;
+    out.push(`${c.system} ${c.scenario.id}: ${codes.length ? codes.map(([k, n]) => `${k} x${n}`).join(', ') : 'none measured'}${warmup ? ` (and ${warmup} during warm-up)` : ''}`);
+  }
+  return out;
+}
+
+function localDate(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+// ---------------------------------------------------------------------------
+// Main
+
+function aborted(signal: AbortSignal): Promise<'aborted'> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve('aborted');
+    signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let options: Options | 'help';
+  try {
+    options = parseOptions(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`compare: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const opts = options;
+  const progress = (line: string) => console.error(line);
+  const wants = (s: SystemName) => opts.systems.includes(s);
+
+  let natsVersion = 'not used';
+  if (wants('nats')) {
+    const v = ensureNatsServer(progress);
+    if (v === 'unavailable') {
+      console.error(`compare: ${NATS_INSTALL_HINT}\n(or leave NATS out: --systems tern-leader,tern-spread,ceiling)`);
+      return 2;
+    }
+    natsVersion = v;
+  }
+  const m = machine();
+  const versions = { node: m.node, natsServer: natsVersion, tern: ternVersion() };
+  const machineLine = `machine: ${m.cpus} x ${m.cpuModel}, ${m.totalMemGiB} GiB memory, ${m.platform}`;
+  const versionLine = `versions: node ${versions.node}, nats-server ${versions.natsServer}, nats.js ${natsJsVersion()}, tern ${versions.tern}`;
+  const pinningLine =
+    `CPU pinning: none. The driver, Tern (3 replicas, etcd, s3rver), the 3 NATS nodes and the ceiling server all share the ${m.cpus} cores; ` +
+    'only the system under test is loaded during a run, the others stay up and idle.';
+  progress(machineLine);
+  progress(versionLine);
+  progress(pinningLine);
+
+  const abort = new AbortController();
+  let tempDir: string | undefined;
+  let cluster: LocalCluster | undefined;
+  let nats: NatsCluster | undefined;
+  let natsSystem: NatsSystem | undefined;
+  let ceiling: { url: string; process: ChildProcess } | undefined;
+  let signals = 0;
+  const forceKill = () => {
+    signalPids(new Set([...ownChildren(), ...(cluster ? cluster.describe().replicas.map((r) => r.pid) : []), ...(nats ? Object.values(nats.pids()) : []), ceiling?.process.pid]), 'SIGKILL');
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      progress(`\n${sig}: stopping the run and every process started (again to force)`);
+      abort.abort();
+      return;
+    }
+    forceKill();
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // Last resort (a crash past the finally below): nothing started may outlive this process.
+  process.on('exit', forceKill);
+
+  const exited: string[] = [];
+  const watch = (name: string, child: ChildProcess) => child.once('exit', (code, sig) => exited.push(`${name} exited (${sig ?? code})`));
+  const cells: Cell[] = [];
+  const checks: { ok: boolean; line: string }[] = [];
+  const notes: string[] = [];
+  let failed = false;
+  try {
+    tempDir = mkdtempSync(join(os.tmpdir(), 'tern-compare-'));
+    const systems: System[] = [];
+
+    if (wants('tern-leader') || wants('tern-spread')) {
+      progress(`starting Tern: etcd, s3rver and 3 replicas at default settings (data and replica logs in ${tempDir}/tern)`);
+      const t = performance.now();
+      const starting = LocalCluster.start({ dataDir: join(tempDir, 'tern'), ...(await freeClusterPorts()) });
+      const first = await Promise.race([starting, aborted(abort.signal)]);
+      if (first === 'aborted') {
+        // A terminal's Ctrl-C also reaches etcd and the replicas; LocalCluster.start would then wait out its readiness timeout.
+        starting.then((c) => c.stop(), () => undefined);
+        await stopOwnChildren();
+        return 130;
+      }
+      cluster = first;
+      for (const r of cluster.replicas) watch(`tern replica ${r.id}`, r.process);
+      progress(`  ready in ${((performance.now() - t) / 1000).toFixed(1)} s: ${cluster.replicas.map((r) => `${r.id} ${r.clientUrl}`).join(', ')}`);
+    }
+    if (wants('nats')) {
+      progress(`starting NATS: 3 nats-server nodes with JetStream (configs and logs in ${tempDir}/nats)`);
+      const t = performance.now();
+      nats = await NatsCluster.start({ dir: join(tempDir, 'nats'), maxMemoryStore: NATS_MAX_MEMORY_STORE });
+      for (const n of nats.nodes) watch(`nats-server ${n.name}`, n.process);
+      natsSystem = await NatsSystem.start(nats, abort.signal);
+      progress(`  ready in ${((performance.now() - t) / 1000).toFixed(1)} s: ${nats.nodes.map((n) => `${n.name} ${n.url}`).join(', ')}; stream leader ${natsSystem.streamLeader}`);
+    }
+    if (wants('ceiling')) {
+      ceiling = await startCeiling(tempDir);
+      watch('ceiling server', ceiling.process);
+      progress(`ceiling server: ${ceiling.url}`);
+    }
+    for (const name of opts.systems) {
+      if (name === 'tern-leader') systems.push(new TernSystem(cluster!, 'leader', abort.signal));
+      if (name === 'tern-spread') systems.push(new TernSystem(cluster!, 'spread', abort.signal));
+      if (name === 'nats') systems.push(natsSystem!);
+      if (name === 'ceiling') systems.push(new CeilingSystem(ceiling!.url, ceiling!.process.pid));
+    }
+
+    const chosen = scenarios(opts.rate).filter((s) => opts.scenarios.includes(s.id));
+    const total = chosen.length * opts.runs * systems.length;
+    const etaS = total * (opts.warmupS + opts.durationS);
+    progress(`${chosen.length} scenario(s) x ${systems.length} system(s) x ${opts.runs} run(s) of ${opts.warmupS} + ${opts.durationS} s: at least ${etaS >= 120 ? `${Math.round(etaS / 60)} min` : `${Math.round(etaS)} s`}`);
+
+    for (const sc of chosen) {
+      if (abort.signal.aborted) break;
+      progress(`\nscenario ${sc.id}: ${sc.title}`);
+      const scCells = systems.map((s): Cell => ({ system: s.name, scenario: sc, runs: [], merged: newHistogram() }));
+      cells.push(...scCells);
+      for (let run = 1; run <= opts.runs && !abort.signal.aborted; run++) {
+        for (const [i, sys] of systems.entries()) {
+          if (abort.signal.aborted) break;
+          const target = await sys.open(sc.id, sc.producers);
+          if (run === 1) progress(`  ${sys.name}: ${sys.describe(sc.id)}`);
+          let outcome;
+          try {
+            outcome = await runScenario(target, sc, { warmupS: opts.warmupS, durationS: opts.durationS }, sys.pids(), abort.signal);
+          } finally {
+            await target.close();
+          }
+          if (abort.signal.aborted) break;
+          sys.recordAcked(sc.id, outcome.ackedEntriesTotal);
+          const settleNote = await sys.settle(sc.id);
+          if (settleNote) notes.push(`${sys.name} ${sc.id} run ${run}: ${settleNote}`);
+          const h = outcome.histogram;
+          const appendsPerSec = outcome.acked / opts.durationS;
+          const rec: RunRecord = {
+            appendsPerSec: round1(appendsPerSec),
+            entriesPerSec: round1(appendsPerSec * sc.batch),
+            mbPerSec: round2((appendsPerSec * sc.batch * sc.entryBytes) / 1e6),
+            p50: h.totalCount ? ms(h.getValueAtPercentile(50)) : NaN,
+            p99: h.totalCount ? ms(h.getValueAtPercentile(99)) : NaN,
+            p999: h.totalCount ? ms(h.getValueAtPercentile(99.9)) : NaN,
+            errors: outcome.errors,
+            warmupErrors: outcome.warmupErrors,
+            errorsByCode: outcome.errorsByCode,
+            serverCpuPct: outcome.cpu ? round1(Object.values(outcome.cpu.processCpuPct).reduce((a, b) => a + b, 0)) : NaN,
+            driverCpuPct: outcome.cpu?.driverCpuPct ?? NaN,
+            driverElPct: outcome.cpu?.driverElPct ?? NaN,
+            ...(settleNote ? { settleNote } : {}),
+          };
+          const cell = scCells[i]!;
+          cell.runs.push(rec);
+          cell.merged.add(h);
+          h.destroy();
+          progress(
+            `  run ${run}/${opts.runs} ${sys.name.padEnd(11)} ${fmt(rec.entriesPerSec, 0).padStart(7)} ${sc.batch > 1 ? 'entries' : 'appends'}/s ` +
+              `${fmt(rec.mbPerSec, 2).padStart(7)} MB/s  p50 ${fmt(rec.p50, 2)}  p99 ${fmt(rec.p99, 2)}  p99.9 ${fmt(rec.p999, 2)} ms  ` +
+              `${rec.errors} errors  (CPU: servers ${fmt(rec.serverCpuPct, 0)}%, driver ${fmt(rec.driverCpuPct, 0)}%, driver event loop ${fmt(rec.driverElPct, 0)}% busy)`,
+          );
+          if (exited.length) throw new Error(`a process died during the run: ${exited.join(', ')}`);
+        }
+      }
+      if (abort.signal.aborted) break;
+      for (const sys of systems) checks.push(await sys.verify(sc.id));
+    }
+    if (abort.signal.aborted) return 130;
+
+    // ---- Report
+    const date = localDate();
+    const rows = resultRows(cells);
+    const ratios = ratioRows(cells, chosen.map((s) => s.id));
+    const errs = errorLines(cells);
+    const scenarioLines = chosen.map((s) => `  ${s.id}: ${s.title}${s.batch > 1 ? ' (appends/s counts batches, entries/s entries)' : ''}`);
+    const explain = [
+      `Medians of ${opts.runs} run(s) of ${opts.durationS} s (after ${opts.warmupS} s of warm-up each); errors are summed over the runs.`,
+      'Latency: client-side ack latency (Tern: HTTP 200; NATS: PubAck; open loop: from the intended send time). MB/s = 10^6 entry bytes/s.',
+      'CPU: % of one core over the measured window (median of runs); "server" sums the system\'s processes (Tern: 3 replicas, etcd, s3rver; NATS: 3 nodes);',
+      '"driver loop" is the driver\'s event-loop utilisation: near 100% the driver, not the system, limits the row.',
+      'Ratios: throughput ratio > 1 means Tern acked more; p99 ratio < 1 means Tern\'s p99 is lower. leader/ceiling = Tern-leader throughput / ceiling throughput.',
+    ];
+    console.log('');
+    console.log(machineLine);
+    console.log(versionLine);
+    console.log(pinningLine);
+    console.log(`flags: ${flagsLine(opts)}`);
+    console.log(`scenarios:\n${scenarioLines.join('\n')}\n`);
+    console.log(table(HEADER, rows));
+    console.log('');
+    console.log(table(RATIO_HEADER, ratios));
+    console.log('');
+    for (const l of explain) console.log(l);
+    console.log(`errors: ${errs.length ? '\n  ' + errs.join('\n  ') : 'none'}`);
+    console.log(`checks:\n  ${checks.map((c) => c.line).join('\n  ')}`);
+    if (notes.length) console.log(`notes:\n  ${notes.join('\n  ')}`);
+
+    mkdirSync(opts.out, { recursive: true });
+    const svgs: string[] = [];
+    for (const sc of chosen) {
+      const series: CdfSeries[] = cells
+        .filter((c) => c.scenario.id === sc.id)
+        .map((c) => ({ label: c.system, histogram: c.merged, ...COLORS[c.system] }));
+      const file = join(opts.out, `${date}-${sc.id}.svg`);
+      writeFileSync(
+        file,
+        cdfSvg(`${sc.id}: ${sc.title}`, `ack latency, ${opts.runs} run(s) of ${opts.durationS} s merged per system; ${m.cpus} x ${m.cpuModel}; no CPU pinning`, series),
+      );
+      svgs.push(file);
+    }
+    const md = [
+      `# Tern vs NATS JetStream, ${date}`,
+      '',
+      'Produced by `npm run bench:compare` (bench/compare.ts). Same driver (one Node process, undici / nats.js), same workload and',
+      'same HDR histogram for every system; the systems take turns per scenario, each run with its own warm-up.',
+      '',
+      `- ${machineLine}`,
+      `- ${versionLine}`,
+      `- ${pinningLine}`,
+      `- flags: \`${flagsLine(opts)}\``,
+      '- systems: tern-leader (appends to the log\'s leader), tern-spread (round-robin over the 3 replicas, 2/3 forwarded), ' +
+        'nats (JetStream memory stream, 3 replicas, js.publish awaited for its PubAck, client connected to the stream leader\'s node), ' +
+        'ceiling (a fastify server answering at once: HTTP alone)',
+      `- Tern runs as \`tern cluster\` does: LocalCluster with etcd and s3rver, replicas at default settings (log level info, logs to files, metrics on).`,
+      `- open loop: at most ${MAX_OUTSTANDING} requests outstanding; requests due beyond that are not sent and count as errors.`,
+      '',
+      '## Scenarios',
+      '',
+      ...chosen.map((s) => `- \`${s.id}\`: ${s.title}${s.batch > 1 ? ' (appends/s counts batches, entries/s entries)' : ''}`),
+      '',
+      '## Results',
+      '',
+      markdownTable(HEADER, rows, 2),
+      '',
+      markdownTable(RATIO_HEADER, ratios),
+      '',
+      ...explain.map((l) => `${l}  `),
+      '',
+      '## Runs',
+      '',
+      ...cells.map((c) => `- ${c.system} ${c.scenario.id}: entries/s per run ${c.runs.map((r) => fmt(r.entriesPerSec, 0)).join(' / ')}; p99 ms per run ${c.runs.map((r) => fmt(r.p99, 2)).join(' / ')}`),
+      '',
+      '## Errors and checks',
+      '',
+      ...(errs.length ? errs.map((e) => `- ${e}`) : ['- no errors']),
+      ...checks.map((c) => `- ${c.line}`),
+      ...notes.map((n) => `- note: ${n}`),
+      '',
+      '## Latency CDFs',
+      '',
+      ...svgs.map((f) => `![${relative(opts.out, f)}](${relative(opts.out, f)})`),
+      '',
+    ].join('\n');
+    const mdFile = join(opts.out, `${date}.md`);
+    writeFileSync(mdFile, md);
+    progress(`\nwrote ${relative(process.cwd(), mdFile) || mdFile} and ${svgs.length} plot(s) in ${relative(process.cwd(), opts.out) || opts.out}`);
+    return checks.every((c) => c.ok) ? 0 : 1;
+  } catch (err) {
+    if (abort.signal.aborted) return 130;
+    failed = true;
+    console.error(`compare: failed: ${err instanceof Error ? err.message : String(err)}${exited.length ? ` (${exited.join(', ')})` : ''}`);
+    return 1;
+  } finally {
+    if (failed && tempDir) printLogTails(tempDir);
+    await natsSystem?.close().catch(() => undefined);
+    await Promise.all([
+      cluster?.stop().catch((err) => console.error(`compare: stopping Tern: ${(err as Error).message}`)),
+      nats?.stop().catch((err) => console.error(`compare: stopping NATS: ${(err as Error).message}`)),
+      ceiling ? stopChild(ceiling.process).catch(() => undefined) : undefined,
+    ]);
+    await stopOwnChildren(2000);
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function natsJsVersion(): string {
+  try {
+    return JSON.parse(readFileSync(join(PROJECT_ROOT, 'node_modules', 'nats', 'package.json'), 'utf8')).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The last lines of every log file the run wrote (Tern replicas, NATS nodes, ceiling), when something failed. */
+function printLogTails(dir: string): void {
+  const files = [
+    ...['r1', 'r2', 'r3'].map((r) => join(dir, 'tern', `${r}.log`)),
+    ...['n1', 'n2', 'n3'].map((n) => join(dir, 'nats', n, 'nats.log')),
+    join(dir, 'ceiling.log'),
+  ];
+  for (const f of files) {
+    if (!existsSync(f)) continue;
+    const lines = readFileSync(f, 'utf8').split('\n').filter((l) => l.length > 0);
+    if (lines.length === 0) continue;
+    console.error(`--- ${relative(dir, f)}: last ${Math.min(15, lines.length)} of ${lines.length} lines`);
+    for (const l of lines.slice(-15)) console.error(l.length > 400 ? l.slice(0, 400) + '...' : l);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error('compare: fatal:', err);
+    process.exit(1);
+  },
+);
