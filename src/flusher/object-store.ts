@@ -35,6 +35,10 @@ export class ObjectStore {
       forcePathStyle: options.forcePathStyle,
       // The flusher retries with its own backoff and keeps entries in memory meanwhile.
       maxAttempts: 1,
+      // Every entry carries its own CRC-32C (object-format.ts), checked on every read: a second,
+      // whole-object checksum computed in JavaScript on the leader's event loop buys nothing.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { requestTimeout: options.timeoutMs, connectionTimeout: options.timeoutMs },
       ...(options.accessKeyId ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } } : {}),
     });
