@@ -42,7 +42,16 @@ const statusSchema = {
     flushLag: { type: 'object', properties: { entries: { type: 'integer' }, bytes: { type: 'integer' } } },
     segments: {
       type: 'array',
-      items: { type: 'object', properties: { epoch: { type: 'integer' }, firstId: { type: 'integer' }, lastId: { type: ['integer', 'null'] }, sealed: { type: 'boolean' } } },
+      items: {
+        type: 'object',
+        properties: {
+          epoch: { type: 'integer' },
+          firstId: { type: 'integer' },
+          lastId: { type: ['integer', 'null'] },
+          sealed: { type: 'boolean' },
+          replicas: { type: 'object', additionalProperties: { type: 'string' } },
+        },
+      },
     },
   },
 };
@@ -69,7 +78,7 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
     },
   });
 
-  app.get('/healthz', { schema: { summary: 'Liveness: the process serves HTTP' } }, async () => ({ status: 'ok', id: replica.id }));
+  app.get('/healthz', { schema: { summary: 'Liveness: the process serves HTTP; incarnation is new at every start' } }, async () => ({ status: 'ok', id: replica.id, incarnation: replica.incarnation ?? null }));
 
   app.get('/readyz', { schema: { summary: 'Readiness: registered in etcd and serving' } }, async () => {
     if (!replica.isReady) throw new TernError('NOT_READY', `replica ${replica.id} is not ready`);

@@ -58,7 +58,8 @@ export interface LogStatus {
   committedId: number;
   flushedId: number;
   firstId: number;
-  segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean }[];
+  /** `replicas`: the incarnation of each replica the segment counts for recovery (a restarted one counts again once caught up). */
+  segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean; replicas: Record<string, string> }[];
   /** Committed entries and bytes not yet in object storage (bytes as this replica holds them). */
   flushLag: { entries: number; bytes: number };
 }
@@ -158,6 +159,11 @@ export class Replica {
     return this.config.id;
   }
 
+  /** This process's incarnation (new at every start), once registered. */
+  get incarnation(): string | undefined {
+    return this.directory?.self.incarnation;
+  }
+
   /**
    * True once registered in etcd with the cluster state loaded and while its
    * lease lives, until shutdown starts. A replica leads no log when it starts
@@ -234,7 +240,7 @@ export class Replica {
       flushedId,
       firstId: committedId >= retained ? retained : -1,
       flushLag: { entries: committedId - flushedId, bytes: state?.replica.buffer.bytes ?? 0 },
-      segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null })),
+      segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null, replicas: s.replicas })),
     };
   }
 

@@ -161,7 +161,12 @@ describe('leadership moves without losing an acknowledged append', () => {
     await c.signal(b!, 'SIGKILL');
     await c.restart(b!);
     for (let i = 0; i < 10; i++) await append(`after-${i}`);
-    await sleep(4000); // the leader catches b up and records its new incarnation (a pass every 300 ms)
+    // The leader catches b up and records its new incarnation in the open segment (a pass every 300 ms).
+    const { incarnation } = (await http(`${c.replica(b!).clientUrl}/healthz`)).json();
+    await eventually(async () => {
+      const open = (await http(`${leaderUrl}/v1/logs/rejoin`)).json().segments.at(-1);
+      expect(open.replicas[b!]).toBe(incarnation);
+    }, 10_000, 100);
     await c.signal(leader, 'SIGKILL');
     const via = c.replica(b!).clientUrl;
     try {

@@ -36,8 +36,7 @@ async function someLeader(ctx: NemesisContext): Promise<{ replica: string; log: 
 interface LogStatus {
   leader: string | null;
   epoch: number;
-  committedId: number;
-  segments: { epoch: number; sealed: boolean }[];
+  segments: { epoch: number; sealed: boolean; replicas: Record<string, string> }[];
 }
 
 async function status(url: string, log: string): Promise<LogStatus | undefined> {
@@ -60,61 +59,58 @@ export async function epochsNow(ctx: NemesisContext): Promise<Map<string, number
   return epochs;
 }
 
+async function incarnation(url: string): Promise<string | undefined> {
+  try {
+    const res = await request(`${url}/healthz`, { headersTimeout: 2000, bodyTimeout: 2000 });
+    return ((await res.body.json()) as { incarnation?: string }).incarnation;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * The leader's own status once it serves `log`: recovery done, its segment
- * open in its epoch, and (when `restarted` led the log before it was killed)
- * a newer epoch than before the kill: a restarted replica still finds its old
- * leader key in etcd until the old lease lapses.
+ * Whether `log` is whole again: its leader serves it (recovery done, its
+ * segment open in its epoch; when `restarted` led the log before it was
+ * killed, in a newer epoch than before: a restarted replica still finds its
+ * old leader key in etcd until the old lease lapses), and the open segment
+ * counts every replica as the incarnation it is now, i.e. a replica that
+ * restarted or was away is caught up and would count for recovery.
  */
-async function servingLeader(ctx: NemesisContext, log: string, restarted?: string, epochBefore = 0): Promise<LogStatus | undefined> {
+async function whole(ctx: NemesisContext, log: string, restarted?: string, epochBefore = 0): Promise<boolean> {
   const leader = await ctx.pc.leaderOf(log);
-  if (!leader) return undefined;
+  if (!leader) return false;
   const s = await status(ctx.pc.cluster.replica(leader).clientUrl, log);
   const open = s?.segments.at(-1);
-  const serving = s && s.leader === leader && open && !open.sealed && open.epoch === s.epoch;
-  return serving && (leader !== restarted || s.epoch > epochBefore) ? s : undefined;
-}
-
-/** Waits until every log is served by a leader, at most `timeoutMs`; false if some is not. */
-export async function allServed(ctx: NemesisContext, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (const log of ctx.logs) {
-    while (!(await servingLeader(ctx, log))) {
-      if (Date.now() > deadline) return false;
-      await sleep(100);
-    }
-  }
+  if (!s || s.leader !== leader || !open || open.sealed || open.epoch !== s.epoch) return false;
+  if (leader === restarted && s.epoch <= epochBefore) return false;
+  for (const r of ctx.pc.cluster.replicas) if (open.replicas[r.id] === undefined || open.replicas[r.id] !== (await incarnation(r.clientUrl))) return false;
   return true;
 }
 
 /**
- * Restarts a killed replica and waits, for every log, until a leader serves it
- * and the restarted replica holds everything the leader had committed then:
- * from that point the leader counts its new incarnation for recovery again.
- * A careful operator's rolling restart waits the same way; one that does not
- * can lose the only two counted copies of a segment, and the log then rightly
- * stays unavailable (README: amnesia). False when that did not happen in time.
+ * Waits until every log is whole again, at most `timeoutMs`; false if some is
+ * not. One fault at a time means this: Tern promises to survive one failed
+ * replica, and a replica not yet counted again is still a failed one (two
+ * restarts in a row without this wait can rightly leave a log unavailable).
  */
-export async function restartAndCatchUp(ctx: NemesisContext, id: string, epochsBefore: ReadonlyMap<string, number>, timeoutMs = 20_000): Promise<boolean> {
-  const { cluster } = ctx.pc;
-  await cluster.restart(id);
-  const url = cluster.replica(id).clientUrl;
+export async function allServed(ctx: NemesisContext, timeoutMs: number, restarted?: string, epochsBefore?: ReadonlyMap<string, number>): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (const log of ctx.logs) {
-    let leader: LogStatus | undefined;
-    while (!(leader = await servingLeader(ctx, log, id, epochsBefore.get(log))) && Date.now() < deadline) await sleep(100);
-    if (!leader) return false;
-    while (((await status(url, log))?.committedId ?? -2) < leader.committedId) {
+    while (!(await whole(ctx, log, restarted, epochsBefore?.get(log)))) {
       if (Date.now() > deadline) return false;
       await sleep(100);
     }
   }
-  // The leader records the new incarnation in etcd right after the catch-up: give it a moment.
-  await sleep(500);
   return true;
 }
 
-/** SIGKILL, remembering the epochs first (see servingLeader). */
+/** Restarts a killed replica and waits until every log counts it again (see allServed). */
+export async function restartAndCatchUp(ctx: NemesisContext, id: string, epochsBefore: ReadonlyMap<string, number>, timeoutMs = 20_000): Promise<boolean> {
+  await ctx.pc.cluster.restart(id);
+  return allServed(ctx, timeoutMs, id, epochsBefore);
+}
+
+/** SIGKILL, remembering the epochs first (see whole). */
 async function killReplica(ctx: NemesisContext, id: string): Promise<Map<string, number>> {
   const epochs = await epochsNow(ctx);
   await ctx.pc.cluster.signal(id, 'SIGKILL');
