@@ -46,13 +46,13 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
 import { Pool } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
 import { append, committedEntries, createLog as createLogVia } from './lib/http.js';
 import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, stopOwnChildren, type CpuFigures, type CpuSnapshot } from './lib/proc.js';
+import { UsageError, numberFlag, parseFlags } from './lib/flags.js';
 
 const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
   --duration S         measured seconds per scenario (default 10)
@@ -84,47 +84,17 @@ interface Options {
   json: boolean;
 }
 
-class UsageError extends Error {}
-
 function parseOptions(argv: readonly string[]): Options | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        duration: { type: 'string' },
-        warmup: { type: 'string' },
-        producers: { type: 'string' },
-        sizes: { type: 'string' },
-        target: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, ['duration', 'warmup', 'producers', 'sizes', 'target'], ['json']);
   if (values.help) return 'help';
-  const seconds = (flag: string, raw: string | undefined, def: number, min: number, max: number): number => {
-    if (raw === undefined) return def;
-    const n = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : NaN;
-    if (!(n >= min && n <= max)) throw new UsageError(`--${flag} must be a number of seconds in [${min}, ${max}], got "${raw}"`);
-    return n;
-  };
-  const integer = (flag: string, raw: string, min: number, max: number): number => {
-    const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
-    if (!(n >= min && n <= max)) throw new UsageError(`--${flag} needs integers in [${min}, ${max}], got "${raw}"`);
-    return n;
-  };
-  const durationS = seconds('duration', values.duration, 10, 0.1, 3600);
-  const warmupS = seconds('warmup', values.warmup, 2, 0, 600);
-  const producers = values.producers === undefined ? 64 : integer('producers', values.producers, 1, 4096);
-  const sizes = (values.sizes ?? '1024,65536').split(',').map((s) => integer('sizes', s.trim(), 1, MAX_ENTRY_BYTES));
-  const target = values.target ?? 'leader';
+  const str = (name: string) => values[name] as string | undefined;
+  const durationS = numberFlag('duration', str('duration'), 10, 0.1, 3600, false);
+  const warmupS = numberFlag('warmup', str('warmup'), 2, 0, 600, false);
+  const producers = numberFlag('producers', str('producers'), 64, 1, 4096, true);
+  const sizes = (str('sizes') ?? '1024,65536').split(',').map((s) => numberFlag('sizes', s.trim(), 0, 1, MAX_ENTRY_BYTES, true));
+  const target = str('target') ?? 'leader';
   if (target !== 'leader' && target !== 'spread') throw new UsageError(`--target must be leader or spread, got "${target}"`);
-  return { durationS, warmupS, producers, sizes, target, json: values.json ?? false };
+  return { durationS, warmupS, producers, sizes, target, json: values.json === true };
 }
 
 // ---------------------------------------------------------------------------

@@ -40,7 +40,6 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import type { Histogram } from 'hdr-histogram-js';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { freePort, stopChild, waitForHttp } from '../src/cli/processes.js';
@@ -51,6 +50,7 @@ import { cdfSvg, type CdfSeries } from './lib/svg.js';
 import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
 import { SYSTEM_NAMES, type System, type SystemName } from './lib/targets.js';
 import { DEFAULT_RATE, MAX_OUTSTANDING, newHistogram, runScenario, scenarios, type Scenario } from './lib/workload.js';
+import { UsageError, numberFlag, parseFlags } from './lib/flags.js';
 
 const PROJECT_ROOT = findProjectRoot();
 const ALL_SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
@@ -75,8 +75,6 @@ const COLORS: Record<SystemName, { color: string; dashed?: boolean }> = {
   ceiling: { color: '#7f7f7f', dashed: true },
 };
 
-class UsageError extends Error {}
-
 interface Options {
   durationS: number;
   warmupS: number;
@@ -88,33 +86,10 @@ interface Options {
 }
 
 function parseOptions(argv: readonly string[]): Options | 'help' {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        duration: { type: 'string' },
-        warmup: { type: 'string' },
-        runs: { type: 'string' },
-        scenarios: { type: 'string' },
-        rate: { type: 'string' },
-        systems: { type: 'string' },
-        out: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, ['duration', 'warmup', 'runs', 'scenarios', 'rate', 'systems', 'out']);
   if (values.help) return 'help';
-  const number = (flag: string, raw: string | undefined, def: number, min: number, max: number, integer: boolean): number => {
-    if (raw === undefined) return def;
-    const n = (integer ? /^\d+$/ : /^\d+(\.\d+)?$/).test(raw) ? Number(raw) : NaN;
-    if (!(n >= min && n <= max)) throw new UsageError(`--${flag} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got "${raw}"`);
-    return n;
-  };
+  const str = (name: string) => values[name] as string | undefined;
+  const number = (flag: string, def: number, min: number, max: number, integer: boolean) => numberFlag(flag, str(flag), def, min, max, integer);
   const list = <T extends string>(flag: string, raw: string | undefined, all: readonly T[]): T[] => {
     if (raw === undefined) return [...all];
     const items = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
@@ -124,13 +99,13 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     return all.filter((a) => items.includes(a));
   };
   return {
-    durationS: number('duration', values.duration, 5, 0.1, 3600, false),
-    warmupS: number('warmup', values.warmup, 2, 0, 600, false),
-    runs: number('runs', values.runs, 3, 1, 100, true),
-    scenarios: list('scenarios', values.scenarios, ALL_SCENARIO_IDS),
-    rate: number('rate', values.rate, DEFAULT_RATE, 1, 1_000_000, true),
-    systems: list('systems', values.systems, SYSTEM_NAMES),
-    out: resolve(values.out ?? join(PROJECT_ROOT, 'bench', 'results')),
+    durationS: number('duration', 5, 0.1, 3600, false),
+    warmupS: number('warmup', 2, 0, 600, false),
+    runs: number('runs', 3, 1, 100, true),
+    scenarios: list('scenarios', str('scenarios'), ALL_SCENARIO_IDS),
+    rate: number('rate', DEFAULT_RATE, 1, 1_000_000, true),
+    systems: list('systems', str('systems'), SYSTEM_NAMES),
+    out: resolve(str('out') ?? join(PROJECT_ROOT, 'bench', 'results')),
   };
 }
 
