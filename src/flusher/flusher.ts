@@ -13,7 +13,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestEntry } from '../fencing/keys.js';
-import { encodeObject, logPrefix, objectKey } from './object-format.js';
+import { encodeObject, epochOfKey, logPrefix, objectKey } from './object-format.js';
 import type { ObjectStore } from './object-store.js';
 
 /** The leader's side of one log, as the flusher needs it. */
@@ -161,6 +161,11 @@ export async function collectGarbage(src: FlushSource, manifest: Manifest, store
   const cutoff = Date.now() - options.orphanGraceMs;
   for (const o of await store.list(logPrefix(options.prefix, options.cluster, src.log))) {
     if (recorded.has(o.key) || o.lastModified.getTime() > cutoff || !src.isCurrent()) continue;
+    // Only a fenced leader's upload is an orphan: its manifest record compares on an epoch that
+    // has moved on, so it can never be recorded. An unrecorded object of this leader's own epoch
+    // is an upload whose record is still to come (etcd slow or down): deleting it lost data.
+    const epoch = epochOfKey(o.key);
+    if (epoch === undefined || epoch >= src.epoch) continue;
     // Truncated objects were forgotten above only after their deletion, so what is left unrecorded is an orphan.
     await store.delete(o.key);
     log.info({ log: src.log, key: o.key }, 'deleted orphan object');

@@ -118,6 +118,12 @@ export function objectKey(prefix: string, cluster: string, log: string, firstId:
   return `${logPrefix(prefix, cluster, log)}${pad(firstId, 16)}-${pad(lastId, 16)}-e${pad(epoch, 10)}.tern`;
 }
 
+/** The epoch of the leader that wrote an object, from its key; undefined for a key this format did not make. */
+export function epochOfKey(key: string): number | undefined {
+  const m = /-e(\d{10})\.tern$/.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
 export function logPrefix(prefix: string, cluster: string, log: string): string {
   return `${prefix}${cluster}/${log}/`;
 }
