@@ -297,10 +297,19 @@ export class Replica {
     const state = this.logs.get(name);
     if (fromId > committedId) return { entries: [], fromId, nextId: fromId, committedId };
     const count = Math.min(limit, committedId - fromId + 1);
-    const buffer = state?.replica.buffer;
-    const inMemory = buffer !== undefined && fromId >= buffer.startId && fromId <= buffer.lastId;
-    const fromStore = !inMemory && fromId <= dir.flushedId(name);
-    const entries = inMemory ? buffer.slice(fromId, count, this.config.maxReadBytes) : fromStore ? await this.readFlushed(name, fromId, count) : [];
+    // Memory serves only ids this replica knows committed in its own log. Past that it may hold
+    // a tail a newer leader discarded, even where object storage (that leader's flush) already
+    // has those ids: a stale leader woken from a pause served such a tail (jepsen-lite, divergent).
+    const replica = state?.replica;
+    const memoryEnd = replica ? Math.min(replica.commitId, replica.buffer.lastId) : -1;
+    const inMemory = replica !== undefined && fromId >= replica.buffer.startId && fromId <= memoryEnd;
+    const flushedId = dir.flushedId(name);
+    const fromStore = !inMemory && fromId <= flushedId;
+    const entries = inMemory
+      ? replica.buffer.slice(fromId, Math.min(count, memoryEnd - fromId + 1), this.config.maxReadBytes)
+      : fromStore
+        ? await this.readFlushed(name, fromId, Math.min(count, flushedId - fromId + 1))
+        : [];
     let bytes = 0;
     for (const e of entries) bytes += e.length;
     this.metrics.served(entries.length === 0 ? 'none' : fromStore ? 'object_store' : 'memory', bytes);
@@ -546,7 +555,9 @@ export class Replica {
   private onFlushed(name: string): void {
     const state = this.logs.get(name);
     const flushedId = this.directory?.flushedId(name) ?? -1;
-    if (state && !state.leader && !state.takeover) state.replica.releaseThrough(flushedId);
+    // A leader deposed a moment ago counts as a follower here: what it holds up to the flushed point
+    // is durable elsewhere, and may be a tail the next leader discarded.
+    if (state && (!state.leader || state.leader.isDeposed) && !state.takeover) state.replica.releaseThrough(flushedId);
     this.wakeReaders(name, this.committedId(name));
   }
 
