@@ -48,6 +48,7 @@ const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2
 export class ReplicaMetrics {
   readonly registry = new Registry();
   private readonly logLabel: (log: string) => string;
+  private readonly appendChildren = new Map<string, { appends: Counter.Internal; entries: Counter.Internal; bytes: Counter.Internal }>();
 
   private readonly appends = this.counter('tern_appends_total', 'Client appends answered by the replica the client sent them to, by outcome (ok or the error code).', ['log', 'outcome']);
   private readonly appendBytes = this.counter('tern_append_bytes_total', 'Entry bytes of client appends, by outcome.', ['log', 'outcome']);
@@ -87,10 +88,22 @@ export class ReplicaMetrics {
    * only the client-visible latency (`acknowledged`).
    */
   appended(log: string, outcome: string, entries: number, bytes: number): void {
-    const labels = { log: this.logLabel(log), outcome };
-    this.appends.inc(labels);
-    this.appendEntries.inc(labels, entries);
-    this.appendBytes.inc(labels, bytes);
+    const series = this.appendSeries(log, outcome);
+    series.appends.inc();
+    series.entries.inc(entries);
+    series.bytes.inc(bytes);
+  }
+
+  /** The append counters of one (log, outcome), looked up once: this runs for every append. */
+  private appendSeries(log: string, outcome: string) {
+    const key = `${log}\u0000${outcome}`;
+    let series = this.appendChildren.get(key);
+    if (!series) {
+      const labels = { log: this.logLabel(log), outcome };
+      series = { appends: this.appends.labels(labels), entries: this.appendEntries.labels(labels), bytes: this.appendBytes.labels(labels) };
+      this.appendChildren.set(key, series);
+    }
+    return series;
   }
 
   /** A successful append answered to the client that sent it here, after `seconds`. */
