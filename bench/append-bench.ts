@@ -52,7 +52,7 @@ import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
 import { append, committedEntries, createLog as createLogVia } from './lib/http.js';
 import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, stopOwnChildren, type CpuFigures, type CpuSnapshot } from './lib/proc.js';
-import { UsageError, numberFlag, parseFlags } from './lib/flags.js';
+import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
 const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
   --duration S         measured seconds per scenario (default 10)
@@ -345,19 +345,8 @@ function aborted(signal: AbortSignal): Promise<'aborted'> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let options;
-  try {
-    options = parseOptions(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`append-bench: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (options === 'help') {
-    console.log(USAGE);
-    return 0;
-  }
-  const opts = options;
+  const opts = optionsOrExitCode('append-bench', USAGE, () => parseOptions(argv));
+  if (typeof opts === 'number') return opts;
   const progress = (line: string) => console.error(line);
   const m = machine();
   progress(`machine: ${m.cpus} x ${m.cpuModel}, ${m.totalMemGiB} GiB, node ${m.node}, ${m.platform}`);

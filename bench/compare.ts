@@ -50,7 +50,7 @@ import { cdfSvg, type CdfSeries } from './lib/svg.js';
 import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
 import { SYSTEM_NAMES, type System, type SystemName } from './lib/targets.js';
 import { DEFAULT_RATE, MAX_OUTSTANDING, newHistogram, runScenario, scenarios, type Scenario } from './lib/workload.js';
-import { UsageError, numberFlag, parseFlags } from './lib/flags.js';
+import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
 const PROJECT_ROOT = findProjectRoot();
 const ALL_SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
@@ -185,18 +185,8 @@ interface Cell {
   merged: Histogram;
 }
 
-interface Summary {
-  appendsPerSec: number;
-  entriesPerSec: number;
-  mbPerSec: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  errors: number;
-  serverCpuPct: number;
-  driverCpuPct: number;
-  driverElPct: number;
-}
+/** Medians over a cell's runs (errors summed). */
+type Summary = Omit<RunRecord, 'warmupErrors' | 'errorsByCode' | 'settleNote'>;
 
 function summarize(c: Cell): Summary {
   const m = (f: (r: RunRecord) => number) => median(c.runs.map(f));
@@ -296,19 +286,8 @@ function aborted(signal: AbortSignal): Promise<'aborted'> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let options: Options | 'help';
-  try {
-    options = parseOptions(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`compare: ${err.message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (options === 'help') {
-    console.log(USAGE);
-    return 0;
-  }
-  const opts = options;
+  const opts = optionsOrExitCode('compare', USAGE, () => parseOptions(argv));
+  if (typeof opts === 'number') return opts;
   const progress = (line: string) => console.error(line);
   const wants = (s: SystemName) => opts.systems.includes(s);
 

@@ -33,3 +33,23 @@ export function numberFlag(flag: string, raw: string | undefined, def: number, m
   if (!(n >= min && n <= max)) throw new UsageError(`--${flag} must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got "${raw}"`);
   return n;
 }
+
+/**
+ * The parsed options, or the exit code a command returns at once: 0 after
+ * printing the usage for --help, 2 after printing what is wrong with a flag.
+ */
+export function optionsOrExitCode<T>(command: string, usage: string, parse: () => T | 'help'): T | number {
+  let options: T | 'help';
+  try {
+    options = parse();
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`${command}: ${err.message}\n\n${usage}`);
+    return 2;
+  }
+  if (options === 'help') {
+    console.log(usage);
+    return 0;
+  }
+  return options;
+}
