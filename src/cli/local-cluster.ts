@@ -5,7 +5,7 @@
  * them with the same cluster.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEtcd, type EtcdServer } from './etcd.js';
@@ -235,7 +235,18 @@ export class LocalCluster {
     return child;
   }
 
-  private waitReady(r: ReplicaProcess): Promise<void> {
-    return waitForHttp(`${r.clientUrl}/readyz`, 30_000, r.process);
+  /** Waits for a replica's /readyz; a failure names the replica and shows the end of its log. */
+  private async waitReady(r: ReplicaProcess): Promise<void> {
+    try {
+      await waitForHttp(`${r.clientUrl}/readyz`, 30_000, r.process);
+    } catch (err) {
+      let tail = '';
+      try {
+        tail = readFileSync(join(this.dataDir, `${r.id}.log`), 'utf8').trimEnd().split('\n').slice(-5).join('\n');
+      } catch {
+        // output went to this process's stdio, or nothing was written
+      }
+      throw new Error(`replica ${r.id}: ${(err as Error).message}${tail ? `\n${tail}` : ''}`, { cause: err });
+    }
   }
 }

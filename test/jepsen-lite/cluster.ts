@@ -38,14 +38,24 @@ export async function startProxiedCluster(options: { replicaArgs?: readonly stri
   const ports = await freeClusterPorts();
   const links: Record<LinkKind, Map<string, FaultProxy>> = { peer: new Map(), etcd: new Map(), store: new Map() };
   const all = () => [...links.peer.values(), ...links.etcd.values(), ...links.store.values()];
+  // The cluster's ports were free a moment ago but nobody holds them yet: a proxy the OS puts on
+  // one of them would make that process fail to listen, so such a proxy gets another port.
+  const reserved = new Set<number>([...ports.clientPorts, ...ports.peerPorts, ports.etcdClientPort!, ports.etcdPeerPort!, ports.s3Port!]);
+  const proxy = async (port: number, name: string): Promise<FaultProxy> => {
+    for (;;) {
+      const p = await FaultProxy.start({ target: { host: '127.0.0.1', port }, name });
+      if (!reserved.has(p.port)) return p;
+      await p.close();
+    }
+  };
   let cluster: LocalCluster | undefined;
   try {
     for (const [i, id] of REPLICA_IDS.entries()) {
       for (const [j, to] of REPLICA_IDS.entries()) {
-        if (i !== j) links.peer.set(peerLink(id, to), await FaultProxy.start({ target: { host: '127.0.0.1', port: ports.peerPorts[j]! }, name: peerLink(id, to) }));
+        if (i !== j) links.peer.set(peerLink(id, to), await proxy(ports.peerPorts[j]!, peerLink(id, to)));
       }
-      links.etcd.set(id, await FaultProxy.start({ target: { host: '127.0.0.1', port: ports.etcdClientPort! }, name: `${id}->etcd` }));
-      links.store.set(id, await FaultProxy.start({ target: { host: '127.0.0.1', port: ports.s3Port! }, name: `${id}->store` }));
+      links.etcd.set(id, await proxy(ports.etcdClientPort!, `${id}->etcd`));
+      links.store.set(id, await proxy(ports.s3Port!, `${id}->store`));
     }
     cluster = await LocalCluster.start({
       dataDir,
