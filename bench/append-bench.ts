@@ -51,7 +51,7 @@ import { Pool } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
 import { append, committedEntries, createLog as createLogVia } from './lib/http.js';
-import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, stopOwnChildren, type CpuFigures, type CpuSnapshot } from './lib/proc.js';
+import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, stopOwnChildren, type CpuFigures, type CpuSnapshot, aborted } from './lib/proc.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
 const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
@@ -336,13 +336,6 @@ function replicaLogReport(cluster: LocalCluster, tailLines: number): string {
 
 // ---------------------------------------------------------------------------
 // Main
-
-function aborted(signal: AbortSignal): Promise<'aborted'> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve('aborted');
-    signal.addEventListener('abort', () => resolve('aborted'), { once: true });
-  });
-}
 
 async function main(argv: string[]): Promise<number> {
   const opts = optionsOrExitCode('append-bench', USAGE, () => parseOptions(argv));

@@ -45,7 +45,7 @@ import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { freePort, stopChild, waitForHttp } from '../src/cli/processes.js';
 import { markdownTable, median, ms, round1, round2, table } from './lib/format.js';
 import { NATS_INSTALL_HINT, NatsCluster, ensureNatsServer } from './lib/nats-cluster.js';
-import { machine, ownChildren, signalPids, stopOwnChildren } from './lib/proc.js';
+import { machine, ownChildren, signalPids, stopOwnChildren, aborted } from './lib/proc.js';
 import { cdfSvg, type CdfSeries } from './lib/svg.js';
 import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
 import { SYSTEM_NAMES, type System, type SystemName } from './lib/targets.js';
@@ -277,13 +277,6 @@ function localDate(d = new Date()): string {
 
 // ---------------------------------------------------------------------------
 // Main
-
-function aborted(signal: AbortSignal): Promise<'aborted'> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve('aborted');
-    signal.addEventListener('abort', () => resolve('aborted'), { once: true });
-  });
-}
 
 async function main(argv: string[]): Promise<number> {
   const opts = optionsOrExitCode('compare', USAGE, () => parseOptions(argv));

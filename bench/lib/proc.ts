@@ -141,3 +141,11 @@ export async function stopOwnChildren(graceMs = 5000): Promise<void> {
   while (Date.now() < deadline && ownChildren().some((pid) => !isZombie(pid))) await sleep(50);
   signalPids(ownChildren(), 'SIGKILL');
 }
+
+/** Resolves 'aborted' once `signal` fires (at once if it already has): to race a run against Ctrl-C. */
+export function aborted(signal: AbortSignal): Promise<'aborted'> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve('aborted');
+    signal.addEventListener('abort', () => resolve('aborted'), { once: true });
+  });
+}

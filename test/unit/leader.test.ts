@@ -8,6 +8,7 @@ import { LeaderLog, type Acked, type Failed, type LeaderConfig, type ProposeResu
 import { LogReplica } from '../../src/quorum/log-replica.js';
 import { ReplyStatus, type AppendReply, type AppendRequest } from '../../src/quorum/messages.js';
 import { decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/quorum/wire.js';
+import { defaultConfig } from '../support/quorum-net.js';
 
 type Packet = { kind: 'request'; to: string; req: AppendRequest } | { kind: 'reply'; from: string; reply: AppendReply };
 type Match = (p: Packet) => boolean;
@@ -22,20 +23,8 @@ const fromPeer =
     p.kind === 'reply' && p.from === peer;
 const any: Match = () => true;
 
-const config = (over: Partial<LeaderConfig> = {}): LeaderConfig => ({
-  self: 'r1',
-  peers: ['r2', 'r3'],
-  epoch: 1,
-  maxInflight: 4,
-  maxBatchEntries: 100,
-  maxBatchBytes: 1 << 20,
-  pipelineMinBytes: 0,
-  ackTimeoutTicks: 50,
-  retransmitTicks: 10,
-  heartbeatTicks: 5,
-  backoffTicks: 3,
-  ...over,
-});
+// The shared defaults; these rule tests pipeline every entry and expect a backoff of 3 ticks.
+const config = (over: Partial<LeaderConfig> = {}): LeaderConfig => defaultConfig({ pipelineMinBytes: 0, backoffTicks: 3, ...over });
 
 class Net {
   readonly account = { bytes: 0 };
