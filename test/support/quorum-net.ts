@@ -41,6 +41,13 @@ export class QuorumNet {
   failed: Failed<number>[] = [];
   /** Ids held by each replica at the moment a proposal was acked. */
   ackSnapshots: { ack: Acked<number>; holders: number }[] = [];
+  /**
+   * Per follower, the highest id it held when it last restarted: a reply it sent
+   * before the restart may still arrive and rightly count, so an entry it held
+   * then was held by it when acknowledged; the restart is the one failure the
+   * promise allows, not an ack without a quorum.
+   */
+  private readonly heldBeforeRestart = new Map<string, number>();
 
   constructor(config: Partial<LeaderConfig> = {}) {
     const cfg = defaultConfig(config);
@@ -54,7 +61,9 @@ export class QuorumNet {
     const ready = this.leader.ready();
     for (const m of ready.messages) this.inFlight.push({ kind: 'request', from: 'r1', to: m.to, req: m.req });
     for (const a of ready.acked) {
-      const holders = [this.leaderReplica, ...this.followers.values()].filter((r) => a.lastId <= r.buffer.lastId).length;
+      const holders =
+        (a.lastId <= this.leaderReplica.buffer.lastId ? 1 : 0) +
+        [...this.followers].filter(([id, r]) => a.lastId <= Math.max(r.buffer.lastId, this.heldBeforeRestart.get(id) ?? -1)).length;
       this.ackSnapshots.push({ ack: a, holders });
     }
     this.acked.push(...ready.acked);
@@ -93,6 +102,7 @@ export class QuorumNet {
 
   restartFollower(id: string): void {
     const old = this.followers.get(id)!;
+    this.heldBeforeRestart.set(id, Math.max(this.heldBeforeRestart.get(id) ?? -1, old.buffer.lastId));
     this.account.bytes -= old.buffer.bytes;
     const fresh = new LogReplica('log', this.account);
     fresh.observeEpoch(0);

@@ -1,8 +1,9 @@
 /**
  * Property tests of the pure protocol: random interleavings of proposals,
  * ticks, message loss, duplication, reordering and follower restarts, then a
- * healing phase. fast-check prints the seed and the shrunk history of any
- * failure, so it replays exactly.
+ * healing phase. fast-check prints the seed and path of any failure:
+ * QSEED=<seed> QPATH=<path> npx vitest run test/unit/quorum-simulation.test.ts
+ * replays it exactly.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -86,7 +87,7 @@ describe('replication under random faults', () => {
         }
         expect(net.failed).toEqual([]);
       }),
-      { numRuns: 400 },
+      { numRuns: 400, ...(process.env.QSEED ? { seed: Number(process.env.QSEED), path: process.env.QPATH, endOnFailure: true } : {}) },
     );
   });
 
