@@ -7,17 +7,15 @@ import { performance } from 'node:perf_hooks';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { FastifyBaseLogger } from 'fastify';
-import { TernError } from '../errors.js';
-import { FRAMES_CONTENT_TYPE, FrameError, decodeFrames, encodeFrames } from '../frames.js';
+import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
+import { FRAMES_CONTENT_TYPE, encodeFrames } from '../frames.js';
 import type { Replica } from '../replica/replica.js';
+import { appendHere, entryBytes } from './append.js';
+import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject, type ParsedAppend } from './bodies.js';
 import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
+import { AppendForwarder } from './forward-appends.js';
 import { serverOptions } from './server-options.js';
-
-const LOG_NAME = '^[A-Za-z0-9._-]{1,128}$';
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const OCTETS = 'application/octet-stream';
-const JSON_TYPE = 'application/json';
 
 const errorSchema = {
   type: 'object',
@@ -29,7 +27,7 @@ const errorSchema = {
     },
   },
 };
-const logParams = { type: 'object', properties: { log: { type: 'string', pattern: LOG_NAME } }, required: ['log'] };
+const logParams = { type: 'object', properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN } }, required: ['log'] };
 const statusSchema = {
   type: 'object',
   properties: {
@@ -60,8 +58,9 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
   const config = replica.config;
   const app = Fastify(serverOptions(logger, config.maxRequestBytes));
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + 5_000);
+  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + 5_000);
   const metrics = replica.metrics;
-  app.addHook('onClose', () => forwarder.close());
+  app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
 
   // Every body is taken as raw bytes: binary entries stay slices of it, a forwarded
@@ -136,23 +135,26 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
     async (req, reply) => {
       const name = req.params.log;
       const started = performance.now();
-      const forwardedHere = req.headers[FORWARDED_HEADER] !== undefined;
-      let entries: Buffer[] = [];
+      let append: ParsedAppend | undefined;
+      let countedByAppend = false;
       try {
-        const leaderUrl = await replica.leaderUrl(name);
-        if (leaderUrl !== undefined && !forwardedHere) {
-          const answer = await forwarder.forward(leaderUrl, req.url, req.headers['content-type'], req.body, reply);
-          if (reply.statusCode === 200) metrics.acknowledged((performance.now() - started) / 1000);
+        // Checked where it arrived, whoever leads: bad input never crosses the network.
+        append = parseAppendBody(mediaType(req.headers['content-type']), req.body, config.maxEntryBytes);
+        const leader = req.headers[FORWARDED_HEADER] === undefined ? await replica.leaderElsewhere(name) : undefined;
+        if (!leader) {
+          countedByAppend = true;
+          const answer = await appendHere(replica, name, append);
+          metrics.acknowledged((performance.now() - started) / 1000);
           return answer;
         }
-        let single: boolean;
-        ({ entries, single } = parseEntries(req, config.maxEntryBytes));
-        const r = await replica.append(name, entries);
-        metrics.appended(name, 'ok', entries.length, sizeOf(entries));
-        if (!forwardedHere) metrics.acknowledged((performance.now() - started) / 1000);
-        return single ? { id: r.firstId, epoch: r.epoch } : { firstId: r.firstId, lastId: r.lastId, epoch: r.epoch };
+        const answer = await appendForwarder.forward(leader.peerUrl, name, append);
+        // Counted where it was processed (the leader); relayed as the leader wrote it.
+        countedByAppend = true;
+        if (answer.status === 200) metrics.acknowledged((performance.now() - started) / 1000);
+        if (answer.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+        return reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.json);
       } catch (err) {
-        metrics.appended(name, toTernError(err).code, entries.length, entries.length > 0 ? sizeOf(entries) : (req.body?.length ?? 0));
+        if (!countedByAppend) metrics.appended(name, toTernError(err).code, append?.entries.length ?? 0, append ? entryBytes(append.entries) : (req.body?.length ?? 0));
         throw err;
       }
     },
@@ -163,10 +165,8 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
     { schema: { summary: 'Move leadership to another replica: {"to": "r2"}; answers the new status once it leads', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
     async (req, reply) => {
       const name = req.params.log;
-      const leaderUrl = await replica.leaderUrl(name);
-      if (leaderUrl !== undefined && req.headers[FORWARDED_HEADER] === undefined) {
-        return forwarder.forward(leaderUrl, req.url, req.headers['content-type'], req.body, reply);
-      }
+      const leader = req.headers[FORWARDED_HEADER] === undefined ? await replica.leaderElsewhere(name) : undefined;
+      if (leader) return forwarder.forward(leader.clientUrl, req.url, req.headers['content-type'], req.body, reply);
       const { to } = parseJsonObject(req.body, ['to']);
       return replica.handoff(name, String(to));
     },
@@ -240,64 +240,8 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
   return app;
 }
 
-function sizeOf(entries: readonly Buffer[]): number {
-  let bytes = 0;
-  for (const e of entries) bytes += e.length;
-  return bytes;
-}
-
 function wantsBinary(req: FastifyRequest): boolean {
   const accept = req.headers.accept ?? '';
   return accept.includes(OCTETS) || accept.includes(FRAMES_CONTENT_TYPE);
 }
 
-function mediaType(req: FastifyRequest): string {
-  return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-}
-
-/** The entries of an append body; all-or-nothing validation so no partial batch is ever proposed. */
-function parseEntries(req: FastifyRequest<{ Body: Buffer | undefined }>, maxEntryBytes: number): { entries: Buffer[]; single: boolean } {
-  const body = req.body ?? Buffer.alloc(0);
-  const type = mediaType(req);
-  let entries: Buffer[];
-  if (type === OCTETS) {
-    entries = [body];
-  } else if (type === FRAMES_CONTENT_TYPE) {
-    try {
-      entries = decodeFrames(body, maxEntryBytes);
-    } catch (err) {
-      if (err instanceof FrameError && err.message.includes('entry limit')) throw new TernError('TOO_LARGE', err.message);
-      throw new TernError('BAD_REQUEST', (err as Error).message);
-    }
-  } else if (type === JSON_TYPE) {
-    entries = parseJsonBatch(body);
-  } else {
-    throw new TernError('UNSUPPORTED_MEDIA_TYPE', `content type "${type}" is not one of ${OCTETS}, ${JSON_TYPE}, ${FRAMES_CONTENT_TYPE}`);
-  }
-  if (type !== OCTETS && entries.length === 0) throw new TernError('BAD_REQUEST', 'a batch needs at least one entry');
-  for (const e of entries) {
-    if (e.length > maxEntryBytes) throw new TernError('TOO_LARGE', `entry of ${e.length} bytes is over the ${maxEntryBytes}-byte limit`);
-  }
-  return { entries, single: type === OCTETS };
-}
-
-function parseJsonObject(body: Buffer | undefined, required: string[]): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse((body ?? Buffer.alloc(0)).toString('utf8'));
-  } catch (err) {
-    throw new TernError('BAD_REQUEST', `body is not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TernError('BAD_REQUEST', 'body must be a JSON object');
-  for (const key of required) if (!(key in parsed)) throw new TernError('BAD_REQUEST', `body needs "${key}"`);
-  return parsed as Record<string, unknown>;
-}
-
-function parseJsonBatch(body: Buffer): Buffer[] {
-  const list = parseJsonObject(body, []).entries;
-  if (!Array.isArray(list)) throw new TernError('BAD_REQUEST', 'body must be {"entries": ["<base64>", ...]}');
-  return list.map((item, i) => {
-    if (typeof item !== 'string' || !BASE64.test(item)) throw new TernError('BAD_REQUEST', `entries[${i}] is not a base64 string`);
-    return Buffer.from(item, 'base64');
-  });
-}

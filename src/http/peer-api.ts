@@ -8,6 +8,7 @@ import { WireError, decodeAppendRequest, encodeAppendReply } from '../quorum/wir
 import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from '../replica/peer-transport.js';
 import type { Replica } from '../replica/replica.js';
 import { installErrorHandling } from './error-handler.js';
+import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH, answerForwardedAppends } from './forward-appends.js';
 import { serverOptions } from './server-options.js';
 
 export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): FastifyInstance {
@@ -16,7 +17,7 @@ export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): Fasti
   const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + 1024 * 1024;
   const app = Fastify(serverOptions(logger, bodyLimit));
   installErrorHandling(app);
-  app.addContentTypeParser(PEER_CONTENT_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  for (const type of [PEER_CONTENT_TYPE, FORWARDED_APPENDS_CONTENT_TYPE]) app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.post<{ Body: Buffer }>(PEER_APPEND_PATH, async (req, reply) => {
     let msg;
@@ -29,6 +30,13 @@ export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): Fasti
     const answer = replica.handlePeerAppend(msg);
     return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer));
   });
+
+  // A follower closes a batch once it reaches maxBatchBytes, so a batch holds less than that plus one
+  // client request; frames add 4 bytes an entry, which a JSON client body paid for at least as much.
+  const forwardedLimit = 2 * (config.maxBatchBytes + config.maxRequestBytes);
+  app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) =>
+    reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, req.body)),
+  );
 
   app.post<{ Params: { log: string }; Body: { expectedEpoch: number; unsafe?: boolean; replacing?: string } }>('/peer/v1/logs/:log/takeover', async (req) =>
     replica.takeOver(req.params.log, req.body.expectedEpoch, req.body.unsafe === true, req.body.replacing),

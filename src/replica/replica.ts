@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterDirectory } from '../fencing/directory.js';
-import type { LogRecord, SegmentMeta } from '../fencing/keys.js';
+import type { LogRecord, MemberInfo, SegmentMeta } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import { LeaderLog, type LeaderConfig, type Ready, type Refusal, type UnknownOutcome } from '../quorum/leader.js';
@@ -246,9 +246,10 @@ export class Replica {
 
   /**
    * Where an append for `name` must go: undefined when this replica leads the
-   * log, else the client URL of the leader. NOT_READY when there is none.
+   * log, else the leading replica (its client and peer URLs). NOT_READY when
+   * there is none.
    */
-  async leaderUrl(name: string): Promise<string | undefined> {
+  async leaderElsewhere(name: string): Promise<MemberInfo | undefined> {
     const record = await this.requireLog(name);
     if (this.localLeader(name)) return undefined;
     const state = this.logs.get(name);
@@ -259,7 +260,7 @@ export class Replica {
     // The watched view can lag a leadership change: ask etcd before saying there is none.
     const leader = liveLeader(record) ?? liveLeader((await this.dir().fetchLog(name)) ?? record);
     if (!leader) throw new TernError('NOT_READY', `log ${name} has no reachable leader right now (epoch ${record.epoch})`);
-    return leader.clientUrl;
+    return leader;
   }
 
   /** Appends entries as one atomic batch on this replica, which must lead the log. Resolves once a quorum holds them. */

@@ -59,6 +59,41 @@ describe('appends and reads on a real three-replica cluster', () => {
     }
   });
 
+  it('answers each append a follower forwards in one batch on its own: ids, batches and errors side by side', async () => {
+    const { leader } = await createLog(url(0), 'forwarded');
+    const follower = cluster.replicas.find((r) => r.id !== leader)!.clientUrl;
+    // Sent together, so the follower forwards them in the same event-loop turn (one request to the leader).
+    const singles = Array.from({ length: 30 }, (_, i) => Buffer.from(`single-${i}`));
+    const batch = [Buffer.from('b0'), Buffer.alloc(0), randomBytes(3000)];
+    const [answers, batchAnswer, missing, tooLarge] = await Promise.all([
+      Promise.all(singles.map((d) => appendRaw(follower, 'forwarded', d))),
+      http(`${follower}/v1/logs/forwarded/entries`, { method: 'POST', contentType: FRAMES_CONTENT_TYPE, body: Buffer.concat(encodeFrames(batch)) }),
+      appendRaw(follower, 'no-such-log', 'x'),
+      http(`${follower}/v1/logs/forwarded/entries`, { method: 'POST', contentType: 'application/json', body: JSON.stringify({ entries: ['', 'not base64!'] }) }),
+    ]);
+    expect(missing.status).toBe(404);
+    expect(missing.json().error.code).toBe('LOG_NOT_FOUND');
+    expect(tooLarge.status).toBe(400);
+    expect(batchAnswer.status, batchAnswer.body.toString()).toBe(200);
+    const { firstId, lastId } = batchAnswer.json();
+    expect(lastId - firstId).toBe(2);
+    const byId = new Map<number, Buffer>();
+    batch.forEach((d, i) => byId.set(firstId + i, d));
+    for (const [i, res] of answers.entries()) {
+      expect(res.status, res.body.toString()).toBe(200);
+      expect(res.headers['content-type']).toMatch(/^application\/json/);
+      expect(byId.has(res.json().id)).toBe(false);
+      byId.set(res.json().id, singles[i]!);
+    }
+    expect([...byId.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: 33 }, (_, i) => i));
+    const read = await eventually(async () => {
+      const all = await readAll(url(0), 'forwarded');
+      expect(all.length).toBe(33);
+      return all;
+    });
+    for (const e of read) expect(e.data.equals(byId.get(e.id)!)).toBe(true);
+  });
+
   it('appends JSON and binary batches atomically with consecutive ids, binary-safe and empty entries included', async () => {
     await createLog(url(1), 'batches');
     const json = await http(`${url(2)}/v1/logs/batches/entries`, {

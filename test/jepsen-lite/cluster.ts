@@ -8,9 +8,9 @@
  *   etcd links   one proxy per replica (its --etcd)
  *   store links  one proxy per replica (its --s3-endpoint)
  *
- * Client traffic from the harness (and a replica forwarding an append to the
- * leader's client port) goes direct: the faults are on the links the
- * protocol depends on.
+ * Client traffic from the harness goes direct: the faults are on the links
+ * the protocol depends on (forwarded appends travel on the peer links, so
+ * they meet the peer faults too).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,0 +1,30 @@
+/**
+ * An append carried out on the replica that leads the log: the one path both
+ * a client's own request and an append forwarded by another replica take, so
+ * both get the same answer and are counted once, where they are processed.
+ */
+import type { Replica } from '../replica/replica.js';
+import type { ParsedAppend } from './bodies.js';
+import { toTernError } from './error-handler.js';
+
+/** The 200 body: `{id, epoch}` for a single raw entry, `{firstId, lastId, epoch}` for a batch. */
+export type AppendAnswer = { id: number; epoch: number } | { firstId: number; lastId: number; epoch: number };
+
+/** Resolves once a quorum holds the entries; throws what the client must be told otherwise. */
+export async function appendHere(replica: Replica, name: string, append: ParsedAppend): Promise<AppendAnswer> {
+  const bytes = entryBytes(append.entries);
+  try {
+    const r = await replica.append(name, append.entries);
+    replica.metrics.appended(name, 'ok', append.entries.length, bytes);
+    return append.single ? { id: r.firstId, epoch: r.epoch } : { firstId: r.firstId, lastId: r.lastId, epoch: r.epoch };
+  } catch (err) {
+    replica.metrics.appended(name, toTernError(err).code, append.entries.length, bytes);
+    throw err;
+  }
+}
+
+export function entryBytes(entries: readonly Buffer[]): number {
+  let bytes = 0;
+  for (const e of entries) bytes += e.length;
+  return bytes;
+}

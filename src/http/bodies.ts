@@ -1,0 +1,75 @@
+/**
+ * Request bodies of the client API, parsed and checked in full before
+ * anything happens (no partial batch is ever proposed): appends in their
+ * three media types, and the small JSON objects of the log commands.
+ */
+import { TernError } from '../errors.js';
+import { FRAMES_CONTENT_TYPE, FrameError, decodeFrames } from '../frames.js';
+
+/** Log names: what the routes accept in `{log}` and forwarded appends carry. */
+export const LOG_NAME_PATTERN = '^[A-Za-z0-9._-]{1,128}$';
+export const OCTETS = 'application/octet-stream';
+export const JSON_TYPE = 'application/json';
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** An append as the client meant it: its entries, and whether it was a single raw entry (answered `{id}`) or a batch (`{firstId, lastId}`). */
+export interface ParsedAppend {
+  entries: Buffer[];
+  single: boolean;
+}
+
+/** The media type of a Content-Type header: lower case, parameters dropped. */
+export function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/** The entries of an append body; all-or-nothing validation so no partial batch is ever proposed. */
+export function parseAppendBody(type: string, body: Buffer | undefined, maxEntryBytes: number): ParsedAppend {
+  const bytes = body ?? Buffer.alloc(0);
+  let entries: Buffer[];
+  if (type === OCTETS) {
+    entries = [bytes];
+  } else if (type === FRAMES_CONTENT_TYPE) {
+    entries = framesOf(bytes, maxEntryBytes);
+  } else if (type === JSON_TYPE) {
+    entries = parseJsonBatch(bytes);
+  } else {
+    throw new TernError('UNSUPPORTED_MEDIA_TYPE', `content type "${type}" is not one of ${OCTETS}, ${JSON_TYPE}, ${FRAMES_CONTENT_TYPE}`);
+  }
+  if (type !== OCTETS && entries.length === 0) throw new TernError('BAD_REQUEST', 'a batch needs at least one entry');
+  for (const e of entries) {
+    if (e.length > maxEntryBytes) throw new TernError('TOO_LARGE', `entry of ${e.length} bytes is over the ${maxEntryBytes}-byte limit`);
+  }
+  return { entries, single: type === OCTETS };
+}
+
+/** Frames as entries, with a frame over the entry limit reported as TOO_LARGE and any other damage as BAD_REQUEST. */
+export function framesOf(bytes: Buffer, maxEntryBytes: number): Buffer[] {
+  try {
+    return decodeFrames(bytes, maxEntryBytes);
+  } catch (err) {
+    if (err instanceof FrameError && err.message.includes('entry limit')) throw new TernError('TOO_LARGE', err.message);
+    throw new TernError('BAD_REQUEST', (err as Error).message);
+  }
+}
+
+export function parseJsonObject(body: Buffer | undefined, required: string[]): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse((body ?? Buffer.alloc(0)).toString('utf8'));
+  } catch (err) {
+    throw new TernError('BAD_REQUEST', `body is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TernError('BAD_REQUEST', 'body must be a JSON object');
+  for (const key of required) if (!(key in parsed)) throw new TernError('BAD_REQUEST', `body needs "${key}"`);
+  return parsed as Record<string, unknown>;
+}
+
+function parseJsonBatch(body: Buffer): Buffer[] {
+  const list = parseJsonObject(body, []).entries;
+  if (!Array.isArray(list)) throw new TernError('BAD_REQUEST', 'body must be {"entries": ["<base64>", ...]}');
+  return list.map((item, i) => {
+    if (typeof item !== 'string' || !BASE64.test(item)) throw new TernError('BAD_REQUEST', `entries[${i}] is not a base64 string`);
+    return Buffer.from(item, 'base64');
+  });
+}

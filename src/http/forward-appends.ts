@@ -1,0 +1,185 @@
+/**
+ * Appends a replica takes for a log another replica leads travel to that
+ * leader in batches over the peer listener: every append forwarded in one
+ * event-loop turn shares one request, where a request per append would cost
+ * the leader (whose event loop bounds the whole log's throughput) one more
+ * HTTP exchange per append. Each append in a batch stays its own: its own ids,
+ * its own atomicity, its own answer; the leader proposes them in batch order.
+ *
+ * The follower parses and checks the client's body first (bad input is
+ * answered where it arrived and never crosses the network) and forwards the
+ * entries; the leader checks them again against its own limits.
+ *
+ * Request (content type application/vnd.tern.forwarded-appends): frames
+ * (frames.ts), one per append: u8 kind (0 batch, 1 single raw entry), u8 log
+ * name length, the log name (ASCII), then the entries as frames.
+ * Answer: frames, one per append in the same order: u16 big-endian HTTP
+ * status, then the JSON body the client gets.
+ */
+import { Pool } from 'undici';
+import { TernError } from '../errors.js';
+import { decodeFrames, encodeFrames } from '../frames.js';
+import { isEtcdUnavailable } from '../fencing/directory.js';
+import type { Replica } from '../replica/replica.js';
+import { appendHere } from './append.js';
+import { LOG_NAME_PATTERN, framesOf, type ParsedAppend } from './bodies.js';
+import { toTernError } from './error-handler.js';
+
+export const FORWARDED_APPENDS_PATH = '/peer/v1/forwarded-appends';
+export const FORWARDED_APPENDS_CONTENT_TYPE = 'application/vnd.tern.forwarded-appends';
+
+/** What the client of a forwarded append is answered: the leader's status and JSON body, relayed as they are. */
+export interface ForwardedAnswer {
+  status: number;
+  json: string;
+}
+
+const KIND_BATCH = 0;
+const KIND_SINGLE = 1;
+const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
+
+interface Queued {
+  chunks: Buffer[];
+  bytes: number;
+  resolve(answer: ForwardedAnswer): void;
+  reject(err: TernError): void;
+}
+
+interface Batch {
+  items: Queued[];
+  bytes: number;
+}
+
+/** The follower's side: queues appends per leader and sends each turn's as one request. */
+export class AppendForwarder {
+  private readonly pools = new Map<string, Pool>();
+  private readonly batches = new Map<string, Batch>();
+  private flushScheduled = false;
+
+  constructor(
+    /** A batch is sent at once when it reaches either bound (else at the end of the turn). */
+    private readonly limits: { maxAppends: number; maxBytes: number },
+    /** A batch unanswered this long fails (the leader's own ack timeout comes first). */
+    private readonly timeoutMs: number,
+  ) {}
+
+  forward(leaderPeerUrl: string, log: string, append: ParsedAppend): Promise<ForwardedAnswer> {
+    return new Promise((resolve, reject) => {
+      const name = Buffer.from(log, 'latin1');
+      const head = Buffer.allocUnsafe(6 + name.length);
+      head.writeUInt8(append.single ? KIND_SINGLE : KIND_BATCH, 4);
+      head.writeUInt8(name.length, 5);
+      name.copy(head, 6);
+      const chunks = [head, ...encodeFrames(append.entries)];
+      let bytes = 0;
+      for (const c of chunks) bytes += c.length;
+      // The item's own frame length, written into the space left at the front of its head.
+      head.writeUInt32BE(bytes - 4, 0);
+      let batch = this.batches.get(leaderPeerUrl);
+      if (!batch) this.batches.set(leaderPeerUrl, (batch = { items: [], bytes: 0 }));
+      batch.items.push({ chunks, bytes, resolve, reject });
+      batch.bytes += bytes;
+      if (batch.items.length >= this.limits.maxAppends || batch.bytes >= this.limits.maxBytes) {
+        this.batches.delete(leaderPeerUrl);
+        this.send(leaderPeerUrl, batch);
+      } else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    this.flush();
+    await Promise.all([...this.pools.values()].map((p) => p.close()));
+    this.pools.clear();
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    for (const [url, batch] of this.batches) this.send(url, batch);
+    this.batches.clear();
+  }
+
+  private send(url: string, batch: Batch): void {
+    const body = Buffer.concat(
+      batch.items.flatMap((i) => i.chunks),
+      batch.bytes,
+    );
+    this.pool(url)
+      .request({ path: FORWARDED_APPENDS_PATH, method: 'POST', headers: { 'content-type': FORWARDED_APPENDS_CONTENT_TYPE }, body })
+      .then(async (res) => {
+        const payload = Buffer.from(await res.body.arrayBuffer());
+        if (res.statusCode !== 200) {
+          // The leader refused the batch as a whole (it never got to the appends): each gets that answer.
+          const answer = { status: res.statusCode, json: payload.toString('utf8') };
+          for (const item of batch.items) item.resolve(answer);
+          return;
+        }
+        const answers = decodeFrames(payload);
+        if (answers.length !== batch.items.length) throw new Error(`the leader answered ${answers.length} of ${batch.items.length} forwarded appends`);
+        batch.items.forEach((item, i) => item.resolve({ status: answers[i]!.readUInt16BE(0), json: answers[i]!.toString('utf8', 2) }));
+      })
+      .catch((err: unknown) => {
+        // A refused connection never carried the appends; any later failure may have lost only the answers.
+        const code = (err as { code?: string }).code;
+        const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
+        const failure = new TernError('NOT_READY', `forwarding to the leader at ${url} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
+        for (const item of batch.items) item.reject(failure);
+      });
+  }
+
+  private pool(url: string): Pool {
+    let pool = this.pools.get(url);
+    if (!pool) {
+      // A batch holds its connection until its appends are acknowledged: one connection per batch in flight.
+      pool = new Pool(url, { connections: 32, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: 60_000 });
+      this.pools.set(url, pool);
+    }
+    return pool;
+  }
+}
+
+/**
+ * The leader's side: carries out every append of a batch (proposed in batch
+ * order, so they share the next replication round) and answers each as the
+ * client API would have. Throws only when the batch itself cannot be read.
+ */
+export async function answerForwardedAppends(replica: Replica, body: Buffer): Promise<Buffer> {
+  let items: Buffer[];
+  try {
+    items = decodeFrames(body);
+  } catch (err) {
+    throw new TernError('BAD_REQUEST', `forwarded appends: ${(err as Error).message}`);
+  }
+  const answers = await Promise.all(items.map((item) => answerOne(replica, item)));
+  return Buffer.concat(encodeFrames(answers));
+}
+
+async function answerOne(replica: Replica, item: Buffer): Promise<Buffer> {
+  let status = 200;
+  let json: string;
+  try {
+    const { log, append } = decodeItem(item, replica.config.maxEntryBytes);
+    json = JSON.stringify(await appendHere(replica, log, append));
+  } catch (err) {
+    if (isEtcdUnavailable(err)) replica.metrics.etcdFailed('request');
+    const te = toTernError(err);
+    status = te.status;
+    json = JSON.stringify(te.toBody());
+  }
+  const head = Buffer.allocUnsafe(2);
+  head.writeUInt16BE(status, 0);
+  return Buffer.concat([head, Buffer.from(json, 'utf8')]);
+}
+
+function decodeItem(item: Buffer, maxEntryBytes: number): { log: string; append: ParsedAppend } {
+  if (item.length < 2 || item.length < 2 + item[1]!) throw new TernError('BAD_REQUEST', 'forwarded append: truncated header');
+  const kind = item[0];
+  if (kind !== KIND_BATCH && kind !== KIND_SINGLE) throw new TernError('BAD_REQUEST', `forwarded append: unknown kind ${kind}`);
+  const log = item.toString('latin1', 2, 2 + item[1]!);
+  if (!LOG_NAME.test(log)) throw new TernError('BAD_REQUEST', `forwarded append: bad log name "${log}"`);
+  const entries = framesOf(item.subarray(2 + item[1]!), maxEntryBytes);
+  if (kind === KIND_SINGLE ? entries.length !== 1 : entries.length === 0) throw new TernError('BAD_REQUEST', 'forwarded append: wrong number of entries');
+  return { log, append: { entries, single: kind === KIND_SINGLE } };
+}
