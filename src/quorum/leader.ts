@@ -91,6 +91,8 @@ export class LeaderLog<T> {
   private failed: Failed<T>[] = [];
   private deposed = false;
   private readonly quorum: number;
+  /** Tick at which the commit point last moved. */
+  private commitTick = 0;
 
   constructor(
     readonly replica: LogReplica,
@@ -221,8 +223,15 @@ export class LeaderLog<T> {
     return p.state === 'probe' ? 1 : this.config.maxInflight;
   }
 
+  /**
+   * An idle follower learns a new commit point (for its readers) at the next
+   * tick, unless the next entries carry it first. Telling it at once would cost
+   * a message each way per commit: at one append at a time, twice the requests
+   * on every replica for nothing the quorum needs.
+   */
   private heartbeatDue(p: PeerProgress): boolean {
-    return (p.inflight.length === 0 && p.sentCommitId < this.replica.commitId) || this.now - p.lastSentTick >= this.config.heartbeatTicks;
+    const commitToTell = p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && this.now > this.commitTick;
+    return commitToTell || this.now - p.lastSentTick >= this.config.heartbeatTicks;
   }
 
   private fillPipeline(p: PeerProgress): void {
@@ -286,6 +295,7 @@ export class LeaderLog<T> {
     const commit = quorumMatchId(matchIds, this.quorum);
     if (commit <= this.replica.commitId) return;
     this.replica.commitId = commit;
+    this.commitTick = this.now;
     while (this.proposalHead < this.proposals.length) {
       const head = this.proposals[this.proposalHead]!;
       if (head.lastId > commit) break;

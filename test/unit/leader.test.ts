@@ -501,7 +501,7 @@ describe('deposition', () => {
 });
 
 describe('commit point and heartbeats', () => {
-  it('tells the followers the commit point with a heartbeat once it moves', () => {
+  it('tells idle followers the commit point at the next tick, not with a message per commit', () => {
     const net = new Net({ heartbeatTicks: 1000 });
     net.propose('a', 'x');
     net.ready();
@@ -509,13 +509,27 @@ describe('commit point and heartbeats', () => {
     expect(net.f('r2').commitId).toBe(-1); // the message with the entry said -1
     const ready = net.ready();
     expect(tokens(ready.acked)).toEqual(['a']);
-    // The same ready() that releases the ack carries the new commit point to the followers.
-    expect(ready.messages.map((m) => [m.to, m.req.firstId, m.req.entries.length, m.req.commitId, m.req.prevEpoch])).toEqual([
-      ['r2', 1, 0, 0, 1],
-      ['r3', 1, 0, 0, 1],
+    // No message just for the commit point in the turn that releases the ack...
+    expect(ready.messages).toEqual([]);
+    // ...it rides on the next entries when they come before the next tick...
+    net.propose('b', 'y');
+    expect(net.ready().messages.map((m) => [m.to, m.req.firstId, m.req.entries.length, m.req.commitId])).toEqual([
+      ['r2', 1, 1, 0],
+      ['r3', 1, 1, 0],
     ]);
     net.deliverAll();
+    expect(tokens(net.ready().acked)).toEqual(['b']);
     expect([net.f('r2').commitId, net.f('r3').commitId]).toEqual([0, 0]);
+    // ...and an idle log sends it at the next tick.
+    expect(net.ready().messages).toEqual([]);
+    net.tick();
+    expect(net.ready().messages.map((m) => [m.to, m.req.firstId, m.req.entries.length, m.req.commitId, m.req.prevEpoch])).toEqual([
+      ['r2', 2, 0, 1, 1],
+      ['r3', 2, 0, 1, 1],
+    ]);
+    net.deliverAll();
+    expect([net.f('r2').commitId, net.f('r3').commitId]).toEqual([1, 1]);
+    net.tick();
     expect(net.ready().messages).toEqual([]); // nothing new to say
   });
 
