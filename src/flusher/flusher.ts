@@ -62,13 +62,27 @@ export interface FlushLogger {
 const MAX_BACKOFF_MS = 5000;
 /** Objects uploading at once per log. */
 const UPLOADS_IN_FLIGHT = 3;
+/** Truncated objects are looked for this often (in the manifest: no store request unless there are some). */
 const GC_EVERY_MS = 2000;
+/** Orphans are looked for at most this far apart, and at least every half grace period. */
+const MAX_ORPHAN_SWEEP_EVERY_MS = 60_000;
+
+/**
+ * How often to list the store for orphans. A LIST costs a request (money on
+ * AWS) and, on stores such as s3rver, work per object held; orphans only
+ * become deletable after the grace period, so listing every GC pass (every 2
+ * s, per log) bought nothing with the default 10-minute grace.
+ */
+export function orphanSweepEveryMs(orphanGraceMs: number): number {
+  return Math.min(MAX_ORPHAN_SWEEP_EVERY_MS, Math.max(GC_EVERY_MS, orphanGraceMs / 2));
+}
 
 export async function runFlusher(src: FlushSource, manifest: Manifest, store: ObjectStore, options: FlusherOptions, log: FlushLogger): Promise<void> {
   const pollMs = Math.max(5, Math.min(50, options.intervalMs / 4));
   let nextId = manifest.flushedId(src.log) + 1;
   let waitingSince: number | undefined;
   let lastGc = 0;
+  let lastOrphanSweep = 0;
   let uploading = 0;
   let fenced = false;
   // Uploads overlap (hiding the store's latency); records go to the manifest strictly in id order.
@@ -77,7 +91,9 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     src.release(manifest.flushedId(src.log));
     if (Date.now() - lastGc > GC_EVERY_MS) {
       lastGc = Date.now();
-      await collectGarbage(src, manifest, store, options, log).catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'object garbage collection failed; will retry'));
+      const sweepOrphans = lastGc - lastOrphanSweep > orphanSweepEveryMs(options.orphanGraceMs);
+      if (sweepOrphans) lastOrphanSweep = lastGc;
+      await collectGarbage(src, manifest, store, options, log, sweepOrphans).catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'object garbage collection failed; will retry'));
     }
     nextId = Math.max(nextId, manifest.flushedId(src.log) + 1);
     const pending = src.committedId() - nextId + 1;
@@ -149,14 +165,15 @@ async function putWithRetry(src: FlushSource, store: ObjectStore, key: string, b
   return false;
 }
 
-/** Deletes objects that hold only truncated ids, then orphans older than the grace period. */
-export async function collectGarbage(src: FlushSource, manifest: Manifest, store: ObjectStore, options: FlusherOptions, log: FlushLogger): Promise<void> {
+/** Deletes objects that hold only truncated ids, then (when `sweepOrphans`) orphans older than the grace period. */
+export async function collectGarbage(src: FlushSource, manifest: Manifest, store: ObjectStore, options: FlusherOptions, log: FlushLogger, sweepOrphans: boolean): Promise<void> {
   const retained = manifest.retainedFrom(src.log);
   const truncated = manifest.manifest(src.log).filter((e) => e.lastId < retained);
   for (const e of truncated) await store.delete(e.key);
   if (truncated.length > 0 && (await manifest.forgetFlushed(src.log, src.epoch, truncated))) {
     log.info({ log: src.log, objects: truncated.length, before: retained }, 'deleted truncated objects');
   }
+  if (!sweepOrphans) return;
   const recorded = new Set(manifest.manifest(src.log).map((e) => e.key));
   const cutoff = Date.now() - options.orphanGraceMs;
   for (const o of await store.list(logPrefix(options.prefix, options.cluster, src.log))) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { collectGarbage, type FlushSource, type Manifest } from '../../src/flusher/flusher.js';
+import { collectGarbage, orphanSweepEveryMs, type FlushSource, type Manifest } from '../../src/flusher/flusher.js';
 import { objectKey } from '../../src/flusher/object-format.js';
 import type { ObjectStore, StoredObject } from '../../src/flusher/object-store.js';
 import type { ManifestEntry } from '../../src/fencing/keys.js';
@@ -9,14 +9,16 @@ const longAgo = new Date(Date.now() - 3_600_000);
 
 function setup(objects: StoredObject[], recorded: ManifestEntry[]) {
   const deleted: string[] = [];
+  let lists = 0;
   const store = {
-    list: async () => objects,
+    list: async () => (lists++, objects),
     delete: async (k: string) => void deleted.push(k),
   } as unknown as ObjectStore;
   const manifest = { manifest: () => recorded, retainedFrom: () => 0, forgetFlushed: async () => true } as unknown as Manifest;
   const src = { log: 'gc', epoch: 3, isCurrent: () => true } as unknown as FlushSource;
   const log = { info: () => {}, warn: () => {} };
-  return { deleted, run: () => collectGarbage(src, manifest, store, { cluster: 'tern', prefix: '', maxBytes: 1, maxEntries: 1, intervalMs: 1, orphanGraceMs: 60_000 }, log) };
+  const options = { cluster: 'tern', prefix: '', maxBytes: 1, maxEntries: 1, intervalMs: 1, orphanGraceMs: 60_000 };
+  return { deleted, lists: () => lists, run: (sweepOrphans = true) => collectGarbage(src, manifest, store, options, log, sweepOrphans) };
 }
 
 describe('object garbage collection', () => {
@@ -33,5 +35,15 @@ describe('object garbage collection', () => {
     );
     await run();
     expect(deleted).toEqual([key(10, 19, 2)]);
+  });
+
+  it('lists the store for orphans only on a sweep, paced by the grace period', async () => {
+    const { deleted, lists, run } = setup([{ key: key(10, 19, 2), lastModified: longAgo, size: 10 }], []);
+    await run(false);
+    expect([lists(), deleted.length]).toEqual([0, 0]);
+    await run(true);
+    expect([lists(), deleted]).toEqual([1, [key(10, 19, 2)]]);
+    // Default grace (10 min): once a minute. A short grace (tests, fault runs): every GC pass (2 s).
+    expect([orphanSweepEveryMs(600_000), orphanSweepEveryMs(5000), orphanSweepEveryMs(0)]).toEqual([60_000, 2500, 2000]);
   });
 });
