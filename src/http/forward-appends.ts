@@ -1,10 +1,13 @@
 /**
  * Appends a replica takes for a log another replica leads travel to that
- * leader in batches over the peer listener: every append forwarded in one
- * event-loop turn shares one request, where a request per append would cost
- * the leader (whose event loop bounds the whole log's throughput) one more
- * HTTP exchange per append. Each append in a batch stays its own: its own ids,
- * its own atomicity, its own answer; the leader proposes them in batch order.
+ * leader in batches over the peer listener, where a request per append would
+ * cost the leader (whose event loop bounds the whole log's throughput) and
+ * this replica one more HTTP exchange per append. Group commit, as the
+ * leader's replication rounds do it: with no batch in flight to a leader, what
+ * arrived in this event-loop turn goes at once (no wait at low load); while
+ * one is in flight, new appends gather and go when it is answered, or as soon
+ * as they fill a batch. Each append in a batch stays its own: its own ids, its
+ * own atomicity, its own answer; the leader proposes them in batch order.
  *
  * The follower parses and checks the client's body first (bad input is
  * answered where it arrived and never crosses the network) and forwards the
@@ -50,14 +53,24 @@ interface Batch {
   bytes: number;
 }
 
-/** The follower's side: queues appends per leader and sends each turn's as one request. */
+interface LeaderLink {
+  url: string;
+  pool: Pool;
+  /** Appends not sent yet. */
+  gathering: Batch;
+  /** Batches sent and not yet answered. */
+  inflight: number;
+}
+
+/** The follower's side: gathers appends per leader and sends them in batches. */
 export class AppendForwarder {
-  private readonly pools = new Map<string, Pool>();
-  private readonly batches = new Map<string, Batch>();
+  private readonly links = new Map<string, LeaderLink>();
+  /** Links with appends to send at the end of this turn. */
+  private readonly due = new Set<LeaderLink>();
   private flushScheduled = false;
 
   constructor(
-    /** A batch is sent at once when it reaches either bound (else at the end of the turn). */
+    /** A batch is sent at once when it reaches either bound. */
     private readonly limits: { maxAppends: number; maxBytes: number },
     /** A batch unanswered this long fails (the leader's own ack timeout comes first). */
     private readonly timeoutMs: number,
@@ -75,38 +88,41 @@ export class AppendForwarder {
       for (const c of chunks) bytes += c.length;
       // The item's own frame length, written into the space left at the front of its head.
       head.writeUInt32BE(bytes - 4, 0);
-      let batch = this.batches.get(leaderPeerUrl);
-      if (!batch) this.batches.set(leaderPeerUrl, (batch = { items: [], bytes: 0 }));
+      const link = this.link(leaderPeerUrl);
+      const batch = link.gathering;
       batch.items.push({ chunks, bytes, resolve, reject });
       batch.bytes += bytes;
-      if (batch.items.length >= this.limits.maxAppends || batch.bytes >= this.limits.maxBytes) {
-        this.batches.delete(leaderPeerUrl);
-        this.send(leaderPeerUrl, batch);
-      } else if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flush());
-      }
+      if (batch.items.length >= this.limits.maxAppends || batch.bytes >= this.limits.maxBytes) this.send(link);
+      else if (link.inflight === 0) this.sendAtEndOfTurn(link);
     });
   }
 
   async close(): Promise<void> {
-    this.flush();
-    await Promise.all([...this.pools.values()].map((p) => p.close()));
-    this.pools.clear();
+    for (const link of this.links.values()) if (link.gathering.items.length > 0) this.send(link);
+    await Promise.all([...this.links.values()].map((l) => l.pool.close()));
+    this.links.clear();
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    for (const [url, batch] of this.batches) this.send(url, batch);
-    this.batches.clear();
+  private sendAtEndOfTurn(link: LeaderLink): void {
+    this.due.add(link);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      for (const l of this.due) if (l.gathering.items.length > 0) this.send(l);
+      this.due.clear();
+    });
   }
 
-  private send(url: string, batch: Batch): void {
+  private send(link: LeaderLink): void {
+    const batch = link.gathering;
+    link.gathering = { items: [], bytes: 0 };
+    link.inflight++;
     const body = Buffer.concat(
       batch.items.flatMap((i) => i.chunks),
       batch.bytes,
     );
-    this.pool(url)
+    link.pool
       .request({ path: FORWARDED_APPENDS_PATH, method: 'POST', headers: { 'content-type': FORWARDED_APPENDS_CONTENT_TYPE }, body })
       .then(async (res) => {
         const payload = Buffer.from(await res.body.arrayBuffer());
@@ -124,19 +140,23 @@ export class AppendForwarder {
         // A refused connection never carried the appends; any later failure may have lost only the answers.
         const code = (err as { code?: string }).code;
         const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
-        const failure = new TernError('NOT_READY', `forwarding to the leader at ${url} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
+        const failure = new TernError('NOT_READY', `forwarding to the leader at ${link.url} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
         for (const item of batch.items) item.reject(failure);
+      })
+      .finally(() => {
+        link.inflight--;
+        if (link.inflight === 0 && link.gathering.items.length > 0) this.sendAtEndOfTurn(link);
       });
   }
 
-  private pool(url: string): Pool {
-    let pool = this.pools.get(url);
-    if (!pool) {
+  private link(url: string): LeaderLink {
+    let link = this.links.get(url);
+    if (!link) {
       // A batch holds its connection until its appends are acknowledged: one connection per batch in flight.
-      pool = new Pool(url, { connections: 32, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: 60_000 });
-      this.pools.set(url, pool);
+      const pool = new Pool(url, { connections: 32, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: 60_000 });
+      this.links.set(url, (link = { url, pool, gathering: { items: [], bytes: 0 }, inflight: 0 }));
     }
-    return pool;
+    return link;
   }
 }
 
