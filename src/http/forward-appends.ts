@@ -23,6 +23,7 @@ import { Pool } from 'undici';
 import { TernError } from '../errors.js';
 import { decodeFrames, encodeFrames } from '../frames.js';
 import { isEtcdUnavailable } from '../fencing/directory.js';
+import { postBuffer } from '../replica/peer-transport.js';
 import type { Replica } from '../replica/replica.js';
 import { appendHere } from './append.js';
 import { LOG_NAME_PATTERN, framesOf, type ParsedAppend } from './bodies.js';
@@ -122,13 +123,11 @@ export class AppendForwarder {
       batch.items.flatMap((i) => i.chunks),
       batch.bytes,
     );
-    link.pool
-      .request({ path: FORWARDED_APPENDS_PATH, method: 'POST', headers: { 'content-type': FORWARDED_APPENDS_CONTENT_TYPE }, body })
-      .then(async (res) => {
-        const payload = Buffer.from(await res.body.arrayBuffer());
-        if (res.statusCode !== 200) {
+    postBuffer(link.pool, FORWARDED_APPENDS_PATH, FORWARDED_APPENDS_CONTENT_TYPE, body)
+      .then(({ status, body: payload }) => {
+        if (status !== 200) {
           // The leader refused the batch as a whole (it never got to the appends): each gets that answer.
-          const answer = { status: res.statusCode, json: payload.toString('utf8') };
+          const answer = { status, json: payload.toString('utf8') };
           for (const item of batch.items) item.resolve(answer);
           return;
         }

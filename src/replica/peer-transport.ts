@@ -4,7 +4,7 @@
  * arrive in the order the leader sent them and no round waits for the one
  * before it to be answered.
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { decodeAppendReply, encodeAppendRequest } from '../quorum/wire.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 
@@ -27,15 +27,9 @@ export class PeerTransport {
 
   async sendAppend(peerUrl: string, req: AppendRequest): Promise<AppendReply> {
     const { chunks, length } = encodeAppendRequest(req);
-    const res = await this.pool(peerUrl).request({
-      path: PEER_APPEND_PATH,
-      method: 'POST',
-      headers: { 'content-type': PEER_CONTENT_TYPE, 'content-length': String(length) },
-      body: coalesce(chunks, length),
-    });
-    const body = Buffer.from(await res.body.arrayBuffer());
-    if (res.statusCode !== 200) throw new Error(`peer ${peerUrl} answered ${res.statusCode}: ${body.toString('utf8', 0, 200)}`);
-    return decodeAppendReply(body);
+    const res = await postBuffer(this.pool(peerUrl), PEER_APPEND_PATH, PEER_CONTENT_TYPE, coalesce(chunks, length));
+    if (res.status !== 200) throw new Error(`peer ${peerUrl} answered ${res.status}: ${res.body.toString('utf8', 0, 200)}`);
+    return decodeAppendReply(res.body);
   }
 
   /** POSTs a JSON request and returns the raw binary answer (recovery fetches). */
@@ -92,4 +86,35 @@ export class PeerTransport {
  */
 function coalesce(chunks: Buffer[], length: number): Buffer {
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
+}
+
+/**
+ * POSTs one buffer and collects the answer through undici's dispatch handler:
+ * replication and forwarding exchange many small answers, and `request()`
+ * wraps each in a stream and promises that cost more than the answer itself.
+ */
+export function postBuffer(dispatcher: Dispatcher, path: string, contentType: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    const chunks: Buffer[] = [];
+    dispatcher.dispatch(
+      { path, method: 'POST', headers: { 'content-type': contentType }, body },
+      {
+        // Its presence tells undici this handler speaks the controller API.
+        onRequestStart() {},
+        onResponseStart(_controller, statusCode) {
+          status = statusCode;
+        },
+        onResponseData(_controller, chunk) {
+          chunks.push(chunk);
+        },
+        onResponseEnd() {
+          resolve({ status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        },
+        onResponseError(_controller, err) {
+          reject(err);
+        },
+      },
+    );
+  });
 }
