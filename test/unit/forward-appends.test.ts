@@ -1,0 +1,158 @@
+/**
+ * Forwarded appends, both sides over a real loopback HTTP exchange: the
+ * follower's AppendForwarder against a plain node:http server that answers
+ * with answerForwardedAppends over a scripted replica (no cluster: the
+ * replica's append is the part under our control here).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TernError } from '../../src/errors.js';
+import { decodeFrames, encodeFrames } from '../../src/frames.js';
+import { FORWARDED_APPENDS_PATH, AppendForwarder, answerForwardedAppends } from '../../src/http/forward-appends.js';
+import type { Replica } from '../../src/replica/replica.js';
+
+interface Received {
+  appends: { log: string; entries: string[] }[];
+}
+
+/** A replica whose append gives ids in call order, refuses log "refused", and holds answers while `hold` is set. */
+function scriptedReplica(received: Received, gate: { hold?: Promise<void> }): Replica {
+  let nextId = 0;
+  const counted: string[] = [];
+  return {
+    config: { maxEntryBytes: 100 },
+    metrics: { appended: (log: string, outcome: string) => counted.push(`${log}:${outcome}`), etcdFailed: () => {} },
+    async append(log: string, entries: Buffer[]) {
+      received.appends.push({ log, entries: entries.map((e) => e.toString()) });
+      if (log === 'refused') throw new TernError('NO_QUORUM', 'no quorum', { maybeApplied: false });
+      const firstId = nextId;
+      nextId += entries.length;
+      const lastId = nextId - 1;
+      await gate.hold;
+      return { firstId, lastId, epoch: 7 };
+    },
+  } as unknown as Replica;
+}
+
+let server: Server | undefined;
+afterEach(async () => {
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  server = undefined;
+});
+
+async function leaderServer(replica: Replica, requests: number[]): Promise<string> {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url !== FORWARDED_APPENDS_PATH) return void res.writeHead(404).end();
+      requests.push(1);
+      answerForwardedAppends(replica, Buffer.concat(chunks)).then(
+        (answer) => res.writeHead(200).end(answer),
+        (err: TernError) => res.writeHead(err.status).end(JSON.stringify(err.toBody())),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+}
+
+const single = (s: string) => ({ entries: [Buffer.from(s)], single: true });
+
+describe('forwarded appends', () => {
+  it('sends one turn of appends as one batch and answers each on its own, in order', async () => {
+    const received: Received = { appends: [] };
+    const requests: number[] = [];
+    const url = await leaderServer(scriptedReplica(received, {}), requests);
+    const fwd = new AppendForwarder({ maxAppends: 1000, maxBytes: 1 << 20 }, 5000);
+    try {
+      const answers = await Promise.all([
+        fwd.forward(url, 'a', single('x')),
+        fwd.forward(url, 'a', { entries: [Buffer.from('b0'), Buffer.alloc(0), Buffer.from('b2')], single: false }),
+        fwd.forward(url, 'refused', single('y')),
+        fwd.forward(url, 'a', single('z'.repeat(101))), // over the leader's entry limit
+        fwd.forward(url, 'a', single('w')),
+      ]);
+      expect(requests).toHaveLength(1);
+      expect(answers.map((a) => [a.status, JSON.parse(a.json)])).toEqual([
+        [200, { id: 0, epoch: 7 }],
+        [200, { firstId: 1, lastId: 3, epoch: 7 }],
+        [503, { error: { code: 'NO_QUORUM', message: 'no quorum', maybeApplied: false } }],
+        [413, { error: { code: 'TOO_LARGE', message: expect.stringContaining('100-byte entry limit') } }],
+        [200, { id: 4, epoch: 7 }],
+      ]);
+      // Proposed in the order they were forwarded; the oversized one never reached the replica.
+      expect(received.appends).toEqual([
+        { log: 'a', entries: ['x'] },
+        { log: 'a', entries: ['b0', '', 'b2'] },
+        { log: 'refused', entries: ['y'] },
+        { log: 'a', entries: ['w'] },
+      ]);
+    } finally {
+      await fwd.close();
+    }
+  });
+
+  it('gathers appends while a batch is in flight and sends them together once it is answered', async () => {
+    const received: Received = { appends: [] };
+    const requests: number[] = [];
+    let release!: () => void;
+    const gate: { hold?: Promise<void> } = { hold: new Promise<void>((r) => (release = r)) };
+    const url = await leaderServer(scriptedReplica(received, gate), requests);
+    const fwd = new AppendForwarder({ maxAppends: 3, maxBytes: 1 << 20 }, 5000);
+    try {
+      const first = fwd.forward(url, 'a', single('first'));
+      await waitFor(() => received.appends.length === 1);
+      // The first batch is held at the leader: these gather, and a full batch (3) goes anyway.
+      const later = ['l0', 'l1', 'l2', 'l3', 'l4'].map((s) => fwd.forward(url, 'a', single(s)));
+      await waitFor(() => received.appends.length === 4);
+      expect(requests).toHaveLength(2);
+      gate.hold = undefined;
+      release();
+      const answers = await Promise.all([first, ...later]);
+      expect(requests).toHaveLength(3); // l3 and l4 went together after the answers came
+      expect(answers.map((a) => JSON.parse(a.json).id)).toEqual([0, 1, 2, 3, 4, 5]);
+    } finally {
+      await fwd.close();
+    }
+  });
+
+  it('fails every append of a batch the leader cannot be reached for, saying it was not applied', async () => {
+    const fwd = new AppendForwarder({ maxAppends: 10, maxBytes: 1 << 20 }, 2000);
+    try {
+      const results = await Promise.allSettled([fwd.forward('http://127.0.0.1:1', 'a', single('x')), fwd.forward('http://127.0.0.1:1', 'a', single('y'))]);
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        const err = (r as PromiseRejectedResult).reason as TernError;
+        expect([err.code, err.details.maybeApplied]).toEqual(['NOT_READY', false]);
+      }
+    } finally {
+      await fwd.close();
+    }
+  });
+
+  it('refuses a batch it cannot read, and a bad item alone without failing the others', async () => {
+    const received: Received = { appends: [] };
+    const replica = scriptedReplica(received, {});
+    await expect(answerForwardedAppends(replica, Buffer.from([0, 0, 0, 9, 1]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    const item = (kind: number, log: string, entries: Buffer[]) => Buffer.concat([Buffer.from([kind, log.length]), Buffer.from(log, 'latin1'), ...encodeFrames(entries)]);
+    const body = Buffer.concat(encodeFrames([item(1, 'bad name!', [Buffer.from('x')]), item(5, 'a', [Buffer.from('x')]), item(1, 'a', []), item(0, 'a', [Buffer.from('ok')])]));
+    const answers = decodeFrames(await answerForwardedAppends(replica, body)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
+    expect(answers).toEqual([
+      [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('bad log name') } }],
+      [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('unknown kind 5') } }],
+      [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('wrong number of entries') } }],
+      [200, { firstId: 0, lastId: 0, epoch: 7 }],
+    ]);
+    expect(received.appends).toEqual([{ log: 'a', entries: ['ok'] }]);
+  });
+});
+
+async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
