@@ -28,6 +28,7 @@ import type { Replica } from '../replica/replica.js';
 import { appendHere } from './append.js';
 import { LOG_NAME_PATTERN, framesOf, type ParsedAppend } from './bodies.js';
 import { toTernError } from './error-handler.js';
+import { forwardingFailed } from './forward.js';
 
 export const FORWARDED_APPENDS_PATH = '/peer/v1/forwarded-appends';
 export const FORWARDED_APPENDS_CONTENT_TYPE = 'application/vnd.tern.forwarded-appends';
@@ -136,10 +137,7 @@ export class AppendForwarder {
         batch.items.forEach((item, i) => item.resolve({ status: answers[i]!.readUInt16BE(0), json: answers[i]!.toString('utf8', 2) }));
       })
       .catch((err: unknown) => {
-        // A refused connection never carried the appends; any later failure may have lost only the answers.
-        const code = (err as { code?: string }).code;
-        const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
-        const failure = new TernError('NOT_READY', `forwarding to the leader at ${link.url} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
+        const failure = forwardingFailed(link.url, err);
         for (const item of batch.items) item.reject(failure);
       })
       .finally(() => {

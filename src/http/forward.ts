@@ -1,8 +1,9 @@
 /**
- * Transparent forwarding of an append from a replica that does not lead the
- * log to the one that does. The body is relayed as it came (no parse, no
- * copy); the leader's answer, error or not, is relayed back unchanged. The
- * header marks one hop: a forwarded request is never forwarded again.
+ * Transparent forwarding of a log command (handoff) from a replica that does
+ * not lead the log to the one that does: the body is relayed as it came, the
+ * leader's answer, error or not, is relayed back unchanged. The header marks
+ * one hop: a forwarded request is never forwarded again. (Appends take their
+ * own, batched path: forward-appends.ts.)
  */
 import { Agent } from 'undici';
 import type { FastifyReply } from 'fastify';
@@ -31,10 +32,7 @@ export class Forwarder {
         body: body ?? Buffer.alloc(0),
       });
     } catch (err) {
-      // A refused connection never carried the append; any later failure may have lost only the answer.
-      const code = (err as { code?: string }).code;
-      const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
-      throw new TernError('NOT_READY', `forwarding to the leader at ${leaderUrl} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
+      throw forwardingFailed(leaderUrl, err);
     }
     const payload = Buffer.from(await res.body.arrayBuffer());
     const retryAfter = res.headers['retry-after'];
@@ -47,4 +45,11 @@ export class Forwarder {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+/** A request to the leader failed: a refused connection never carried it; any later failure may have lost only the answer. */
+export function forwardingFailed(leaderUrl: string, err: unknown): TernError {
+  const code = (err as { code?: string }).code;
+  const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
+  return new TernError('NOT_READY', `forwarding to the leader at ${leaderUrl} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
 }
