@@ -58,7 +58,10 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
   const config = replica.config;
   const app = Fastify(serverOptions(logger, config.maxRequestBytes));
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + 5_000);
-  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + 5_000);
+  // A leader answers every append within its ack timeout (ACK_TIMEOUT at the latest), so a batch
+  // unanswered a second past that went to an unreachable or stalled leader: fail it (maybe applied)
+  // rather than hold the client, and the appends gathered behind it, for longer.
+  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + 1_000);
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });

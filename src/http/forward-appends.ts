@@ -139,6 +139,12 @@ export class AppendForwarder {
       .catch((err: unknown) => {
         const failure = forwardingFailed(link.url, err);
         for (const item of batch.items) item.reject(failure);
+        // What gathered behind it would meet the same unreachable or stalled leader: fail it now,
+        // never sent, so its clients retry elsewhere instead of waiting out another timeout.
+        const behind = link.gathering;
+        link.gathering = { items: [], bytes: 0 };
+        const notSent = new TernError('NOT_READY', `not forwarded: the leader at ${link.url} did not answer the appends before them (${failure.message})`, { maybeApplied: false });
+        for (const item of behind.items) item.reject(notSent);
       })
       .finally(() => {
         link.inflight--;

@@ -118,6 +118,26 @@ describe('forwarded appends', () => {
     }
   });
 
+  it('fails the appends gathered behind a batch the leader never answered, unsent, so their clients can retry elsewhere', async () => {
+    // A leader that takes the request and never answers (a stalled or cut-off peer).
+    const requests: number[] = [];
+    server = createServer(() => void requests.push(1));
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+    const fwd = new AppendForwarder({ maxAppends: 100, maxBytes: 1 << 20 }, 300);
+    try {
+      const first = fwd.forward(url, 'a', single('first')).catch((e: TernError) => e);
+      await waitFor(() => requests.length === 1);
+      const behind = await Promise.all(['b0', 'b1'].map((d) => fwd.forward(url, 'a', single(d)).catch((e: TernError) => e)));
+      expect((await first) as TernError).toMatchObject({ code: 'NOT_READY', details: { maybeApplied: true } });
+      for (const err of behind) expect(err).toMatchObject({ code: 'NOT_READY', details: { maybeApplied: false } });
+      expect(requests).toHaveLength(1);
+    } finally {
+      server.closeAllConnections();
+      await fwd.close();
+    }
+  });
+
   it('fails every append of a batch the leader cannot be reached for, saying it was not applied', async () => {
     const fwd = new AppendForwarder({ maxAppends: 10, maxBytes: 1 << 20 }, 2000);
     try {
