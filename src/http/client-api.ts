@@ -143,7 +143,7 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
       try {
         // Checked where it arrived, whoever leads: bad input never crosses the network.
         append = parseAppendBody(mediaType(req.headers['content-type']), req.body, config.maxEntryBytes);
-        const leader = req.headers[FORWARDED_HEADER] === undefined ? await replica.leaderElsewhere(name) : undefined;
+        const leader = await replica.leaderElsewhere(name);
         if (!leader) {
           countedByAppend = true;
           const answer = await appendHere(replica, name, append);

@@ -176,24 +176,29 @@ export async function answerForwardedAppends(replica: Replica, body: Buffer): Pr
     throw new TernError('BAD_REQUEST', `forwarded appends: ${(err as Error).message}`);
   }
   const answers = await Promise.all(items.map((item) => answerOne(replica, item)));
-  return Buffer.concat(encodeFrames(answers));
+  // Written once into one buffer: each frame is its u32 length, the u16 status, the JSON.
+  let size = 0;
+  for (const a of answers) size += 4 + 2 + Buffer.byteLength(a.json);
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (const a of answers) {
+    const len = Buffer.byteLength(a.json);
+    o = out.writeUInt32BE(2 + len, o);
+    o = out.writeUInt16BE(a.status, o);
+    o += out.write(a.json, o, 'utf8');
+  }
+  return out;
 }
 
-async function answerOne(replica: Replica, item: Buffer): Promise<Buffer> {
-  let status = 200;
-  let json: string;
+async function answerOne(replica: Replica, item: Buffer): Promise<ForwardedAnswer> {
   try {
     const { log, append } = decodeItem(item, replica.config.maxEntryBytes);
-    json = JSON.stringify(await appendHere(replica, log, append));
+    return { status: 200, json: JSON.stringify(await appendHere(replica, log, append)) };
   } catch (err) {
     if (isEtcdUnavailable(err)) replica.metrics.etcdFailed('request');
     const te = toTernError(err);
-    status = te.status;
-    json = JSON.stringify(te.toBody());
+    return { status: te.status, json: JSON.stringify(te.toBody()) };
   }
-  const head = Buffer.allocUnsafe(2);
-  head.writeUInt16BE(status, 0);
-  return Buffer.concat([head, Buffer.from(json, 'utf8')]);
 }
 
 function decodeItem(item: Buffer, maxEntryBytes: number): { log: string; append: ParsedAppend } {
