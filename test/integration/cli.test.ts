@@ -70,7 +70,8 @@ describe('tern CLI', () => {
       expect(r.peerUrl).toBe(`http://127.0.0.1:${base + 101 + i}`);
       expect(alive(r.pid)).toBe(true);
     });
-    expect(out).toContain(desc.replicas[0]!.clientUrl);
+    // cluster.json can land before the CLI's lines do (a pipe): wait for them rather than race.
+    await eventually(async () => expect(out).toContain(desc.replicas[0]!.clientUrl), 10_000);
 
     // Scripts drive the cluster from cluster.json alone: kill r3, start it again with its argv.
     await createLog(desc.replicas[0]!.clientUrl, 'scripted');
