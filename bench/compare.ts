@@ -34,10 +34,10 @@
  * flags or no nats-server, 130 interrupted. Every process started (Tern
  * cluster, NATS nodes, ceiling) and the temp dir are gone in every case.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import type { Histogram } from 'hdr-histogram-js';
@@ -51,8 +51,8 @@ import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
 import { SYSTEM_NAMES, type System, type SystemName } from './lib/targets.js';
 import { DEFAULT_RATE, MAX_OUTSTANDING, newHistogram, runScenario, scenarios, type Scenario } from './lib/workload.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
+import { PROJECT_ROOT, ternVersion } from './lib/project.js';
 
-const PROJECT_ROOT = findProjectRoot();
 const ALL_SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
 
 const USAGE = `Usage: node dist/bench/compare.js [options]   (or: npm run bench:compare -- [options])
@@ -109,35 +109,8 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   };
 }
 
-function findProjectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('cannot find the project root');
-    dir = up;
-  }
-  return dir;
-}
-
 function flagsLine(o: Options): string {
   return `--duration ${o.durationS} --warmup ${o.warmupS} --runs ${o.runs} --rate ${o.rate} --scenarios ${o.scenarios.join(',')} --systems ${o.systems.join(',')}`;
-}
-
-// ---------------------------------------------------------------------------
-// Versions
-
-function ternVersion(): string {
-  let v = 'unknown';
-  try {
-    v = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version ?? v;
-  } catch {
-    /* keep unknown */
-  }
-  const git = (args: string[]) => spawnSync('git', ['-C', PROJECT_ROOT, ...args], { encoding: 'utf8' });
-  const head = git(['rev-parse', '--short', 'HEAD']);
-  if (head.status !== 0) return v;
-  const dirty = git(['status', '--porcelain', '--', 'src']).stdout.trim().length > 0;
-  return `${v} (git ${head.stdout.trim()}${dirty ? ', src/ modified' : ''})`;
 }
 
 // ---------------------------------------------------------------------------

@@ -66,14 +66,20 @@ export async function freeClusterPorts(options: { objectStore?: boolean } = {}):
   };
 }
 
-/** The compiled CLI entry, whether this module runs from dist/ or from src/ under a test runner. */
-export function cliEntry(): string {
+/** The directory with package.json above this file (in src/ or dist/). */
+export function projectRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
     const up = dirname(dir);
     if (up === dir) throw new Error('cannot find the project root');
     dir = up;
   }
+  return dir;
+}
+
+/** The compiled CLI entry, whether this module runs from dist/ or from src/ under a test runner. */
+export function cliEntry(): string {
+  const dir = projectRoot();
   const entry = join(dir, 'dist', 'src', 'cli', 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run npm run build`);
   return entry;
