@@ -43,6 +43,7 @@ import { fileURLToPath } from 'node:url';
 import type { Histogram } from 'hdr-histogram-js';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { freePort, stopChild, waitForHttp } from '../src/cli/processes.js';
+import { REPLICA_NODE_FLAGS } from '../src/replica/node-flags.js';
 import { markdownTable, median, ms, round1, round2, table } from './lib/format.js';
 import { NATS_INSTALL_HINT, NatsCluster, ensureNatsServer } from './lib/nats-cluster.js';
 import { machine, ownChildren, signalPids, stopOwnChildren, aborted } from './lib/proc.js';
@@ -120,7 +121,8 @@ async function startCeiling(dir: string): Promise<{ url: string; process: ChildP
   const port = await freePort();
   const script = fileURLToPath(new URL('./ceiling-server.js', import.meta.url));
   const log = openSync(join(dir, 'ceiling.log'), 'a');
-  const child = spawn(process.execPath, [script, '--port', String(port)], { stdio: ['ignore', log, log] });
+  // With a replica's node flags: the ceiling differs from Tern by the work it skips, not by its runtime.
+  const child = spawn(process.execPath, [...REPLICA_NODE_FLAGS, script, '--port', String(port)], { stdio: ['ignore', log, log] });
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHttp(`${url}/healthz`, 20_000, child);

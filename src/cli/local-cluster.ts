@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { REPLICA_NODE_FLAGS } from '../replica/node-flags.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { S3RVER_BUCKET, s3rverReplicaArgs, startS3rver, type S3Server } from './s3rver.js';
 import { freePort, stopChild, waitForHttp } from './processes.js';
@@ -28,7 +29,7 @@ export interface LocalClusterOptions {
   replicaArgs?: readonly string[];
   /** Extra flags for one replica, after the shared ones (a later flag wins): per-replica routes through proxies, say. */
   replicaArgsFor?: (id: string) => readonly string[];
-  /** Node.js flags for the replica processes (`--cpu-prof --cpu-prof-dir=DIR` to profile them, say). */
+  /** Node.js flags for the replica processes, after REPLICA_NODE_FLAGS (`--cpu-prof --cpu-prof-dir=DIR` to profile them, say). */
   nodeArgs?: readonly string[];
   /** Where replica output goes: a log file per replica in dataDir (default), or this process's stdio. */
   output?: 'files' | 'inherit';
@@ -160,6 +161,7 @@ export class LocalCluster {
       peerUrl: `http://127.0.0.1:${options.peerPorts[i]}`,
       argv: [
         process.execPath,
+        ...REPLICA_NODE_FLAGS,
         ...(options.nodeArgs ?? []),
         entry,
         'replica',

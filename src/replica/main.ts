@@ -10,6 +10,7 @@ import { buildClientApi } from '../http/client-api.js';
 import { buildPeerApi } from '../http/peer-api.js';
 import { peerRouteMap, type ReplicaConfig } from './config.js';
 import { ObjectStore } from '../flusher/object-store.js';
+import { missingNodeFlags } from './node-flags.js';
 import { PeerTransport } from './peer-transport.js';
 import { Replica } from './replica.js';
 
@@ -36,6 +37,8 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
       })
     : undefined;
   if (!store) logger.warn({}, 'no --s3-endpoint: entries stay in memory only, bounded by --max-buffer-bytes');
+  const missing = missingNodeFlags(process.execArgv);
+  if (missing.length > 0) logger.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full GCs under load (README, Configuration)`);
   const replica = new Replica(config, transport, logger, store);
   const peerApp = buildPeerApi(replica, logger);
   const clientApp = await buildClientApi(replica, logger);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, envOf, flagOf, parseReplicaConfig, peerRouteMap, replicaOptions, replicaUsage } from '../../src/replica/config.js';
+import { REPLICA_NODE_FLAGS, missingNodeFlags } from '../../src/replica/node-flags.js';
 
 describe('replica configuration', () => {
   it('derives flags and environment variables from option names', () => {
@@ -45,5 +46,15 @@ describe('replica configuration', () => {
   it('documents every option in the usage text', () => {
     const usage = replicaUsage();
     for (const name of Object.keys(replicaOptions)) expect(usage).toContain(flagOf(name));
+  });
+});
+
+describe('node flags of a replica process', () => {
+  it('names the flags node was started without, whatever value a present one has', () => {
+    expect(missingNodeFlags([])).toEqual([...REPLICA_NODE_FLAGS]);
+    expect(missingNodeFlags(['--cpu-prof', ...REPLICA_NODE_FLAGS])).toEqual([]);
+    // An operator's own heap floor counts: the flag is there, its size is theirs to pick.
+    expect(missingNodeFlags(['--initial-old-space-size=1024'])).toEqual([]);
+    expect(missingNodeFlags(['--max-old-space-size=256'])).toEqual(['--initial-old-space-size=256']);
   });
 });

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { envOf, flagOf, parseReplicaConfig, replicaOptions } from '../../src/replica/config.js';
+import { REPLICA_NODE_FLAGS } from '../../src/replica/node-flags.js';
 
 // Parsed YAML is untyped data; the assertions below are what checks its shape.
 type Y = any;
@@ -247,13 +248,13 @@ describe('deploy/Dockerfile', () => {
     for (const file of ['package.json', 'package-lock.json', 'tsconfig.json']) expect(copied).toContain(file);
   });
 
-  it('runs dist/src/cli/main.js replica, which tsc makes of src/cli/main.ts', () => {
+  it('runs dist/src/cli/main.js replica, which tsc makes of src/cli/main.ts, with the replica\'s node flags', () => {
     const entrypoint = JSON.parse(inStage(lastStage, 'ENTRYPOINT').at(-1)!.args) as string[];
-    expect(entrypoint).toEqual(['node', 'dist/src/cli/main.js', 'replica']);
+    expect(entrypoint).toEqual(['node', ...REPLICA_NODE_FLAGS, 'dist/src/cli/main.js', 'replica']);
     const { outDir, rootDir } = JSON.parse(read('tsconfig.json')).compilerOptions;
     expect(resolve(ROOT, outDir)).toBe(join(ROOT, 'dist'));
     expect(resolve(ROOT, rootDir)).toBe(resolve(ROOT));
-    const source = entrypoint[1]!.replace(/^dist\//, '').replace(/\.js$/, '.ts');
+    const source = entrypoint.at(-2)!.replace(/^dist\//, '').replace(/\.js$/, '.ts');
     expect(existsSync(join(ROOT, source)), source).toBe(true);
     // The runtime stage holds what that needs: package.json ("type": "module"), node_modules, dist.
     const copied = inStage(lastStage, 'COPY').flatMap(copySources);
