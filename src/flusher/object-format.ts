@@ -31,10 +31,17 @@ export interface DecodedObject {
   entries: Buffer[];
 }
 
-export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[]): Buffer {
+/** Bytes of the object that holds `entries`. */
+export function encodedSize(entries: readonly Buffer[]): number {
   let size = HEADER_BYTES + TRAILER_BYTES + 4 * entries.length;
   for (const e of entries) size += RECORD_OVERHEAD + e.length;
-  const out = Buffer.allocUnsafe(size);
+  return size;
+}
+
+/** The object, written at the start of `into` when it is big enough (a view of it), else in a new buffer. */
+export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[], into?: Buffer): Buffer {
+  const size = encodedSize(entries);
+  const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   MAGIC.copy(out, 0);
   out.writeUInt8(VERSION, 4);
   out.writeUInt8(0, 5);

@@ -18,7 +18,7 @@ import { LogReplica } from '../quorum/log-replica.js';
 import { ReplyStatus, type AppendReply, type AppendRequest } from '../quorum/messages.js';
 import { decideRecovery, validLastId, type FenceAnswer } from '../quorum/recovery.js';
 import { decodeEntryRuns, encodeEntryRuns } from '../quorum/wire.js';
-import { runFlusher } from '../flusher/flusher.js';
+import { OBJECT_BUFFERS_KEPT, ObjectBuffers, runFlusher } from '../flusher/flusher.js';
 import { CorruptObjectError, logPrefix } from '../flusher/object-format.js';
 import { ObjectReader } from '../flusher/object-reader.js';
 import type { ObjectStore } from '../flusher/object-store.js';
@@ -129,6 +129,7 @@ export class Replica {
   private readonly leaderTicks: Omit<LeaderConfig, 'self' | 'peers' | 'epoch'>;
 
   private readonly reader: ObjectReader | undefined;
+  private readonly objectBuffers = new ObjectBuffers(OBJECT_BUFFERS_KEPT);
   /** When a replication exchange with each peer last succeeded (either direction). */
   private readonly peerContact = new Map<string, number>();
   readonly metrics: ReplicaMetrics;
@@ -575,7 +576,7 @@ export class Replica {
     };
     const c = this.config;
     const observer = { flushed: (bytes: number, seconds: number) => this.metrics.flushed(bytes, seconds), recordFailed: () => this.metrics.etcdFailed('record') };
-    runFlusher(source, this.dir(), this.store, { cluster: c.cluster, prefix: c.s3Prefix, maxBytes: c.flushMaxBytes, maxEntries: c.flushMaxEntries, intervalMs: c.flushIntervalMs, orphanGraceMs: c.orphanGraceMs, observer }, this.log).catch(
+    runFlusher(source, this.dir(), this.store, { cluster: c.cluster, prefix: c.s3Prefix, maxBytes: c.flushMaxBytes, maxEntries: c.flushMaxEntries, intervalMs: c.flushIntervalMs, orphanGraceMs: c.orphanGraceMs, observer, buffers: this.objectBuffers }, this.log).catch(
       (err) => this.log.error({ log: name, err }, 'flusher stopped on an error'),
     );
   }

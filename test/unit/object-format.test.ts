@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CorruptObjectError, HEADER_BYTES, TRAILER_BYTES, decodeObject, decodeRecords, encodeObject, objectKey, readTrailer, recordRange } from '../../src/flusher/object-format.js';
+import { ObjectBuffers } from '../../src/flusher/flusher.js';
+import { CorruptObjectError, HEADER_BYTES, TRAILER_BYTES, decodeObject, decodeRecords, encodeObject, encodedSize, objectKey, readTrailer, recordRange } from '../../src/flusher/object-format.js';
 
 const entries = [Buffer.from('first'), Buffer.alloc(0), randomBytes(3000), Buffer.from([0, 255, 0])];
 
@@ -11,6 +12,20 @@ describe('flushed object format', () => {
     expect(obj.epoch).toBe(7);
     expect(obj.firstId).toBe(2 ** 40);
     expect(obj.entries.map((e) => e.toString('hex'))).toEqual(entries.map((e) => e.toString('hex')));
+  });
+
+  it('encodes into a reused buffer the same bytes as into a new one, leaving the rest of it alone', () => {
+    const fresh = encodeObject(7, 5, entries);
+    expect(encodedSize(entries)).toBe(fresh.length);
+    const scratch = Buffer.alloc(fresh.length + 100, 0xee);
+    const body = encodeObject(7, 5, entries, scratch);
+    expect(body.equals(fresh)).toBe(true);
+    expect(body.buffer).toBe(scratch.buffer); // written in place, not copied
+    expect(scratch.subarray(fresh.length).every((b) => b === 0xee)).toBe(true);
+    // Too small to hold it: a new buffer, the scratch untouched.
+    const small = Buffer.alloc(10, 0xee);
+    expect(encodeObject(7, 5, entries, small).equals(fresh)).toBe(true);
+    expect(small.every((b) => b === 0xee)).toBe(true);
   });
 
   it('lets a reader fetch a range of entries with one ranged read, given the index', () => {
@@ -48,5 +63,30 @@ describe('flushed object format', () => {
     const keys = [objectKey('p/', 'c', 'log', 100, 199, 3), objectKey('p/', 'c', 'log', 9, 99, 2), objectKey('p/', 'c', 'log', 1000, 1001, 3)];
     expect([...keys].sort()).toEqual([keys[1], keys[0], keys[2]]);
     expect(keys[0]).toBe('p/c/log/0000000000000100-0000000000000199-e0000000003.tern');
+  });
+});
+
+describe('object buffers of the flushers', () => {
+  it('hands back the smallest waiting buffer that fits, else a new one with room to spare', () => {
+    const pool = new ObjectBuffers(3);
+    const big = pool.take(4 * 1024 * 1024);
+    const small = pool.take(100_000);
+    expect(big.length).toBeGreaterThan(4 * 1024 * 1024);
+    expect(small.length).toBeGreaterThanOrEqual(100_000);
+    expect(small.length).toBeLessThan(big.length);
+    pool.give(big);
+    pool.give(small);
+    expect(pool.take(50_000)).toBe(small);
+    expect(pool.take(50_000)).toBe(big); // the only one left that fits
+    expect(pool.take(50_000)).not.toBe(big); // taken: never handed out twice
+  });
+
+  it('keeps at most its limit, dropping the smallest', () => {
+    const pool = new ObjectBuffers(2);
+    const [a, b, c] = [pool.take(1 << 20), pool.take(2 << 20), pool.take(3 << 20)];
+    for (const x of [a, b, c]) pool.give(x);
+    expect(pool.take(1)).toBe(b);
+    expect(pool.take(1)).toBe(c);
+    expect([a, b, c]).not.toContain(pool.take(1));
   });
 });
