@@ -63,11 +63,11 @@ export interface Share {
   pct: number;
 }
 
-/** Walks each node's stack once: parent links by id. */
-function parents(profile: CpuProfile): Map<number, number> {
+/** Nodes by id and parent links by id: what walking a sample's stack needs. */
+function indexNodes(profile: CpuProfile): { byId: Map<number, ProfileNode>; parent: Map<number, number> } {
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  return parent;
+  return { byId: new Map(profile.nodes.map((n) => [n.id, n])), parent };
 }
 
 /** Calls `visit(nodeId, µs)` for each sample inside the window; a sample lasts until the next one. */
@@ -95,8 +95,7 @@ function sharesOf(acc: Map<string, number>, total: number): Share[] {
 
 /** Wall time of the window by component (COMPONENTS, the pseudo-frames, UNATTRIBUTED), largest first. */
 export function componentShares(profile: CpuProfile, window: Window = {}): Share[] {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = parents(profile);
+  const { byId, parent } = indexNodes(profile);
   const componentOf = new Map<number, string>();
   const classify = (id: number): string => {
     const known = componentOf.get(id);
@@ -131,7 +130,7 @@ export function frameLabel(f: CallFrame): string {
 
 /** Self time by function (samples whose leaf it is), largest first. */
 export function selfTimes(profile: CpuProfile, window: Window = {}): Share[] {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const { byId } = indexNodes(profile);
   const acc = new Map<string, number>();
   const total = forEachSample(profile, window, (id, us) => {
     const label = frameLabel(byId.get(id)!.callFrame);
@@ -149,8 +148,7 @@ export interface FlameNode {
 }
 
 export function flameTree(profile: CpuProfile, window: Window = {}): FlameNode {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const parent = parents(profile);
+  const { byId, parent } = indexNodes(profile);
   const root: FlameNode = { label: 'all', us: 0, children: [] };
   const index = new Map<FlameNode, Map<string, FlameNode>>();
   const child = (node: FlameNode, label: string): FlameNode => {

@@ -148,7 +148,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     nextId = lastId + 1;
     waitingSince = undefined;
     const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch);
-    const buffer = options.buffers?.take(encodedSize(entries));
+    const buffer = options.buffers?.take(encodedSize(entries.length, bytes));
     const body = encodeObject(src.epoch, firstId, entries, buffer);
     uploading++;
     const cutAt = performance.now();

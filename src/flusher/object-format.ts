@@ -31,16 +31,16 @@ export interface DecodedObject {
   entries: Buffer[];
 }
 
-/** Bytes of the object that holds `entries`. */
-export function encodedSize(entries: readonly Buffer[]): number {
-  let size = HEADER_BYTES + TRAILER_BYTES + 4 * entries.length;
-  for (const e of entries) size += RECORD_OVERHEAD + e.length;
-  return size;
+/** Bytes of the object that holds `count` entries of `entryBytes` bytes in all. */
+export function encodedSize(count: number, entryBytes: number): number {
+  return HEADER_BYTES + TRAILER_BYTES + (4 + RECORD_OVERHEAD) * count + entryBytes;
 }
 
 /** The object, written at the start of `into` when it is big enough (a view of it), else in a new buffer. */
 export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[], into?: Buffer): Buffer {
-  const size = encodedSize(entries);
+  let entryBytes = 0;
+  for (const e of entries) entryBytes += e.length;
+  const size = encodedSize(entries.length, entryBytes);
   const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   MAGIC.copy(out, 0);
   out.writeUInt8(VERSION, 4);

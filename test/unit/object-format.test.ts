@@ -16,7 +16,7 @@ describe('flushed object format', () => {
 
   it('encodes into a reused buffer the same bytes as into a new one, leaving the rest of it alone', () => {
     const fresh = encodeObject(7, 5, entries);
-    expect(encodedSize(entries)).toBe(fresh.length);
+    expect(encodedSize(entries.length, entries.reduce((n, e) => n + e.length, 0))).toBe(fresh.length);
     const scratch = Buffer.alloc(fresh.length + 100, 0xee);
     const body = encodeObject(7, 5, entries, scratch);
     expect(body.equals(fresh)).toBe(true);
