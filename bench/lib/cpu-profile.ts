@@ -39,7 +39,7 @@ export interface Window {
 
 /** Components of a replica's time, tried leaf first along each sampled stack: native work is charged to the code that asked for it. */
 export const COMPONENTS: readonly { name: string; frame: RegExp }[] = [
-  { name: 'replication sends (undici)', frame: /peer-transport\.js|node_modules\/undici\// },
+  { name: 'replication sends', frame: /peer-(transport|link)\.js|node_modules\/undici\// },
   { name: 'follower: peer API', frame: /\/http\/peer-api\.js/ },
   { name: 'forwarding', frame: /\/http\/forward(-appends)?\.js/ },
   { name: 'flusher + S3 client', frame: /\/flusher\/|node_modules\/@aws-sdk\/|node_modules\/@smithy\// },

@@ -23,7 +23,7 @@ export interface RunningReplica {
 
 export async function startReplica(config: ReplicaConfig): Promise<RunningReplica> {
   const logger = pino({ level: config.logLevel, base: { replica: config.id } });
-  const transport = new PeerTransport({ pipelining: config.maxInflight + 1, timeoutMs: Math.max(config.retransmitMs * 2, 1000) });
+  const transport = new PeerTransport({ timeoutMs: Math.max(config.retransmitMs * 2, 1000) });
   const store = config.s3Endpoint
     ? new ObjectStore({
         endpoint: config.s3Endpoint,

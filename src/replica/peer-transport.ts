@@ -1,25 +1,25 @@
 /**
- * Carries replication messages to other replicas' peer listeners over HTTP/1.1
- * with undici: one connection per peer, pipelined, so messages to a follower
- * arrive in the order the leader sent them and no round waits for the one
- * before it to be answered.
+ * Carries messages to other replicas' peer listeners. Replication messages
+ * ride one pipelined connection per peer (PeerLink), so messages to a
+ * follower arrive in the order the leader sent them and no round waits for
+ * the one before it to be answered; commands and recovery fetches go over
+ * undici on connections of their own.
  */
 import { Pool, type Dispatcher } from 'undici';
 import { decodeAppendReply, encodeAppendRequest } from '../quorum/wire.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
+import { PeerLink } from './peer-link.js';
 
 export const PEER_APPEND_PATH = '/peer/v1/append';
 export const PEER_CONTENT_TYPE = 'application/vnd.tern.peer';
 
 export interface PeerTransportOptions {
-  /** Messages in flight on the connection. */
-  pipelining: number;
   /** A request unanswered this long fails (a paused or cut-off peer). */
   timeoutMs: number;
 }
 
 export class PeerTransport {
-  private readonly pools = new Map<string, Pool>();
+  private readonly links = new Map<string, PeerLink>();
   /** Commands get their own connections: a recovery taking seconds must not stall the replication pipeline. */
   private readonly commandPools = new Map<string, Pool>();
 
@@ -27,7 +27,7 @@ export class PeerTransport {
 
   async sendAppend(peerUrl: string, req: AppendRequest): Promise<AppendReply> {
     const { chunks, length } = encodeAppendRequest(req);
-    const res = await postBuffer(this.pool(peerUrl), PEER_APPEND_PATH, PEER_CONTENT_TYPE, coalesce(chunks, length));
+    const res = await this.link(peerUrl).post(PEER_APPEND_PATH, PEER_CONTENT_TYPE, chunks, length);
     if (res.status !== 200) throw new Error(`peer ${peerUrl} answered ${res.status}: ${res.body.toString('utf8', 0, 200)}`);
     return decodeAppendReply(res.body);
   }
@@ -46,8 +46,9 @@ export class PeerTransport {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.pools.values(), ...this.commandPools.values()].map((p) => p.destroy()));
-    this.pools.clear();
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+    await Promise.all([...this.commandPools.values()].map((p) => p.destroy()));
     this.commandPools.clear();
   }
 
@@ -60,32 +61,14 @@ export class PeerTransport {
     return pool;
   }
 
-  private pool(url: string): Pool {
-    let pool = this.pools.get(url);
-    if (!pool) {
-      pool = new Pool(url, {
-        connections: 1,
-        pipelining: this.options.pipelining,
-        headersTimeout: this.options.timeoutMs,
-        bodyTimeout: this.options.timeoutMs,
-        connectTimeout: this.options.timeoutMs,
-        keepAliveTimeout: 60_000,
-      });
-      this.pools.set(url, pool);
+  private link(url: string): PeerLink {
+    let link = this.links.get(url);
+    if (!link) {
+      link = new PeerLink(new URL(url), this.options.timeoutMs);
+      this.links.set(url, link);
     }
-    return pool;
+    return link;
   }
-}
-
-/**
- * One buffer per message, however large its entries: undici does not pipeline
- * a request whose body is a stream (it waits for every earlier request on the
- * connection to finish), which turned replication of large entries into
- * stop-and-wait. Copying a batch (at most --max-batch-bytes) is a memcpy, far
- * cheaper than a round trip per message.
- */
-function coalesce(chunks: Buffer[], length: number): Buffer {
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
 }
 
 /**

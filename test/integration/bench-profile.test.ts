@@ -48,7 +48,7 @@ describe('npm run bench:profile', () => {
     // The leader answered HTTP and replicated during the window; a follower did neither of the leader's parts.
     const row = (name: string) => md.split('\n').find((l) => l.startsWith(`| ${name} |`))!.split('|').slice(2, 5).map((c) => parseFloat(c));
     const [leaderHttp] = row('HTTP server (node:http + fastify)');
-    const [leaderSends, followerSends] = row('replication sends (undici)');
+    const [leaderSends, followerSends] = row('replication sends');
     expect(leaderHttp).toBeGreaterThan(0);
     expect(leaderSends).toBeGreaterThan(0);
     expect(followerSends).toBe(0);

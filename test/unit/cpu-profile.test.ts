@@ -35,7 +35,7 @@ describe('CPU profile components', () => {
     const shares = componentShares(profile());
     expect(shareMap(shares)).toEqual({
       '(idle)': 100,
-      'replication sends (undici)': 300,
+      'replication sends': 300,
       'client API handlers': 100,
       '(garbage collector)': 300,
       [UNATTRIBUTED]: 100,
@@ -47,7 +47,7 @@ describe('CPU profile components', () => {
   it('counts only the measured window, splitting samples that straddle its ends', () => {
     // [350, 650): 50 µs of the first writev sample, 100 of the second, the handler's 100, 50 of GC.
     const shares = componentShares(profile(), { fromUs: 350, toUs: 650 });
-    expect(shareMap(shares)).toEqual({ 'replication sends (undici)': 150, 'client API handlers': 100, '(garbage collector)': 50 });
+    expect(shareMap(shares)).toEqual({ 'replication sends': 150, 'client API handlers': 100, '(garbage collector)': 50 });
     expect(shares.find((s) => s.name === 'client API handlers')!.pct).toBeCloseTo(100 / 3, 6);
   });
 

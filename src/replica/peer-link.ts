@@ -1,0 +1,191 @@
+/**
+ * One keep-alive HTTP/1.1 connection to a peer's listener that carries the
+ * leader's replication messages, pipelined: requests go out back to back and
+ * answers come back in the same order (RFC 9112 section 9.3.2).
+ *
+ * Replication is the one hot path between replicas, so it does not go
+ * through undici. A message is written as its request head and its entries
+ * in one writev, with the entries referenced where they lie, where undici
+ * needs a single body buffer to pipeline (so two copies of every entry on the
+ * leader, one per follower). Its answers are small and always framed by
+ * Content-Length, which a few lines parse; undici ran each through llhttp
+ * (WebAssembly) and a handler chain. On the 2-core VM this took 8 % of the
+ * leader's CPU at one producer, and the copies cost about 3 % of it at 1 KiB
+ * x 64 in page faults on fresh buffers alone.
+ *
+ * Everything else (commands, recovery fetches, forwarded appends) stays on
+ * undici. A request unanswered for `timeoutMs` fails the connection and every
+ * request on it: the leader then treats the follower as unreachable and
+ * probes it again, as after any transport error; the next message opens a
+ * new connection.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { performance } from 'node:perf_hooks';
+
+export interface PeerAnswer {
+  status: number;
+  body: Buffer;
+}
+
+interface Pending {
+  sentAt: number;
+  resolve(answer: PeerAnswer): void;
+  reject(err: Error): void;
+}
+
+/** A response head larger than this is not one of ours: the connection fails. */
+const MAX_HEAD_BYTES = 16 * 1024;
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+
+export class PeerLinkError extends Error {}
+
+export class PeerLink {
+  private socket: net.Socket | undefined;
+  private pending: Pending[] = [];
+  private head = 0;
+  /** Bytes of answers received and not yet parsed. */
+  private unparsed: Buffer | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly hostHeader: string;
+  private closed = false;
+
+  constructor(
+    private readonly url: URL,
+    private readonly timeoutMs: number,
+  ) {
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PeerLinkError(`peer URL ${url.href}: only http and https are supported`);
+    this.hostHeader = url.host;
+  }
+
+  /** POSTs `chunks` (together `length` bytes) as one request body; resolves with the answer, whatever its status. */
+  post(path: string, contentType: string, chunks: readonly Buffer[], length: number): Promise<PeerAnswer> {
+    if (this.closed) return Promise.reject(new PeerLinkError(`link to ${this.url.host} is closed`));
+    const socket = this.socket ?? this.connect();
+    return new Promise<PeerAnswer>((resolve, reject) => {
+      this.pending.push({ sentAt: performance.now(), resolve, reject });
+      socket.cork();
+      socket.write(`POST ${path} HTTP/1.1\r\nhost: ${this.hostHeader}\r\ncontent-type: ${contentType}\r\ncontent-length: ${length}\r\n\r\n`, 'latin1');
+      for (const chunk of chunks) socket.write(chunk);
+      socket.uncork();
+    });
+  }
+
+  /** Fails whatever is in flight and refuses new requests. */
+  close(): void {
+    this.closed = true;
+    this.fail(new PeerLinkError(`link to ${this.url.host} closed`));
+  }
+
+  private get inFlight(): number {
+    return this.pending.length - this.head;
+  }
+
+  private connect(): net.Socket {
+    const port = Number(this.url.port) || (this.url.protocol === 'https:' ? 443 : 80);
+    const host = this.url.hostname.replace(/^\[|\]$/g, '');
+    const socket = this.url.protocol === 'https:' ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    socket.on('data', (chunk: Buffer) => this.receive(socket, chunk));
+    socket.on('error', (err) => this.failSocket(socket, err));
+    socket.on('close', () => this.failSocket(socket, new PeerLinkError(`peer ${this.url.host} closed the connection`)));
+    this.socket = socket;
+    // One coarse timer per connection, not one per request: it only has to notice a peer that stopped answering.
+    this.timer = setInterval(() => this.checkTimeout(), Math.max(5, Math.floor(this.timeoutMs / 4)));
+    this.timer.unref();
+    return socket;
+  }
+
+  private checkTimeout(): void {
+    const oldest = this.pending[this.head];
+    if (oldest && performance.now() - oldest.sentAt > this.timeoutMs) this.fail(new PeerLinkError(`peer ${this.url.host}: no answer in ${this.timeoutMs} ms`));
+  }
+
+  private failSocket(socket: net.Socket, err: Error): void {
+    if (socket === this.socket) this.fail(err);
+  }
+
+  /** Drops the connection and rejects every request on it: their answers can no longer be matched. */
+  private fail(err: Error): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    this.unparsed = undefined;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    socket?.destroy();
+    const failed = this.pending.slice(this.head);
+    this.pending = [];
+    this.head = 0;
+    for (const p of failed) p.reject(err);
+  }
+
+  private receive(socket: net.Socket, chunk: Buffer): void {
+    if (socket !== this.socket) return;
+    let data = this.unparsed ? Buffer.concat([this.unparsed, chunk]) : chunk;
+    this.unparsed = undefined;
+    for (;;) {
+      if (data.length === 0) return;
+      const parsed = parseAnswer(data);
+      if (parsed === 'incomplete') {
+        this.unparsed = data;
+        return;
+      }
+      if (parsed instanceof PeerLinkError) return this.fail(parsed);
+      const waiting = this.pending[this.head];
+      if (!waiting) return this.fail(new PeerLinkError(`peer ${this.url.host} answered a request never sent`));
+      this.pending[this.head++] = undefined as unknown as Pending;
+      if (this.head === this.pending.length) {
+        this.pending = [];
+        this.head = 0;
+      }
+      waiting.resolve(parsed.answer);
+      if (parsed.close) return this.fail(new PeerLinkError(`peer ${this.url.host} closed the connection`));
+      if (this.socket !== socket) return;
+      data = data.subarray(parsed.size);
+    }
+  }
+}
+
+type Parsed = { answer: PeerAnswer; size: number; close: boolean };
+
+/**
+ * Parses the first answer in `data`. Only what a Node HTTP server sends for
+ * our requests is accepted: a status line, headers, and a body framed by
+ * Content-Length (chunked or close-delimited bodies fail the connection).
+ */
+export function parseAnswer(data: Buffer): Parsed | 'incomplete' | PeerLinkError {
+  const headEnd = data.indexOf(HEAD_END);
+  if (headEnd < 0) return data.length > MAX_HEAD_BYTES ? new PeerLinkError('answer head too large') : 'incomplete';
+  const [statusLine = '', ...headers] = data.toString('latin1', 0, headEnd).split('\r\n');
+  const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(statusLine);
+  if (!status) return new PeerLinkError(`malformed status line: ${JSON.stringify(statusLine.slice(0, 40))}`);
+  let contentLength = -1;
+  let close = status[1] === '0';
+  for (const line of headers) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) return new PeerLinkError(`malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'content-length') {
+      if (!/^\d{1,15}$/.test(value)) return new PeerLinkError(`bad content-length ${JSON.stringify(value)}`);
+      contentLength = Number(value);
+    } else if (name === 'transfer-encoding') {
+      return new PeerLinkError(`unsupported transfer-encoding ${JSON.stringify(value)}`);
+    } else if (name === 'connection') {
+      const tokens = value.toLowerCase();
+      if (tokens.includes('close')) close = true;
+      else if (tokens.includes('keep-alive')) close = false;
+    }
+  }
+  const code = Number(status[2]);
+  if (contentLength < 0) {
+    if (code !== 204 && code !== 304) return new PeerLinkError(`answer ${code} without content-length`);
+    contentLength = 0;
+  }
+  const bodyStart = headEnd + HEAD_END.length;
+  if (data.length < bodyStart + contentLength) return 'incomplete';
+  // Copied out of the read buffer: an answer outlives the chunk it came in (it is small).
+  const body = Buffer.from(data.subarray(bodyStart, bodyStart + contentLength));
+  return { answer: { status: code, body }, size: bodyStart + contentLength, close };
+}
