@@ -46,6 +46,7 @@ import { freePort, stopChild, waitForHttp } from '../src/cli/processes.js';
 import { REPLICA_NODE_FLAGS } from '../src/replica/node-flags.js';
 import { markdownTable, median, ms, round1, round2, table } from './lib/format.js';
 import { NATS_INSTALL_HINT, NatsCluster, ensureNatsServer } from './lib/nats-cluster.js';
+import { objectStoreDir, type ObjectStoreDir } from './lib/object-store-dir.js';
 import { machine, ownChildren, signalPids, stopOwnChildren, aborted } from './lib/proc.js';
 import { cdfSvg, type CdfSeries } from './lib/svg.js';
 import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
@@ -281,6 +282,7 @@ async function main(argv: string[]): Promise<number> {
 
   const abort = new AbortController();
   let tempDir: string | undefined;
+  let storeDir: ObjectStoreDir | undefined;
   let cluster: LocalCluster | undefined;
   let nats: NatsCluster | undefined;
   let natsSystem: NatsSystem | undefined;
@@ -289,6 +291,7 @@ async function main(argv: string[]): Promise<number> {
   const forceKill = () => {
     signalPids(new Set([...ownChildren(), ...(cluster ? cluster.describe().replicas.map((r) => r.pid) : []), ...(nats ? Object.values(nats.pids()) : []), ceiling?.process.pid]), 'SIGKILL');
     if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    storeDir?.remove();
   };
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
@@ -316,9 +319,10 @@ async function main(argv: string[]): Promise<number> {
     const systems: System[] = [];
 
     if (wants('tern-leader') || wants('tern-spread')) {
-      progress(`starting Tern: etcd, s3rver and 3 replicas at default settings (data and replica logs in ${tempDir}/tern)`);
+      storeDir = objectStoreDir('tern-compare-s3-');
+      progress(`starting Tern: etcd, s3rver and 3 replicas at default settings (data and replica logs in ${tempDir}/tern, objects on ${storeDir.where})`);
       const t = performance.now();
-      const starting = LocalCluster.start({ dataDir: join(tempDir, 'tern'), ...(await freeClusterPorts()) });
+      const starting = LocalCluster.start({ dataDir: join(tempDir, 'tern'), s3Dir: storeDir.dir, ...(await freeClusterPorts()) });
       const first = await Promise.race([starting, aborted(abort.signal)]);
       if (first === 'aborted') {
         // A terminal's Ctrl-C also reaches etcd and the replicas; LocalCluster.start would then wait out its readiness timeout.
@@ -463,7 +467,8 @@ async function main(argv: string[]): Promise<number> {
       '- systems: tern-leader (appends to the log\'s leader), tern-spread (round-robin over the 3 replicas, 2/3 forwarded), ' +
         'nats (JetStream memory stream, 3 replicas, js.publish awaited for its PubAck, client connected to the stream leader\'s node), ' +
         'ceiling (a fastify server answering at once: HTTP alone)',
-      `- Tern runs as \`tern cluster\` does: LocalCluster with etcd and s3rver, replicas at default settings (log level info, logs to files, metrics on).`,
+      `- Tern runs as \`tern cluster\` does: LocalCluster with etcd and s3rver, replicas at default settings (log level info, logs to files, metrics on).` +
+        (storeDir ? ` s3rver keeps its files on ${storeDir.where}: in production the object store is a remote service, not the replicas' disk (bench/lib/object-store-dir.ts).` : ''),
       `- open loop: at most ${MAX_OUTSTANDING} requests outstanding; requests due beyond that are not sent and count as errors.`,
       '',
       '## Scenarios',
@@ -512,6 +517,7 @@ async function main(argv: string[]): Promise<number> {
     ]);
     await stopOwnChildren(2000);
     if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    storeDir?.remove();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }

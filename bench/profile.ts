@@ -28,6 +28,7 @@ import { flameSvg } from './lib/flame-svg.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 import { markdownTable, ms, round1 } from './lib/format.js';
 import { createLog } from './lib/http.js';
+import { objectStoreDir } from './lib/object-store-dir.js';
 import { machine } from './lib/proc.js';
 import { PROJECT_ROOT, ternVersion } from './lib/project.js';
 import { HttpTarget } from './lib/targets.js';
@@ -115,10 +116,12 @@ async function main(argv: string[]): Promise<number> {
 
   const tempDir = mkdtempSync(join(os.tmpdir(), 'tern-profile-'));
   const profDir = join(tempDir, 'prof');
+  // As in bench:compare, so the profiles show the same machine load.
+  const storeDir = objectStoreDir('tern-profile-s3-');
   let cluster: LocalCluster | undefined;
   try {
     progress(`starting etcd, s3rver and 3 replicas under --cpu-prof (data in ${tempDir})`);
-    cluster = await LocalCluster.start({ dataDir: join(tempDir, 'tern'), ...(await freeClusterPorts()), nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
+    cluster = await LocalCluster.start({ dataDir: join(tempDir, 'tern'), s3Dir: storeDir.dir, ...(await freeClusterPorts()), nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] });
     const log = `profile-${sc.id}`;
     const leader = await createLog(cluster.replicas[0]!.clientUrl, log, abort.signal);
     const urls = opts.target === 'leader' ? [cluster.replica(leader).clientUrl] : cluster.replicas.map((r) => r.clientUrl);
@@ -184,7 +187,7 @@ async function main(argv: string[]): Promise<number> {
       '## Wall time of each replica\'s main thread, by component',
       '',
       'From V8\'s sampling profiler over the measured window. Each sample is charged to the innermost frame that belongs to a component, so the',
-      'kernel time of a socket write counts for the code that wrote (undici for replication, the HTTP server for answers). "(idle)" is the event',
+      'kernel time of a socket write counts for the code that wrote (the peer link for replication, the HTTP server for answers). "(idle)" is the event',
       'loop waiting for I/O; "(program)" is native work V8 cannot attribute.',
       '',
       componentTable(ids.map((id) => ({ title: role(id), shares: componentShares(profiles.get(id)!, window) }))),
@@ -211,6 +214,7 @@ async function main(argv: string[]): Promise<number> {
     process.off('SIGTERM', onSignal);
     await cluster?.stop();
     rmSync(tempDir, { recursive: true, force: true });
+    storeDir.remove();
   }
 }
 

@@ -25,6 +25,8 @@ export interface LocalClusterOptions {
   etcdPeerPort?: number;
   /** Port for the s3rver this cluster starts; without it the replicas have no object store. */
   s3Port?: number;
+  /** Where that s3rver keeps its files (default dataDir/s3rver); the side-by-side benchmark puts them on tmpfs. */
+  s3Dir?: string;
   /** Extra `tern replica` flags for every replica. */
   replicaArgs?: readonly string[];
   /** Extra flags for one replica, after the shared ones (a later flag wins): per-replica routes through proxies, say. */
@@ -98,6 +100,7 @@ export class LocalCluster {
     private readonly output: 'files' | 'inherit',
     private s3: S3Server | undefined,
     private readonly s3Port: number | undefined,
+    private readonly s3Dir: string,
   ) {
     this.replicas = replicas;
   }
@@ -108,7 +111,7 @@ export class LocalCluster {
 
   /** Where s3rver keeps the objects (bucket directories), for tests that damage them. */
   get objectStoreDir(): string {
-    return join(this.dataDir, 's3rver', 'data');
+    return join(this.s3Dir, 'data');
   }
 
   /** Stops the object store (an outage); `startObjectStore` brings it back on the same port with the same data. */
@@ -118,7 +121,7 @@ export class LocalCluster {
 
   async startObjectStore(): Promise<void> {
     if (this.s3Port === undefined) throw new Error('this cluster has no object store');
-    this.s3 = await startS3rver({ dataDir: join(this.dataDir, 's3rver'), port: this.s3Port });
+    this.s3 = await startS3rver({ dataDir: this.s3Dir, port: this.s3Port });
   }
 
   /** Stops the etcd this cluster started (an outage); `startEtcd` brings it back on the same ports with the same data. */
@@ -148,8 +151,9 @@ export class LocalCluster {
     }
     const etcdEndpoint = options.etcdEndpoint ?? etcd!.endpoint;
     let s3: S3Server | undefined;
+    const s3Dir = resolve(options.s3Dir ?? join(dataDir, 's3rver'));
     try {
-      if (options.s3Port !== undefined) s3 = await startS3rver({ dataDir: join(dataDir, 's3rver'), port: options.s3Port });
+      if (options.s3Port !== undefined) s3 = await startS3rver({ dataDir: s3Dir, port: options.s3Port });
     } catch (err) {
       await etcd?.stop();
       throw err;
@@ -176,7 +180,7 @@ export class LocalCluster {
       process: undefined as unknown as ChildProcess,
     }));
     const etcdPorts = etcd ? { clientPort: options.etcdClientPort!, peerPort: options.etcdPeerPort! } : undefined;
-    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port);
+    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir);
     try {
       for (const r of replicas) r.process = cluster.spawnReplica(r);
       await Promise.all(replicas.map((r) => cluster.waitReady(r)));
