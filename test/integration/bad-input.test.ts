@@ -1,3 +1,5 @@
+import { Readable } from 'node:stream';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { FRAMES_CONTENT_TYPE } from '../../src/frames.js';
@@ -52,6 +54,34 @@ describe('bad input gets the documented error and the replica keeps serving', ()
       }
     });
   }
+
+  // No content-length: the body limit must hold while the bytes stream in.
+  async function postChunked(base: string, parts: Buffer[], log = 'good'): Promise<{ status: number; json: any }> {
+    const res = await request(`${base}/v1/logs/${log}/entries`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: Readable.from(parts),
+    });
+    return { status: res.statusCode, json: await res.body.json() };
+  }
+
+  it('answers a streamed body over the request limit with 413 TOO_LARGE, on the leader and on a follower', async () => {
+    for (const base of [leaderUrl, followerUrl]) {
+      const res = await postChunked(base, Array.from({ length: 5 }, () => Buffer.alloc(20_000, 1)));
+      expect(res.status).toBe(413);
+      expect(res.json.error.code).toBe('TOO_LARGE');
+    }
+  });
+
+  it('takes an entry that arrives in several chunks whole', async () => {
+    const { leader } = await createLog(leaderUrl, 'chunked');
+    const url = cluster.replica(leader).clientUrl;
+    const parts = [Buffer.from('chunk-one:'), Buffer.from('chunk-two:'), Buffer.from('chunk-three')];
+    const res = await postChunked(url, parts, 'chunked');
+    expect(res.status).toBe(200);
+    const entries = await readAll(url, 'chunked');
+    expect(entries.find((e) => e.id === res.json.id)?.data.toString()).toBe('chunk-one:chunk-two:chunk-three');
+  });
 
   it('left no partial batch visible and still serves appends and reads on every replica', async () => {
     for (const r of cluster.replicas) {
