@@ -149,43 +149,45 @@ export class PeerLink {
 
 type Parsed = { answer: PeerAnswer; size: number; close: boolean };
 
+const STATUS_LINE = /^http\/1\.([01]) (\d{3})(?: |\r|$)/;
+
 /**
  * Parses the first answer in `data`. Only what a Node HTTP server sends for
  * our requests is accepted: a status line, headers, and a body framed by
  * Content-Length (chunked or close-delimited bodies fail the connection).
+ * Headers are looked up, not tokenised: this runs for every message.
  */
 export function parseAnswer(data: Buffer): Parsed | 'incomplete' | PeerLinkError {
   const headEnd = data.indexOf(HEAD_END);
   if (headEnd < 0) return data.length > MAX_HEAD_BYTES ? new PeerLinkError('answer head too large') : 'incomplete';
-  const [statusLine = '', ...headers] = data.toString('latin1', 0, headEnd).split('\r\n');
-  const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(statusLine);
-  if (!status) return new PeerLinkError(`malformed status line: ${JSON.stringify(statusLine.slice(0, 40))}`);
-  let contentLength = -1;
-  let close = status[1] === '0';
-  for (const line of headers) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) return new PeerLinkError(`malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (name === 'content-length') {
-      if (!/^\d{1,15}$/.test(value)) return new PeerLinkError(`bad content-length ${JSON.stringify(value)}`);
-      contentLength = Number(value);
-    } else if (name === 'transfer-encoding') {
-      return new PeerLinkError(`unsupported transfer-encoding ${JSON.stringify(value)}`);
-    } else if (name === 'connection') {
-      const tokens = value.toLowerCase();
-      if (tokens.includes('close')) close = true;
-      else if (tokens.includes('keep-alive')) close = false;
-    }
-  }
+  const head = data.toString('latin1', 0, headEnd).toLowerCase();
+  const status = STATUS_LINE.exec(head);
+  if (!status) return new PeerLinkError(`malformed status line: ${JSON.stringify(head.slice(0, 40))}`);
   const code = Number(status[2]);
-  if (contentLength < 0) {
-    if (code !== 204 && code !== 304) return new PeerLinkError(`answer ${code} without content-length`);
-    contentLength = 0;
+  if (headerValue(head, 'transfer-encoding') !== undefined) return new PeerLinkError(`unsupported transfer-encoding in answer ${code}`);
+  const lengthValue = headerValue(head, 'content-length');
+  let contentLength = 0;
+  if (lengthValue !== undefined) {
+    if (!/^\d{1,15}$/.test(lengthValue)) return new PeerLinkError(`bad content-length ${JSON.stringify(lengthValue)}`);
+    contentLength = Number(lengthValue);
+  } else if (code !== 204 && code !== 304) {
+    return new PeerLinkError(`answer ${code} without content-length`);
   }
+  const connection = headerValue(head, 'connection');
+  // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes it unless told otherwise.
+  const close = connection?.includes('close') || (status[1] === '0' && !connection?.includes('keep-alive'));
   const bodyStart = headEnd + HEAD_END.length;
   if (data.length < bodyStart + contentLength) return 'incomplete';
   // Copied out of the read buffer: an answer outlives the chunk it came in (it is small).
   const body = Buffer.from(data.subarray(bodyStart, bodyStart + contentLength));
-  return { answer: { status: code, body }, size: bodyStart + contentLength, close };
+  return { answer: { status: code, body }, size: bodyStart + contentLength, close: close === true };
+}
+
+/** The value of header `name` in a lower-cased head, trimmed; undefined when absent. */
+function headerValue(head: string, name: string): string | undefined {
+  const at = head.indexOf(`\r\n${name}:`);
+  if (at < 0) return undefined;
+  const from = at + name.length + 3;
+  const end = head.indexOf('\r\n', from);
+  return head.slice(from, end < 0 ? undefined : end).trim();
 }
