@@ -67,6 +67,8 @@ const USAGE = `Usage: node dist/bench/compare.js [options]   (or: npm run bench:
   --out DIR          where the report and plots go (default bench/results)
   -h, --help         this text`;
 
+/** Room on tmpfs for Tern's objects: a 5-run comparison stored about 9 GB on 2026-11-30 (they stay until the end). */
+const COMPARE_STORE_BYTES = 16 * 1024 ** 3;
 /** Per-node memory store limit of the NATS nodes (each run's messages are purged after it). */
 const NATS_MAX_MEMORY_STORE = 3 * 1024 ** 3;
 
@@ -319,7 +321,7 @@ async function main(argv: string[]): Promise<number> {
     const systems: System[] = [];
 
     if (wants('tern-leader') || wants('tern-spread')) {
-      storeDir = objectStoreDir('tern-compare-s3-');
+      storeDir = objectStoreDir('tern-compare-s3-', COMPARE_STORE_BYTES);
       progress(`starting Tern: etcd, s3rver and 3 replicas at default settings (data and replica logs in ${tempDir}/tern, objects on ${storeDir.where})`);
       const t = performance.now();
       const starting = LocalCluster.start({ dataDir: join(tempDir, 'tern'), s3Dir: storeDir.dir, ...(await freeClusterPorts()) });

@@ -36,6 +36,8 @@ import { DEFAULT_RATE, runScenario, scenarios, type Scenario } from './lib/workl
 
 const SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
 const TOP_FUNCTIONS = 20;
+/** One run of the heaviest scenario (64 KiB x 16 for 11 s) stores about 1 GB of objects. */
+const PROFILE_STORE_BYTES = 4 * 1024 ** 3;
 
 const USAGE = `Usage: node dist/bench/profile.js --scenario ID [options]   (or: npm run bench:profile -- --scenario ID [options])
   --scenario ID      one of: ${SCENARIO_IDS.join(', ')}
@@ -117,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
   const tempDir = mkdtempSync(join(os.tmpdir(), 'tern-profile-'));
   const profDir = join(tempDir, 'prof');
   // As in bench:compare, so the profiles show the same machine load.
-  const storeDir = objectStoreDir('tern-profile-s3-');
+  const storeDir = objectStoreDir('tern-profile-s3-', PROFILE_STORE_BYTES);
   let cluster: LocalCluster | undefined;
   try {
     progress(`starting etcd, s3rver and 3 replicas under --cpu-prof (data in ${tempDir})`);

@@ -7,10 +7,12 @@
  * NATS, which is not part of Tern (on the 2-core VM: 6-8 % of appends/s at
  * 64 KiB x 16, in alternated runs). s3rver's own work (HTTP, an MD5 of every
  * object, the file writes themselves) still runs there and is counted in the
- * server CPU column. Without /dev/shm the files go to the temp directory, and
- * the report says so.
+ * server CPU column. The files stay until the run ends (a default
+ * bench:compare stores about 9 GB), so tmpfs is used only with room for
+ * `minFreeBytes`; otherwise they go to the temp directory, and the report
+ * says so.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 
@@ -21,8 +23,8 @@ export interface ObjectStoreDir {
   remove(): void;
 }
 
-export function objectStoreDir(prefix: string): ObjectStoreDir {
-  const parent = isTmpfs('/dev/shm') ? '/dev/shm' : os.tmpdir();
+export function objectStoreDir(prefix: string, minFreeBytes: number): ObjectStoreDir {
+  const parent = isTmpfs('/dev/shm') && freeBytes('/dev/shm') >= minFreeBytes ? '/dev/shm' : os.tmpdir();
   const dir = mkdtempSync(join(parent, prefix));
   return {
     dir,
@@ -42,4 +44,9 @@ function isTmpfs(mountPoint: string): boolean {
   } catch {
     return false;
   }
+}
+
+function freeBytes(dir: string): number {
+  const { bavail, bsize } = statfsSync(dir);
+  return bavail * bsize;
 }
