@@ -77,7 +77,8 @@ export class PeerLink {
     this.fail(new PeerLinkError(`link to ${this.url.host} closed`));
   }
 
-  private get inFlight(): number {
+  /** Requests sent and not answered yet. */
+  get inFlight(): number {
     return this.pending.length - this.head;
   }
 
@@ -95,6 +96,19 @@ export class PeerLink {
     this.timer = setInterval(() => this.checkTimeout(), Math.max(5, Math.floor(this.timeoutMs / 4)));
     this.timer.unref();
     return socket;
+  }
+
+  private takeOldest(): Pending | undefined {
+    const oldest = this.pending[this.head];
+    if (!oldest) return undefined;
+    this.pending[this.head++] = undefined as unknown as Pending;
+    // A steady pipeline always has a request in flight, so the queue is rarely empty:
+    // drop the answered prefix once it dominates, or it would grow with every message.
+    if (this.head === this.pending.length || (this.head >= 64 && this.head * 2 >= this.pending.length)) {
+      this.pending = this.pending.slice(this.head);
+      this.head = 0;
+    }
+    return oldest;
   }
 
   private checkTimeout(): void {
@@ -132,13 +146,8 @@ export class PeerLink {
         return;
       }
       if (parsed instanceof PeerLinkError) return this.fail(parsed);
-      const waiting = this.pending[this.head];
+      const waiting = this.takeOldest();
       if (!waiting) return this.fail(new PeerLinkError(`peer ${this.url.host} answered a request never sent`));
-      this.pending[this.head++] = undefined as unknown as Pending;
-      if (this.head === this.pending.length) {
-        this.pending = [];
-        this.head = 0;
-      }
       waiting.resolve(parsed.answer);
       if (parsed.close) return this.fail(new PeerLinkError(`peer ${this.url.host} closed the connection`));
       if (this.socket !== socket) return;

@@ -79,6 +79,31 @@ describe('PeerLink', () => {
     expect(connections()).toBe(1);
   });
 
+  it('keeps its queue short under a pipeline that never drains', async () => {
+    // A peer that answers a request only once the next one arrived: one is always in flight.
+    const url = await rawServer((socket) => {
+      let received = 0;
+      let answered = 0;
+      socket.on('data', (d) => {
+        received += d.toString('latin1').split('POST ').length - 1;
+        while (answered < received - 1) socket.write(answer(200, String(answered++)));
+      });
+    });
+    const l = link(url);
+    const bodies: string[] = [];
+    let previous = l.post('/p', 't', [Buffer.from('.')], 1);
+    for (let i = 1; i <= 600; i++) {
+      const next = l.post('/p', 't', [Buffer.from('.')], 1);
+      bodies.push((await previous).body.toString());
+      expect(l.inFlight).toBe(1);
+      previous = next;
+    }
+    previous.catch(() => undefined); // never answered: failed when the link closes
+    expect(bodies).toEqual(Array.from({ length: 600 }, (_, i) => String(i)));
+    // Answered requests must not pile up behind the head (white-box: the queue's backing array).
+    expect((l as unknown as { pending: unknown[] }).pending.length).toBeLessThan(200);
+  });
+
   it('passes any status through with its body', async () => {
     const { url } = await echoServer();
     const a = await link(url).post('/elsewhere', 'text/plain', [Buffer.from('x')], 1);
