@@ -19,11 +19,10 @@
  * Answer: frames, one per append in the same order: u16 big-endian HTTP
  * status, then the JSON body the client gets.
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { TernError } from '../errors.js';
 import { decodeFrames, encodeFrames } from '../frames.js';
 import { isEtcdUnavailable } from '../fencing/directory.js';
-import { postBuffer } from '../replica/peer-transport.js';
 import type { Replica } from '../replica/replica.js';
 import { appendHere } from './append.js';
 import { LOG_NAME_PATTERN, framesOf, type ParsedAppend } from './bodies.js';
@@ -210,4 +209,35 @@ function decodeItem(item: Buffer, maxEntryBytes: number): { log: string; append:
   const entries = framesOf(item.subarray(2 + item[1]!), maxEntryBytes);
   if (kind === KIND_SINGLE ? entries.length !== 1 : entries.length === 0) throw new TernError('BAD_REQUEST', 'forwarded append: wrong number of entries');
   return { log, append: { entries, single: kind === KIND_SINGLE } };
+}
+
+/**
+ * POSTs one buffer and collects the answer through undici's dispatch handler:
+ * forwarding exchanges many small answers, and `request()` wraps each in a
+ * stream and promises that cost more than the answer itself.
+ */
+function postBuffer(dispatcher: Dispatcher, path: string, contentType: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    const chunks: Buffer[] = [];
+    dispatcher.dispatch(
+      { path, method: 'POST', headers: { 'content-type': contentType }, body },
+      {
+        // Its presence tells undici this handler speaks the controller API.
+        onRequestStart() {},
+        onResponseStart(_controller, statusCode) {
+          status = statusCode;
+        },
+        onResponseData(_controller, chunk) {
+          chunks.push(chunk);
+        },
+        onResponseEnd() {
+          resolve({ status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        },
+        onResponseError(_controller, err) {
+          reject(err);
+        },
+      },
+    );
+  });
 }

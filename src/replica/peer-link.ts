@@ -150,7 +150,6 @@ export class PeerLink {
       if (!waiting) return this.fail(new PeerLinkError(`peer ${this.url.host} answered a request never sent`));
       waiting.resolve(parsed.answer);
       if (parsed.close) return this.fail(new PeerLinkError(`peer ${this.url.host} closed the connection`));
-      if (this.socket !== socket) return;
       data = data.subarray(parsed.size);
     }
   }
@@ -184,12 +183,12 @@ export function parseAnswer(data: Buffer): Parsed | 'incomplete' | PeerLinkError
   }
   const connection = headerValue(head, 'connection');
   // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes it unless told otherwise.
-  const close = connection?.includes('close') || (status[1] === '0' && !connection?.includes('keep-alive'));
+  const close = connection?.includes('close') === true || (status[1] === '0' && connection?.includes('keep-alive') !== true);
   const bodyStart = headEnd + HEAD_END.length;
   if (data.length < bodyStart + contentLength) return 'incomplete';
   // Copied out of the read buffer: an answer outlives the chunk it came in (it is small).
   const body = Buffer.from(data.subarray(bodyStart, bodyStart + contentLength));
-  return { answer: { status: code, body }, size: bodyStart + contentLength, close: close === true };
+  return { answer: { status: code, body }, size: bodyStart + contentLength, close };
 }
 
 /** The value of header `name` in a lower-cased head, trimmed; undefined when absent. */

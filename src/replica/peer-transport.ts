@@ -5,7 +5,7 @@
  * the one before it to be answered; commands and recovery fetches go over
  * undici on connections of their own.
  */
-import { Pool, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
 import { decodeAppendReply, encodeAppendRequest } from '../quorum/wire.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 import { PeerLink } from './peer-link.js';
@@ -69,35 +69,4 @@ export class PeerTransport {
     }
     return link;
   }
-}
-
-/**
- * POSTs one buffer and collects the answer through undici's dispatch handler:
- * replication and forwarding exchange many small answers, and `request()`
- * wraps each in a stream and promises that cost more than the answer itself.
- */
-export function postBuffer(dispatcher: Dispatcher, path: string, contentType: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let status = 0;
-    const chunks: Buffer[] = [];
-    dispatcher.dispatch(
-      { path, method: 'POST', headers: { 'content-type': contentType }, body },
-      {
-        // Its presence tells undici this handler speaks the controller API.
-        onRequestStart() {},
-        onResponseStart(_controller, statusCode) {
-          status = statusCode;
-        },
-        onResponseData(_controller, chunk) {
-          chunks.push(chunk);
-        },
-        onResponseEnd() {
-          resolve({ status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
-        },
-        onResponseError(_controller, err) {
-          reject(err);
-        },
-      },
-    );
-  });
 }
