@@ -15,7 +15,7 @@
  * - ceiling: a fastify process answering every append at once
  *   (bench/ceiling-server.ts): what HTTP alone costs.
  *
- *   npm run bench:compare -- [--duration S] [--warmup S] [--runs N]
+ *   npm run bench:compare -- [--duration S] [--open-duration S] [--warmup S] [--runs N]
  *       [--scenarios 1k-64p,64k-16p,1k-1p,open-1k,batch-100x1k] [--rate N]
  *       [--systems tern-leader,tern-spread,nats,ceiling] [--out DIR]
  *
@@ -57,8 +57,17 @@ import { PROJECT_ROOT, ternVersion } from './lib/project.js';
 
 const ALL_SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
 
+/**
+ * An open loop's p99 at 5,000/s over 5 s rests on the worst 250 samples, about 50 ms of
+ * the run: one flush or GC pause decides it, and run-to-run it swung 4x for both systems
+ * (2026-11-30). 20 s gives 1,000 samples and spans both systems' background work.
+ */
+const DEFAULT_OPEN_DURATION_S = 20;
+
 const USAGE = `Usage: node dist/bench/compare.js [options]   (or: npm run bench:compare -- [options])
-  --duration S       measured seconds per run (default 5)
+  --duration S       measured seconds per closed-loop run (default 5)
+  --open-duration S  measured seconds per open-loop run (default ${DEFAULT_OPEN_DURATION_S}): long enough for p99 to rest
+                     on ~1,000 samples and to span each system's periodic background work
   --warmup S         warm-up seconds before each run, not counted (default 2)
   --runs N           runs per (system, scenario); the table has their median (default 3)
   --scenarios LIST   comma-separated, from: ${ALL_SCENARIO_IDS.join(', ')} (default all)
@@ -81,6 +90,7 @@ const COLORS: Record<SystemName, { color: string; dashed?: boolean }> = {
 
 interface Options {
   durationS: number;
+  openDurationS: number;
   warmupS: number;
   runs: number;
   scenarios: string[];
@@ -90,7 +100,7 @@ interface Options {
 }
 
 function parseOptions(argv: readonly string[]): Options | 'help' {
-  const values = parseFlags(argv, ['duration', 'warmup', 'runs', 'scenarios', 'rate', 'systems', 'out']);
+  const values = parseFlags(argv, ['duration', 'open-duration', 'warmup', 'runs', 'scenarios', 'rate', 'systems', 'out']);
   if (values.help) return 'help';
   const str = (name: string) => values[name] as string | undefined;
   const number = (flag: string, def: number, min: number, max: number, integer: boolean) => numberFlag(flag, str(flag), def, min, max, integer);
@@ -104,6 +114,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   };
   return {
     durationS: number('duration', 5, 0.1, 3600, false),
+    openDurationS: number('open-duration', DEFAULT_OPEN_DURATION_S, 0.1, 3600, false),
     warmupS: number('warmup', 2, 0, 600, false),
     runs: number('runs', 3, 1, 100, true),
     scenarios: list('scenarios', str('scenarios'), ALL_SCENARIO_IDS),
@@ -113,8 +124,13 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   };
 }
 
+/** Measured seconds of one run of `sc`. */
+function windowS(sc: Scenario, o: Options): number {
+  return sc.kind === 'open' ? o.openDurationS : o.durationS;
+}
+
 function flagsLine(o: Options): string {
-  return `--duration ${o.durationS} --warmup ${o.warmupS} --runs ${o.runs} --rate ${o.rate} --scenarios ${o.scenarios.join(',')} --systems ${o.systems.join(',')}`;
+  return `--duration ${o.durationS} --open-duration ${o.openDurationS} --warmup ${o.warmupS} --runs ${o.runs} --rate ${o.rate} --scenarios ${o.scenarios.join(',')} --systems ${o.systems.join(',')}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -357,9 +373,8 @@ async function main(argv: string[]): Promise<number> {
     }
 
     const chosen = scenarios(opts.rate).filter((s) => opts.scenarios.includes(s.id));
-    const total = chosen.length * opts.runs * systems.length;
-    const etaS = total * (opts.warmupS + opts.durationS);
-    progress(`${chosen.length} scenario(s) x ${systems.length} system(s) x ${opts.runs} run(s) of ${opts.warmupS} + ${opts.durationS} s: at least ${etaS >= 120 ? `${Math.round(etaS / 60)} min` : `${Math.round(etaS)} s`}`);
+    const etaS = chosen.reduce((sum, sc) => sum + opts.runs * systems.length * (opts.warmupS + windowS(sc, opts)), 0);
+    progress(`${chosen.length} scenario(s) x ${systems.length} system(s) x ${opts.runs} run(s), ${opts.warmupS} s of warm-up each: at least ${etaS >= 120 ? `${Math.round(etaS / 60)} min` : `${Math.round(etaS)} s`}`);
 
     for (const sc of chosen) {
       if (abort.signal.aborted) break;
@@ -373,7 +388,7 @@ async function main(argv: string[]): Promise<number> {
           if (run === 1) progress(`  ${sys.name}: ${sys.describe(sc.id)}`);
           let outcome;
           try {
-            outcome = await runScenario(target, sc, { warmupS: opts.warmupS, durationS: opts.durationS }, sys.pids(), abort.signal);
+            outcome = await runScenario(target, sc, { warmupS: opts.warmupS, durationS: windowS(sc, opts) }, sys.pids(), abort.signal);
           } finally {
             await target.close();
           }
@@ -382,7 +397,7 @@ async function main(argv: string[]): Promise<number> {
           const settleNote = await sys.settle(sc.id);
           if (settleNote) notes.push(`${sys.name} ${sc.id} run ${run}: ${settleNote}`);
           const h = outcome.histogram;
-          const appendsPerSec = outcome.acked / opts.durationS;
+          const appendsPerSec = outcome.acked / windowS(sc, opts);
           const rec: RunRecord = {
             appendsPerSec: round1(appendsPerSec),
             entriesPerSec: round1(appendsPerSec * sc.batch),
@@ -422,7 +437,7 @@ async function main(argv: string[]): Promise<number> {
     const errs = errorLines(cells);
     const scenarioLines = chosen.map((s) => `  ${s.id}: ${s.title}${s.batch > 1 ? ' (appends/s counts batches, entries/s entries)' : ''}`);
     const explain = [
-      `Medians of ${opts.runs} run(s) of ${opts.durationS} s (after ${opts.warmupS} s of warm-up each); errors are summed over the runs.`,
+      `Medians of ${opts.runs} run(s) of ${opts.durationS} s (open loop: ${opts.openDurationS} s), after ${opts.warmupS} s of warm-up each; errors are summed over the runs.`,
       'Latency: client-side ack latency (Tern: HTTP 200; NATS: PubAck; open loop: from the intended send time). MB/s = 10^6 entry bytes/s.',
       'CPU: % of one core over the measured window (median of runs); "server" sums the system\'s processes (Tern: 3 replicas, etcd, s3rver; NATS: 3 nodes);',
       '"driver loop" is the driver\'s event-loop utilisation: near 100% the driver, not the system, limits the row.',
@@ -452,7 +467,7 @@ async function main(argv: string[]): Promise<number> {
       const file = join(opts.out, `${date}-${sc.id}.svg`);
       writeFileSync(
         file,
-        cdfSvg(`${sc.id}: ${sc.title}`, `ack latency, ${opts.runs} run(s) of ${opts.durationS} s merged per system; ${m.cpus} x ${m.cpuModel}; no CPU pinning`, series),
+        cdfSvg(`${sc.id}: ${sc.title}`, `ack latency, ${opts.runs} run(s) of ${windowS(sc, opts)} s merged per system; ${m.cpus} x ${m.cpuModel}; no CPU pinning`, series),
       );
       svgs.push(file);
     }
