@@ -1,34 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../src/cli/local-cluster.js';
+import { runBenchCommand } from '../support/bench-command.js';
 
-const COMMAND = join(projectRoot(), 'dist', 'bench', 'profile.js');
+const run = (args: string[], timeoutMs: number) => runBenchCommand('profile', args, timeoutMs);
 const dirs: string[] = [];
 afterEach(() => {
   while (dirs.length) rmSync(dirs.pop()!, { recursive: true, force: true });
 });
-
-/** Runs the command to its end (it stops its own cluster); a hung run is killed and fails the test. */
-function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [COMMAND, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGINT');
-      reject(new Error(`bench:profile still running after ${timeoutMs} ms:\n${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('npm run bench:profile', () => {
   it('profiles a scenario on a real cluster: shares per component and a flame graph per replica', async () => {

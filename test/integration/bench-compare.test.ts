@@ -1,0 +1,63 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runBenchCommand } from '../support/bench-command.js';
+
+const run = (args: string[], timeoutMs: number) => runBenchCommand('compare', args, timeoutMs);
+const dirs: string[] = [];
+afterEach(() => {
+  while (dirs.length) rmSync(dirs.pop()!, { recursive: true, force: true });
+});
+
+/** What the command's own temp dirs (cluster data, NATS configs, s3rver's objects) are called, in each place they may be. */
+function compareTempDirs(): Set<string> {
+  const named = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f.startsWith('tern-compare-') && !f.startsWith('tern-compare-test-')).map((f) => join(dir, f)) : []);
+  return new Set([...named(tmpdir()), ...named('/dev/shm')]);
+}
+
+/** The cells of the report's result row for (system, scenario). */
+function resultRow(md: string, system: string, scenario: string): string[] {
+  const line = md.split('\n').find((l) => l.startsWith(`| ${system} | ${scenario} |`));
+  expect(line, `no row for ${system} ${scenario}`).toBeDefined();
+  return line!.split('|').slice(1, -1).map((c) => c.trim());
+}
+
+// Without NATS (no nats-server needed): Tern and the ceiling, one short run each.
+describe('npm run bench:compare', () => {
+  it('measures closed loops over --duration and the open loop over --open-duration, and checks what Tern acked', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'tern-compare-test-'));
+    dirs.push(out);
+    const before = compareTempDirs();
+    const args = ['--systems', 'tern-leader,ceiling', '--scenarios', '1k-1p,open-1k', '--duration', '0.5', '--open-duration', '1.5', '--warmup', '0.3', '--runs', '1', '--rate', '400', '--out', out];
+    const res = await run(args, 60_000);
+    expect(res.code, res.stderr).toBe(0);
+
+    const files = readdirSync(out).sort();
+    expect(files.filter((f) => /-(1k-1p|open-1k)\.svg$/.test(f))).toHaveLength(2);
+    const md = readFileSync(join(out, files.find((f) => f.endsWith('.md'))!), 'utf8');
+    expect(md).toContain('--duration 0.5 --open-duration 1.5');
+    expect(md).toContain('Medians of 1 run(s) of 0.5 s (open loop: 1.5 s)');
+    // 400/s over the 1.5 s window: counted over 0.5 s instead, the rate would read about 1,200/s.
+    const openRate = Number(resultRow(md, 'tern-leader', 'open-1k')[2]);
+    expect(openRate).toBeGreaterThan(300);
+    expect(openRate).toBeLessThanOrEqual(400);
+    expect(Number(resultRow(md, 'tern-leader', '1k-1p')[2])).toBeGreaterThan(0);
+    // Every entry Tern acked over the whole run (warm-up and window) is committed and flushed.
+    const check = /tern-leader: (\d+) entries acked, log cmp-open-1k-leader committedId \+ 1 = (\d+), flushedId \+ 1 = (\d+)/.exec(md);
+    expect(check, md).not.toBeNull();
+    expect(Number(check![1])).toBeGreaterThanOrEqual(0.9 * 400 * 1.8);
+    expect(check![2]).toBe(check![1]);
+    expect(check![3]).toBe(check![1]);
+
+    // Its temp dirs are gone, the objects on tmpfs included.
+    expect([...compareTempDirs()].filter((d) => !before.has(d))).toEqual([]);
+  });
+
+  it('answers a bad --open-duration with its usage and exit code 2, starting nothing', async () => {
+    const res = await run(['--open-duration', '0'], 10_000);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/--open-duration must be a number in \[0\.1, 3600\]/);
+    expect(res.stderr).toContain('Usage:');
+  });
+});
