@@ -379,6 +379,7 @@ async function main(argv: string[]): Promise<number> {
     for (const sc of chosen) {
       if (abort.signal.aborted) break;
       progress(`\nscenario ${sc.id}: ${sc.title}`);
+      const measuredS = windowS(sc, opts);
       const scCells = systems.map((s): Cell => ({ system: s.name, scenario: sc, runs: [], merged: newHistogram() }));
       cells.push(...scCells);
       for (let run = 1; run <= opts.runs && !abort.signal.aborted; run++) {
@@ -388,7 +389,7 @@ async function main(argv: string[]): Promise<number> {
           if (run === 1) progress(`  ${sys.name}: ${sys.describe(sc.id)}`);
           let outcome;
           try {
-            outcome = await runScenario(target, sc, { warmupS: opts.warmupS, durationS: windowS(sc, opts) }, sys.pids(), abort.signal);
+            outcome = await runScenario(target, sc, { warmupS: opts.warmupS, durationS: measuredS }, sys.pids(), abort.signal);
           } finally {
             await target.close();
           }
@@ -397,7 +398,7 @@ async function main(argv: string[]): Promise<number> {
           const settleNote = await sys.settle(sc.id);
           if (settleNote) notes.push(`${sys.name} ${sc.id} run ${run}: ${settleNote}`);
           const h = outcome.histogram;
-          const appendsPerSec = outcome.acked / windowS(sc, opts);
+          const appendsPerSec = outcome.acked / measuredS;
           const rec: RunRecord = {
             appendsPerSec: round1(appendsPerSec),
             entriesPerSec: round1(appendsPerSec * sc.batch),
