@@ -213,7 +213,10 @@ describe('leadership moves without losing an acknowledged append', () => {
     const late = Array.from({ length: 5 }, (_, i) => appendRaw(staleUrl, 'paused', `late-${i}`, 20_000).catch(() => undefined));
     await eventually(async () => expect(await leaderOf(c, 'paused', c.replicas.indexOf(other))).not.toBe(stale), 15_000);
     // The new leader takes appends once it has recovered (503 NOT_READY until then).
-    await eventually(async () => expect((await appendRaw(other.clientUrl, 'paused', 'new-leader')).status).toBe(200), 10_000);
+    await eventually(async () => {
+      const res = await appendRaw(other.clientUrl, 'paused', 'new-leader');
+      expect(res.status, res.body.toString()).toBe(200);
+    }, 10_000);
     await c.signal(stale, 'SIGCONT');
     const answers = await Promise.all(late);
     const entries = await eventually(async () => {
