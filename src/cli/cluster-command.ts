@@ -8,6 +8,9 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../replica/config.js';
 import { LocalCluster } from './local-cluster.js';
 
+/** A replica's drain is bounded by its --shutdown-timeout-ms (20 s by default); after this it is killed. */
+const CLUSTER_STOP_GRACE_MS = 30_000;
+
 export interface ClusterArgs {
   dataDir: string;
   basePort: number;
@@ -68,7 +71,15 @@ export async function runClusterCommand(args: ClusterArgs): Promise<number> {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  console.log('stopping...');
-  await cluster.stop();
+  console.log('stopping: the replicas hand off or close their logs clean (Ctrl-C again to kill them now)...');
+  const force = () => {
+    console.log('killing everything now');
+    cluster.kill();
+    process.exit(1);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  await cluster.stop(CLUSTER_STOP_GRACE_MS);
+  console.log('stopped');
   return 0;
 }

@@ -32,7 +32,8 @@ export async function startEtcd(options: { dataDir: string; clientPort: number; 
       '--logger', 'zap',
       '--log-outputs', 'stderr',
     ],
-    { stdio: ['ignore', log, log] },
+    // Its own process group: a Ctrl-C at the terminal must not stop etcd before the replicas have closed their logs in it.
+    { stdio: ['ignore', log, log], detached: true },
   );
   const spawned = new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);

@@ -53,6 +53,9 @@ export interface ReplicaProcess {
   process: ChildProcess;
 }
 
+/** How long `stop` lets a replica drain before killing it: tests and scripts should not wait the full --shutdown-timeout-ms on a broken cluster. */
+const DEFAULT_STOP_GRACE_MS = 10_000;
+
 export const REPLICA_IDS = ['r1', 'r2', 'r3'] as const;
 
 type ClusterPorts = Pick<LocalClusterOptions, 'clientPorts' | 'peerPorts' | 'etcdClientPort' | 'etcdPeerPort' | 's3Port'>;
@@ -226,13 +229,18 @@ export class LocalCluster {
     return path;
   }
 
-  /** Stops every process this cluster started (SIGCONT first, so a paused replica can die). */
-  async stop(): Promise<void> {
+  /**
+   * Stops every process this cluster started: the replicas first, each with
+   * a controlled shutdown (SIGTERM: hand off or close clean its logs, in
+   * etcd and the object store, which stop after them), killed if still there
+   * after `graceMs`. SIGCONT first, so a paused replica can stop.
+   */
+  async stop(graceMs = DEFAULT_STOP_GRACE_MS): Promise<void> {
     await Promise.all(
       this.replicas.map(async (r) => {
         if (!r.process) return;
         r.process.kill('SIGCONT');
-        await stopChild(r.process);
+        await stopChild(r.process, 'SIGTERM', graceMs);
       }),
     );
     for (const service of [this.s3, this.etcd]) service?.process.kill('SIGCONT');
@@ -240,10 +248,16 @@ export class LocalCluster {
     await this.etcd?.stop();
   }
 
+  /** SIGKILL to every process this cluster started, at once (a second Ctrl-C). */
+  kill(): void {
+    for (const child of [...this.replicas.map((r) => r.process), this.s3?.process, this.etcd?.process]) child?.kill('SIGKILL');
+  }
+
   private spawnReplica(r: ReplicaProcess): ChildProcess {
     const [cmd, ...args] = r.argv;
     const stdio = this.output === 'inherit' ? 'inherit' : (['ignore', openSync(join(this.dataDir, `${r.id}.log`), 'a'), openSync(join(this.dataDir, `${r.id}.log`), 'a')] as const);
-    const child = spawn(cmd!, args, { stdio: stdio as never });
+    // Its own process group, like etcd's and s3rver's: on a Ctrl-C at the terminal the cluster stops its replicas in order.
+    const child = spawn(cmd!, args, { stdio: stdio as never, detached: true });
     return child;
   }
 

@@ -23,8 +23,12 @@ async function main(argv: string[]): Promise<number> {
       const config = parseReplicaConfig(rest);
       const running = await startReplica(config);
       await untilSignal();
-      await running.stop();
-      return 0;
+      // A second signal while draining means "now": exit as a crash would.
+      const force = () => process.exit(1);
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+      const report = await running.shutdown();
+      return report.unfinished.length === 0 ? 0 : 1;
     }
     case 'cluster':
       return runClusterCommand(parseClusterArgs(rest));

@@ -25,6 +25,8 @@ export async function startS3rver(options: { dataDir: string; port: number }): P
   const log = openSync(join(options.dataDir, 's3rver.log'), 'a');
   const child = spawn(process.execPath, [bin, '-d', join(options.dataDir, 'data'), '-a', '127.0.0.1', '-p', String(options.port), '--configure-bucket', S3RVER_BUCKET, '--silent'], {
     stdio: ['ignore', log, log],
+    // Its own process group: a Ctrl-C at the terminal must not stop the store before the replicas have flushed to it.
+    detached: true,
   });
   try {
     await waitForHttp(`${endpoint}/${S3RVER_BUCKET}`, 20_000, child);

@@ -71,6 +71,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private watcher: Watcher | undefined;
   private reRegistering = false;
   private closed = false;
+  /** Set by markDraining: a stopping replica never campaigns for coordinator again. */
+  private draining = false;
 
   private constructor(
     private readonly client: Etcd3,
@@ -292,6 +294,40 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return res.succeeded;
   }
 
+  /**
+   * The end of a controlled shutdown, in one transaction compared on the
+   * epoch and this replica's leader key: seals the open segment as closed
+   * clean and gives up the leader key. The caller has flushed every committed
+   * id up to the seal, so the next leader recovers without fence answers.
+   */
+  async closeSegmentClean(name: string, epoch: number, segment: SegmentMeta): Promise<boolean> {
+    const sealed: SegmentMeta = { ...segment, closedClean: true };
+    const key = keys.segment(name, segment.epoch);
+    const res = await this.ifStillLeader(name, epoch).then(this.ns.put(key).value(JSON.stringify(sealed)), this.ns.delete().key(keys.leader(name))).commit();
+    if (res.succeeded) {
+      this.seen([key, keys.leader(name)], res.header.revision);
+      this.setSegment(name, sealed);
+      this.leaders.delete(name);
+    }
+    return res.succeeded;
+  }
+
+  /**
+   * Tells the cluster this replica is stopping: the coordinator and handoffs
+   * stop giving it leaderships, and it resigns as coordinator so that a
+   * replica that stays assigns the logs it closes.
+   */
+  async markDraining(): Promise<void> {
+    this.draining = true;
+    const self: MemberInfo = { ...this.self, draining: true };
+    await this.ns
+      .if(keys.coordinator(), 'Value', '==', this.self.id)
+      .then(this.ns.delete().key(keys.coordinator()))
+      .commit();
+    await this.ns.put(keys.member(self.id)).value(JSON.stringify(self)).lease(await this.currentLeaseId());
+    this.members.set(self.id, this.routed(self));
+  }
+
   /** Gives up the leader key of `epoch` (handoff); the epoch stays, so the next leader raises it. */
   async releaseLeadership(name: string, epoch: number): Promise<boolean> {
     const res = await this.ifStillLeader(name, epoch).then(this.ns.delete().key(keys.leader(name))).commit();
@@ -378,7 +414,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
 
   /** Tries to become the coordinator (a leased key); called again whenever the key disappears. */
   private async campaign(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.draining) return;
     await this.ns
       .if(keys.coordinator(), 'Create', '==', 0)
       .then(this.ns.put(keys.coordinator()).value(this.self.id).lease(await this.currentLeaseId()))

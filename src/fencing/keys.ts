@@ -50,6 +50,15 @@ export interface SegmentMeta {
    * count toward this segment's recovery quorum.
    */
   replicas: Record<string, string>;
+  /**
+   * Set by a leader that stopped cleanly (controlled shutdown): it stopped
+   * taking appends, drained its rounds, flushed every committed entry to
+   * object storage and sealed the segment at its last committed id, all
+   * before giving up its leader key. Recovery of such a segment needs no fence
+   * answers: every id up to lastId is in object storage, nothing after it was
+   * acknowledged (BookKeeper's closed ledger).
+   */
+  closedClean?: boolean;
 }
 
 export interface MemberInfo {
@@ -58,6 +67,8 @@ export interface MemberInfo {
   peerUrl: string;
   /** New at every process start: lets recovery tell a restarted (amnesiac) replica from the one that held a segment. */
   incarnation: string;
+  /** Set once the replica began a controlled shutdown: it takes no new leadership. */
+  draining?: boolean;
 }
 
 export interface LogMeta {

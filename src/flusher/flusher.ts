@@ -22,6 +22,8 @@ export interface FlushSource {
   readonly epoch: number;
   /** False once this leader stepped down: the flusher stops. */
   isCurrent(): boolean;
+  /** True while the leader closes the log (controlled shutdown): cut objects at once, however small. */
+  closing(): boolean;
   committedId(): number;
   /** Committed entries from `fromId`, at most `maxCount` and about `maxBytes`. */
   entries(fromId: number, maxCount: number, maxBytes: number): Buffer[];
@@ -139,7 +141,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     const entries = src.entries(nextId, Math.min(pending, options.maxEntries), options.maxBytes);
     let bytes = 0;
     for (const e of entries) bytes += e.length;
-    if (bytes < options.maxBytes && entries.length < options.maxEntries && Date.now() - waitingSince < options.intervalMs) {
+    if (bytes < options.maxBytes && entries.length < options.maxEntries && Date.now() - waitingSince < options.intervalMs && !src.closing()) {
       await sleep(pollMs);
       continue;
     }

@@ -82,9 +82,10 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
 
   app.get('/healthz', { schema: { summary: 'Liveness: the process serves HTTP; incarnation is new at every start' } }, async () => ({ status: 'ok', id: replica.id, incarnation: replica.incarnation ?? null }));
 
-  app.get('/readyz', { schema: { summary: 'Readiness: registered in etcd and serving' } }, async () => {
-    if (!replica.isReady) throw new TernError('NOT_READY', `replica ${replica.id} is not ready`);
-    return { status: 'ready', id: replica.id };
+  app.get('/readyz', { schema: { summary: 'Readiness, meaning "another replica may be stopped now": registered in etcd, not stopping, and counted by the open segment of every log it holds. 503 NOT_READY says why and how many logs are catching up' } }, async (_req, reply) => {
+    const r = replica.readiness();
+    if (!r.ready) return reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS)).send({ ...new TernError('NOT_READY', `replica ${replica.id} is not ready: ${r.reason}`).toBody(), catchingUp: r.catchingUp });
+    return { status: 'ready', id: replica.id, catchingUp: 0 };
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

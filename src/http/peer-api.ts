@@ -4,7 +4,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { TernError } from '../errors.js';
-import { WireError, decodeAppendRequest, encodeAppendReply } from '../quorum/wire.js';
+import { WireError, decodeAppendRequest, encodeAppendReply, requestVersion } from '../quorum/wire.js';
 import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from '../replica/peer-transport.js';
 import type { Replica } from '../replica/replica.js';
 import { installErrorHandling } from './error-handler.js';
@@ -28,7 +28,7 @@ export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): Fasti
       throw err;
     }
     const answer = replica.handlePeerAppend(msg);
-    return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer));
+    return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer, requestVersion(req.body)));
   });
 
   // A follower closes a batch once it reaches maxBatchBytes, so a batch holds less than that plus one

@@ -114,9 +114,15 @@ export class LeaderLog<T> {
     return this.deposed || this.replica.epoch > this.config.epoch;
   }
 
-  /** Highest id `peer` provably holds in this leader's version (-1 none). */
-  matchIdOf(peer: string): number {
-    return this.progress.find((p) => p.peer === peer)?.matchId ?? -1;
+  /**
+   * Highest id `peer` provably holds in this leader's version (-1 none); with
+   * `incarnation`, only what that incarnation of it has answered (a follower
+   * that restarted must not count for what its previous process held).
+   */
+  matchIdOf(peer: string, incarnation?: number): number {
+    const p = this.progress.find((x) => x.peer === peer);
+    if (!p || (incarnation !== undefined && p.incarnation !== incarnation)) return -1;
+    return p.matchId;
   }
 
   /** Proposals given ids and not yet acked or failed. */
@@ -145,6 +151,14 @@ export class LeaderLog<T> {
       return;
     }
     p.lastReplyTick = this.now;
+    if (reply.incarnation !== undefined && reply.incarnation !== p.incarnation) {
+      // A new process answers: whatever the old one held is gone (amnesia), so progress starts over.
+      if (p.incarnation !== undefined) {
+        p.matchId = -1;
+        p.resetToProbe(this.now);
+      }
+      p.incarnation = reply.incarnation;
+    }
     const sent = p.takeInflight(reply.seq);
     if (reply.status === ReplyStatus.Ok) {
       if (reply.lastId > p.matchId) p.matchId = Math.min(reply.lastId, this.replica.buffer.lastId);

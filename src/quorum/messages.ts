@@ -49,4 +49,15 @@ export interface AppendReply {
   seq: number;
   /** Ok: highest id now known to match the leader. Gap: the follower's last id. */
   lastId: number;
+  /**
+   * Tag of the answering process's incarnation (incarnationTag), absent from
+   * replicas that predate it. A new tag means the follower restarted and
+   * forgot what it held: the leader's progress for it starts over.
+   */
+  incarnation?: number;
+}
+
+/** A replica incarnation (a UUID) as the u32 that replies carry: its first 32 bits. */
+export function incarnationTag(incarnation: string): number {
+  return Number.parseInt(incarnation.replaceAll('-', '').slice(0, 8), 16) >>> 0;
 }

@@ -26,6 +26,8 @@ export class PeerProgress {
   lastSentTick = -Infinity;
   /** Commit point last told to this follower. */
   sentCommitId = -1;
+  /** Incarnation tag of the follower's last reply (undefined: none yet, or a replica too old to send it). */
+  incarnation: number | undefined;
 
   constructor(
     readonly peer: string,

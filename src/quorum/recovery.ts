@@ -15,6 +15,8 @@
  *   an id past the open segment's start must carry the open segment's epoch.
  * - Without a counted quorum the log stays unavailable, unless an operator
  *   accepts possible loss (`unsafe`): then every answer counts.
+ * - A segment its own leader closed clean (sealed after flushing everything it
+ *   committed) needs no answers at all: its end is the recorded lastId.
  */
 import { majorityOf } from './majority.js';
 
@@ -40,6 +42,7 @@ export interface SegmentView {
   firstId: number;
   lastId: number | null;
   replicas: Record<string, string>;
+  closedClean?: boolean;
 }
 
 export type RecoveryDecision =
@@ -74,6 +77,7 @@ export function validLastId(answer: FenceAnswer, segments: readonly SegmentView[
 export function decideRecovery(segments: readonly SegmentView[], answers: readonly FenceAnswer[], replicaCount: number, unsafe = false): RecoveryDecision {
   const open = segments[segments.length - 1];
   if (!open) return { kind: 'recover', endId: -1, source: '', counted: answers.map((a) => a.replica) };
+  if (isClosedClean(open)) return { kind: 'recover', endId: open.lastId!, source: '', counted: [] };
   const counted = unsafe ? answers : answers.filter((a) => open.replicas[a.replica] === a.incarnation);
   const quorum = unsafe ? 1 : majorityOf(replicaCount);
   if (counted.length < quorum) {
@@ -91,6 +95,11 @@ export function decideRecovery(segments: readonly SegmentView[], answers: readon
   }
   // A sealed prefix is never recovered below its seal: the ids up to it are final.
   return { kind: 'recover', endId: Math.max(endId, open.firstId - 1), source: best.replica, counted: counted.map((a) => a.replica) };
+}
+
+/** True when the log's last segment was sealed by its own leader's controlled shutdown: recovery needs no fence answers. */
+export function isClosedClean(last: SegmentView | undefined): boolean {
+  return last !== undefined && last.closedClean === true && last.lastId !== null;
 }
 
 function segmentOf(segments: readonly SegmentView[], id: number): SegmentView | undefined {

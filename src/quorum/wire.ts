@@ -11,20 +11,27 @@
  *   per entry: u32 length, bytes
  * AppendReply:
  *   u8 version (1)  u8 status  u32 epoch  u32 seq  i48 lastId
+ *   version 2 adds: u32 incarnation tag of the answering replica
+ *
+ * Requests are the same in versions 1 and 2: a version 2 request says "this
+ * leader reads version 2 replies", and a follower answers in the request's
+ * version, so replicas of both versions replicate to each other during a
+ * rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
  */
 import type { AppendReply, AppendRequest, ReplyStatus } from './messages.js';
 
-const VERSION = 1;
-const REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
+const VERSION = 2;
+const V1 = 1;
+const V1_REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
 
 export class WireError extends Error {}
 
 /** Encoded request as a list of chunks whose total is `length`: entries are referenced, not copied. */
-export function encodeAppendRequest(req: AppendRequest): { chunks: Buffer[]; length: number } {
+export function encodeAppendRequest(req: AppendRequest, version: number = VERSION): { chunks: Buffer[]; length: number } {
   const log = Buffer.from(req.log, 'latin1');
   const leader = Buffer.from(req.leader, 'latin1');
   const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 4 + 6 + 4 + 4 * req.entries.length);
-  let o = header.writeUInt8(VERSION, 0);
+  let o = header.writeUInt8(version, 0);
   o = header.writeUInt8(log.length, o);
   o += log.copy(header, o);
   o = header.writeUInt8(leader.length, o);
@@ -48,7 +55,8 @@ export function encodeAppendRequest(req: AppendRequest): { chunks: Buffer[]; len
 /** Decodes a request; entries are views into `body`, which must stay unmodified. */
 export function decodeAppendRequest(body: Buffer): AppendRequest {
   const r = new Reader(body);
-  if (r.u8() !== VERSION) throw new WireError('unsupported peer message version');
+  const version = r.u8();
+  if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer message version');
   const log = r.bytes(r.u8()).toString('latin1');
   const leader = r.bytes(r.u8()).toString('latin1');
   const epoch = r.u32();
@@ -66,22 +74,31 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   return { log, leader, epoch, seq, firstId, prevEpoch, entryEpoch, commitId, entries };
 }
 
-export function encodeAppendReply(reply: AppendReply): Buffer {
-  const b = Buffer.allocUnsafe(REPLY_BYTES);
-  let o = b.writeUInt8(VERSION, 0);
+/** The version of an encoded request: its reply must be encoded in the same one. */
+export function requestVersion(body: Buffer): number {
+  return body[0] ?? V1;
+}
+
+export function encodeAppendReply(reply: AppendReply, version: number = VERSION): Buffer {
+  const v2 = version >= VERSION;
+  const b = Buffer.allocUnsafe(V1_REPLY_BYTES + (v2 ? 4 : 0));
+  let o = b.writeUInt8(v2 ? VERSION : V1, 0);
   o = b.writeUInt8(reply.status, o);
   o = b.writeUInt32BE(reply.epoch, o);
   o = b.writeUInt32BE(reply.seq >>> 0, o);
-  b.writeIntBE(reply.lastId, o, 6);
+  o = b.writeIntBE(reply.lastId, o, 6);
+  if (v2) b.writeUInt32BE((reply.incarnation ?? 0) >>> 0, o);
   return b;
 }
 
 export function decodeAppendReply(body: Buffer): AppendReply {
   const r = new Reader(body);
-  if (r.u8() !== VERSION) throw new WireError('unsupported peer reply version');
+  const version = r.u8();
+  if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer reply version');
   const status = r.u8();
   if (status > 2) throw new WireError(`unknown reply status ${status}`);
-  const reply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
+  const reply: AppendReply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
+  if (version === VERSION) reply.incarnation = r.u32();
   r.end();
   return reply;
 }
@@ -136,7 +153,7 @@ export interface EntryRun {
 export function encodeEntryRuns(log: string, runs: readonly EntryRun[]): Buffer {
   const parts: Buffer[] = [];
   for (const run of runs) {
-    const { chunks, length } = encodeAppendRequest({ log, epoch: run.epoch, leader: '', seq: 0, firstId: run.firstId, prevEpoch: -1, entryEpoch: run.epoch, commitId: -1, entries: run.entries });
+    const { chunks, length } = encodeAppendRequest({ log, epoch: run.epoch, leader: '', seq: 0, firstId: run.firstId, prevEpoch: -1, entryEpoch: run.epoch, commitId: -1, entries: run.entries }, V1);
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32BE(length, 0);
     parts.push(len, ...chunks);

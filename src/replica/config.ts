@@ -56,6 +56,7 @@ export const replicaOptions = {
   flushIntervalMs: { kind: 'int', default: 1000, min: 1, max: 3_600_000, doc: 'Committed entries wait at most about this long before they are flushed, however few.' },
   readCacheBytes: { kind: 'int', default: 64 * 1024 * 1024, min: 0, max: 64 * 1024 * 1024 * 1024, doc: 'Bytes of recently read objects each replica keeps for reads below its memory.' },
   orphanGraceMs: { kind: 'int', default: 600_000, min: 0, max: 7 * 24 * 3_600_000, doc: 'An object in the store that no manifest records (a fenced leader\'s late upload) is deleted once this old.' },
+  shutdownTimeoutMs: { kind: 'int', default: 20_000, min: 100, max: 3_600_000, doc: 'Longest controlled shutdown (SIGTERM/SIGINT): hand off or close clean every led log, then exit; past it the replica exits as a crash would. The default leaves room inside Kubernetes\' 30 s grace period.' },
   metricsPerLog: { kind: 'enum', default: 'true', values: ['true', 'false'], doc: 'Label per-log metrics with the log name (series grow with the number of logs); false folds every log into log="_all" for clusters with many logs.' },
   logLevel: { kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level of the JSON logs on stdout.' },
 } as const satisfies Record<string, OptionSpec>;

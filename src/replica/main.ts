@@ -1,7 +1,8 @@
 /**
  * Lifecycle of one replica process: listen on the peer and client ports,
  * register in etcd under a lease with a fresh incarnation, serve; on SIGTERM
- * or SIGINT stop taking requests, step down, revoke the lease, exit.
+ * or SIGINT drain (hand off or close clean every led log, bounded by
+ * --shutdown-timeout-ms), then stop taking requests, revoke the lease, exit.
  */
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
@@ -12,12 +13,15 @@ import { peerRouteMap, type ReplicaConfig } from './config.js';
 import { ObjectStore } from '../flusher/object-store.js';
 import { missingNodeFlags } from './node-flags.js';
 import { PeerTransport } from './peer-transport.js';
-import { Replica } from './replica.js';
+import { Replica, type DrainReport } from './replica.js';
 
 export interface RunningReplica {
   replica: Replica;
   clientUrl: string;
   peerUrl: string;
+  /** Controlled shutdown: drain within --shutdown-timeout-ms, then stop. */
+  shutdown(): Promise<DrainReport>;
+  /** Stops at once (what is left to drain is left as after a crash). */
   stop(): Promise<void>;
 }
 
@@ -64,10 +68,33 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
     });
     replica.start(directory);
     logger.info({ clientUrl, peerUrl, incarnation: directory.self.incarnation }, 'replica ready');
-    return { replica, clientUrl, peerUrl, stop };
+    const shutdown = async (): Promise<DrainReport> => {
+      const started = Date.now();
+      const report: DrainReport = { handedOff: [], closedClean: [], lost: [], unfinished: [] };
+      logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'controlled shutdown: draining');
+      const drained = replica.drain(report).catch((err: Error) => void report.unfinished.push({ log: '*', reason: err.message }));
+      const finished = await withDeadline(drained, config.shutdownTimeoutMs);
+      const summary = { ms: Date.now() - started, handedOff: report.handedOff.length, closedClean: report.closedClean.length, lost: report.lost.length, unfinished: report.unfinished };
+      if (finished && report.unfinished.length === 0) logger.info(summary, 'drained: stopping');
+      else logger.error({ ...summary, timedOut: !finished }, 'drain did not finish: stopping as after a crash; the logs left recover from their counted replicas');
+      await stop();
+      return report;
+    };
+    return { replica, clientUrl, peerUrl, shutdown, stop };
   } catch (err) {
     await stop();
     throw err;
+  }
+}
+
+/** True when `work` settled within `ms`; false when the deadline came first (the work is abandoned, not cancelled). */
+async function withDeadline(work: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([work.then(() => true), deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

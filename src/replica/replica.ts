@@ -15,8 +15,8 @@ import { TernError } from '../errors.js';
 import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import { LeaderLog, type LeaderConfig, type Ready, type Refusal, type UnknownOutcome } from '../quorum/leader.js';
 import { LogReplica } from '../quorum/log-replica.js';
-import { ReplyStatus, type AppendReply, type AppendRequest } from '../quorum/messages.js';
-import { decideRecovery, validLastId, type FenceAnswer } from '../quorum/recovery.js';
+import { ReplyStatus, incarnationTag, type AppendReply, type AppendRequest } from '../quorum/messages.js';
+import { decideRecovery, isClosedClean, validLastId, type FenceAnswer } from '../quorum/recovery.js';
 import { decodeEntryRuns, encodeEntryRuns } from '../quorum/wire.js';
 import { OBJECT_BUFFERS_KEPT, ObjectBuffers, runFlusher } from '../flusher/flusher.js';
 import { CorruptObjectError, logPrefix } from '../flusher/object-format.js';
@@ -64,6 +64,24 @@ export interface LogStatus {
   flushLag: { entries: number; bytes: number };
 }
 
+/** Whether this replica may be stopped now without making a log unrecoverable (`/readyz`). */
+export interface Readiness {
+  ready: boolean;
+  /** Logs of this replica whose open segment does not count it yet (it restarted and is catching up). */
+  catchingUp: number;
+  reason?: string;
+}
+
+/** What a controlled shutdown did with each log this replica led. */
+export interface DrainReport {
+  handedOff: string[];
+  closedClean: string[];
+  /** Logs whose leadership moved away on its own while draining (another leader fenced this one). */
+  lost: string[];
+  /** Logs the drain could not finish (no object store, store or etcd down): they recover as after a crash. */
+  unfinished: { log: string; reason: string }[];
+}
+
 export interface RecoveryReport {
   log: string;
   epoch: number;
@@ -77,6 +95,8 @@ export interface RecoveryReport {
 const COORDINATOR_PASS_MS = 300;
 /** How long a new log's creator has to give it its first leader before the coordinator does. */
 const CREATION_GRACE_MS = 10_000;
+/** How often a draining leader looks whether its flusher has caught up with the commit point. */
+const DRAIN_POLL_MS = 10;
 /** A deleted log's objects are swept again this much later, for an upload that was in flight. */
 const LATE_SWEEP_MS = 10_000;
 
@@ -96,8 +116,10 @@ interface LogState {
   blockedBy: string | undefined;
   /** An operator asked to recover without a counted quorum, accepting possible loss. */
   unsafeRecovery: boolean;
-  /** Set during a handoff: the leader drains and takes no new appends. */
+  /** Set during a handoff or a controlled shutdown: the leader drains and takes no new appends. */
   handingOff: boolean;
+  /** Called once the leader has no rounds in flight (a handoff waits for it). */
+  roundsDone: (() => void) | undefined;
   /** Commit point tail readers were last woken for. */
   wokenCommitId: number;
   /**
@@ -124,6 +146,8 @@ export class Replica {
   private coordinatorTimer: NodeJS.Timeout | undefined;
   private directory: ClusterDirectory | undefined;
   private stopping = false;
+  /** Set when a controlled shutdown begins: not ready, no new leaderships, led logs move away or close clean. */
+  private draining = false;
   /** Logs the coordinator is assigning right now. */
   private readonly assigning = new Set<string>();
   private readonly leaderTicks: Omit<LeaderConfig, 'self' | 'peers' | 'epoch'>;
@@ -172,7 +196,30 @@ export class Replica {
    * 503 NOT_READY on its own until recovered.
    */
   get isReady(): boolean {
-    return this.directory !== undefined && this.directory.leaseUp && !this.stopping;
+    return this.readiness().ready;
+  }
+
+  /**
+   * Ready means "another replica may be stopped now": registered, not
+   * draining, and counted by (or leading) the open segment of every log this
+   * replica belongs to, so that no log needs this replica's memory to recover
+   * while it catches up. A replica that just started is live but not ready
+   * until every leader has caught it up and recorded its new incarnation.
+   */
+  readiness(): Readiness {
+    const dir = this.directory;
+    if (!dir || !dir.leaseUp || this.stopping || this.draining) {
+      return { ready: false, catchingUp: 0, reason: this.draining || this.stopping ? 'stopping' : dir ? 'etcd lease down' : 'starting' };
+    }
+    let catchingUp = 0;
+    for (const name of dir.logNames()) {
+      const record = dir.log(name);
+      if (!record?.meta.replicas.includes(this.id) || this.localLeader(name)) continue;
+      const last = record.segments.at(-1);
+      if (!last || last.lastId !== null) continue;
+      if (last.replicas[this.id] !== dir.self.incarnation) catchingUp++;
+    }
+    return catchingUp === 0 ? { ready: true, catchingUp } : { ready: false, catchingUp, reason: `${catchingUp} logs do not count this replica yet (catching up)` };
   }
 
   start(directory: ClusterDirectory): void {
@@ -191,6 +238,7 @@ export class Replica {
     // The coordinator (one replica, elected through a leased etcd key) gives leaderless logs a leader.
     this.coordinatorTimer = setInterval(() => {
       if (this.stopping) return;
+      if (this.draining) return;
       if (directory.isCoordinator) this.assignLeaderless().catch((err) => this.log.warn({ err }, 'coordinator pass failed'));
       for (const [name, state] of this.logs) this.recordRejoinedReplicas(name, state);
     }, COORDINATOR_PASS_MS);
@@ -358,6 +406,7 @@ export class Replica {
     const before = state.replica.commitId;
     if (state.leader && req.epoch > state.leader.epoch) this.stepDown(state);
     const reply = state.replica.handleAppend(req);
+    if (this.directory) reply.incarnation = incarnationTag(this.directory.self.incarnation);
     if (state.replica.commitId > before) this.wakeReaders(req.log, state.replica.commitId);
     return reply;
   }
@@ -386,6 +435,7 @@ export class Replica {
    * appends. One takeover per log at a time on this replica.
    */
   takeOver(name: string, expectedEpoch: number, unsafe = false, replacing?: string): Promise<RecoveryReport> {
+    if (this.draining) return Promise.reject(new TernError('NOT_READY', `replica ${this.id} is stopping: it takes no leadership`));
     const state = this.logState(name);
     if (unsafe) state.unsafeRecovery = true;
     if (!state.takeover) {
@@ -399,10 +449,12 @@ export class Replica {
   }
 
   /**
-   * Moves leadership of `name` to replica `to` on purpose: stop taking appends,
-   * let the rounds in flight finish, step down, and ask `to` to take over in
+   * Moves leadership of `name` to replica `to` on purpose: stop taking
+   * appends, let the rounds in flight finish, and ask `to` to take over in
    * place of this leader's key (it recovers as after a failure, so nothing
-   * acknowledged is lost; the key is never free for the coordinator to hand out).
+   * acknowledged is lost; the key is never free for the coordinator to hand
+   * out). This leader keeps its key until `to` claims it, so a refused handoff
+   * leaves the log where it was, taking appends again.
    */
   async handoff(name: string, to: string): Promise<LogStatus> {
     const record = await this.requireLog(name);
@@ -415,21 +467,114 @@ export class Replica {
     if (to === this.id) return this.status(name);
     state.handingOff = true;
     try {
-      const deadline = Date.now() + this.config.ackTimeoutMs;
-      while (leader.pendingCount > 0 && !leader.isDeposed && Date.now() < deadline) await sleep(2);
-      this.stepDown(state);
+      await this.roundsDone(state, leader, this.config.ackTimeoutMs);
+      await this.passLeadership(name, leader, target);
     } finally {
       state.handingOff = false;
     }
-    this.log.info({ log: name, epoch: leader.epoch, to }, 'handing off');
+    return this.status(name);
+  }
+
+  /** Asks `target` to take `name` over from `leader`, replacing exactly this leader's key. */
+  private async passLeadership(name: string, leader: LeaderLog<Waiting>, target: MemberInfo): Promise<void> {
+    this.log.info({ log: name, epoch: leader.epoch, to: target.id }, 'handing off');
     try {
       await this.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: leader.epoch, replacing: this.dir().leaderValue(leader.epoch) });
     } catch (err) {
-      // Free the key: the coordinator gives the log to a live replica.
-      await this.dir().releaseLeadership(name, leader.epoch).catch(() => false);
-      throw new TernError('NOT_READY', `handoff of ${name} to ${to} failed: ${(err as Error).message}`, { cause: err });
+      throw new TernError('NOT_READY', `handoff of ${name} to ${target.id} failed: ${(err as Error).message}`, { cause: err });
     }
-    return this.status(name);
+  }
+
+  /** Resolves once `leader` has no proposal in flight (all acked or failed), or after `timeoutMs`. */
+  private roundsDone(state: LogState, leader: LeaderLog<Waiting>, timeoutMs: number): Promise<void> {
+    if (leader.pendingCount === 0 || leader.isDeposed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(0, timeoutMs));
+      function done(): void {
+        clearTimeout(timer);
+        state.roundsDone = undefined;
+        resolve();
+      }
+      state.roundsDone = done;
+    });
+  }
+
+  // ---- controlled shutdown ----
+
+  /**
+   * Controlled shutdown (Kafka's controlled shutdown, BookKeeper's ledger
+   * close): not ready at once, no new leaderships; every led log, in
+   * parallel, stops taking appends, finishes its rounds, and moves to a live
+   * replica its open segment counts, or, when there is none, flushes what it
+   * committed and is closed clean in etcd. Reads and peer traffic are served
+   * throughout. The caller bounds it with --shutdown-timeout-ms.
+   */
+  async drain(report: DrainReport): Promise<void> {
+    this.draining = true;
+    const dir = this.dir();
+    try {
+      await dir.markDraining();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not mark this replica as draining in etcd; handing off anyway');
+    }
+    // A takeover already running may make this replica a leader it must then drain.
+    await Promise.allSettled([...this.logs.values()].map((state) => state.takeover));
+    const led = [...this.logs].filter(([name]) => this.localLeader(name));
+    await Promise.all(led.map(([name, state]) => this.drainLog(name, state, this.localLeader(name)!, report)));
+  }
+
+  private async drainLog(name: string, state: LogState, leader: LeaderLog<Waiting>, report: DrainReport): Promise<void> {
+    state.handingOff = true;
+    try {
+      await this.roundsDone(state, leader, this.config.ackTimeoutMs);
+      for (const target of this.handoffTargets(name, leader.epoch)) {
+        if (leader.isDeposed) break;
+        try {
+          await this.passLeadership(name, leader, target);
+          report.handedOff.push(name);
+          return;
+        } catch (err) {
+          this.log.warn({ log: name, to: target.id, err: (err as Error).message }, 'shutdown handoff refused; trying the next replica or closing clean');
+        }
+      }
+      if (leader.isDeposed) return void report.lost.push(name);
+      await this.closeClean(name, state, leader);
+      report.closedClean.push(name);
+    } catch (err) {
+      report.unfinished.push({ log: name, reason: (err as Error).message });
+    } finally {
+      state.handingOff = false;
+    }
+  }
+
+  /** Live replicas, not stopping, that the open segment of `epoch` counts: they can recover the log from their memory. */
+  private handoffTargets(name: string, epoch: number): MemberInfo[] {
+    const record = this.directory?.log(name);
+    const open = record?.segments.at(-1);
+    if (!record || !open || open.epoch !== epoch || open.lastId !== null) return [];
+    return this.leaderCandidates(record)
+      .filter((id) => id !== this.id && open.replicas[id] === this.dir().member(id)?.incarnation)
+      .map((id) => this.dir().member(id)!);
+  }
+
+  /**
+   * Seals the open segment at the commit point once object storage holds
+   * every committed id, in one transaction that also gives up the leader key:
+   * the next leader needs no fence answers (BookKeeper's closed ledger).
+   */
+  private async closeClean(name: string, state: LogState, leader: LeaderLog<Waiting>): Promise<void> {
+    if (!this.store) throw new Error('no object store: committed entries live only in memory');
+    const commitId = state.replica.commitId;
+    const dir = this.dir();
+    while (dir.flushedId(name) < commitId) {
+      if (leader.isDeposed) throw new Error(`fenced at epoch ${leader.epoch} while flushing`);
+      await sleep(DRAIN_POLL_MS);
+    }
+    const open = dir.log(name)?.segments.at(-1);
+    if (!open || open.epoch !== leader.epoch || open.lastId !== null) throw new Error(`segment ${leader.epoch} is not the open one`);
+    if (!(await dir.closeSegmentClean(name, leader.epoch, { ...open, lastId: commitId }))) throw new Error(`lost epoch ${leader.epoch} before closing`);
+    this.stepDown(state);
+    this.log.info({ log: name, epoch: leader.epoch, lastId: commitId }, 'log closed clean: flushed through its last committed id');
   }
 
   /**
@@ -570,6 +715,7 @@ export class Replica {
       log: name,
       epoch: leader.epoch,
       isCurrent: () => state.leader === leader && !leader.isDeposed && !this.stopping,
+      closing: () => state.handingOff,
       committedId: () => replica.commitId,
       entries: (fromId: number, maxCount: number, maxBytes: number) => replica.buffer.slice(fromId, maxCount, maxBytes),
       release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
@@ -584,7 +730,7 @@ export class Replica {
   private logState(name: string): LogState {
     let state = this.logs.get(name);
     if (!state) {
-      state = { replica: new LogReplica(name, this.memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, wokenCommitId: -1, rejoining: new Map() };
+      state = { replica: new LogReplica(name, this.memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, roundsDone: undefined, wokenCommitId: -1, rejoining: new Map() };
       // A replica that restarted starts right after what object storage already holds.
       state.replica.releaseThrough(this.directory?.flushedId(name) ?? -1);
       this.logs.set(name, state);
@@ -617,7 +763,7 @@ export class Replica {
       const id = dir.log(log)?.leader?.id;
       if (id) led.set(id, (led.get(id) ?? 0) + 1);
     }
-    return record.meta.replicas.filter((id) => dir.member(id)).sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
+    return record.meta.replicas.filter((id) => dir.member(id) && !dir.member(id)!.draining).sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
   }
 
   private fenceAnswer(state: LogState): FenceAnswer {
@@ -661,6 +807,7 @@ export class Replica {
     for (;;) {
       const record = await this.requireLog(name);
       if (record.segments.length === 0) return { endId: -1 };
+      if (isClosedClean(record.segments.at(-1))) return this.endOfCleanClose(name, state, record);
       const answers = await this.collectFenceAnswers(name, state, record, epoch);
       const unsafe = state.unsafeRecovery;
       const decision = decideRecovery(record.segments, answers, record.meta.replicas.length, unsafe);
@@ -680,6 +827,18 @@ export class Replica {
       const now = this.dir().log(name);
       if (!now || now.epoch !== epoch || now.leader?.id !== this.id) throw new TernError('NOT_READY', `log ${name}: epoch ${epoch} moved on during recovery`);
     }
+  }
+
+  /** A segment closed clean ends at its recorded lastId, all of it in object storage: no fence answers needed. */
+  private async endOfCleanClose(name: string, state: LogState, record: LogRecord): Promise<{ endId: number }> {
+    const endId = record.segments.at(-1)!.lastId!;
+    // The manifest is written before the seal; a watch that shows the seal but lags on the manifest is read again.
+    if (this.dir().flushedId(name) < endId) await this.dir().fetchLog(name);
+    const flushedId = this.dir().flushedId(name);
+    if (flushedId < endId) throw new TernError('NOT_READY', `log ${name}: segment closed clean at ${endId} but object storage holds only through ${flushedId}`);
+    state.replica.discardAfter(validLastId(this.fenceAnswer(state), record.segments));
+    state.replica.releaseThrough(flushedId);
+    return { endId };
   }
 
   /** This replica's answer and the peers', waiting briefly for all so the highest can be taken. */
@@ -742,7 +901,7 @@ export class Replica {
       const pending = state.rejoining.get(id);
       if (!pending || pending.incarnation !== member.incarnation) {
         state.rejoining.set(id, { incarnation: member.incarnation, throughId: state.replica.buffer.lastId });
-      } else if (leader.matchIdOf(id) >= pending.throughId) {
+      } else if (leader.matchIdOf(id, incarnationTag(member.incarnation)) >= pending.throughId) {
         state.rejoining.delete(id);
         const segment = { ...open, replicas: { ...open.replicas, [id]: member.incarnation } };
         this.dir()
@@ -807,6 +966,7 @@ export class Replica {
       if (!leader) continue;
       const ready = leader.ready();
       this.carryOut(state, leader, ready);
+      if (state.roundsDone && (leader.pendingCount === 0 || leader.isDeposed)) state.roundsDone();
       if (leader.isDeposed && leader.pendingCount === 0) state.leader = undefined;
     }
   }

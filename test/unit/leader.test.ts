@@ -37,6 +37,8 @@ class Net {
   failed: Failed<string>[] = [];
   /** Every request the leader ever produced. */
   sent: { to: string; req: AppendRequest }[] = [];
+  /** Incarnation tag each follower puts in its replies (none: a follower of the previous version). */
+  readonly incarnations = new Map<string, number>();
 
   /** `viaWire`: messages and replies go through the binary encoding, as between processes. */
   constructor(
@@ -81,7 +83,9 @@ class Net {
     this.wire = this.wire.filter((p) => !match(p));
     for (const p of now) {
       if (p.kind === 'request') {
-        const reply = this.f(p.to).handleAppend(p.req);
+        const reply: AppendReply = this.f(p.to).handleAppend(p.req);
+        const incarnation = this.incarnations.get(p.to);
+        if (incarnation !== undefined) reply.incarnation = incarnation;
         this.wire.push({ kind: 'reply', from: p.to, reply: this.viaWire ? decodeAppendReply(encodeAppendReply(reply)) : reply });
       } else {
         this.leader.handleReply(p.from, p.reply);
@@ -418,6 +422,39 @@ describe('loss and restarts', () => {
     expect(net.contents(net.f('r3'))).toEqual(Array.from({ length: 15 }, (_, i) => `e${i}`));
     expect(net.leader.matchIdOf('r3')).toBe(14);
     expect(tokens(net.acked)).toEqual(Array.from({ length: 15 }, (_, i) => `p${i}`));
+  });
+});
+
+describe('follower incarnations', () => {
+  it('counts a restarted follower only for what its new incarnation answered, and starts its progress over', () => {
+    const net = new Net({ heartbeatTicks: 2 }, true);
+    net.incarnations.set('r2', 1).set('r3', 1);
+    for (let i = 0; i < 5; i++) net.propose(`p${i}`, `e${i}`);
+    net.settle();
+    expect(net.leader.matchIdOf('r3', 1)).toBe(4);
+    net.restart('r3');
+    net.incarnations.set('r3', 2);
+    // Until the new process answers, nothing it holds is known: the old process's progress does not carry over.
+    expect(net.leader.matchIdOf('r3', 2)).toBe(-1);
+    net.tick(2);
+    expect(net.ready().messages.map((m) => m.to)).toContain('r3');
+    net.deliver(toPeer('r3'));
+    net.deliver(fromPeer('r3'));
+    expect(net.leader.matchIdOf('r3', 2)).toBeLessThan(4);
+    expect(net.leader.matchIdOf('r3', 1)).toBe(-1);
+    net.settle();
+    expect(net.contents(net.f('r3'))).toEqual(['e0', 'e1', 'e2', 'e3', 'e4']);
+    expect(net.leader.matchIdOf('r3', 2)).toBe(4);
+  });
+
+  it('resets the progress of a follower whose new incarnation answers Ok to a message its old one was sent', () => {
+    const net = new Net({ heartbeatTicks: 1000 });
+    net.incarnations.set('r2', 1).set('r3', 1);
+    for (let i = 0; i < 3; i++) net.propose(`p${i}`, `e${i}`);
+    net.settle();
+    net.incarnations.set('r3', 9);
+    net.leader.handleReply('r3', { status: ReplyStatus.Ok, epoch: 1, seq: 12345, lastId: 1, incarnation: 9 });
+    expect(net.leader.matchIdOf('r3')).toBe(1);
   });
 });
 

@@ -58,7 +58,7 @@ describe('wire format', () => {
     const body = Buffer.concat(chunks);
     expect(body.length).toBe(length);
     expect(decodeAppendRequest(body)).toEqual(r);
-    const reply = { status: ReplyStatus.Gap, epoch: 3, seq: 4, lastId: -1 };
+    const reply = { status: ReplyStatus.Gap, epoch: 3, seq: 4, lastId: -1, incarnation: 42 };
     expect(decodeAppendReply(encodeAppendReply(reply))).toEqual(reply);
   });
 

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ReplyStatus, type AppendReply, type AppendRequest } from '../../src/quorum/messages.js';
-import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/quorum/wire.js';
+import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest, requestVersion } from '../../src/quorum/wire.js';
 
 const req = (over: Partial<AppendRequest> = {}): AppendRequest => ({
   log: 'orders',
@@ -109,7 +109,7 @@ describe('AppendRequest bad bodies', () => {
   });
 
   it('throws WireError on an unknown version', () => {
-    for (const version of [0, 2, 255]) {
+    for (const version of [0, 3, 255]) {
       const bad = Buffer.from(good);
       bad[0] = version;
       expect(() => decodeAppendRequest(bad)).toThrow(WireError);
@@ -147,10 +147,23 @@ describe('AppendReply', () => {
     { status: ReplyStatus.Fenced, epoch: 2 ** 32 - 1, seq: 0, lastId: -1 },
     { status: ReplyStatus.Gap, epoch: 3, seq: 12345, lastId: -1 },
     { status: ReplyStatus.Gap, epoch: 3, seq: 12345, lastId: 2 ** 47 - 1 },
-  ] satisfies AppendReply[])('round-trips status $status lastId $lastId', (reply) => {
-    const encoded = encodeAppendReply(reply);
-    expect(encoded.length).toBe(16);
-    expect(decodeAppendReply(encoded)).toEqual(reply);
+  ] satisfies AppendReply[])('round-trips status $status lastId $lastId, with the incarnation tag in version 2 and without it in version 1', (reply) => {
+    const tagged = { ...reply, incarnation: 0xdeadbeef };
+    const v2 = encodeAppendReply(tagged);
+    expect(v2.length).toBe(20);
+    expect(decodeAppendReply(v2)).toEqual(tagged);
+    const v1 = encodeAppendReply(tagged, 1);
+    expect(v1.length).toBe(16);
+    expect(decodeAppendReply(v1)).toEqual(reply);
+  });
+
+  it('answers in the version of the request: a leader of the previous version reads the reply', () => {
+    const { chunks } = encodeAppendRequest({ log: 'l', epoch: 1, leader: 'r', seq: 1, firstId: 0, prevEpoch: -1, entryEpoch: 1, commitId: -1, entries: [] }, 1);
+    const body = Buffer.concat(chunks);
+    expect(decodeAppendRequest(body).log).toBe('l');
+    expect(requestVersion(body)).toBe(1);
+    expect(encodeAppendReply({ status: ReplyStatus.Ok, epoch: 1, seq: 1, lastId: -1, incarnation: 7 }, requestVersion(body))[0]).toBe(1);
+    expect(requestVersion(Buffer.concat(encodeAppendRequest({ log: 'l', epoch: 1, leader: 'r', seq: 1, firstId: 0, prevEpoch: -1, entryEpoch: 1, commitId: -1, entries: [] }).chunks))).toBe(2);
   });
 
   const good = encodeAppendReply({ status: ReplyStatus.Gap, epoch: 3, seq: 4, lastId: 99 });
@@ -162,7 +175,7 @@ describe('AppendReply', () => {
 
   it('throws WireError on an unknown version or status', () => {
     const badVersion = Buffer.from(good);
-    badVersion[0] = 2;
+    badVersion[0] = 3;
     expect(() => decodeAppendReply(badVersion)).toThrow(WireError);
     for (const status of [3, 4, 255]) {
       const bad = Buffer.from(good);
