@@ -186,7 +186,7 @@ export class LocalCluster {
     const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir);
     try {
       for (const r of replicas) r.process = cluster.spawnReplica(r);
-      await Promise.all(replicas.map((r) => cluster.waitReady(r)));
+      await Promise.all(replicas.map((r) => cluster.waitFor(r, 'live')));
       return cluster;
     } catch (err) {
       await cluster.stop();
@@ -207,12 +207,16 @@ export class LocalCluster {
     r.process.kill(signal);
   }
 
-  /** Starts a replica again with its original argv (after a kill) and waits until it is ready. */
-  async restart(id: string): Promise<void> {
+  /**
+   * Starts a replica again with its original argv (after a kill) and waits
+   * until it is live (registered in etcd), or with `until: 'ready'` until its
+   * /readyz says another replica may be stopped (every log counts it again).
+   */
+  async restart(id: string, until: 'live' | 'ready' = 'live'): Promise<void> {
     const r = this.replica(id);
     if (r.process.exitCode === null && r.process.signalCode === null) throw new Error(`replica ${id} is still running`);
     r.process = this.spawnReplica(r);
-    await this.waitReady(r);
+    await this.waitFor(r, until);
   }
 
   describe(): ClusterFile {
@@ -261,10 +265,15 @@ export class LocalCluster {
     return child;
   }
 
-  /** Waits for a replica's /readyz; a failure names the replica and shows the end of its log. */
-  private async waitReady(r: ReplicaProcess): Promise<void> {
+  /**
+   * Waits for a replica to be live (its /healthz names an incarnation: it is
+   * registered in etcd) or ready (/readyz); a failure names the replica and
+   * shows the end of its log.
+   */
+  private async waitFor(r: ReplicaProcess, until: 'live' | 'ready'): Promise<void> {
     try {
-      await waitForHttp(`${r.clientUrl}/readyz`, 30_000, r.process);
+      if (until === 'ready') await waitForHttp(`${r.clientUrl}/readyz`, 30_000, r.process);
+      else await waitForHttp(`${r.clientUrl}/healthz`, 30_000, r.process, (body) => (JSON.parse(body) as { incarnation: string | null }).incarnation !== null);
     } catch (err) {
       let tail = '';
       try {

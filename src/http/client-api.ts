@@ -47,6 +47,7 @@ const statusSchema = {
           firstId: { type: 'integer' },
           lastId: { type: ['integer', 'null'] },
           sealed: { type: 'boolean' },
+          closedClean: { type: 'boolean' },
           replicas: { type: 'object', additionalProperties: { type: 'string' } },
         },
       },
@@ -65,6 +66,11 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
+  // A stopping replica asks each client to close its connection after the answer, so that none
+  // is reused at the moment the listener closes (a request cut off there has an unknown outcome).
+  app.addHook('onSend', async (_req, reply) => {
+    if (replica.isStopping) void reply.header('connection', 'close');
+  });
 
   // Every body is taken as raw bytes: binary entries stay slices of it, a forwarded
   // append is relayed untouched, and JSON errors become our BAD_REQUEST.

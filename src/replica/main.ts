@@ -5,6 +5,7 @@
  * --shutdown-timeout-ms), then stop taking requests, revoke the lease, exit.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { ClusterDirectory } from '../fencing/directory.js';
 import { buildClientApi } from '../http/client-api.js';
@@ -14,6 +15,9 @@ import { ObjectStore } from '../flusher/object-store.js';
 import { missingNodeFlags } from './node-flags.js';
 import { PeerTransport } from './peer-transport.js';
 import { Replica, type DrainReport } from './replica.js';
+
+/** How long a drained replica keeps answering before it closes its listeners (etcd watches carry the news in milliseconds). */
+const SHUTDOWN_LINGER_MS = 250;
 
 export interface RunningReplica {
   replica: Replica;
@@ -77,6 +81,10 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
       const summary = { ms: Date.now() - started, handedOff: report.handedOff.length, closedClean: report.closedClean.length, lost: report.lost.length, unfinished: report.unfinished };
       if (finished && report.unfinished.length === 0) logger.info(summary, 'drained: stopping');
       else logger.error({ ...summary, timedOut: !finished }, 'drain did not finish: stopping as after a crash; the logs left recover from their counted replicas');
+      // Peers and clients learn from etcd that this replica leads nothing any more; until they do,
+      // it answers what still reaches it (refusing appends) rather than cutting a request off mid-way,
+      // which would leave its outcome unknown.
+      await sleep(SHUTDOWN_LINGER_MS);
       await stop();
       return report;
     };

@@ -59,7 +59,7 @@ export interface LogStatus {
   flushedId: number;
   firstId: number;
   /** `replicas`: the incarnation of each replica the segment counts for recovery (a restarted one counts again once caught up). */
-  segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean; replicas: Record<string, string> }[];
+  segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean; closedClean: boolean; replicas: Record<string, string> }[];
   /** Committed entries and bytes not yet in object storage (bytes as this replica holds them). */
   flushLag: { entries: number; bytes: number };
 }
@@ -195,6 +195,11 @@ export class Replica {
    * (its leader keys died with its old lease); a log it is taking over answers
    * 503 NOT_READY on its own until recovered.
    */
+  /** True from the start of a controlled shutdown. */
+  get isStopping(): boolean {
+    return this.draining || this.stopping;
+  }
+
   get isReady(): boolean {
     return this.readiness().ready;
   }
@@ -289,7 +294,7 @@ export class Replica {
       flushedId,
       firstId: committedId >= retained ? retained : -1,
       flushLag: { entries: committedId - flushedId, bytes: state?.replica.buffer.bytes ?? 0 },
-      segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null, replicas: s.replicas })),
+      segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null, closedClean: s.closedClean === true, replicas: s.replicas })),
     };
   }
 

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { appendRaw, createLog, eventually, http, readAll, replicaLogLines, startTestCluster } from '../support/cluster.js';
+import { checkLog, load } from '../support/load.js';
 
 // A 2 s lease makes leader loss visible in about 2 s; the defaults are 5 s.
 const FAST = ['--lease-ttl-seconds', '2', '--ack-timeout-ms', '1500', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100'];
@@ -22,63 +23,6 @@ async function leaderOf(c: LocalCluster, log: string, via = 0): Promise<string> 
   return (await http(`${c.replicas[via]!.clientUrl}/v1/logs/${log}`)).json().leader;
 }
 
-/** Closed-loop writers appending unique values through random replicas until stopped; records every outcome. */
-function load(c: LocalCluster, log: string, writers: number) {
-  const acked = new Map<string, number>();
-  const failed: string[] = [];
-  const ackTimes: { at: number; epoch: number }[] = [];
-  let running = true;
-  let seq = 0;
-  const done = Promise.all(
-    Array.from({ length: writers }, async (_, w) => {
-      while (running) {
-        const value = `w${w}-${seq++}`;
-        const via = c.replicas[Math.floor(Math.random() * 3)]!;
-        try {
-          const res = await appendRaw(via.clientUrl, log, value, 5000);
-          if (res.status === 200) {
-            const { id, epoch } = res.json();
-            acked.set(value, id);
-            ackTimes.push({ at: Date.now(), epoch });
-          } else {
-            failed.push(value);
-            await sleep(20);
-          }
-        } catch {
-          failed.push(value); // connection refused or reset: outcome unknown
-          await sleep(20);
-        }
-      }
-    }),
-  );
-  return {
-    acked,
-    failed,
-    ackTimes,
-    async stop() {
-      running = false;
-      await done;
-    },
-  };
-}
-
-/** Every acked value is at its id on every replica; ids are dense; no value appears twice. */
-async function checkLog(c: LocalCluster, log: string, acked: Map<string, number>): Promise<string[]> {
-  let reference: string[] = [];
-  for (const r of c.replicas) {
-    const values = await eventually(async () => {
-      const entries = await readAll(r.clientUrl, log);
-      expect(entries.map((e) => e.id)).toEqual(entries.map((_, i) => i));
-      const vals = entries.map((e) => e.data.toString());
-      for (const [value, id] of acked) expect(vals[id], `${value} acked at ${id}, on ${r.id}`).toBe(value);
-      return vals;
-    }, 15_000);
-    expect(new Set(values).size).toBe(values.length);
-    if (reference.length) expect(values.slice(0, reference.length)).toEqual(reference.slice(0, values.length));
-    if (values.length > reference.length) reference = values;
-  }
-  return reference;
-}
 
 describe('leadership moves without losing an acknowledged append', () => {
   it('recovers every acknowledged append after the leader is SIGKILLed under load, and appends resume on a new leader', async () => {

@@ -482,6 +482,13 @@ describe('deploy/kubernetes', () => {
     expect(podSpec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(config().leaseTtlSeconds * 2);
   });
 
+  it('gives the controlled shutdown its whole timeout after the preStop pause, inside the grace period', () => {
+    const preStop = container.lifecycle.preStop.exec.command as string[];
+    expect(preStop[0]).toBe('sleep');
+    const pauseMs = Number(preStop[1]) * 1000;
+    expect(pauseMs + config().shutdownTimeoutMs).toBeLessThan(podSpec.terminationGracePeriodSeconds * 1000);
+  });
+
   it('takes the settings from the ConfigMap and Secret defined here', () => {
     const refs = (container.envFrom as Y[]).map((f) => (f.configMapRef ? ['ConfigMap', f.configMapRef.name] : ['Secret', f.secretRef.name]));
     expect(refs).toEqual(expect.arrayContaining([['ConfigMap', manifest('ConfigMap').metadata.name], ['Secret', manifest('Secret').metadata.name]]));
