@@ -203,7 +203,7 @@ export class LocalCluster {
   /** Sends a signal to a replica (SIGKILL to crash it, SIGSTOP/SIGCONT to pause it) and waits for death on SIGKILL/SIGTERM. */
   async signal(id: string, signal: NodeJS.Signals): Promise<void> {
     const r = this.replica(id);
-    if (signal === 'SIGKILL' || signal === 'SIGTERM') return stopChild(r.process, signal);
+    if (signal === 'SIGKILL' || signal === 'SIGTERM') return stopChild(r.process, signal, DEFAULT_STOP_GRACE_MS);
     r.process.kill(signal);
   }
 

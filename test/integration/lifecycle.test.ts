@@ -14,8 +14,8 @@ afterEach(async () => {
   stop = undefined;
 });
 
-async function cluster(): Promise<LocalCluster> {
-  const started = await startTestCluster();
+async function cluster(replicaArgs: string[] = []): Promise<LocalCluster> {
+  const started = await startTestCluster(replicaArgs);
   stop = started.stop;
   return started.cluster;
 }
@@ -93,4 +93,27 @@ describe('controlled shutdown', () => {
     expect(traffic.longestGapMs()).toBeLessThan(1000);
     await checkLog(c, log, traffic.acked);
   }, 180_000);
+
+  it('exits as a crash would, within --shutdown-timeout-ms, when the drain cannot finish (no peer to take over, object store down)', async () => {
+    const c = await cluster(['--shutdown-timeout-ms', '1500']);
+    await createLog(c.replicas[0]!.clientUrl, 'stuck');
+    const leader = (await status(c, 'stuck')).leader as string;
+    await c.stopObjectStore();
+    for (let i = 0; i < 5; i++) expect((await appendRaw(c.replica(leader).clientUrl, 'stuck', `v${i}`)).status).toBe(200);
+    for (const r of c.replicas) if (r.id !== leader) expect((await terminate(c, r.id)).code).toBe(0);
+
+    const exit = await terminate(c, leader);
+    expect(exit.code).toBe(1);
+    // The timeout, the linger and the process's own start-up of the stop; far from the 10 s after which it would be killed.
+    expect(exit.ms).toBeLessThan(5000);
+    await c.startObjectStore();
+    await Promise.all(c.replicas.map((r) => c.restart(r.id)));
+    // Not closed clean: with every replica restarted the log waits for replicas that count (or the
+    // operator's unsafe recover) rather than pretending nothing was acknowledged.
+    const after = await status(c, 'stuck');
+    expect(after.segments.at(-1)).toMatchObject({ sealed: false, closedClean: false });
+    const refused = await appendRaw(c.replica(leader).clientUrl, 'stuck', 'later');
+    expect(refused.status).toBe(503);
+    expect(refused.json().error.code).toBe('NOT_READY');
+  });
 });

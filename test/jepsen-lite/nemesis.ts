@@ -166,6 +166,35 @@ export const nemeses = {
     return { detail: `SIGKILL ${first}, restart it, then SIGKILL ${second}`, stop: async () => void (await restartAndCatchUp(ctx, second, epochs)) };
   },
 
+  /**
+   * A rolling restart as an operator (or Kubernetes) does it: SIGTERM (a
+   * controlled shutdown) to one replica at a time, the followers of a log
+   * first and its leader last, each started again and caught up before the next.
+   */
+  'graceful-roll': async (ctx) => {
+    const { replica: leader, log } = await someLeader(ctx);
+    const order = [...others(leader), leader];
+    for (const id of order) {
+      const epochs = await epochsNow(ctx);
+      await ctx.pc.cluster.signal(id, 'SIGTERM');
+      if (!(await restartAndCatchUp(ctx, id, epochs))) return { detail: `rolling restart (${leader} leads ${log}) stopped at ${id}: not caught up in time`, stop: async () => {} };
+    }
+    return { detail: `rolling restart with SIGTERM: ${order.join(', ')} (${leader} leads ${log})`, stop: async () => {} };
+  },
+
+  /** The whole cluster stopped with SIGTERM at once (Ctrl-C on `tern cluster`), then started again. */
+  'graceful-cluster-restart': async (ctx) => {
+    const epochs = await epochsNow(ctx);
+    await Promise.all(REPLICA_IDS.map((id) => ctx.pc.cluster.signal(id, 'SIGTERM')));
+    return {
+      detail: 'every replica stopped with SIGTERM at once, then started again',
+      stop: async () => {
+        await Promise.all(REPLICA_IDS.map((id) => ctx.pc.cluster.restart(id)));
+        await allServed(ctx, 20_000, undefined, epochs);
+      },
+    };
+  },
+
   /** Planned moves back and forth, as fast as the cluster answers them. */
   'handoff-storm': async (ctx) => {
     let storming = true;
