@@ -525,14 +525,17 @@ export class Replica {
     // A takeover already running may make this replica a leader it must then drain.
     await Promise.allSettled([...this.logs.values()].map((state) => state.takeover));
     const led = [...this.logs].filter(([name]) => this.localLeader(name));
-    await Promise.all(led.map(([name, state]) => this.drainLog(name, state, this.localLeader(name)!, report)));
+    // The i-th log tries the targets from the i-th on, so the recoveries spread over the replicas that stay.
+    await Promise.all(led.map(([name, state], i) => this.drainLog(name, state, this.localLeader(name)!, i, report)));
   }
 
-  private async drainLog(name: string, state: LogState, leader: LeaderLog<Waiting>, report: DrainReport): Promise<void> {
+  private async drainLog(name: string, state: LogState, leader: LeaderLog<Waiting>, spread: number, report: DrainReport): Promise<void> {
     state.handingOff = true;
     try {
       await this.roundsDone(state, leader, this.config.ackTimeoutMs);
-      for (const target of this.handoffTargets(name, leader.epoch)) {
+      const targets = this.handoffTargets(name, leader.epoch);
+      const first = targets.length > 0 ? spread % targets.length : 0;
+      for (const target of [...targets.slice(first), ...targets.slice(0, first)]) {
         if (leader.isDeposed) break;
         try {
           await this.passLeadership(name, leader, target);
