@@ -51,7 +51,6 @@ export function isEtcdUnavailable(err: unknown): boolean {
 
 export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly members = new Map<string, MemberInfo>();
-  private readonly nodes = new Set<string>();
   private readonly logs = new Map<string, LogMeta>();
   private readonly epochs = new Map<string, number>();
   private readonly leaders = new Map<string, LeaderInfo>();
@@ -121,10 +120,6 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private routed(member: MemberInfo): MemberInfo {
     const peerUrl = this.options.peerRoutes?.get(member.id);
     return peerUrl ? { ...member, peerUrl } : member;
-  }
-
-  liveMembers(): MemberInfo[] {
-    return [...this.members.values()];
   }
 
   logNames(): string[] {
@@ -474,9 +469,6 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     switch (kind) {
       case 'coordinator':
         this.setCoordinator(op === 'put' ? value : undefined);
-        return;
-      case 'nodes':
-        if (op === 'put') this.nodes.add(id);
         return;
       case 'members':
         if (op === 'put') this.members.set(id, this.routed(JSON.parse(value) as MemberInfo));
