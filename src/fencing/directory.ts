@@ -9,12 +9,20 @@
  * Leases: the etcd3 client can miss a lost lease (its keep-alive stream may
  * stay open with the network cut), so the directory keeps its own deadline
  * from the last answered keep-alive and declares the lease lost when it
- * passes, then registers again under a new lease. Safety never depends on
- * this: epochs checked by the replicas and by etcd do that.
+ * passes, then revokes it (etcd may still hold it) and registers again under
+ * a new lease. Safety never depends on this: epochs checked by the replicas
+ * and by etcd do that.
  */
 import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3, GRPCGenericError, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
 import { keys, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
+
+/** First wait before an etcd request that failed is tried again; it doubles up to `RETRY_MAX_DELAY_MS`. */
+const RETRY_FIRST_DELAY_MS = 100;
+const RETRY_MAX_DELAY_MS = 2000;
+/** How long a replica whose lease was lost waits for etcd to revoke it before registering again anyway. */
+const LEASE_REVOKE_TIMEOUT_MS = 2000;
 
 export interface DirectoryOptions {
   endpoints: string[];
@@ -51,7 +59,6 @@ export function isEtcdUnavailable(err: unknown): boolean {
 
 export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly members = new Map<string, MemberInfo>();
-  private readonly nodes = new Set<string>();
   private readonly logs = new Map<string, LogMeta>();
   private readonly epochs = new Map<string, number>();
   private readonly leaders = new Map<string, LeaderInfo>();
@@ -59,6 +66,14 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly manifests = new Map<string, Map<number, ManifestEntry>>();
   private readonly retentions = new Map<string, number>();
   private coordinatorId: string | undefined;
+  /**
+   * Lease the coordinator key is bound to. The key is this replica's only under
+   * its current lease: one bound to a lease it lost is gone, or about to be.
+   */
+  private coordinatorLease: string | undefined;
+  /** The current lease's id once granted. */
+  private grantedLeaseId: string | undefined;
+  private campaigning = false;
   /**
    * Revision of the newest change applied per key: a watch event older than a
    * change this replica made itself (and cached at once) must not undo it.
@@ -93,7 +108,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   }
 
   get isCoordinator(): boolean {
-    return this.coordinatorId === this.self.id;
+    return this.coordinatorId === this.self.id && this.grantedLeaseId !== undefined && this.coordinatorLease === this.grantedLeaseId;
   }
 
   /** Registers this replica under a lease and loads the cluster's state; resolves when both are done. */
@@ -121,10 +136,6 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private routed(member: MemberInfo): MemberInfo {
     const peerUrl = this.options.peerRoutes?.get(member.id);
     return peerUrl ? { ...member, peerUrl } : member;
-  }
-
-  liveMembers(): MemberInfo[] {
-    return [...this.members.values()];
   }
 
   logNames(): string[] {
@@ -338,6 +349,28 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return res.succeeded;
   }
 
+  /**
+   * Gives up the leader key of `epoch` after a failed recovery or handoff,
+   * trying again (with backoff) while etcd fails. The coordinator only assigns
+   * logs without a leader key, so a release that failed once and was dropped
+   * left the log without a working leader until this replica's lease ended.
+   * Retrying here, where the failure is seen, is enough: the delete is compared
+   * on the epoch and this replica's exact leader value, so a late attempt can
+   * never remove a newer leader's key, and if this process dies meanwhile the
+   * key goes with its lease. Stops once etcd answers: true if the key was
+   * deleted, false if it was provably no longer this leader's (the epoch moved,
+   * another replica holds the key, or it went with the lease); or when the
+   * directory closes (which revokes the lease, and the key with it).
+   */
+  async releaseLeadershipUntilDone(name: string, epoch: number): Promise<boolean> {
+    let released = false;
+    await this.retry(async () => {
+      released = await this.releaseLeadership(name, epoch);
+      return true;
+    });
+    return released;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -369,7 +402,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   }
 
   private currentLeaseId(): Promise<string> {
-    this.leaseId ??= this.lease.grant();
+    const lease = this.lease;
+    this.leaseId ??= lease.grant().then((id) => {
+      if (lease === this.lease) this.grantedLeaseId = id;
+      return id;
+    });
     return this.leaseId;
   }
 
@@ -390,26 +427,71 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     if (this.reRegistering || this.closed) return;
     this.reRegistering = true;
     this.emit('leaseLost', reason);
-    if (this.isCoordinator) {
-      this.coordinatorId = undefined;
-      this.emit('coordinator', false);
-    }
-    this.lease.release();
+    const wasCoordinator = this.isCoordinator;
+    this.grantedLeaseId = undefined;
+    if (wasCoordinator) this.emit('coordinator', false);
+    // Revoke rather than let it expire: etcd may still hold the old lease (only its
+    // answers were lost), and with it this replica's member, leader and coordinator
+    // keys, which would keep its logs from being reassigned for another TTL. Best
+    // effort and bounded: with etcd unreachable the lease expires on its own.
+    const old = this.lease;
     void (async () => {
-      for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 2000)) {
+      await this.revokeWithin(old, LEASE_REVOKE_TIMEOUT_MS);
+      await this.retry(async () => {
+        this.lease = this.newLease();
+        this.leaseId = undefined;
         try {
-          this.lease = this.newLease();
-          this.leaseId = undefined;
           await this.register();
-          await this.campaign();
-          break;
-        } catch {
-          this.lease.release();
-          await new Promise((r) => setTimeout(r, delay));
+          return true;
+        } catch (err) {
+          await this.revokeWithin(this.lease, LEASE_REVOKE_TIMEOUT_MS);
+          throw err;
         }
-      }
+      });
       this.reRegistering = false;
+      this.campaignUntilDone();
     })();
+  }
+
+  /** Revokes `lease` (the keys bound to it go at once), waiting at most `timeoutMs` for etcd. */
+  private async revokeWithin(lease: Lease, timeoutMs: number): Promise<void> {
+    const timeout = new AbortController();
+    await Promise.race([lease.revoke().catch(() => undefined), sleep(timeoutMs, undefined, { signal: timeout.signal }).catch(() => undefined)]);
+    timeout.abort();
+  }
+
+  /** Runs `attempt` until it returns true, backing off after each false or throw, while `keepGoing()`; resolves whether one did. */
+  private async retry(attempt: () => Promise<boolean>, keepGoing = () => !this.closed): Promise<boolean> {
+    for (let delay = RETRY_FIRST_DELAY_MS; keepGoing(); delay = Math.min(delay * 2, RETRY_MAX_DELAY_MS)) {
+      try {
+        if (await attempt()) return true;
+      } catch {
+        // etcd failed or could not be reached: try again.
+      }
+      await sleep(delay);
+    }
+    return false;
+  }
+
+  /**
+   * Campaigns until etcd answers an attempt (whoever wins), backing off while
+   * it fails: a campaign error dropped once could leave the cluster without a
+   * coordinator, and leaderless logs unassigned, until the next change of the
+   * key. One loop at a time; it stops while the lease is being replaced
+   * (re-registering campaigns when done), once this replica drains (it never
+   * campaigns again) and once the directory closes.
+   */
+  private campaignUntilDone(): void {
+    if (this.campaigning) return;
+    this.campaigning = true;
+    void this.retry(
+      async () => {
+        await this.campaign();
+        // The key went again between the attempt and the read: campaign again.
+        return this.coordinatorId !== undefined;
+      },
+      () => !this.closed && !this.reRegistering && !this.draining,
+    ).finally(() => (this.campaigning = false));
   }
 
   /** Tries to become the coordinator (a leased key); called again whenever the key disappears. */
@@ -419,27 +501,104 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
       .if(keys.coordinator(), 'Create', '==', 0)
       .then(this.ns.put(keys.coordinator()).value(this.self.id).lease(await this.currentLeaseId()))
       .commit();
-    const current = await this.ns.get(keys.coordinator()).string();
-    this.setCoordinator(current ?? undefined);
+    const [current] = (await this.ns.get(keys.coordinator()).exec()).kvs;
+    this.setCoordinator(current?.value.toString(), current?.lease);
   }
 
-  private setCoordinator(id: string | undefined): void {
+  private setCoordinator(id: string | undefined, lease: string | undefined): void {
     const was = this.isCoordinator;
     this.coordinatorId = id;
+    this.coordinatorLease = id === undefined ? undefined : lease;
     if (was !== this.isCoordinator) this.emit('coordinator', this.isCoordinator);
-    if (id === undefined && !this.reRegistering) void this.campaign().catch(() => undefined);
+    if (id === undefined && !this.reRegistering) this.campaignUntilDone();
   }
 
+  /**
+   * Loads every key at one revision, then watches from the next. The watch
+   * either delivers every change after that snapshot, in order, or is replaced
+   * by a new snapshot and watch: on an error (etcd canceled it, for example
+   * after compacting past its revision; the etcd3 client then gives it up) and
+   * on a disconnection (the client resumes from the last revision it was told
+   * of, which can skip events it had not received yet).
+   */
   private async loadAndWatch(): Promise<void> {
     const res = await this.ns.getAll().exec();
-    for (const kv of res.kvs) this.apply('put', kv);
-    this.watcher = await this.ns
-      .watch()
-      .prefix('')
-      .startRevision(String(BigInt(res.header.revision) + 1n))
-      .create();
-    this.watcher.on('put', (kv) => this.apply('put', kv));
-    this.watcher.on('delete', (kv) => this.apply('delete', kv));
+    const revision = BigInt(res.header.revision);
+    this.reconcile(res.kvs, revision);
+    const watcher = this.ns.watch().prefix('').startRevision(String(revision + 1n)).watcher();
+    watcher.on('put', (kv) => this.apply('put', kv));
+    watcher.on('delete', (kv) => this.apply('delete', kv));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const settle = (err?: Error) => {
+          watcher.off('connected', connected).off('error', settle).off('disconnected', settle);
+          if (err) reject(err);
+          else resolve();
+        };
+        const connected = () => settle();
+        watcher.on('connected', connected).on('error', settle).on('disconnected', settle);
+      });
+    } catch (err) {
+      this.dropWatcher(watcher);
+      throw err;
+    }
+    if (this.closed) return this.dropWatcher(watcher);
+    watcher.on('error', () => this.rewatch(watcher));
+    watcher.on('disconnected', () => this.rewatch(watcher));
+    this.watcher = watcher;
+  }
+
+  /** Replaces a watch that failed by a new snapshot and watch, trying again while etcd fails. */
+  private rewatch(watcher: Watcher): void {
+    if (watcher !== this.watcher) return;
+    this.watcher = undefined;
+    this.dropWatcher(watcher);
+    void this.retry(async () => {
+      await this.loadAndWatch();
+      return true;
+    });
+  }
+
+  /** Stops applying `watcher`'s events and detaches it, so the client does not resume it. */
+  private dropWatcher(watcher: Watcher): void {
+    for (const event of ['put', 'delete', 'error', 'disconnected'] as const) watcher.removeAllListeners(event);
+    // A watcher's error with no listener would be thrown.
+    watcher.on('error', () => undefined);
+    void watcher.cancel().catch(() => undefined);
+  }
+
+  /**
+   * Brings the view to a snapshot of every key at `revision`, applying (with
+   * their events) only what differs: keys the view holds that are gone, or were
+   * deleted and created again since it saw them, then keys new or changed.
+   */
+  private reconcile(kvs: IKeyValue[], revision: bigint): void {
+    const present = new Map(kvs.map((kv) => [kv.key.toString(), kv]));
+    const deletes: { key: string; revision: bigint }[] = [];
+    for (const key of this.heldKeys()) {
+      const kv = present.get(key);
+      const seen = this.revisions.get(key);
+      if (!kv) deletes.push({ key, revision });
+      else if (seen !== undefined && BigInt(kv.create_revision) > seen) deletes.push({ key, revision: BigInt(kv.create_revision) - 1n });
+    }
+    // A log's key first, as etcd orders a log's delete: the log is forgotten (and said deleted) before its other keys go.
+    deletes.sort((a, b) => Number(b.key.startsWith('logs/')) - Number(a.key.startsWith('logs/')));
+    for (const d of deletes) this.apply('delete', { key: Buffer.from(d.key), value: Buffer.alloc(0), mod_revision: String(d.revision), create_revision: '0', version: '0', lease: '0' });
+    for (const kv of [...kvs].sort((a, b) => Number(BigInt(a.mod_revision) - BigInt(b.mod_revision)))) {
+      if (this.revisions.get(kv.key.toString()) !== BigInt(kv.mod_revision)) this.apply('put', kv);
+    }
+  }
+
+  /** The keys behind the view (permanent node and epoch keys aside, which are never deleted). */
+  private heldKeys(): string[] {
+    const held = [...this.members.keys()].map(keys.member);
+    for (const name of this.logs.keys()) held.push(keys.log(name));
+    for (const name of this.leaders.keys()) held.push(keys.leader(name));
+    for (const name of this.retentions.keys()) held.push(keys.retention(name));
+    for (const [name, segs] of this.segments) for (const epoch of segs.keys()) held.push(keys.segment(name, epoch));
+    for (const [name, entries] of this.manifests) for (const firstId of entries.keys()) held.push(keys.manifestEntry(name, firstId));
+    if (this.coordinatorId !== undefined) held.push(keys.coordinator());
+    return held;
   }
 
   private forget(name: string): void {
@@ -473,10 +632,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     const value = kv.value.toString();
     switch (kind) {
       case 'coordinator':
-        this.setCoordinator(op === 'put' ? value : undefined);
-        return;
-      case 'nodes':
-        if (op === 'put') this.nodes.add(id);
+        this.setCoordinator(op === 'put' ? value : undefined, kv.lease);
         return;
       case 'members':
         if (op === 'put') this.members.set(id, this.routed(JSON.parse(value) as MemberInfo));

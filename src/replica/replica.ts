@@ -804,8 +804,8 @@ export class Replica {
     } catch (err) {
       this.metrics.recovered('failed', seconds());
       this.stepDown(state);
-      // Free the key so the coordinator can give the log to a replica that can finish.
-      await dir.releaseLeadership(name, epoch).catch(() => false);
+      // Free the key (retried while etcd fails) so the coordinator can give the log to a replica that can finish.
+      void dir.releaseLeadershipUntilDone(name, epoch);
       throw err;
     }
   }
