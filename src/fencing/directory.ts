@@ -12,6 +12,7 @@
  * passes, then registers again under a new lease. Safety never depends on
  * this: epochs checked by the replicas and by etcd do that.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Etcd3, GRPCGenericError, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
 import { keys, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
@@ -220,7 +221,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     // Asked of etcd, not the watch: a replica that joined a moment ago may not have reached it yet.
     const nodeIds = (await this.ns.getAll().prefix('nodes/').keys()).map((k) => k.slice('nodes/'.length)).sort();
     if (nodeIds.length < replicas) throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
-    const meta: LogMeta = { name, replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
+    const meta: LogMeta = { name, uid: randomBytes(8).toString('hex'), replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
     // A log created again after a delete keeps counting epochs from where it was, so
     // nothing a leader of the old log still sends can pass a fence of the new one.
     const epoch = await this.ns.get(keys.epoch(name)).string();
@@ -232,11 +233,17 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return { created: res.succeeded };
   }
 
-  /** Deletes a log's metadata, leader, segments, manifest and retention (its epoch stays, see createLog). */
-  async deleteLog(name: string): Promise<boolean> {
+  /**
+   * Deletes a log's metadata, leader, segments, manifest and retention (its
+   * epoch stays, see createLog). Answers the metadata
+   * it deleted (undefined: no such log), read in the same transaction, so the
+   * caller sweeps the objects of exactly that creation.
+   */
+  async deleteLog(name: string): Promise<LogMeta | undefined> {
     const res = await this.ns
       .if(keys.log(name), 'Create', '>', 0)
       .then(
+        this.ns.get(keys.log(name)),
         this.ns.delete().key(keys.log(name)),
         this.ns.delete().key(keys.leader(name)),
         this.ns.delete().key(keys.retention(name)),
@@ -244,8 +251,9 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         this.ns.delete().prefix(`manifest/${name}/`),
       )
       .commit();
-    if (res.succeeded) this.forget(name);
-    return res.succeeded;
+    if (!res.succeeded) return undefined;
+    this.forget(name);
+    return JSON.parse(res.responses[0]!.response_range!.kvs[0]!.value.toString()) as LogMeta;
   }
 
   /**

@@ -2,7 +2,7 @@
  * The etcd key layout of a cluster, all under /tern/<cluster>/:
  *   nodes/<id>     permanent: the replica ids that ever joined (a log's replica set is chosen from these)
  *   members/<id>   leased: a live replica process {id, clientUrl, peerUrl, incarnation}
- *   logs/<name>    permanent: log metadata {name, replicas, createdAt}
+ *   logs/<name>    permanent: log metadata {name, uid, replicas, createdAt}
  *   epochs/<name>  permanent: the log's epoch, a decimal integer that only grows (0 = never led)
  *   leaders/<name> leased by the leader: {id, epoch, incarnation}
  *   segments/<name>/<epoch, 10 digits>  permanent: one segment per epoch that led the log
@@ -73,6 +73,12 @@ export interface MemberInfo {
 
 export interface LogMeta {
   name: string;
+  /**
+   * New at every creation of the name, and part of its objects' keys: a log
+   * deleted and created again never shares objects with its former self.
+   * Absent on logs created before it existed (their objects keep the old keys).
+   */
+  uid?: string;
   /** The replicas that hold the log, fixed at creation. */
   replicas: string[];
   createdAt: string;
