@@ -59,6 +59,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly segments = new Map<string, Map<number, SegmentMeta>>();
   private readonly manifests = new Map<string, Map<number, ManifestEntry>>();
   private readonly retentions = new Map<string, number>();
+  /** keys.flushedThrough per log: flushed ids whose manifest entries are gone (truncated). */
+  private readonly flushedThrough = new Map<string, number>();
   private coordinatorId: string | undefined;
   /**
    * Revision of the newest change applied per key: a watch event older than a
@@ -144,9 +146,14 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return [...(this.manifests.get(name)?.values() ?? [])].sort((a, b) => a.firstId - b.firstId);
   }
 
-  /** Highest id durable in object storage (-1 none): objects are recorded in id order. */
+  /**
+   * Highest id durable in object storage (-1 none): objects are recorded in id
+   * order. Truncation forgets the manifest entries of its objects, so what they
+   * held counts through the flushed-through mark: a log truncated up to its head
+   * stays flushed up to its head.
+   */
   flushedId(name: string): number {
-    let max = -1;
+    let max = this.flushedThrough.get(name) ?? -1;
     for (const e of this.manifests.get(name)?.values() ?? []) if (e.lastId > max) max = e.lastId;
     return max;
   }
@@ -167,12 +174,27 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return res.succeeded;
   }
 
-  /** Forgets objects that hold only truncated entries (after deleting them), as the leader at `epoch`. */
+  /**
+   * Forgets objects that hold only truncated entries (after deleting them), as
+   * the leader at `epoch`, and raises the flushed-through mark past them in the
+   * same transaction, so flushedId never falls back. Compared on the mark as
+   * this replica knows it: a stale view fails (and the next pass retries) rather
+   * than lowering it.
+   */
   async forgetFlushed(name: string, epoch: number, entries: readonly ManifestEntry[]): Promise<boolean> {
     if (entries.length === 0) return true;
+    const markKey = keys.flushedThrough(name);
+    const current = this.flushedThrough.get(name);
+    const mark = Math.max(current ?? -1, ...entries.map((e) => e.lastId));
     const deletes = entries.map((e) => this.ns.delete().key(keys.manifestEntry(name, e.firstId)));
-    const res = await this.ifStillLeader(name, epoch).then(...deletes).commit();
-    if (res.succeeded) for (const e of entries) this.manifests.get(name)?.delete(e.firstId);
+    const guard = this.ifStillLeader(name, epoch);
+    const unmoved = current === undefined ? guard.and(markKey, 'Create', '==', 0) : guard.and(markKey, 'Value', '==', String(current));
+    const res = await unmoved.then(...deletes, this.ns.put(markKey).value(String(mark))).commit();
+    if (res.succeeded) {
+      this.seen([markKey], res.header.revision);
+      this.flushedThrough.set(name, mark);
+      for (const e of entries) this.manifests.get(name)?.delete(e.firstId);
+    }
     return res.succeeded;
   }
 
@@ -202,6 +224,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         this.ns.get(keys.epoch(name)),
         this.ns.get(keys.leader(name)),
         this.ns.get(keys.retention(name)),
+        this.ns.get(keys.flushedThrough(name)),
         this.ns.getAll().prefix(keys.segments(name)),
         this.ns.getAll().prefix(`manifest/${name}/`),
       )
@@ -234,8 +257,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   }
 
   /**
-   * Deletes a log's metadata, leader, segments, manifest and retention (its
-   * epoch stays, see createLog). Answers the metadata
+   * Deletes a log's metadata, leader, segments, manifest, retention and
+   * flushed-through mark (its epoch stays, see createLog). Answers the metadata
    * it deleted (undefined: no such log), read in the same transaction, so the
    * caller sweeps the objects of exactly that creation.
    */
@@ -247,6 +270,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         this.ns.delete().key(keys.log(name)),
         this.ns.delete().key(keys.leader(name)),
         this.ns.delete().key(keys.retention(name)),
+        this.ns.delete().key(keys.flushedThrough(name)),
         this.ns.delete().prefix(keys.segments(name)),
         this.ns.delete().prefix(`manifest/${name}/`),
       )
@@ -451,7 +475,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   }
 
   private forget(name: string): void {
-    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.retentions]) map.delete(name);
+    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.retentions, this.flushedThrough]) map.delete(name);
   }
 
   private setManifest(name: string, entry: ManifestEntry): void {
@@ -515,6 +539,10 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
       }
       case 'retention':
         if (op === 'put') this.retentions.set(id, Math.max(Number(value), this.retentions.get(id) ?? 0));
+        this.emit('flushed', id);
+        return;
+      case 'flushed':
+        if (op === 'put') this.flushedThrough.set(id, Math.max(Number(value), this.flushedThrough.get(id) ?? -1));
         this.emit('flushed', id);
         return;
       case 'segments': {

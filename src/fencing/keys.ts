@@ -9,6 +9,7 @@
  *   coordinator    leased: the replica that assigns leaderless logs {id}
  *   manifest/<name>/<firstId, 16 digits>  permanent: a flushed object {key, firstId, lastId, epoch, bytes}
  *   retention/<name>  permanent: ids below this decimal are truncated
+ *   flushed/<name>    permanent: ids through this decimal were flushed, only grows (manifest entries of truncated objects go, it stays)
  */
 export const keys = {
   prefix: (cluster: string) => `/tern/${cluster}/`,
@@ -22,6 +23,7 @@ export const keys = {
   coordinator: () => 'coordinator',
   manifestEntry: (name: string, firstId: number) => `manifest/${name}/${String(firstId).padStart(16, '0')}`,
   retention: (name: string) => `retention/${name}`,
+  flushedThrough: (name: string) => `flushed/${name}`,
 };
 
 /** A flushed object, recorded by the leader that wrote it (compared on its epoch). */

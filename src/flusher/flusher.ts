@@ -5,7 +5,8 @@
  * leader's epoch, and only then is memory released (followers release when
  * they see the manifest change). Store failures are retried with backoff
  * while the entries stay in memory, where the memory bound applies. A new
- * leader starts from the manifest, so it flushes whatever the old one had not.
+ * leader starts from the flushed point (the manifest, or the flushed-through
+ * mark past objects truncation deleted), so it flushes whatever the old one had not.
  * The same loop collects garbage: objects holding only truncated entries,
  * and orphans (uploads no manifest records, e.g. a fenced leader's) past a
  * grace period.
