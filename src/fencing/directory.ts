@@ -13,6 +13,7 @@
  * a new lease. Safety never depends on this: epochs checked by the replicas
  * and by etcd do that.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3, GRPCGenericError, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
@@ -65,6 +66,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   private readonly segments = new Map<string, Map<number, SegmentMeta>>();
   private readonly manifests = new Map<string, Map<number, ManifestEntry>>();
   private readonly retentions = new Map<string, number>();
+  /** keys.flushedThrough per log: flushed ids whose manifest entries are gone (truncated). */
+  private readonly flushedThrough = new Map<string, number>();
   private coordinatorId: string | undefined;
   /**
    * Lease the coordinator key is bound to. The key is this replica's only under
@@ -154,9 +157,14 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return [...(this.manifests.get(name)?.values() ?? [])].sort((a, b) => a.firstId - b.firstId);
   }
 
-  /** Highest id durable in object storage (-1 none): objects are recorded in id order. */
+  /**
+   * Highest id durable in object storage (-1 none): objects are recorded in id
+   * order. Truncation forgets the manifest entries of its objects, so what they
+   * held counts through the flushed-through mark: a log truncated up to its head
+   * stays flushed up to its head.
+   */
   flushedId(name: string): number {
-    let max = -1;
+    let max = this.flushedThrough.get(name) ?? -1;
     for (const e of this.manifests.get(name)?.values() ?? []) if (e.lastId > max) max = e.lastId;
     return max;
   }
@@ -177,12 +185,27 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return res.succeeded;
   }
 
-  /** Forgets objects that hold only truncated entries (after deleting them), as the leader at `epoch`. */
+  /**
+   * Forgets objects that hold only truncated entries (after deleting them), as
+   * the leader at `epoch`, and raises the flushed-through mark past them in the
+   * same transaction, so flushedId never falls back. Compared on the mark as
+   * this replica knows it: a stale view fails (and the next pass retries) rather
+   * than lowering it.
+   */
   async forgetFlushed(name: string, epoch: number, entries: readonly ManifestEntry[]): Promise<boolean> {
     if (entries.length === 0) return true;
+    const markKey = keys.flushedThrough(name);
+    const current = this.flushedThrough.get(name);
+    const mark = Math.max(current ?? -1, ...entries.map((e) => e.lastId));
     const deletes = entries.map((e) => this.ns.delete().key(keys.manifestEntry(name, e.firstId)));
-    const res = await this.ifStillLeader(name, epoch).then(...deletes).commit();
-    if (res.succeeded) for (const e of entries) this.manifests.get(name)?.delete(e.firstId);
+    const guard = this.ifStillLeader(name, epoch);
+    const unmoved = current === undefined ? guard.and(markKey, 'Create', '==', 0) : guard.and(markKey, 'Value', '==', String(current));
+    const res = await unmoved.then(...deletes, this.ns.put(markKey).value(String(mark))).commit();
+    if (res.succeeded) {
+      this.seen([markKey], res.header.revision);
+      this.flushedThrough.set(name, mark);
+      for (const e of entries) this.manifests.get(name)?.delete(e.firstId);
+    }
     return res.succeeded;
   }
 
@@ -212,6 +235,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
         this.ns.get(keys.epoch(name)),
         this.ns.get(keys.leader(name)),
         this.ns.get(keys.retention(name)),
+        this.ns.get(keys.flushedThrough(name)),
         this.ns.getAll().prefix(keys.segments(name)),
         this.ns.getAll().prefix(`manifest/${name}/`),
       )
@@ -231,7 +255,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     // Asked of etcd, not the watch: a replica that joined a moment ago may not have reached it yet.
     const nodeIds = (await this.ns.getAll().prefix('nodes/').keys()).map((k) => k.slice('nodes/'.length)).sort();
     if (nodeIds.length < replicas) throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
-    const meta: LogMeta = { name, replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
+    const meta: LogMeta = { name, uid: randomBytes(8).toString('hex'), replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
     // A log created again after a delete keeps counting epochs from where it was, so
     // nothing a leader of the old log still sends can pass a fence of the new one.
     const epoch = await this.ns.get(keys.epoch(name)).string();
@@ -243,20 +267,28 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return { created: res.succeeded };
   }
 
-  /** Deletes a log's metadata, leader, segments, manifest and retention (its epoch stays, see createLog). */
-  async deleteLog(name: string): Promise<boolean> {
+  /**
+   * Deletes a log's metadata, leader, segments, manifest, retention and
+   * flushed-through mark (its epoch stays, see createLog). Answers the metadata
+   * it deleted (undefined: no such log), read in the same transaction, so the
+   * caller sweeps the objects of exactly that creation.
+   */
+  async deleteLog(name: string): Promise<LogMeta | undefined> {
     const res = await this.ns
       .if(keys.log(name), 'Create', '>', 0)
       .then(
+        this.ns.get(keys.log(name)),
         this.ns.delete().key(keys.log(name)),
         this.ns.delete().key(keys.leader(name)),
         this.ns.delete().key(keys.retention(name)),
+        this.ns.delete().key(keys.flushedThrough(name)),
         this.ns.delete().prefix(keys.segments(name)),
         this.ns.delete().prefix(`manifest/${name}/`),
       )
       .commit();
-    if (res.succeeded) this.forget(name);
-    return res.succeeded;
+    if (!res.succeeded) return undefined;
+    this.forget(name);
+    return JSON.parse(res.responses[0]!.response_range!.kvs[0]!.value.toString()) as LogMeta;
   }
 
   /**
@@ -602,7 +634,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   }
 
   private forget(name: string): void {
-    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.retentions]) map.delete(name);
+    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.retentions, this.flushedThrough]) map.delete(name);
   }
 
   private setManifest(name: string, entry: ManifestEntry): void {
@@ -663,6 +695,10 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
       }
       case 'retention':
         if (op === 'put') this.retentions.set(id, Math.max(Number(value), this.retentions.get(id) ?? 0));
+        this.emit('flushed', id);
+        return;
+      case 'flushed':
+        if (op === 'put') this.flushedThrough.set(id, Math.max(Number(value), this.flushedThrough.get(id) ?? -1));
         this.emit('flushed', id);
         return;
       case 'segments': {

@@ -2,13 +2,14 @@
  * The etcd key layout of a cluster, all under /tern/<cluster>/:
  *   nodes/<id>     permanent: the replica ids that ever joined (a log's replica set is chosen from these)
  *   members/<id>   leased: a live replica process {id, clientUrl, peerUrl, incarnation}
- *   logs/<name>    permanent: log metadata {name, replicas, createdAt}
+ *   logs/<name>    permanent: log metadata {name, uid, replicas, createdAt}
  *   epochs/<name>  permanent: the log's epoch, a decimal integer that only grows (0 = never led)
  *   leaders/<name> leased by the leader: {id, epoch, incarnation}
  *   segments/<name>/<epoch, 10 digits>  permanent: one segment per epoch that led the log
  *   coordinator    leased: the replica that assigns leaderless logs {id}
  *   manifest/<name>/<firstId, 16 digits>  permanent: a flushed object {key, firstId, lastId, epoch, bytes}
  *   retention/<name>  permanent: ids below this decimal are truncated
+ *   flushed/<name>    permanent: ids through this decimal were flushed, only grows (manifest entries of truncated objects go, it stays)
  */
 export const keys = {
   prefix: (cluster: string) => `/tern/${cluster}/`,
@@ -22,6 +23,7 @@ export const keys = {
   coordinator: () => 'coordinator',
   manifestEntry: (name: string, firstId: number) => `manifest/${name}/${String(firstId).padStart(16, '0')}`,
   retention: (name: string) => `retention/${name}`,
+  flushedThrough: (name: string) => `flushed/${name}`,
 };
 
 /** A flushed object, recorded by the leader that wrote it (compared on its epoch). */
@@ -73,6 +75,12 @@ export interface MemberInfo {
 
 export interface LogMeta {
   name: string;
+  /**
+   * New at every creation of the name, and part of its objects' keys: a log
+   * deleted and created again never shares objects with its former self.
+   * Absent on logs created before it existed (their objects keep the old keys).
+   */
+  uid?: string;
   /** The replicas that hold the log, fixed at creation. */
   replicas: string[];
   createdAt: string;

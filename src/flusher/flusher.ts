@@ -5,7 +5,8 @@
  * leader's epoch, and only then is memory released (followers release when
  * they see the manifest change). Store failures are retried with backoff
  * while the entries stay in memory, where the memory bound applies. A new
- * leader starts from the manifest, so it flushes whatever the old one had not.
+ * leader starts from the flushed point (the manifest, or the flushed-through
+ * mark past objects truncation deleted), so it flushes whatever the old one had not.
  * The same loop collects garbage: objects holding only truncated entries,
  * and orphans (uploads no manifest records, e.g. a fenced leader's) past a
  * grace period.
@@ -13,12 +14,14 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestEntry } from '../fencing/keys.js';
-import { encodeObject, encodedSize, epochOfKey, logPrefix, objectKey } from './object-format.js';
+import { encodeObject, encodedSize, epochOfKey, isObjectUnder, logPrefix, objectKey } from './object-format.js';
 import type { ObjectStore } from './object-store.js';
 
 /** The leader's side of one log, as the flusher needs it. */
 export interface FlushSource {
   readonly log: string;
+  /** The log's creation (LogMeta.uid; undefined for a log created before uids): its objects' key prefix. */
+  readonly uid: string | undefined;
   readonly epoch: number;
   /** False once this leader stepped down: the flusher stops. */
   isCurrent(): boolean;
@@ -149,7 +152,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     const lastId = firstId + entries.length - 1;
     nextId = lastId + 1;
     waitingSince = undefined;
-    const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch);
+    const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch, src.uid);
     const buffer = options.buffers?.take(encodedSize(entries.length, bytes));
     const body = encodeObject(src.epoch, firstId, entries, buffer);
     uploading++;
@@ -214,8 +217,9 @@ export async function collectGarbage(src: FlushSource, manifest: Manifest, store
   if (!sweepOrphans) return;
   const recorded = new Set(manifest.manifest(src.log).map((e) => e.key));
   const cutoff = Date.now() - options.orphanGraceMs;
-  for (const o of await store.list(logPrefix(options.prefix, options.cluster, src.log))) {
-    if (recorded.has(o.key) || o.lastModified.getTime() > cutoff || !src.isCurrent()) continue;
+  const prefix = logPrefix(options.prefix, options.cluster, src.log, src.uid);
+  for (const o of await store.list(prefix)) {
+    if (!isObjectUnder(prefix, o.key) || recorded.has(o.key) || o.lastModified.getTime() > cutoff || !src.isCurrent()) continue;
     // Only a fenced leader's upload is an orphan: its manifest record compares on an epoch that
     // has moved on, so it can never be recorded. An unrecorded object of this leader's own epoch
     // is an upload whose record is still to come (etcd slow or down): deleting it lost data.

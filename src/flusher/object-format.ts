@@ -119,10 +119,12 @@ function metaChecksum(header: Buffer, index: Buffer): number {
 /**
  * Object keys sort by first id and carry the epoch of the leader that wrote
  * them, so a stale leader's upload can never replace a recorded object:
- *   <prefix><cluster>/<log>/<firstId, 16 digits>-<lastId, 16 digits>-e<epoch, 10 digits>.tern
+ *   <prefix><cluster>/<log>/<uid>/<firstId, 16 digits>-<lastId, 16 digits>-e<epoch, 10 digits>.tern
+ * `uid` is the log's creation (LogMeta.uid); a log created before uids has
+ * its objects right under <prefix><cluster>/<log>/.
  */
-export function objectKey(prefix: string, cluster: string, log: string, firstId: number, lastId: number, epoch: number): string {
-  return `${logPrefix(prefix, cluster, log)}${pad(firstId, 16)}-${pad(lastId, 16)}-e${pad(epoch, 10)}.tern`;
+export function objectKey(prefix: string, cluster: string, log: string, firstId: number, lastId: number, epoch: number, uid?: string): string {
+  return `${logPrefix(prefix, cluster, log, uid)}${pad(firstId, 16)}-${pad(lastId, 16)}-e${pad(epoch, 10)}.tern`;
 }
 
 /** The epoch of the leader that wrote an object, from its key; undefined for a key this format did not make. */
@@ -131,8 +133,18 @@ export function epochOfKey(key: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-export function logPrefix(prefix: string, cluster: string, log: string): string {
-  return `${prefix}${cluster}/${log}/`;
+/** Where the objects of one creation of a log are (see objectKey). */
+export function logPrefix(prefix: string, cluster: string, log: string, uid?: string): string {
+  return `${prefix}${cluster}/${log}/${uid === undefined ? '' : `${uid}/`}`;
+}
+
+/**
+ * Whether `key`, listed under `prefix` (a logPrefix), is an object of that creation: a
+ * log created before uids has later creations' objects in folders below its
+ * prefix, which its sweeps must never touch.
+ */
+export function isObjectUnder(prefix: string, key: string): boolean {
+  return key.startsWith(prefix) && !key.includes('/', prefix.length);
 }
 
 function pad(n: number, width: number): string {

@@ -67,6 +67,7 @@ export class ReplicaMetrics {
   private readonly flushedBytes = this.counter('tern_flushed_bytes_total', 'Entry bytes flushed to object storage and recorded in the manifest.');
   private readonly flushedObjects = this.counter('tern_flushed_objects_total', 'Objects flushed and recorded in the manifest.');
   private readonly storeErrors = this.counter('tern_object_store_errors_total', 'Failed object store requests, by operation (put, get, list, delete).', ['operation']);
+  private readonly deletedLogSweeps = this.counter('tern_deleted_log_sweeps_total', "Sweeps of a deleted log's objects done by the replica that deleted it: at the delete (at_delete), and the late one for an upload that was in flight (late).", ['sweep']);
   private readonly etcdErrors = this.counter('tern_etcd_errors_total', 'etcd requests that failed, by operation (request: one a client request needed; lease: keep-alive deadline passed; record: a manifest or segment write retried).', ['operation']);
 
   constructor(replica: string, options: { perLog: boolean }, source: MetricsSource) {
@@ -80,6 +81,7 @@ export class ReplicaMetrics {
     for (const change of ['acquired', 'lost']) this.leadership.inc({ change }, 0);
     for (const outcome of ['ok', 'failed']) this.recoveries.inc({ outcome }, 0);
     for (const source of ['memory', 'object_store', 'none']) this.reads.inc({ source }, 0);
+    for (const sweep of ['at_delete', 'late']) this.deletedLogSweeps.inc({ sweep }, 0);
   }
 
   /**
@@ -146,6 +148,10 @@ export class ReplicaMetrics {
 
   storeFailed(operation: string): void {
     this.storeErrors.inc({ operation });
+  }
+
+  deletedLogSwept(sweep: 'at_delete' | 'late'): void {
+    this.deletedLogSweeps.inc({ sweep });
   }
 
   etcdFailed(operation: 'request' | 'lease' | 'record'): void {

@@ -19,7 +19,7 @@ import { ReplyStatus, incarnationTag, type AppendReply, type AppendRequest } fro
 import { decideRecovery, isClosedClean, validLastId, type FenceAnswer } from '../quorum/recovery.js';
 import { decodeEntryRuns, encodeEntryRuns } from '../quorum/wire.js';
 import { OBJECT_BUFFERS_KEPT, ObjectBuffers, runFlusher } from '../flusher/flusher.js';
-import { CorruptObjectError, logPrefix } from '../flusher/object-format.js';
+import { CorruptObjectError, isObjectUnder, logPrefix } from '../flusher/object-format.js';
 import { ObjectReader } from '../flusher/object-reader.js';
 import type { ObjectStore } from '../flusher/object-store.js';
 import type { ReplicaConfig } from './config.js';
@@ -375,19 +375,23 @@ export class Replica {
    * Deletes a log: its metadata in etcd (every replica then drops what it
    * holds and its leader steps down), then its objects. The objects are listed
    * and deleted once more a little later, for an upload that was in flight.
+   * Both sweeps cover only the deleted creation's prefix: the name may be
+   * created again meanwhile, and its objects are under another.
    */
   async deleteLog(name: string): Promise<{ log: string; deleted: true }> {
     await this.requireLog(name);
-    if (!(await this.dir().deleteLog(name))) throw new TernError('LOG_NOT_FOUND', `log ${name} does not exist`);
+    const meta = await this.dir().deleteLog(name);
+    if (!meta) throw new TernError('LOG_NOT_FOUND', `log ${name} does not exist`);
     this.forgetLog(name);
     const store = this.store;
     if (store) {
-      const prefix = logPrefix(this.config.s3Prefix, this.config.cluster, name);
-      const sweep = async () => {
-        for (const o of await store.list(prefix)) await store.delete(o.key);
+      const prefix = logPrefix(this.config.s3Prefix, this.config.cluster, name, meta.uid);
+      const sweep = async (when: 'at_delete' | 'late') => {
+        for (const o of await store.list(prefix)) if (isObjectUnder(prefix, o.key)) await store.delete(o.key);
+        this.metrics.deletedLogSwept(when);
       };
-      await sweep();
-      setTimeout(() => sweep().catch((err) => this.log.warn({ log: name, err: (err as Error).message }, 'late sweep of a deleted log failed')), LATE_SWEEP_MS).unref();
+      await sweep('at_delete');
+      setTimeout(() => sweep('late').catch((err) => this.log.warn({ log: name, err: (err as Error).message }, 'late sweep of a deleted log failed')), LATE_SWEEP_MS).unref();
     }
     this.log.info({ log: name }, 'log deleted');
     return { log: name, deleted: true };
@@ -716,11 +720,12 @@ export class Replica {
     this.wakeReaders(name, this.committedId(name));
   }
 
-  private startFlusher(name: string, state: LogState, leader: LeaderLog<Waiting>): void {
+  private startFlusher(name: string, uid: string | undefined, state: LogState, leader: LeaderLog<Waiting>): void {
     if (!this.store) return;
     const replica = state.replica;
     const source = {
       log: name,
+      uid,
       epoch: leader.epoch,
       isCurrent: () => state.leader === leader && !leader.isDeposed && !this.stopping,
       closing: () => state.handingOff,
@@ -796,7 +801,7 @@ export class Replica {
       const open: SegmentMeta = { epoch, firstId: endId + 1, lastId: null, replicas: this.incarnationsOf(record.meta.replicas) };
       if (!(await dir.openSegment(name, epoch, seals, open))) throw new TernError('NOT_READY', `log ${name}: lost epoch ${epoch} before sealing`);
       // Flushes whatever the previous leaders had not, sealed segments included, before anything is released.
-      if (state.leader) this.startFlusher(name, state, state.leader);
+      if (state.leader) this.startFlusher(name, record.meta.uid, state, state.leader);
       this.metrics.recovered('ok', seconds());
       this.metrics.leadershipChanged('acquired');
       this.log.info({ log: name, epoch, recoveredId: endId, sealed: seals.map((seg) => ({ epoch: seg.epoch, lastId: seg.lastId })), ms: Date.now() - started, ...(warning ? { warning } : {}) }, 'leading log');

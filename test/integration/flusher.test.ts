@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -31,11 +31,11 @@ async function appendMany(url: string, log: string, values: Buffer[]): Promise<v
   }
 }
 
-/** Object files as s3rver stores them on disk (data files only). */
+/** Object files as s3rver stores them on disk (data files only), relative to the log's folder (<uid>/<object>). */
 function storedObjects(c: LocalCluster, log: string): string[] {
   const dir = join(c.objectStoreDir, S3RVER_BUCKET, 'tern', log);
   try {
-    return readdirSync(dir).filter((f) => f.endsWith('._S3rver_object'));
+    return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('._S3rver_object'));
   } catch {
     return [];
   }
@@ -164,10 +164,11 @@ describe('flushing to object storage', () => {
     const url = c.replica(leader).clientUrl;
     await appendMany(url, 'orphans', [Buffer.from('kept')]);
     await eventually(async () => expect((await status(url, 'orphans')).flushedId).toBe(0));
+    const uid = dirname(storedObjects(c, 'orphans')[0]!);
     const store = new ObjectStore({ endpoint: c.objectStoreEndpoint!, region: 'us-east-1', bucket: S3RVER_BUCKET, ...S3RVER_CREDENTIALS, forcePathStyle: true, timeoutMs: 5000 });
     try {
       // What a stale leader of epoch 0 would have uploaded for ids 0-0: never recorded.
-      await store.put('tern/orphans/0000000000000000-0000000000000000-e0000000000.tern', Buffer.from('stale upload'));
+      await store.put(`tern/orphans/${uid}/0000000000000000-0000000000000000-e0000000000.tern`, Buffer.from('stale upload'));
       expect(storedObjects(c, 'orphans').length).toBe(2);
       expect((await readAll(url, 'orphans')).map((e) => e.data.toString())).toEqual(['kept']);
       await eventually(async () => expect(storedObjects(c, 'orphans').length).toBe(1), 15_000, 200);

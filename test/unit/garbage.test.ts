@@ -7,15 +7,15 @@ import type { ManifestEntry } from '../../src/fencing/keys.js';
 const key = (firstId: number, lastId: number, epoch: number) => objectKey('', 'tern', 'gc', firstId, lastId, epoch);
 const longAgo = new Date(Date.now() - 3_600_000);
 
-function setup(objects: StoredObject[], recorded: ManifestEntry[]) {
+function setup(objects: StoredObject[], recorded: ManifestEntry[], uid?: string) {
   const deleted: string[] = [];
   let lists = 0;
   const store = {
-    list: async () => (lists++, objects),
+    list: async (prefix: string) => (lists++, objects.filter((o) => o.key.startsWith(prefix))),
     delete: async (k: string) => void deleted.push(k),
   } as unknown as ObjectStore;
   const manifest = { manifest: () => recorded, retainedFrom: () => 0, forgetFlushed: async () => true } as unknown as Manifest;
-  const src = { log: 'gc', epoch: 3, isCurrent: () => true } as unknown as FlushSource;
+  const src = { log: 'gc', uid, epoch: 3, isCurrent: () => true } as unknown as FlushSource;
   const log = { info: () => {}, warn: () => {} };
   const options = { cluster: 'tern', prefix: '', maxBytes: 1, maxEntries: 1, intervalMs: 1, orphanGraceMs: 60_000 };
   return { deleted, lists: () => lists, run: (sweepOrphans = true) => collectGarbage(src, manifest, store, options, log, sweepOrphans) };
@@ -35,6 +35,17 @@ describe('object garbage collection', () => {
     );
     await run();
     expect(deleted).toEqual([key(10, 19, 2)]);
+  });
+
+  it("sweeps only its own creation's objects: a log from before uids leaves a later creation's folder alone", async () => {
+    const later = (firstId: number, lastId: number, epoch: number) => objectKey('', 'tern', 'gc', firstId, lastId, epoch, '5eed');
+    const objects = [key(10, 19, 2), later(10, 19, 2)].map((k) => ({ key: k, lastModified: longAgo, size: 10 }));
+    const legacy = setup(objects, []);
+    await legacy.run();
+    expect(legacy.deleted).toEqual([key(10, 19, 2)]);
+    const created = setup(objects, [], '5eed');
+    await created.run();
+    expect(created.deleted).toEqual([later(10, 19, 2)]);
   });
 
   it('lists the store for orphans only on a sweep, paced by the grace period', async () => {

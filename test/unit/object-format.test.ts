@@ -63,6 +63,7 @@ describe('flushed object format', () => {
     const keys = [objectKey('p/', 'c', 'log', 100, 199, 3), objectKey('p/', 'c', 'log', 9, 99, 2), objectKey('p/', 'c', 'log', 1000, 1001, 3)];
     expect([...keys].sort()).toEqual([keys[1], keys[0], keys[2]]);
     expect(keys[0]).toBe('p/c/log/0000000000000100-0000000000000199-e0000000003.tern');
+    expect(objectKey('p/', 'c', 'log', 100, 199, 3, 'ab12')).toBe('p/c/log/ab12/0000000000000100-0000000000000199-e0000000003.tern');
   });
 });
 
