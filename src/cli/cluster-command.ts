@@ -64,13 +64,17 @@ export async function runClusterCommand(args: ClusterArgs): Promise<number> {
   console.log(`s3      ${cluster.objectStoreEndpoint} (s3rver, bucket tern)`);
   for (const r of cluster.replicas) console.log(`${r.id}      client ${r.clientUrl}  peer ${r.peerUrl}  (log ${cluster.dataDir}/${r.id}.log)`);
   console.log(`cluster.json: ${file}\nCtrl-C stops the cluster.`);
+  let stopping = false;
   for (const r of cluster.replicas) {
-    r.process.on('exit', (code, signal) => console.log(`${r.id} exited (${signal ?? code}); restart it with the argv in cluster.json`));
+    r.process.on('exit', (code, signal) => {
+      if (!stopping) console.log(`${r.id} exited (${signal ?? code}); restart it with the argv in cluster.json`);
+    });
   }
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  stopping = true;
   console.log('stopping: the replicas hand off or close their logs clean (Ctrl-C again to kill them now)...');
   const force = () => {
     console.log('killing everything now');
