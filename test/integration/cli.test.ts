@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cliEntry, type ClusterFile } from '../../src/cli/local-cluster.js';
 import { stopChild } from '../../src/cli/processes.js';
-import { appendRaw, createLog, eventually, readAll } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, readAll } from '../support/cluster.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -88,4 +88,44 @@ describe('tern CLI', () => {
     expect(child.exitCode).toBe(0);
     for (const pid of [desc.etcd.pid!, desc.replicas[0]!.pid, desc.replicas[1]!.pid]) expect(alive(pid)).toBe(false);
   });
+
+  it('Ctrl-C stops tern cluster cleanly: started again on the same data, a log flushed before takes appends at once and keeps its entries', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tern-cli-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const base = await freeBasePort();
+    const file = join(dataDir, 'cluster.json');
+    const start = async () => {
+      rmSync(file, { force: true });
+      const child = spawn(process.execPath, [cliEntry(), 'cluster', '--data-dir', dataDir, '--base-port', String(base), '--', '--log-level', 'warn'], { stdio: 'ignore' });
+      cleanups.push(async () => {
+        // Whatever the test left running: the CLI and every process its cluster.json names.
+        if (existsSync(file)) for (const pid of pidsOf(JSON.parse(readFileSync(file, 'utf8')) as ClusterFile)) if (alive(pid)) process.kill(pid, 'SIGKILL');
+        await stopChild(child, 'SIGKILL');
+      });
+      await eventually(async () => expect(existsSync(file)).toBe(true), 30_000);
+      return { child, desc: JSON.parse(readFileSync(file, 'utf8')) as ClusterFile };
+    };
+
+    const first = await start();
+    const url = first.desc.replicas[0]!.clientUrl;
+    await createLog(url, 'orders');
+    for (const v of ['a', 'b', 'c']) expect((await appendRaw(first.desc.replicas[1]!.clientUrl, 'orders', v)).status).toBe(200);
+    await eventually(async () => expect((await http(`${url}/v1/logs/orders`)).json().flushedId).toBe(2), 10_000);
+    first.child.kill('SIGINT');
+    await new Promise((resolve) => first.child.once('exit', resolve));
+    expect(first.child.exitCode).toBe(0);
+    for (const pid of pidsOf(first.desc)) expect(alive(pid), `pid ${pid} after Ctrl-C`).toBe(false);
+
+    const second = await start();
+    const readyAt = Date.now();
+    await eventually(async () => expect((await appendRaw(second.desc.replicas[2]!.clientUrl, 'orders', 'd')).status).toBe(200), 10_000, 20);
+    expect(Date.now() - readyAt).toBeLessThan(2000);
+    for (const r of second.desc.replicas) {
+      await eventually(async () => expect((await readAll(r.clientUrl, 'orders')).map((e) => e.data.toString())).toEqual(['a', 'b', 'c', 'd']));
+    }
+  });
 });
+
+function pidsOf(desc: ClusterFile): number[] {
+  return [desc.etcd.pid, desc.objectStore?.pid, ...desc.replicas.map((r) => r.pid)].filter((pid): pid is number => typeof pid === 'number' && pid > 0);
+}

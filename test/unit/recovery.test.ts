@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decideRecovery, validLastId, type FenceAnswer, type SegmentView } from '../../src/quorum/recovery.js';
+import { decideRecovery, isClosedClean, validLastId, type FenceAnswer, type SegmentView } from '../../src/quorum/recovery.js';
 
 const seg = (epoch: number, firstId: number, lastId: number | null, incs: Record<string, string> = { a: 'a1', b: 'b1', c: 'c1' }): SegmentView => ({ epoch, firstId, lastId, replicas: incs });
 const answer = (replica: string, incarnation: string, lastId: number, runs = [{ firstId: 0, epoch: 1 }], startId = 0): FenceAnswer => ({ replica, incarnation, startId, lastId, runs });
@@ -55,6 +55,21 @@ describe('decideRecovery', () => {
   it('never recovers below the start of the open segment (the sealed prefix is final)', () => {
     const d = decideRecovery([seg(1, 0, 9), seg(2, 10, null)], [answer('a', 'a1', -1, [], 0), answer('b', 'b1', -1, [], 0)], 3);
     expect(d).toMatchObject({ kind: 'recover', endId: 9 });
+  });
+
+  it('recovers a segment closed clean at its recorded end with no answers at all, even from restarted replicas only', () => {
+    const closed = [seg(1, 0, 9), { ...seg(2, 10, 14), closedClean: true }];
+    expect(decideRecovery(closed, [], 3)).toMatchObject({ kind: 'recover', endId: 14, counted: [] });
+    // Answers from replicas that all restarted (new incarnations) change nothing: every id is in object storage.
+    expect(decideRecovery(closed, [answer('a', 'a2', -1, []), answer('b', 'b2', 20, [{ firstId: 10, epoch: 2 }])], 3)).toMatchObject({ kind: 'recover', endId: 14 });
+    expect(isClosedClean(closed.at(-1))).toBe(true);
+  });
+
+  it('treats a segment sealed by a recovery (not closed clean) as needing counted answers', () => {
+    const sealed = [seg(1, 0, 9), seg(2, 10, 14)];
+    expect(isClosedClean(sealed.at(-1))).toBe(false);
+    expect(isClosedClean({ ...seg(2, 10, null), closedClean: true })).toBe(false);
+    expect(decideRecovery(sealed, [answer('a', 'a2', -1, [])], 3).kind).toBe('unavailable');
   });
 
   it('recovers a log that was never led to nothing', () => {
