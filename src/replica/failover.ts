@@ -2,7 +2,9 @@
  * The replica's side of fast failover: feeds the failure detector
  * (failure-detector.ts) with the logs this replica follows, probes the
  * replicas it suspects and claims the logs whose leader is shown dead,
- * without waiting for the dead leader's etcd lease to lapse.
+ * without waiting for the dead leader's etcd lease to lapse. Also remembers
+ * the logs this replica gave up for lost quorum (check-quorum), so that it
+ * does not take them straight back while it still reaches no peer.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -42,6 +44,10 @@ export class Failover {
   private ticks = 0;
   private readonly passTicks: number;
   private readonly probeTimeoutMs: number;
+  /** Messages heard from other leaders so far: a clock of contact with the peers. */
+  private contacts = 0;
+  /** Logs given up for lost quorum, with `contacts` at that moment. */
+  private readonly quorumLost = new Map<string, number>();
 
   constructor(
     private readonly host: FailoverHost,
@@ -62,6 +68,7 @@ export class Failover {
 
   /** A replication message for `log` arrived from its leader. */
   heard(log: string, leader: string, epoch: number): void {
+    this.contacts++;
     this.detector.heard(log, leader, epoch);
   }
 
@@ -69,6 +76,19 @@ export class Failover {
   connectionClosed(): void {
     this.detector.connectionClosed();
     this.pass();
+  }
+
+  /** This replica stepped down from `log` because no quorum answered it. */
+  gaveUpForLostQuorum(log: string): void {
+    this.quorumLost.set(log, this.contacts);
+  }
+
+  /** False while this replica gave `log` up for lost quorum and no other leader has reached it since. */
+  mayLead(log: string): boolean {
+    const at = this.quorumLost.get(log);
+    if (at === undefined) return true;
+    if (this.contacts > at) this.quorumLost.delete(log);
+    return this.contacts > at;
   }
 
   /** True when this member's process is known dead (its member key may live on until its lease lapses). */

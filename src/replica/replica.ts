@@ -180,6 +180,7 @@ export class Replica {
       retransmitTicks: ticks(config.retransmitMs),
       heartbeatTicks: ticks(config.heartbeatMs),
       backoffTicks: ticks(config.backoffMs),
+      checkQuorum: true,
     };
     this.failover = new Failover(
       {
@@ -797,11 +798,12 @@ export class Replica {
       const id = dir.log(log)?.leader?.id;
       if (id) led.set(id, (led.get(id) ?? 0) + 1);
     }
-    // A member key outlives a killed process until its lease lapses: one known dead is no candidate,
-    // nor is one draining for a controlled shutdown.
+    // A member key outlives a killed process until its lease lapses: one known dead is no candidate, nor
+    // is one draining for a controlled shutdown. Nor is this replica for a log it gave up for lost quorum,
+    // until a peer reaches it again.
     const live = (id: string) => {
       const member = dir.member(id);
-      return member !== undefined && !member.draining && !this.failover.isDead(member);
+      return member !== undefined && !member.draining && !this.failover.isDead(member) && (id !== this.id || this.failover.mayLead(record.meta.name));
     };
     return record.meta.replicas.filter(live).sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
   }
@@ -1020,20 +1022,35 @@ export class Replica {
       a.token.resolve({ firstId: a.firstId, lastId: a.lastId, epoch: leader.epoch });
     }
     for (const f of ready.failed) f.token.reject(unknownOutcomeError(state.replica.log, f.reason, f.firstId, f.lastId));
+    if (ready.quorumLost) this.giveUpForLostQuorum(state, leader);
     if (ready.commitId > state.wokenCommitId) {
       state.wokenCommitId = ready.commitId;
       this.wakeReaders(state.replica.log, ready.commitId);
     }
   }
 
+  /**
+   * Check-quorum deposed the leader (no follower answered for the ack timeout): give up the leader key so
+   * that the coordinator, or the followers, give the log to a replica that reaches a quorum.
+   */
+  private giveUpForLostQuorum(state: LogState, leader: LeaderLog<Waiting>): void {
+    const name = state.replica.log;
+    if (!state.takeover) this.metrics.leadershipChanged('lost');
+    this.failover.gaveUpForLostQuorum(name);
+    this.log.warn({ log: name, epoch: leader.epoch, ackTimeoutMs: this.config.ackTimeoutMs }, 'no follower answered within the ack timeout: stepping down and giving up the leader key');
+    // Retried while etcd fails: the coordinator only assigns logs without a leader key.
+    if (this.directory) void this.directory.releaseLeadershipUntilDone(name, leader.epoch);
+  }
+
   private sendToPeer(state: LogState, leader: LeaderLog<Waiting>, to: string, req: AppendRequest): void {
     const member = this.directory?.member(to);
-    const unreachable = () => {
-      leader.peerUnreachable(to, req.seq);
+    const unreachable = (refused = false) => {
+      leader.peerUnreachable(to, req.seq, refused);
       this.schedule(state);
     };
     if (!member) {
-      queueMicrotask(unreachable);
+      // Its lease lapsed: as gone as a refused connection.
+      queueMicrotask(() => unreachable(true));
       return;
     }
     let bytes = 0;
@@ -1048,9 +1065,9 @@ export class Replica {
         leader.handleReply(to, reply);
         this.schedule(state);
       },
-      () => {
+      (err: NodeJS.ErrnoException) => {
         this.metrics.replicationAnswered(to, 'error');
-        unreachable();
+        unreachable(err.code === 'ECONNREFUSED');
       },
     );
   }
