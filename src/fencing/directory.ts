@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3, GRPCGenericError, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
-import { keys, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
+import { keys, leaderKeyValue, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
 
 /** First wait before an etcd request that failed is tried again; it doubles up to `RETRY_MAX_DELAY_MS`. */
 const RETRY_FIRST_DELAY_MS = 100;
@@ -419,7 +419,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
 
   /** The exact value of this replica's leader key for `epoch`. */
   leaderValue(epoch: number): string {
-    return JSON.stringify({ id: this.self.id, epoch, incarnation: this.self.incarnation } satisfies LeaderInfo);
+    return leaderKeyValue({ id: this.self.id, epoch, incarnation: this.self.incarnation });
   }
 
   private newLease(): Lease {

@@ -92,6 +92,11 @@ export interface LeaderInfo {
   incarnation: string;
 }
 
+/** The exact value of a leader key: transactions compare it byte for byte, so it is built here only. */
+export function leaderKeyValue(leader: LeaderInfo): string {
+  return JSON.stringify({ id: leader.id, epoch: leader.epoch, incarnation: leader.incarnation } satisfies LeaderInfo);
+}
+
 export interface LogRecord {
   meta: LogMeta;
   epoch: number;

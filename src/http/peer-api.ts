@@ -5,6 +5,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { TernError } from '../errors.js';
 import { WireError, decodeAppendRequest, encodeAppendReply, requestVersion } from '../quorum/wire.js';
+import { PEER_HEALTH_PATH } from '../replica/failover.js';
 import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from '../replica/peer-transport.js';
 import type { Replica } from '../replica/replica.js';
 import { installErrorHandling } from './error-handler.js';
@@ -48,6 +49,9 @@ export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): Fasti
     reply.header('content-type', 'application/octet-stream').send(replica.fetchRuns(req.params.log, req.body.fromId, req.body.toId)),
   );
 
-  app.get('/healthz', async () => ({ status: 'ok', id: replica.id }));
+  // Failure detection probes this (failover.ts): a different incarnation means the process it knew is gone.
+  // A leader's replication connection closes the moment its process dies: tell failure detection.
+  app.server.on('connection', (socket) => socket.once('close', () => replica.peerConnectionClosed()));
+  app.get(PEER_HEALTH_PATH, async () => ({ status: 'ok', id: replica.id, incarnation: replica.incarnation ?? null }));
   return app;
 }

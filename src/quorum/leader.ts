@@ -38,6 +38,14 @@ export interface LeaderConfig {
   heartbeatTicks: number;
   /** Pause before probing a follower again after a transport error. */
   backoffTicks: number;
+  /**
+   * Check-quorum (etcd-io/raft's CheckQuorum): once no quorum of followers
+   * has answered for ackTimeoutTicks, and enough of the silent ones may still
+   * be alive to make another leader, step down and say so in `Ready` so the
+   * caller gives up the leadership. A leader cut off from its peers but not
+   * from etcd then no longer holds the log for the whole partition.
+   */
+  checkQuorum: boolean;
 }
 
 /** Why a proposal failed after it got ids: it may or may not become committed later. */
@@ -74,6 +82,14 @@ export interface Ready<T> {
   acked: Acked<T>[];
   failed: Failed<T>[];
   commitId: number;
+  /**
+   * Set once, in the Ready that follows a check-quorum step-down: the leader
+   * is deposed (its waiting proposals are in `failed`), and the caller must
+   * give up the leadership (the leader key) so that a replica that reaches a
+   * quorum can take the log. Nothing it did is undone: the next leader's
+   * fencing and recovery decide what was committed, as after any failure.
+   */
+  quorumLost: boolean;
 }
 
 interface Proposal<T> extends Acked<T> {
@@ -90,6 +106,8 @@ export class LeaderLog<T> {
   private acked: Acked<T>[] = [];
   private failed: Failed<T>[] = [];
   private deposed = false;
+  /** Check-quorum stepped down and the caller has not been told yet. */
+  private quorumLostToTell = false;
   private readonly quorum: number;
   /** Tick at which the commit point last moved. */
   private commitTick = 0;
@@ -151,6 +169,7 @@ export class LeaderLog<T> {
       return;
     }
     p.lastReplyTick = this.now;
+    p.refused = false;
     if (reply.incarnation !== undefined && reply.incarnation !== p.incarnation) {
       // A new process answers: whatever the old one held is gone (amnesia), so progress starts over.
       if (p.incarnation !== undefined) {
@@ -174,10 +193,15 @@ export class LeaderLog<T> {
     }
   }
 
-  /** The transport could not deliver message `seq` (connection refused, reset, timeout). */
-  peerUnreachable(from: string, seq: number): void {
+  /**
+   * The transport could not deliver message `seq` (connection refused, reset,
+   * timeout). `refused`: the follower's host refused the connection, so no
+   * process listens there (it died); anything else may be a cut-off network.
+   */
+  peerUnreachable(from: string, seq: number, refused = false): void {
     const p = this.progress.find((x) => x.peer === from);
     if (!p || !p.takeInflight(seq)) return;
+    p.refused = refused;
     p.resetToProbe(this.now + this.config.backoffTicks);
   }
 
@@ -194,16 +218,24 @@ export class LeaderLog<T> {
       this.proposalHead++;
     }
     this.compactProposals();
+    if (this.config.checkQuorum && this.quorumLost()) {
+      // Proposals still waiting were made less than ackTimeoutTicks ago: no quorum took them yet.
+      this.stepDown('ACK_TIMEOUT');
+      this.quorumLostToTell = true;
+    }
   }
 
-  /** Stops leading at once: every waiting proposal fails, nothing more is sent or acked. */
-  stepDown(): void {
+  /**
+   * Stops leading at once: every waiting proposal fails (with `reason`: their
+   * outcome is unknown either way), nothing more is sent or acked.
+   */
+  stepDown(reason: UnknownOutcome = 'FENCED'): void {
     if (this.deposed) return;
     this.deposed = true;
     this.outbox = [];
     for (let i = this.proposalHead; i < this.proposals.length; i++) {
       const p = this.proposals[i]!;
-      this.failed.push({ token: p.token, firstId: p.firstId, lastId: p.lastId, reason: 'FENCED' });
+      this.failed.push({ token: p.token, firstId: p.firstId, lastId: p.lastId, reason });
     }
     this.proposals = [];
     this.proposalHead = 0;
@@ -211,7 +243,7 @@ export class LeaderLog<T> {
 
   /** True when there is something for `ready()` to return. */
   hasReady(): boolean {
-    return this.outbox.length > 0 || this.acked.length > 0 || this.failed.length > 0 || this.wantsToSend();
+    return this.outbox.length > 0 || this.acked.length > 0 || this.failed.length > 0 || this.quorumLostToTell || this.wantsToSend();
   }
 
   ready(): Ready<T> {
@@ -220,7 +252,8 @@ export class LeaderLog<T> {
     } else if (!this.deposed) {
       this.stepDown();
     }
-    const ready: Ready<T> = { messages: this.outbox, acked: this.acked, failed: this.failed, commitId: this.replica.commitId };
+    const ready: Ready<T> = { messages: this.outbox, acked: this.acked, failed: this.failed, commitId: this.replica.commitId, quorumLost: this.quorumLostToTell };
+    this.quorumLostToTell = false;
     this.outbox = [];
     this.acked = [];
     this.failed = [];
@@ -302,6 +335,20 @@ export class LeaderLog<T> {
     let live = 1;
     for (const p of this.progress) if (this.now - p.lastReplyTick < this.config.ackTimeoutTicks) live++;
     return live >= this.quorum;
+  }
+
+  /**
+   * Check-quorum's rule: no quorum answered for ackTimeoutTicks, and the
+   * silent followers not known dead (their connections refused) are enough to
+   * make a quorum without this leader. When they are not (the followers died),
+   * stepping down would give the log to nobody: the leader stays, refusing
+   * appends with NO_QUORUM, and takes them again once the followers are back.
+   */
+  private quorumLost(): boolean {
+    if (this.isDeposed || this.quorumReachable()) return false;
+    let mayLead = 0;
+    for (const p of this.progress) if (this.now - p.lastReplyTick >= this.config.ackTimeoutTicks && !p.refused) mayLead++;
+    return mayLead >= this.quorum;
   }
 
   private advanceCommit(): void {

@@ -23,6 +23,8 @@ export class PeerProgress {
   /** No sends before this tick (backoff after a transport error). */
   pausedUntilTick = 0;
   lastReplyTick: number;
+  /** The last attempt to reach this follower was a refused connection (no process listens); cleared by a reply. */
+  refused = false;
   lastSentTick = -Infinity;
   /** Commit point last told to this follower. */
   sentCommitId = -1;

@@ -23,6 +23,7 @@ import { CorruptObjectError, isObjectUnder, logPrefix } from '../flusher/object-
 import { ObjectReader } from '../flusher/object-reader.js';
 import type { ObjectStore } from '../flusher/object-store.js';
 import type { ReplicaConfig } from './config.js';
+import { Failover } from './failover.js';
 import { ReplicaMetrics, type LogGauges, type MetricsSource } from './metrics.js';
 import type { PeerTransport } from './peer-transport.js';
 
@@ -156,6 +157,8 @@ export class Replica {
   private readonly objectBuffers = new ObjectBuffers(OBJECT_BUFFERS_KEPT);
   /** When a replication exchange with each peer last succeeded (either direction). */
   private readonly peerContact = new Map<string, number>();
+  /** Takes over logs whose leader is shown dead, without waiting for its lease to lapse. */
+  private readonly failover: Failover;
   readonly metrics: ReplicaMetrics;
 
   constructor(
@@ -177,7 +180,20 @@ export class Replica {
       retransmitTicks: ticks(config.retransmitMs),
       heartbeatTicks: ticks(config.heartbeatMs),
       backoffTicks: ticks(config.backoffMs),
+      checkQuorum: true,
     };
+    this.failover = new Failover(
+      {
+        id: config.id,
+        // A draining replica takes no new leadership.
+        directory: () => (this.isStopping ? undefined : this.directory),
+        leadsOrTakingOver: (name) => this.logs.get(name)?.takeover !== undefined || this.localLeader(name) !== undefined,
+        leaderCandidates: (record) => this.leaderCandidates(record),
+        takeOver: (name, expectedEpoch, replacing) => this.takeOver(name, expectedEpoch, false, replacing),
+        log,
+      },
+      config,
+    );
   }
 
   get id(): string {
@@ -411,6 +427,7 @@ export class Replica {
 
   handlePeerAppend(req: AppendRequest): AppendReply {
     this.peerContact.set(req.leader, performance.now());
+    this.failover.heard(req.log, req.leader, req.epoch);
     const state = this.logState(req.log);
     const before = state.replica.commitId;
     if (state.leader && req.epoch > state.leader.epoch) this.stepDown(state);
@@ -418,6 +435,11 @@ export class Replica {
     if (this.directory) reply.incarnation = incarnationTag(this.directory.self.incarnation);
     if (state.replica.commitId > before) this.wakeReaders(req.log, state.replica.commitId);
     return reply;
+  }
+
+  /** A connection to the peer listener closed: a leader may have died (failure detection probes). */
+  peerConnectionClosed(): void {
+    this.failover.connectionClosed();
   }
 
   /** Raises the fence for `name` to `epoch` and reports what this replica holds (recovery's question). */
@@ -776,7 +798,14 @@ export class Replica {
       const id = dir.log(log)?.leader?.id;
       if (id) led.set(id, (led.get(id) ?? 0) + 1);
     }
-    return record.meta.replicas.filter((id) => dir.member(id) && !dir.member(id)!.draining).sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
+    // A member key outlives a killed process until its lease lapses: one known dead is no candidate, nor
+    // is one draining for a controlled shutdown. Nor is this replica for a log it gave up for lost quorum,
+    // until a peer reaches it again.
+    const live = (id: string) => {
+      const member = dir.member(id);
+      return member !== undefined && !member.draining && !this.failover.isDead(member) && (id !== this.id || this.failover.mayLead(record.meta.name));
+    };
+    return record.meta.replicas.filter(live).sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
   }
 
   private fenceAnswer(state: LogState): FenceAnswer {
@@ -962,6 +991,7 @@ export class Replica {
       leader.tick();
       if (leader.hasReady()) this.schedule(state);
     }
+    this.failover.tick();
   }
 
   private schedule(state: LogState): void {
@@ -992,20 +1022,35 @@ export class Replica {
       a.token.resolve({ firstId: a.firstId, lastId: a.lastId, epoch: leader.epoch });
     }
     for (const f of ready.failed) f.token.reject(unknownOutcomeError(state.replica.log, f.reason, f.firstId, f.lastId));
+    if (ready.quorumLost) this.giveUpForLostQuorum(state, leader);
     if (ready.commitId > state.wokenCommitId) {
       state.wokenCommitId = ready.commitId;
       this.wakeReaders(state.replica.log, ready.commitId);
     }
   }
 
+  /**
+   * Check-quorum deposed the leader (no follower answered for the ack timeout): give up the leader key so
+   * that the coordinator, or the followers, give the log to a replica that reaches a quorum.
+   */
+  private giveUpForLostQuorum(state: LogState, leader: LeaderLog<Waiting>): void {
+    const name = state.replica.log;
+    if (!state.takeover) this.metrics.leadershipChanged('lost');
+    this.failover.gaveUpForLostQuorum(name);
+    this.log.warn({ log: name, epoch: leader.epoch, ackTimeoutMs: this.config.ackTimeoutMs }, 'no follower answered within the ack timeout: stepping down and giving up the leader key');
+    // Retried while etcd fails: the coordinator only assigns logs without a leader key.
+    if (this.directory) void this.directory.releaseLeadershipUntilDone(name, leader.epoch);
+  }
+
   private sendToPeer(state: LogState, leader: LeaderLog<Waiting>, to: string, req: AppendRequest): void {
     const member = this.directory?.member(to);
-    const unreachable = () => {
-      leader.peerUnreachable(to, req.seq);
+    const unreachable = (refused = false) => {
+      leader.peerUnreachable(to, req.seq, refused);
       this.schedule(state);
     };
     if (!member) {
-      queueMicrotask(unreachable);
+      // Its lease lapsed: as gone as a refused connection.
+      queueMicrotask(() => unreachable(true));
       return;
     }
     let bytes = 0;
@@ -1020,9 +1065,9 @@ export class Replica {
         leader.handleReply(to, reply);
         this.schedule(state);
       },
-      () => {
+      (err: NodeJS.ErrnoException) => {
         this.metrics.replicationAnswered(to, 'error');
-        unreachable();
+        unreachable(err.code === 'ECONNREFUSED');
       },
     );
   }

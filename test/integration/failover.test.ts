@@ -47,6 +47,31 @@ describe('leadership moves without losing an acknowledged append', () => {
     expect(status.segments[0]).toMatchObject({ epoch: 1, sealed: true });
   });
 
+  it('takes over from a SIGKILLed leader without waiting for its lease: first ack well within the default 5 s TTL', async () => {
+    // Default settings: the dead leader's key and member key live on for up to 5 s.
+    const started = await startTestCluster();
+    stop = started.stop;
+    const c = started.cluster;
+    const { leader: dead } = await createLog(c.replicas[0]!.clientUrl, 'fast');
+    expect((await appendRaw(c.replica(dead).clientUrl, 'fast', 'before')).status).toBe(200);
+    const survivors = c.replicas.filter((r) => r.id !== dead);
+    const killedAt = Date.now();
+    await c.signal(dead, 'SIGKILL');
+    let via = 0;
+    const acked = await eventually(async () => {
+      const res = await appendRaw(survivors[via++ % 2]!.clientUrl, 'fast', 'after', 1000);
+      expect(res.status, res.body.toString()).toBe(200);
+      return { at: Date.now(), ...res.json() };
+    }, 10_000, 10);
+    const elapsed = acked.at - killedAt;
+    console.log(`default settings: leader SIGKILL -> first ack by the new leader: ${elapsed} ms`);
+    expect(acked.epoch).toBeGreaterThan(1);
+    expect(elapsed).toBeLessThan(3000);
+    const status = (await http(`${survivors[0]!.clientUrl}/v1/logs/fast`)).json();
+    expect(status.leader).not.toBe(dead);
+    expect((await readAll(survivors[0]!.clientUrl, 'fast')).map((e) => e.data.toString())).toEqual(['before', 'after']);
+  });
+
   it('hands leadership back and forth under load without losing, duplicating or reordering anything', async () => {
     const c = await cluster();
     await createLog(c.replicas[0]!.clientUrl, 'moves');

@@ -28,6 +28,7 @@ export const defaultConfig = (overrides: Partial<LeaderConfig> = {}): LeaderConf
   retransmitTicks: 10,
   heartbeatTicks: 5,
   backoffTicks: 2,
+  checkQuorum: false,
   ...overrides,
 });
 

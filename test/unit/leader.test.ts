@@ -584,6 +584,83 @@ describe('commit point and heartbeats', () => {
   });
 });
 
+describe('check-quorum', () => {
+  /** Rounds in which nothing reaches the followers: each message fails as `refused` says, or is lost. */
+  const silentRounds = (net: Net, ticks: number, refused: (peer: string) => boolean | undefined = () => undefined): boolean[] => {
+    const lost: boolean[] = [];
+    for (let t = 0; t < ticks; t++) {
+      const ready = net.ready();
+      lost.push(ready.quorumLost);
+      for (const { to, req } of ready.messages) {
+        const how = refused(to);
+        if (how !== undefined) net.leader.peerUnreachable(to, req.seq, how);
+      }
+      net.drop();
+      net.tick();
+    }
+    return lost;
+  };
+
+  it('steps down once no follower has answered for ackTimeoutTicks, says so once, and fails what waits with ACK_TIMEOUT', () => {
+    const net = new Net({ checkQuorum: true, ackTimeoutTicks: 20 });
+    silentRounds(net, 10);
+    expect(net.propose('a', 'x')).toMatchObject({ ok: true });
+    const lost = silentRounds(net, 15);
+    // Round 10 runs at tick 20, the first with both followers ackTimeoutTicks silent.
+    expect(lost.indexOf(true)).toBe(10);
+    expect(lost.filter(Boolean)).toHaveLength(1);
+    expect(net.leader.isDeposed).toBe(true);
+    expect(net.failed).toEqual([{ token: 'a', firstId: 0, lastId: 0, reason: 'ACK_TIMEOUT' }]);
+    expect(net.propose('b', 'y')).toEqual({ ok: false, reason: 'FENCED' });
+    expect(net.ready().messages).toEqual([]);
+  });
+
+  it('never steps down on an idle log whose followers answer the heartbeats', () => {
+    const net = new Net({ checkQuorum: true, ackTimeoutTicks: 20, heartbeatTicks: 5 });
+    for (let t = 0; t < 500; t++) {
+      expect(net.ready().quorumLost).toBe(false);
+      net.deliverAll();
+      net.tick();
+    }
+    expect(net.leader.isDeposed).toBe(false);
+    expect(net.propose('a', 'x')).toMatchObject({ ok: true });
+  });
+
+  it('keeps leading while one follower answers, however long the other is silent', () => {
+    const net = new Net({ checkQuorum: true, ackTimeoutTicks: 10 });
+    for (let t = 0; t < 100; t++) {
+      expect(net.ready().quorumLost).toBe(false);
+      net.drop(toPeer('r3'));
+      net.deliverAll();
+      net.tick();
+    }
+    expect(net.leader.isDeposed).toBe(false);
+  });
+
+  it('stays (refusing with NO_QUORUM) when the silent followers refuse connections: no other replica could lead', () => {
+    const net = new Net({ checkQuorum: true, ackTimeoutTicks: 20, backoffTicks: 1 });
+    expect(silentRounds(net, 60, () => true)).not.toContain(true);
+    expect(net.leader.isDeposed).toBe(false);
+    expect(net.propose('a', 'x')).toEqual({ ok: false, reason: 'NO_QUORUM' });
+  });
+
+  it('steps down once a follower whose connections were refused fails otherwise (cut off rather than dead)', () => {
+    const net = new Net({ checkQuorum: true, ackTimeoutTicks: 20, backoffTicks: 1 });
+    // r2 dead (refused), r3 cut off (its messages fail otherwise): r3 alone cannot make a new leader.
+    expect(silentRounds(net, 40, (peer) => peer === 'r2')).not.toContain(true);
+    expect(net.leader.isDeposed).toBe(false);
+    // r2's address now stops refusing (it is back, or cut off rather than dead): both may be alive.
+    expect(silentRounds(net, 10, () => false)).toContain(true); // within a heartbeat
+    expect(net.leader.isDeposed).toBe(true);
+  });
+
+  it('is off unless configured: a leader without check-quorum keeps refusing with NO_QUORUM', () => {
+    const net = new Net({ ackTimeoutTicks: 20 });
+    expect(silentRounds(net, 100)).not.toContain(true);
+    expect(net.leader.isDeposed).toBe(false);
+  });
+});
+
 describe('sequence numbers on the wire', () => {
   it('keeps matching answers to messages after the u32 seq field wraps', () => {
     const net = new Net({ maxInflight: 3, maxBatchEntries: 1, heartbeatTicks: 1000 }, true);

@@ -1,0 +1,166 @@
+/**
+ * The replica's side of fast failover: feeds the failure detector
+ * (failure-detector.ts) with the logs this replica follows, probes the
+ * replicas it suspects and claims the logs whose leader is shown dead,
+ * without waiting for the dead leader's etcd lease to lapse. Also remembers
+ * the logs this replica gave up for lost quorum (check-quorum), so that it
+ * does not take them straight back while it still reaches no peer.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { leaderKeyValue, type LogRecord, type MemberInfo } from '../fencing/keys.js';
+import type { ClusterDirectory } from '../fencing/directory.js';
+import type { ReplicaConfig } from './config.js';
+import { FailureDetector, type ProbeOutcome } from './failure-detector.js';
+
+/** A leader unheard for this many heartbeats is probed. */
+const SUSPECT_AFTER_HEARTBEATS = 2;
+/** The logs are looked over this many times per heartbeat. */
+const PASSES_PER_HEARTBEAT = 4;
+/** A second-choice claimer waits this many heartbeats for the first choice. */
+const FALLBACK_HEARTBEATS = 2;
+/** A log without a leader key this long is claimed by its followers: about three coordinator passes (300 ms each). */
+const ORPHAN_AFTER_MS = 1000;
+/** The peer listener's liveness route, answering `{ id, incarnation }`. */
+export const PEER_HEALTH_PATH = '/healthz';
+
+export interface FailoverHost {
+  readonly id: string;
+  /** Undefined until registered, and from the start of a shutdown. */
+  directory(): ClusterDirectory | undefined;
+  /** True while this replica leads `log` or is taking it over. */
+  leadsOrTakingOver(log: string): boolean;
+  /** The live replicas that may lead the log, in order of preference. */
+  leaderCandidates(record: LogRecord): string[];
+  /** Takeover and recovery, as the coordinator would start it. */
+  takeOver(log: string, expectedEpoch: number, replacing?: string): Promise<unknown>;
+  log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+export type PeerProbe = (peerUrl: string, timeoutMs: number) => Promise<ProbeOutcome>;
+
+export class Failover {
+  private readonly detector: FailureDetector;
+  private ticks = 0;
+  private readonly passTicks: number;
+  private readonly probeTimeoutMs: number;
+  /** Messages heard from other leaders so far: a clock of contact with the peers. */
+  private contacts = 0;
+  /** Logs given up for lost quorum, with `contacts` at that moment. */
+  private readonly quorumLost = new Map<string, number>();
+
+  constructor(
+    private readonly host: FailoverHost,
+    config: ReplicaConfig,
+    private readonly probe: PeerProbe = probePeer,
+  ) {
+    const ticks = (ms: number) => Math.max(1, Math.ceil(ms / config.tickMs));
+    this.detector = new FailureDetector({
+      self: host.id,
+      suspectTicks: ticks(SUSPECT_AFTER_HEARTBEATS * config.heartbeatMs),
+      probeIntervalTicks: ticks(config.heartbeatMs),
+      orphanTicks: ticks(ORPHAN_AFTER_MS),
+      fallbackTicks: ticks(FALLBACK_HEARTBEATS * config.heartbeatMs),
+    });
+    this.passTicks = ticks(config.heartbeatMs / PASSES_PER_HEARTBEAT);
+    this.probeTimeoutMs = config.retransmitMs;
+  }
+
+  /** A replication message for `log` arrived from its leader. */
+  heard(log: string, leader: string, epoch: number): void {
+    this.contacts++;
+    this.detector.heard(log, leader, epoch);
+  }
+
+  /** A connection to the peer listener closed: probe the followed leaders now (a cheap check, whatever closed it). */
+  connectionClosed(): void {
+    this.detector.connectionClosed();
+    this.pass();
+  }
+
+  /** This replica stepped down from `log` because no quorum answered it. */
+  gaveUpForLostQuorum(log: string): void {
+    this.quorumLost.set(log, this.contacts);
+  }
+
+  /** False while this replica gave `log` up for lost quorum and no other leader has reached it since. */
+  mayLead(log: string): boolean {
+    const at = this.quorumLost.get(log);
+    if (at === undefined) return true;
+    if (this.contacts > at) this.quorumLost.delete(log);
+    return this.contacts > at;
+  }
+
+  /** True when this member's process is known dead (its member key may live on until its lease lapses). */
+  isDead(member: MemberInfo): boolean {
+    return this.detector.isDead(member.id, member.incarnation);
+  }
+
+  tick(): void {
+    this.detector.tick();
+    if (++this.ticks % this.passTicks === 0) this.pass();
+  }
+
+  /** Looks the followed logs over: probes what is silent, claims what lost its leader. */
+  private pass(): void {
+    const dir = this.host.directory();
+    if (!dir) return;
+    for (const name of dir.logNames()) {
+      const record = dir.log(name);
+      const follows = record && record.meta.replicas.includes(this.host.id) && !this.host.leadsOrTakingOver(name) && record.leader?.id !== this.host.id;
+      // A log being created gets its first leader from its creator.
+      if (!follows || (!record.leader && record.segments.length === 0)) this.detector.forget(name);
+      else this.detector.observe(name, record.leader, record.epoch);
+    }
+    const ready = this.detector.ready((name) => {
+      const record = dir.log(name);
+      return record ? this.host.leaderCandidates(record) : [];
+    });
+    for (const p of ready.probes) {
+      const member = dir.member(p.replica);
+      // Gone from etcd: its lease lapsed, and the leader key with it; the coordinator takes over from here.
+      if (!member) continue;
+      this.probe(member.peerUrl, this.probeTimeoutMs).then(
+        (outcome) => {
+          this.detector.probed(p.replica, p.incarnation, outcome);
+          if (!this.detector.isDead(p.replica, p.incarnation)) return;
+          this.host.log.warn({ replica: p.replica, incarnation: p.incarnation, probe: outcome }, 'replica is dead: taking over the logs it led');
+          this.pass(); // claim now rather than at the next pass
+        },
+        () => this.detector.probed(p.replica, p.incarnation, { kind: 'failed' }),
+      );
+    }
+    for (const c of ready.claims) {
+      const replacing = c.replacing && leaderKeyValue(c.replacing);
+      this.host.log.info({ log: c.log, epoch: c.expectedEpoch, replacing: c.replacing?.id ?? null, firstChoice: c.firstChoice ?? null }, c.replacing ? 'leader is dead: claiming the log' : 'log has no leader: claiming it');
+      this.host.takeOver(c.log, c.expectedEpoch, replacing).catch((err) => this.host.log.warn({ log: c.log, err: (err as Error).message }, 'claim after a leader failure failed'));
+    }
+  }
+}
+
+/**
+ * Asks a replica's peer listener who it is, on a connection of its own (a
+ * pooled one may be a dead process's half-closed socket). Refused: nothing
+ * listens there. Any other failure proves nothing.
+ */
+export function probePeer(peerUrl: string, timeoutMs: number): Promise<ProbeOutcome> {
+  return new Promise((resolve) => {
+    const url = new URL(PEER_HEALTH_PATH, peerUrl);
+    const req = (url.protocol === 'https:' ? https : http).get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', () => resolve({ kind: 'failed' }));
+      res.on('end', () => {
+        try {
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id?: unknown; incarnation?: unknown };
+          if (res.statusCode !== 200 || typeof body.id !== 'string') return resolve({ kind: 'failed' });
+          resolve({ kind: 'answered', id: body.id, incarnation: typeof body.incarnation === 'string' ? body.incarnation : null });
+        } catch {
+          resolve({ kind: 'failed' });
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' ? { kind: 'refused' } : { kind: 'failed' }));
+  });
+}
