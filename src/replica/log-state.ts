@@ -1,0 +1,92 @@
+/**
+ * What the replica keeps per log beside the pure protocol's state, and the
+ * shared view its parts (leader driver, takeover, handoff, placement,
+ * storage) act on: the context is implemented by the Replica facade, so
+ * each part sees only what it needs and none holds another's state.
+ */
+import type { ClusterDirectory } from '../fencing/directory.js';
+import type { LogRecord } from '../fencing/keys.js';
+import type { TernError } from '../errors.js';
+import type { MemoryAccount } from '../quorum/entry-buffer.js';
+import type { LeaderConfig, LeaderLog } from '../quorum/leader.js';
+import { LogReplica } from '../quorum/log-replica.js';
+import type { ObjectStore } from '../flusher/object-store.js';
+import type { ReplicaConfig } from './config.js';
+import type { Failover } from './failover.js';
+import type { ReplicaMetrics } from './metrics.js';
+import type { PeerTransport } from './peer-transport.js';
+import type { Storage } from './storage.js';
+import type { AppendResult, LogStatus, Logger, RecoveryReport } from './types.js';
+
+/** An append waiting for its quorum: how to answer its client. */
+export interface Waiting {
+  resolve(result: AppendResult): void;
+  reject(err: TernError): void;
+  /** performance.now() when the leader took the append (quorum round latency). */
+  takenAt: number;
+}
+
+export interface LogState {
+  replica: LogReplica;
+  leader: LeaderLog<Waiting> | undefined;
+  /** While set, this replica is taking the log over: appends wait outside (503 NOT_READY). */
+  takeover: Promise<RecoveryReport> | undefined;
+  /** Why the running takeover cannot decide yet (no counted quorum). */
+  blockedBy: string | undefined;
+  /** An operator asked to recover without a counted quorum, accepting possible loss. */
+  unsafeRecovery: boolean;
+  /** Set during a handoff or a controlled shutdown: the leader drains and takes no new appends. */
+  handingOff: boolean;
+  /** Called once the leader has no rounds in flight (a handoff waits for it). */
+  roundsDone: (() => void) | undefined;
+  /** Commit point tail readers were last woken for. */
+  wokenCommitId: number;
+  /**
+   * Replicas whose incarnation differs from the one the open segment records
+   * (they restarted, or were down when it opened), with the id they must hold
+   * before the segment may count them again.
+   */
+  rejoining: Map<string, { incarnation: string; throughId: number }>;
+}
+
+/** A log this replica has just heard of: it starts right after what object storage already holds. */
+export function newLogState(name: string, memory: MemoryAccount, flushedId: number): LogState {
+  const state: LogState = { replica: new LogReplica(name, memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, roundsDone: undefined, wokenCommitId: -1, rejoining: new Map() };
+  state.replica.releaseThrough(flushedId);
+  return state;
+}
+
+/** The leader settings every log this replica leads shares (ticks derived from the configuration). */
+export type LeaderTicks = Omit<LeaderConfig, 'self' | 'peers' | 'epoch'>;
+
+export interface ReplicaContext {
+  readonly id: string;
+  readonly config: ReplicaConfig;
+  readonly log: Logger;
+  readonly transport: PeerTransport;
+  readonly store: ObjectStore | undefined;
+  readonly metrics: ReplicaMetrics;
+  readonly logs: Map<string, LogState>;
+  readonly leaderTicks: LeaderTicks;
+  readonly failover: Failover;
+  readonly storage: Storage;
+  /** Undefined before start. */
+  readonly directory: ClusterDirectory | undefined;
+  /** True from the start of a controlled shutdown: no new leadership. */
+  readonly draining: boolean;
+  /** True once stopped: flushers end. */
+  readonly stopping: boolean;
+  beginDraining(): void;
+  /** The directory, or NOT_READY while starting or stopping. */
+  dir(): ClusterDirectory;
+  /** The log's record, or LOG_NOT_FOUND. */
+  requireLog(name: string): Promise<LogRecord>;
+  /** This replica's leader of `name`, unless deposed. */
+  localLeader(name: string): LeaderLog<Waiting> | undefined;
+  /** The log's state, created on first use. */
+  logState(name: string): LogState;
+  status(name: string): Promise<LogStatus>;
+  takeOver(name: string, expectedEpoch: number, unsafe?: boolean, replacing?: string): Promise<RecoveryReport>;
+  /** The incarnation of each live replica of a log: who a new segment is written to. */
+  incarnationsOf(replicas: readonly string[]): Record<string, string>;
+}

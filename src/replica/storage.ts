@@ -1,0 +1,73 @@
+/**
+ * This replica's use of object storage: the flusher of each log it leads,
+ * reads of ids no longer in memory, and the sweep of a deleted log's objects.
+ */
+import { OBJECT_BUFFERS_KEPT, ObjectBuffers, runFlusher } from '../flusher/flusher.js';
+import { CorruptObjectError, isObjectUnder, logPrefix } from '../flusher/object-format.js';
+import { ObjectReader } from '../flusher/object-reader.js';
+import { TernError } from '../errors.js';
+import type { LeaderLog } from '../quorum/leader.js';
+import type { LogState, ReplicaContext, Waiting } from './log-state.js';
+
+/** A deleted log's objects are swept again this much later, for an upload that was in flight. */
+const LATE_SWEEP_MS = 10_000;
+
+export class Storage {
+  private readonly reader: ObjectReader | undefined;
+  private readonly objectBuffers = new ObjectBuffers(OBJECT_BUFFERS_KEPT);
+
+  constructor(private readonly ctx: ReplicaContext) {
+    this.reader = ctx.store && new ObjectReader(ctx.store, ctx.config.readCacheBytes);
+  }
+
+  async readFlushed(name: string, fromId: number, count: number): Promise<Buffer[]> {
+    if (!this.reader) throw new TernError('STORE_UNAVAILABLE', `log ${name}: id ${fromId} is no longer in memory and no object store is configured`);
+    try {
+      return await this.reader.read(this.ctx.dir().manifest(name), fromId, count, this.ctx.config.maxReadBytes);
+    } catch (err) {
+      if (err instanceof CorruptObjectError) {
+        this.ctx.log.error({ log: name, fromId, err: err.message }, 'corrupt object in the object store');
+        throw new TernError('CORRUPT_OBJECT', `log ${name}: the object holding id ${fromId} is corrupt (${err.message})`, { cause: err });
+      }
+      throw new TernError('STORE_UNAVAILABLE', `log ${name}: reading id ${fromId} from object storage failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  startFlusher(name: string, uid: string | undefined, state: LogState, leader: LeaderLog<Waiting>): void {
+    const store = this.ctx.store;
+    if (!store) return;
+    const replica = state.replica;
+    const source = {
+      log: name,
+      uid,
+      epoch: leader.epoch,
+      isCurrent: () => state.leader === leader && !leader.isDeposed && !this.ctx.stopping,
+      closing: () => state.handingOff,
+      committedId: () => replica.commitId,
+      entries: (fromId: number, maxCount: number, maxBytes: number) => replica.buffer.slice(fromId, maxCount, maxBytes),
+      release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
+    };
+    const c = this.ctx.config;
+    const observer = { flushed: (bytes: number, seconds: number) => this.ctx.metrics.flushed(bytes, seconds), recordFailed: () => this.ctx.metrics.etcdFailed('record') };
+    runFlusher(source, this.ctx.dir(), store, { cluster: c.cluster, prefix: c.s3Prefix, maxBytes: c.flushMaxBytes, maxEntries: c.flushMaxEntries, intervalMs: c.flushIntervalMs, orphanGraceMs: c.orphanGraceMs, observer, buffers: this.objectBuffers }, this.ctx.log).catch(
+      (err) => this.ctx.log.error({ log: name, err }, 'flusher stopped on an error'),
+    );
+  }
+
+  /**
+   * Deletes the objects of a deleted log's creation, now and once more a
+   * little later (an upload may have been in flight). Only that creation's
+   * prefix: the name may be created again meanwhile, under another.
+   */
+  async sweepDeleted(name: string, uid: string | undefined): Promise<void> {
+    const store = this.ctx.store;
+    if (!store) return;
+    const prefix = logPrefix(this.ctx.config.s3Prefix, this.ctx.config.cluster, name, uid);
+    const sweep = async (when: 'at_delete' | 'late') => {
+      for (const o of await store.list(prefix)) if (isObjectUnder(prefix, o.key)) await store.delete(o.key);
+      this.ctx.metrics.deletedLogSwept(when);
+    };
+    await sweep('at_delete');
+    setTimeout(() => sweep('late').catch((err) => this.ctx.log.warn({ log: name, err: (err as Error).message }, 'late sweep of a deleted log failed')), LATE_SWEEP_MS).unref();
+  }
+}
