@@ -1,23 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { appendRaw, createLog, eventually, http, readAll, replicaLogLines, startTestCluster } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, readAll, replicaLogLines, clusterPerTest } from '../support/cluster.js';
 import { checkLog, load } from '../support/load.js';
 
 // A 2 s lease makes leader loss visible in about 2 s; the defaults are 5 s.
 const FAST = ['--lease-ttl-seconds', '2', '--ack-timeout-ms', '1500', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100'];
 
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  stop = undefined;
-});
-
-async function cluster(): Promise<LocalCluster> {
-  const started = await startTestCluster(FAST);
-  stop = started.stop;
-  return started.cluster;
-}
+const cluster = clusterPerTest(FAST);
+const clusterAtDefaults = clusterPerTest();
 
 async function leaderOf(c: LocalCluster, log: string, via = 0): Promise<string> {
   return (await http(`${c.replicas[via]!.clientUrl}/v1/logs/${log}`)).json().leader;
@@ -49,9 +40,7 @@ describe('leadership moves without losing an acknowledged append', () => {
 
   it('takes over from a SIGKILLed leader without waiting for its lease: first ack well within the default 5 s TTL', async () => {
     // Default settings: the dead leader's key and member key live on for up to 5 s.
-    const started = await startTestCluster();
-    stop = started.stop;
-    const c = started.cluster;
+    const c = await clusterAtDefaults();
     const { leader: dead } = await createLog(c.replicas[0]!.clientUrl, 'fast');
     expect((await appendRaw(c.replica(dead).clientUrl, 'fast', 'before')).status).toBe(200);
     const survivors = c.replicas.filter((r) => r.id !== dead);

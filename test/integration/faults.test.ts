@@ -1,21 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { appendRaw, createLog, eventually, readAll, startTestCluster } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, readAll, clusterPerTest } from '../support/cluster.js';
 
 // Short protocol timeouts keep the "two replicas down" case quick; the defaults are a few seconds.
 const FAST = ['--ack-timeout-ms', '1000', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100'];
 
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  stop = undefined;
-});
-
-async function cluster(extraArgs: string[] = [], options: { objectStore?: boolean } = {}): Promise<LocalCluster> {
-  const started = await startTestCluster([...FAST, ...extraArgs], options);
-  stop = started.stop;
-  return started.cluster;
-}
+const cluster = clusterPerTest(FAST);
 
 /** The replicas of `log` other than its leader. */
 function followersOf(c: LocalCluster, leader: string): string[] {

@@ -2,34 +2,17 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { S3RVER_BUCKET, S3RVER_CREDENTIALS } from '../../src/cli/s3rver.js';
 import { ObjectStore } from '../../src/flusher/object-store.js';
-import { appendRaw, createLog, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, readAll, clusterPerTest, appendMany, logStatus } from '../support/cluster.js';
 
 const FAST = ['--lease-ttl-seconds', '2', '--ack-timeout-ms', '1500', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100', '--flush-interval-ms', '200'];
 
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  stop = undefined;
-});
+const cluster = clusterPerTest(FAST);
 
-async function cluster(extra: string[] = []): Promise<LocalCluster> {
-  const started = await startTestCluster([...FAST, ...extra]);
-  stop = started.stop;
-  return started.cluster;
-}
-
-const status = async (url: string, log: string) => (await http(`${url}/v1/logs/${log}`)).json();
-
-async function appendMany(url: string, log: string, values: Buffer[]): Promise<void> {
-  for (const v of values) {
-    const res = await appendRaw(url, log, v);
-    expect(res.status, res.body.toString()).toBe(200);
-  }
-}
+const status = logStatus;
 
 /** Object files as s3rver stores them on disk (data files only), relative to the log's folder (<uid>/<object>). */
 function storedObjects(c: LocalCluster, log: string): string[] {

@@ -3,22 +3,12 @@
  * stopped (SIGTERM, as `tern cluster` does on Ctrl-C) and started again, and
  * rolling restarts. Real etcd, s3rver and replica processes.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { appendRaw, createLog, eventually, http, startTestCluster } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, clusterPerTest } from '../support/cluster.js';
 import { checkLog, load } from '../support/load.js';
 
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  stop = undefined;
-});
-
-async function cluster(replicaArgs: string[] = []): Promise<LocalCluster> {
-  const started = await startTestCluster(replicaArgs);
-  stop = started.stop;
-  return started.cluster;
-}
+const cluster = clusterPerTest();
 
 async function status(c: LocalCluster, log: string, via = 0): Promise<any> {
   return (await http(`${c.replicas[via]!.clientUrl}/v1/logs/${log}`)).json();

@@ -1,31 +1,14 @@
 import { Etcd3 } from 'etcd3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { keys } from '../../src/fencing/keys.js';
-import { appendRaw, createLog, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, readAll, clusterPerTest, appendMany, logStatus } from '../support/cluster.js';
 
 const FAST = ['--lease-ttl-seconds', '2', '--ack-timeout-ms', '1500', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100', '--flush-interval-ms', '200'];
 
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  stop = undefined;
-});
+const cluster = clusterPerTest(FAST);
 
-async function cluster(): Promise<LocalCluster> {
-  const started = await startTestCluster(FAST);
-  stop = started.stop;
-  return started.cluster;
-}
-
-const status = async (url: string, log: string) => (await http(`${url}/v1/logs/${log}`)).json();
-
-async function appendMany(url: string, log: string, values: string[]): Promise<void> {
-  for (const v of values) {
-    const res = await appendRaw(url, log, v);
-    expect(res.status, res.body.toString()).toBe(200);
-  }
-}
+const status = logStatus;
 
 /** A counter of the replica's /metrics, summed over the series whose labels include `labels`. */
 async function counter(url: string, name: string, labels: string): Promise<number> {

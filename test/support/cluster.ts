@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { afterEach, expect } from 'vitest';
 import { LocalCluster, freeClusterPorts } from '../../src/cli/local-cluster.js';
 
 const live = new Set<LocalCluster>();
@@ -29,6 +30,24 @@ export async function startTestCluster(replicaArgs: string[] = [], options: { ob
       await cluster.stop();
       if (!process.env.TERN_KEEP_TEST_DIRS) rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * One cluster per test: the returned starter starts a test cluster with
+ * `baseArgs` plus the test's own flags, and the cluster a test started is
+ * stopped after it, passed or failed.
+ */
+export function clusterPerTest(baseArgs: readonly string[] = []): (extraArgs?: readonly string[], options?: { objectStore?: boolean }) => Promise<LocalCluster> {
+  let stop: (() => Promise<void>) | undefined;
+  afterEach(async () => {
+    await stop?.();
+    stop = undefined;
+  });
+  return async (extraArgs = [], options = {}) => {
+    const started = await startTestCluster([...baseArgs, ...extraArgs], options);
+    stop = started.stop;
+    return started.cluster;
   };
 }
 
@@ -72,6 +91,19 @@ export async function http(url: string, options: { method?: string; body?: Buffe
 
 export function appendRaw(baseUrl: string, log: string, data: Buffer | string, timeoutMs?: number): Promise<HttpAnswer> {
   return http(`${baseUrl}/v1/logs/${log}/entries`, { method: 'POST', body: data, contentType: 'application/octet-stream', timeoutMs });
+}
+
+/** Appends each value on its own, expecting every one acknowledged. */
+export async function appendMany(url: string, log: string, values: readonly (Buffer | string)[]): Promise<void> {
+  for (const v of values) {
+    const res = await appendRaw(url, log, v);
+    expect(res.status, res.body.toString()).toBe(200);
+  }
+}
+
+/** The log's status as the replica at `url` knows it. */
+export async function logStatus(url: string, log: string): Promise<any> {
+  return (await http(`${url}/v1/logs/${log}`)).json();
 }
 
 export async function createLog(baseUrl: string, log: string): Promise<any> {
