@@ -46,3 +46,10 @@ export class TernError extends Error {
     return { error };
   }
 }
+
+/** A request forwarded to a log's leader failed: a refused connection never carried it; any later failure may have lost only the answer. */
+export function forwardingFailed(leaderUrl: string, err: unknown): TernError {
+  const code = (err as { code?: string }).code;
+  const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
+  return new TernError('NOT_READY', `forwarding to the leader at ${leaderUrl} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
+}

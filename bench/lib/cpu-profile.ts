@@ -39,14 +39,15 @@ export interface Window {
 
 /** Components of a replica's time, tried leaf first along each sampled stack: native work is charged to the code that asked for it. */
 export const COMPONENTS: readonly { name: string; frame: RegExp }[] = [
-  { name: 'replication sends', frame: /peer-(transport|link)\.js|node_modules\/undici\// },
+  { name: 'replication sends', frame: /\/peer\/(transport|link)\.js|node_modules\/undici\// },
   { name: 'follower: peer API', frame: /\/http\/peer-api\.js/ },
-  { name: 'forwarding', frame: /\/http\/forward(-appends)?\.js/ },
+  { name: 'forwarding', frame: /\/http\/forward(ed-appends)?\.js|\/peer\/(append-forwarder|forwarded-appends)\.js/ },
   { name: 'flusher + S3 client', frame: /\/flusher\/|node_modules\/@aws-sdk\/|node_modules\/@smithy\// },
   { name: 'etcd client', frame: /\/fencing\/|node_modules\/(etcd3|@grpc|protobufjs|@protobufjs)\// },
   { name: 'metrics', frame: /prom-client|\/replica\/metrics\.js/ },
   { name: 'logging', frame: /node_modules\/(pino|sonic-boom|thread-stream)/ },
-  { name: 'quorum (pure core)', frame: /\/quorum\// },
+  // The replication format counts with the core it encodes, as when it lived in quorum/ (results stay comparable).
+  { name: 'quorum (pure core)', frame: /\/quorum\/|\/peer\/wire\.js/ },
   { name: 'replica', frame: /\/replica\// },
   { name: 'client API handlers', frame: /\/http\// },
   { name: 'HTTP server (node:http + fastify)', frame: /node:_http_|node_modules\/(fastify|find-my-way|fast-json-stringify|avvio|ajv|@fastify)/ },

@@ -4,7 +4,7 @@
  * three-replica cluster with its own etcd. Bad flags print a message and exit 2.
  */
 import { ConfigError, parseReplicaConfig, replicaUsage } from '../replica/config.js';
-import { startReplica } from '../replica/main.js';
+import { startReplica } from '../server.js';
 import { clusterUsage, parseClusterArgs, runClusterCommand } from './cluster-command.js';
 
 const USAGE = `Usage:

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Etcd3, GRPCGenericError, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type Lease, type Namespace, type Watcher } from 'etcd3';
 import { keys, leaderKeyValue, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
 
 /** First wait before an etcd request that failed is tried again; it doubles up to `RETRY_MAX_DELAY_MS`. */
@@ -47,15 +47,6 @@ export interface DirectoryEvents {
   leaseLost: [reason: string];
   /** This replica became, or stopped being, the coordinator. */
   coordinator: [isCoordinator: boolean];
-}
-
-/**
- * Whether `err` means etcd could not be reached or answered (a gRPC failure,
- * or the etcd3 client's circuit breaker open after such failures): the
- * request could not be served right now, which is not a bug.
- */
-export function isEtcdUnavailable(err: unknown): boolean {
-  return err instanceof GRPCGenericError || (err as { isBrokenCircuitError?: boolean } | null)?.isBrokenCircuitError === true;
 }
 
 export class ClusterDirectory extends EventEmitter<DirectoryEvents> {

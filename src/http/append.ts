@@ -3,15 +3,15 @@
  * a client's own request and an append forwarded by another replica take, so
  * both get the same answer and are counted once, where they are processed.
  */
-import type { Replica } from '../replica/replica.js';
-import type { ParsedAppend } from './bodies.js';
+import type { ClientAppend } from '../peer/forwarded-appends.js';
+import type { ReplicaApi } from '../replica/api.js';
 import { toTernError } from './error-handler.js';
 
 /** The 200 body: `{id, epoch}` for a single raw entry, `{firstId, lastId, epoch}` for a batch. */
 export type AppendAnswer = { id: number; epoch: number } | { firstId: number; lastId: number; epoch: number };
 
 /** Resolves once a quorum holds the entries; throws what the client must be told otherwise. */
-export async function appendHere(replica: Replica, name: string, append: ParsedAppend): Promise<AppendAnswer> {
+export async function appendHere(replica: ReplicaApi, name: string, append: ClientAppend): Promise<AppendAnswer> {
   const bytes = entryBytes(append.entries);
   try {
     const r = await replica.append(name, append.entries);

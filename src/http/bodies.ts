@@ -5,6 +5,7 @@
  */
 import { TernError } from '../errors.js';
 import { FRAMES_CONTENT_TYPE, FrameError, decodeFrames } from '../frames.js';
+import type { ClientAppend } from '../peer/forwarded-appends.js';
 
 /** Log names: what the routes accept in `{log}` and forwarded appends carry. */
 export const LOG_NAME_PATTERN = '^[A-Za-z0-9._-]{1,128}$';
@@ -12,19 +13,13 @@ export const OCTETS = 'application/octet-stream';
 export const JSON_TYPE = 'application/json';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** An append as the client meant it: its entries, and whether it was a single raw entry (answered `{id}`) or a batch (`{firstId, lastId}`). */
-export interface ParsedAppend {
-  entries: Buffer[];
-  single: boolean;
-}
-
 /** The media type of a Content-Type header: lower case, parameters dropped. */
 export function mediaType(contentType: string | undefined): string {
   return (contentType ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
 /** The entries of an append body; all-or-nothing validation so no partial batch is ever proposed. */
-export function parseAppendBody(type: string, body: Buffer | undefined, maxEntryBytes: number): ParsedAppend {
+export function parseAppendBody(type: string, body: Buffer | undefined, maxEntryBytes: number): ClientAppend {
   const bytes = body ?? Buffer.alloc(0);
   let entries: Buffer[];
   if (type === OCTETS) {

@@ -9,12 +9,13 @@ import swagger from '@fastify/swagger';
 import type { FastifyBaseLogger } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
 import { FRAMES_CONTENT_TYPE, encodeFrames } from '../frames.js';
-import type { Replica } from '../replica/replica.js';
+import { AppendForwarder } from '../peer/append-forwarder.js';
+import type { ClientAppend } from '../peer/forwarded-appends.js';
+import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { appendHere, entryBytes } from './append.js';
-import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject, type ParsedAppend } from './bodies.js';
+import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject } from './bodies.js';
 import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
-import { AppendForwarder } from './forward-appends.js';
 import { serverOptions } from './server-options.js';
 
 const errorSchema = {
@@ -55,8 +56,7 @@ const statusSchema = {
   },
 };
 
-export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger): Promise<FastifyInstance> {
-  const config = replica.config;
+export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(logger, config.maxRequestBytes));
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + 5_000);
   // A leader answers every append within its ack timeout (ACK_TIMEOUT at the latest), so a batch
@@ -145,7 +145,7 @@ export async function buildClientApi(replica: Replica, logger: FastifyBaseLogger
     async (req, reply) => {
       const name = req.params.log;
       const started = performance.now();
-      let append: ParsedAppend | undefined;
+      let append: ClientAppend | undefined;
       let countedByAppend = false;
       try {
         // Checked where it arrived, whoever leads: bad input never crosses the network.

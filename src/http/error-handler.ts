@@ -6,7 +6,7 @@
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
-import { isEtcdUnavailable } from '../fencing/directory.js';
+import { isEtcdUnavailable } from '../etcd-unavailable.js';
 
 export function toTernError(err: unknown): TernError {
   if (err instanceof TernError) return err;

@@ -3,11 +3,11 @@
  * not lead the log to the one that does: the body is relayed as it came, the
  * leader's answer, error or not, is relayed back unchanged. The header marks
  * one hop: a forwarded request is never forwarded again. (Appends take their
- * own, batched path: forward-appends.ts.)
+ * own, batched path: src/peer/append-forwarder.ts.)
  */
 import { Agent } from 'undici';
 import type { FastifyReply } from 'fastify';
-import { TernError } from '../errors.js';
+import { forwardingFailed } from '../errors.js';
 
 export const FORWARDED_HEADER = 'x-tern-forwarded-by';
 
@@ -45,11 +45,4 @@ export class Forwarder {
   async close(): Promise<void> {
     await this.agent.close();
   }
-}
-
-/** A request to the leader failed: a refused connection never carried it; any later failure may have lost only the answer. */
-export function forwardingFailed(leaderUrl: string, err: unknown): TernError {
-  const code = (err as { code?: string }).code;
-  const maybeApplied = code !== 'ECONNREFUSED' && code !== 'UND_ERR_CONNECT_TIMEOUT';
-  return new TernError('NOT_READY', `forwarding to the leader at ${leaderUrl} failed: ${(err as Error).message}`, { cause: err, maybeApplied });
 }

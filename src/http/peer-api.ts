@@ -1,19 +1,18 @@
 /**
  * The peer API, on its own listener: replication messages (binary) and the
- * few commands replicas send each other. Never exposed to clients.
+ * few commands replicas send each other. Never exposed to clients. Its paths
+ * are src/peer/paths.ts, shared with the senders.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { TernError } from '../errors.js';
-import { WireError, decodeAppendRequest, encodeAppendReply, requestVersion } from '../quorum/wire.js';
-import { PEER_HEALTH_PATH } from '../replica/failover.js';
-import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from '../replica/peer-transport.js';
-import type { Replica } from '../replica/replica.js';
+import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH, PEER_APPEND_PATH, PEER_CONTENT_TYPE, PEER_HEALTH_PATH, peerRoutes } from '../peer/paths.js';
+import { WireError, decodeAppendRequest, encodeAppendReply, requestVersion } from '../peer/wire.js';
+import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { installErrorHandling } from './error-handler.js';
-import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH, answerForwardedAppends } from './forward-appends.js';
+import { answerForwardedAppends } from './forwarded-appends.js';
 import { serverOptions } from './server-options.js';
 
-export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): FastifyInstance {
-  const config = replica.config;
+export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): FastifyInstance {
   // A message carries at most maxBatchBytes of entries, but always at least one entry.
   const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + 1024 * 1024;
   const app = Fastify(serverOptions(logger, bodyLimit));
@@ -36,20 +35,20 @@ export function buildPeerApi(replica: Replica, logger: FastifyBaseLogger): Fasti
   // client request; frames add 4 bytes an entry, which a JSON client body paid for at least as much.
   const forwardedLimit = 2 * (config.maxBatchBytes + config.maxRequestBytes);
   app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) =>
-    reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, req.body)),
+    reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, config.maxEntryBytes, req.body)),
   );
 
-  app.post<{ Params: { log: string }; Body: { expectedEpoch: number; unsafe?: boolean; replacing?: string } }>('/peer/v1/logs/:log/takeover', async (req) =>
+  app.post<{ Params: { log: string }; Body: { expectedEpoch: number; unsafe?: boolean; replacing?: string } }>(peerRoutes.takeover, async (req) =>
     replica.takeOver(req.params.log, req.body.expectedEpoch, req.body.unsafe === true, req.body.replacing),
   );
-  app.post<{ Params: { log: string }; Body: { epoch: number; leader: string } }>('/peer/v1/logs/:log/fence', async (req) =>
+  app.post<{ Params: { log: string }; Body: { epoch: number; leader: string } }>(peerRoutes.fence, async (req) =>
     replica.fence(req.params.log, req.body.epoch, req.body.leader),
   );
-  app.post<{ Params: { log: string }; Body: { fromId: number; toId: number } }>('/peer/v1/logs/:log/fetch', async (req, reply) =>
+  app.post<{ Params: { log: string }; Body: { fromId: number; toId: number } }>(peerRoutes.fetch, async (req, reply) =>
     reply.header('content-type', 'application/octet-stream').send(replica.fetchRuns(req.params.log, req.body.fromId, req.body.toId)),
   );
 
-  // Failure detection probes this (failover.ts): a different incarnation means the process it knew is gone.
+  // Failure detection probes this (src/peer/probe.ts): a different incarnation means the process it knew is gone.
   // A leader's replication connection closes the moment its process dies: tell failure detection.
   app.server.on('connection', (socket) => socket.once('close', () => replica.peerConnectionClosed()));
   app.get(PEER_HEALTH_PATH, async () => ({ status: 'ok', id: replica.id, incarnation: replica.incarnation ?? null }));

@@ -5,8 +5,7 @@
  * leader is a log replica too: it holds its own entries in the same buffer.
  */
 import { EntryBuffer, type MemoryAccount } from './entry-buffer.js';
-import { ReplyStatus, type AppendReply, type AppendRequest } from './messages.js';
-import type { EntryRun } from './wire.js';
+import { ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from './messages.js';
 
 export class LogReplica {
   readonly buffer: EntryBuffer;

@@ -1,6 +1,6 @@
 /**
  * Replica-to-replica messages of the replication protocol. They are plain
- * data: `wire.ts` turns them into bytes, the replica's transport carries them.
+ * data: `src/peer/wire.ts` turns them into bytes, the peer transport carries them.
  */
 
 /** Leader -> follower: "hold these entries, which follow id firstId - 1 of epoch prevEpoch". */
@@ -55,6 +55,13 @@ export interface AppendReply {
    * forgot what it held: the leader's progress for it starts over.
    */
   incarnation?: number;
+}
+
+/** A run of consecutive entries written in one epoch (what a recovering leader fetches). */
+export interface EntryRun {
+  firstId: number;
+  epoch: number;
+  entries: Buffer[];
 }
 
 /** A replica incarnation (a UUID) as the u32 that replies carry: its first 32 bits. */

@@ -6,12 +6,11 @@
  * the logs this replica gave up for lost quorum (check-quorum), so that it
  * does not take them straight back while it still reaches no peer.
  */
-import http from 'node:http';
-import https from 'node:https';
 import { leaderKeyValue, type LogRecord, type MemberInfo } from '../fencing/keys.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
+import { probePeer, type ProbeOutcome } from '../peer/probe.js';
 import type { ReplicaConfig } from './config.js';
-import { FailureDetector, type ProbeOutcome } from './failure-detector.js';
+import { FailureDetector } from './failure-detector.js';
 
 /** A leader unheard for this many heartbeats is probed. */
 const SUSPECT_AFTER_HEARTBEATS = 2;
@@ -21,8 +20,6 @@ const PASSES_PER_HEARTBEAT = 4;
 const FALLBACK_HEARTBEATS = 2;
 /** A log without a leader key this long is claimed by its followers: about three coordinator passes (300 ms each). */
 const ORPHAN_AFTER_MS = 1000;
-/** The peer listener's liveness route, answering `{ id, incarnation }`. */
-export const PEER_HEALTH_PATH = '/healthz';
 
 export interface FailoverHost {
   readonly id: string;
@@ -136,31 +133,4 @@ export class Failover {
       this.host.takeOver(c.log, c.expectedEpoch, replacing).catch((err) => this.host.log.warn({ log: c.log, err: (err as Error).message }, 'claim after a leader failure failed'));
     }
   }
-}
-
-/**
- * Asks a replica's peer listener who it is, on a connection of its own (a
- * pooled one may be a dead process's half-closed socket). Refused: nothing
- * listens there. Any other failure proves nothing.
- */
-export function probePeer(peerUrl: string, timeoutMs: number): Promise<ProbeOutcome> {
-  return new Promise((resolve) => {
-    const url = new URL(PEER_HEALTH_PATH, peerUrl);
-    const req = (url.protocol === 'https:' ? https : http).get(url, { agent: false, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', () => resolve({ kind: 'failed' }));
-      res.on('end', () => {
-        try {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { id?: unknown; incarnation?: unknown };
-          if (res.statusCode !== 200 || typeof body.id !== 'string') return resolve({ kind: 'failed' });
-          resolve({ kind: 'answered', id: body.id, incarnation: typeof body.incarnation === 'string' ? body.incarnation : null });
-        } catch {
-          resolve({ kind: 'failed' });
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' ? { kind: 'refused' } : { kind: 'failed' }));
-  });
 }

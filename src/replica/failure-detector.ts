@@ -28,6 +28,7 @@
  * etcd, so at most one wins, and fencing keeps a wrong guess safe: it costs
  * one recovery, never an acknowledged entry.
  */
+import type { ProbeOutcome } from '../peer/probe.js';
 
 /** A log's leader as its etcd key names it. */
 export interface LeaderSeen {
@@ -35,14 +36,6 @@ export interface LeaderSeen {
   epoch: number;
   incarnation: string;
 }
-
-export type ProbeOutcome =
-  /** Nothing listens on the replica's peer port: its process is gone. */
-  | { kind: 'refused' }
-  /** The peer port answered as replica `id`, incarnation `incarnation` (null: still starting). */
-  | { kind: 'answered'; id: string; incarnation: string | null }
-  /** A timeout, a reset, an error status: proves nothing. */
-  | { kind: 'failed' };
 
 export interface DetectorConfig {
   /** This replica's id. */

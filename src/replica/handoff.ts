@@ -8,9 +8,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MemberInfo } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import type { LeaderLog } from '../quorum/leader.js';
+import { peerPaths } from '../peer/paths.js';
 import type { LeaderDriver } from './leader-driver.js';
 import type { LogState, ReplicaContext, Waiting } from './log-state.js';
-import { peerPaths } from './peer-paths.js';
 import type { Placement } from './placement.js';
 import type { DrainReport, LogStatus } from './types.js';
 

@@ -11,10 +11,10 @@ import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import type { LeaderConfig, LeaderLog } from '../quorum/leader.js';
 import { LogReplica } from '../quorum/log-replica.js';
 import type { ObjectStore } from '../flusher/object-store.js';
+import type { PeerTransport } from '../peer/transport.js';
 import type { ReplicaConfig } from './config.js';
 import type { Failover } from './failover.js';
 import type { ReplicaMetrics } from './metrics.js';
-import type { PeerTransport } from './peer-transport.js';
 import type { Storage } from './storage.js';
 import type { AppendResult, LogStatus, Logger, RecoveryReport } from './types.js';
 

@@ -8,8 +8,8 @@
 import type { LogRecord } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import { incarnationTag } from '../quorum/messages.js';
+import { peerPaths } from '../peer/paths.js';
 import type { LogState, ReplicaContext } from './log-state.js';
-import { peerPaths } from './peer-paths.js';
 
 /** How long a new log's creator has to give it its first leader before the coordinator does. */
 const CREATION_GRACE_MS = 10_000;

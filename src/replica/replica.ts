@@ -19,8 +19,9 @@ import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import { incarnationTag, type AppendReply, type AppendRequest } from '../quorum/messages.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
-import { encodeEntryRuns } from '../quorum/wire.js';
 import type { ObjectStore } from '../flusher/object-store.js';
+import type { PeerTransport } from '../peer/transport.js';
+import { encodeEntryRuns } from '../peer/wire.js';
 import type { ReplicaConfig } from './config.js';
 import { Failover } from './failover.js';
 import { Handoffs } from './handoff.js';
@@ -28,7 +29,6 @@ import { LeaderDriver, refusalError } from './leader-driver.js';
 import { newLogState, type LeaderTicks, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
 import { metricsSource } from './metrics-source.js';
 import { ReplicaMetrics } from './metrics.js';
-import type { PeerTransport } from './peer-transport.js';
 import { Placement } from './placement.js';
 import { Storage } from './storage.js';
 import { TailReaders } from './tail-readers.js';
@@ -36,7 +36,6 @@ import { Takeover } from './takeover.js';
 import type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport } from './types.js';
 
 export type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport } from './types.js';
-export { peerPaths } from './peer-paths.js';
 
 /** How often the coordinator looks for logs without a leader, and leaders for followers that caught up. */
 const COORDINATOR_PASS_MS = 300;

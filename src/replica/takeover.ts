@@ -11,10 +11,10 @@ import type { LogRecord, SegmentMeta } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import { LeaderLog } from '../quorum/leader.js';
 import { decideRecovery, isClosedClean, validLastId, type FenceAnswer } from '../quorum/recovery.js';
-import { decodeEntryRuns } from '../quorum/wire.js';
+import { peerPaths } from '../peer/paths.js';
+import { decodeEntryRuns } from '../peer/wire.js';
 import type { LeaderDriver } from './leader-driver.js';
 import type { LogState, ReplicaContext, Waiting } from './log-state.js';
-import { peerPaths } from './peer-paths.js';
 import type { TailReaders } from './tail-readers.js';
 import type { RecoveryReport } from './types.js';
 

@@ -1,12 +1,12 @@
 /**
- * The replication connection (src/replica/peer-link.ts) against real
+ * The replication connection (src/peer/link.ts) against real
  * servers on loopback: a Node HTTP server like the peer listener, and raw
  * TCP servers that split, merge, withhold or garble answers.
  */
 import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerLink, PeerLinkError, parseAnswer } from '../../src/replica/peer-link.js';
+import { PeerLink, PeerLinkError, parseAnswer } from '../../src/peer/link.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -17,7 +17,7 @@ function profile(): CpuProfile {
       { id: 2, callFrame: frame('(idle)') },
       { id: 3, callFrame: frame('(garbage collector)') },
       { id: 4, callFrame: frame('handler', `${DIST}/src/http/client-api.js`, 41), children: [5] },
-      { id: 5, callFrame: frame('sendAppend', `${DIST}/src/replica/peer-transport.js`, 9), children: [6] },
+      { id: 5, callFrame: frame('sendAppend', `${DIST}/src/peer/transport.js`, 9), children: [6] },
       { id: 6, callFrame: frame('writev') },
       { id: 7, callFrame: frame('listOnTimeout', 'node:internal/timers', 500) },
     ],
@@ -77,7 +77,7 @@ describe('flame tree and graph', () => {
       ['listOnTimeout node:internal/timers:501', 100],
     ]);
     const send = root.children[0]!.children[0]!;
-    expect([send.label, send.us, send.children.map((c) => [c.label, c.us])]).toEqual(['sendAppend src/replica/peer-transport.js:10', 300, [['writev', 300]]]);
+    expect([send.label, send.us, send.children.map((c) => [c.label, c.us])]).toEqual(['sendAppend src/peer/transport.js:10', 300, [['writev', 300]]]);
   });
 
   it('draws a box per visible node, widths proportional to time, names escaped', () => {

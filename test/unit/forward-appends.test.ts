@@ -9,19 +9,23 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TernError } from '../../src/errors.js';
 import { decodeFrames, encodeFrames } from '../../src/frames.js';
-import { FORWARDED_APPENDS_PATH, AppendForwarder, answerForwardedAppends } from '../../src/http/forward-appends.js';
-import type { Replica } from '../../src/replica/replica.js';
+import { answerForwardedAppends } from '../../src/http/forwarded-appends.js';
+import { AppendForwarder } from '../../src/peer/append-forwarder.js';
+import { FORWARDED_APPENDS_PATH } from '../../src/peer/paths.js';
+import type { ReplicaApi } from '../../src/replica/api.js';
 
 interface Received {
   appends: { log: string; entries: string[] }[];
 }
 
+/** The leader's entry limit in these tests. */
+const MAX_ENTRY_BYTES = 100;
+
 /** A replica whose append gives ids in call order, refuses log "refused", and holds answers while `hold` is set. */
-function scriptedReplica(received: Received, gate: { hold?: Promise<void> }): Replica {
+function scriptedReplica(received: Received, gate: { hold?: Promise<void> }): ReplicaApi {
   let nextId = 0;
   const counted: string[] = [];
   return {
-    config: { maxEntryBytes: 100 },
     metrics: { appended: (log: string, outcome: string) => counted.push(`${log}:${outcome}`), etcdFailed: () => {} },
     async append(log: string, entries: Buffer[]) {
       received.appends.push({ log, entries: entries.map((e) => e.toString()) });
@@ -32,7 +36,7 @@ function scriptedReplica(received: Received, gate: { hold?: Promise<void> }): Re
       await gate.hold;
       return { firstId, lastId, epoch: 7 };
     },
-  } as unknown as Replica;
+  } as unknown as ReplicaApi;
 }
 
 let server: Server | undefined;
@@ -41,14 +45,14 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function leaderServer(replica: Replica, requests: number[]): Promise<string> {
+async function leaderServer(replica: ReplicaApi, requests: number[]): Promise<string> {
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       if (req.url !== FORWARDED_APPENDS_PATH) return void res.writeHead(404).end();
       requests.push(1);
-      answerForwardedAppends(replica, Buffer.concat(chunks)).then(
+      answerForwardedAppends(replica, MAX_ENTRY_BYTES, Buffer.concat(chunks)).then(
         (answer) => res.writeHead(200).end(answer),
         (err: TernError) => res.writeHead(err.status).end(JSON.stringify(err.toBody())),
       );
@@ -155,10 +159,10 @@ describe('forwarded appends', () => {
   it('refuses a batch it cannot read, and a bad item alone without failing the others', async () => {
     const received: Received = { appends: [] };
     const replica = scriptedReplica(received, {});
-    await expect(answerForwardedAppends(replica, Buffer.from([0, 0, 0, 9, 1]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(answerForwardedAppends(replica, MAX_ENTRY_BYTES, Buffer.from([0, 0, 0, 9, 1]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     const item = (kind: number, log: string, entries: Buffer[]) => Buffer.concat([Buffer.from([kind, log.length]), Buffer.from(log, 'latin1'), ...encodeFrames(entries)]);
     const body = Buffer.concat(encodeFrames([item(1, 'bad name!', [Buffer.from('x')]), item(5, 'a', [Buffer.from('x')]), item(1, 'a', []), item(0, 'a', [Buffer.from('ok')])]));
-    const answers = decodeFrames(await answerForwardedAppends(replica, body)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
+    const answers = decodeFrames(await answerForwardedAppends(replica, MAX_ENTRY_BYTES, body)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
     expect(answers).toEqual([
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('bad log name') } }],
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('unknown kind 5') } }],

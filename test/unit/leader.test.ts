@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { LeaderLog, type Acked, type Failed, type LeaderConfig, type ProposeResult, type Ready } from '../../src/quorum/leader.js';
 import { LogReplica } from '../../src/quorum/log-replica.js';
 import { ReplyStatus, type AppendReply, type AppendRequest } from '../../src/quorum/messages.js';
-import { decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/quorum/wire.js';
+import { decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/peer/wire.js';
 import { defaultConfig } from '../support/quorum-net.js';
 
 type Packet = { kind: 'request'; to: string; req: AppendRequest } | { kind: 'reply'; from: string; reply: AppendReply };

@@ -4,7 +4,7 @@ import { EntryBuffer } from '../../src/quorum/entry-buffer.js';
 import { LogReplica } from '../../src/quorum/log-replica.js';
 import { majorityOf, quorumMatchId } from '../../src/quorum/majority.js';
 import { ReplyStatus, type AppendRequest } from '../../src/quorum/messages.js';
-import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/quorum/wire.js';
+import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/peer/wire.js';
 import { QuorumNet } from '../support/quorum-net.js';
 
 const b = (s: string) => Buffer.from(s);

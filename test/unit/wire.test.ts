@@ -1,8 +1,8 @@
-/** Binary encoding of the replication messages: src/quorum/wire.ts. */
+/** Binary encoding of the replication messages: src/peer/wire.ts. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ReplyStatus, type AppendReply, type AppendRequest } from '../../src/quorum/messages.js';
-import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest, requestVersion } from '../../src/quorum/wire.js';
+import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest, requestVersion } from '../../src/peer/wire.js';
 
 const req = (over: Partial<AppendRequest> = {}): AppendRequest => ({
   log: 'orders',

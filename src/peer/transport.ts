@@ -1,17 +1,16 @@
 /**
- * Carries messages to other replicas' peer listeners. Replication messages
- * ride one pipelined connection per peer (PeerLink), so messages to a
- * follower arrive in the order the leader sent them and no round waits for
- * the one before it to be answered; commands and recovery fetches go over
- * undici on connections of their own.
+ * Owns the replica's sending side of replication and peer commands: carries
+ * messages to other replicas' peer listeners. Replication messages ride one
+ * pipelined connection per peer (PeerLink), so messages to a follower
+ * arrive in the order the leader sent them and no round waits for the one
+ * before it to be answered; commands and recovery fetches go over undici on
+ * connections of their own.
  */
 import { Pool } from 'undici';
-import { decodeAppendReply, encodeAppendRequest } from '../quorum/wire.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
-import { PeerLink } from './peer-link.js';
-
-export const PEER_APPEND_PATH = '/peer/v1/append';
-export const PEER_CONTENT_TYPE = 'application/vnd.tern.peer';
+import { PeerLink } from './link.js';
+import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from './paths.js';
+import { decodeAppendReply, encodeAppendRequest } from './wire.js';
 
 /**
  * Commands in flight to one peer at once. A controlled shutdown hands every

@@ -1,7 +1,8 @@
 /**
- * One keep-alive HTTP/1.1 connection to a peer's listener that carries the
- * leader's replication messages, pipelined: requests go out back to back and
- * answers come back in the same order (RFC 9112 section 9.3.2).
+ * Owns the replication link: one keep-alive HTTP/1.1 connection to a peer's
+ * listener that carries the leader's replication messages, pipelined:
+ * requests go out back to back and answers come back in the same order
+ * (RFC 9112 section 9.3.2).
  *
  * Replication is the one hot path between replicas, so it does not go
  * through undici. A message is written as its request head and its entries

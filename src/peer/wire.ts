@@ -1,5 +1,5 @@
 /**
- * Binary encoding of the peer messages. Replication bodies carry raw entry
+ * Owns the binary encoding of the replication messages (pure: no I/O). Replication bodies carry raw entry
  * bytes, so JSON or base64 would cost a copy and a third more bytes per entry.
  *
  * AppendRequest (all integers big-endian; ids are signed 48-bit, enough for
@@ -18,7 +18,7 @@
  * version, so replicas of both versions replicate to each other during a
  * rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
  */
-import type { AppendReply, AppendRequest, ReplyStatus } from './messages.js';
+import type { AppendReply, AppendRequest, EntryRun, ReplyStatus } from '../quorum/messages.js';
 
 const VERSION = 2;
 const V1 = 1;
@@ -140,13 +140,6 @@ class Reader {
   end(): void {
     if (this.o !== this.b.length) throw new WireError('trailing bytes in peer message');
   }
-}
-
-/** A run of consecutive entries written in one epoch (what a recovering leader fetches). */
-export interface EntryRun {
-  firstId: number;
-  epoch: number;
-  entries: Buffer[];
 }
 
 /** Runs as a sequence of (u32 length, AppendRequest-encoded run) frames. */

@@ -1,20 +1,23 @@
 /**
- * Lifecycle of one replica process: listen on the peer and client ports,
- * register in etcd under a lease with a fresh incarnation, serve; on SIGTERM
- * or SIGINT drain (hand off or close clean every led log, bounded by
- * --shutdown-timeout-ms), then stop taking requests, revoke the lease, exit.
+ * The composition root: owns the wiring of one replica process (logger,
+ * object store, peer transport, replica, both HTTP listeners, etcd
+ * directory) and its lifecycle, above every layer it wires. Listen on the
+ * peer and client ports, register in etcd under a lease with a fresh
+ * incarnation, serve; on SIGTERM or SIGINT drain (hand off or close clean
+ * every led log, bounded by --shutdown-timeout-ms), then stop taking
+ * requests, revoke the lease, exit.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { ClusterDirectory } from '../fencing/directory.js';
-import { buildClientApi } from '../http/client-api.js';
-import { buildPeerApi } from '../http/peer-api.js';
-import { peerRouteMap, type ReplicaConfig } from './config.js';
-import { ObjectStore } from '../flusher/object-store.js';
-import { missingNodeFlags } from './node-flags.js';
-import { PeerTransport } from './peer-transport.js';
-import { Replica, type DrainReport } from './replica.js';
+import { ClusterDirectory } from './fencing/directory.js';
+import { ObjectStore } from './flusher/object-store.js';
+import { buildClientApi } from './http/client-api.js';
+import { buildPeerApi } from './http/peer-api.js';
+import { PeerTransport } from './peer/transport.js';
+import { peerRouteMap, type ReplicaConfig } from './replica/config.js';
+import { missingNodeFlags } from './replica/node-flags.js';
+import { Replica, type DrainReport } from './replica/replica.js';
 
 /** How long a drained replica keeps answering before it closes its listeners (etcd watches carry the news in milliseconds). */
 const SHUTDOWN_LINGER_MS = 250;
@@ -48,8 +51,8 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
   const missing = missingNodeFlags(process.execArgv);
   if (missing.length > 0) logger.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full GCs under load (README, Configuration)`);
   const replica = new Replica(config, transport, logger, store);
-  const peerApp = buildPeerApi(replica, logger);
-  const clientApp = await buildClientApi(replica, logger);
+  const peerApp = buildPeerApi(replica, config, logger);
+  const clientApp = await buildClientApi(replica, config, logger);
   let directory: ClusterDirectory | undefined;
   const stop = async () => {
     await replica.stop();

@@ -1,46 +1,24 @@
 /**
- * Appends a replica takes for a log another replica leads travel to that
- * leader in batches over the peer listener, where a request per append would
- * cost the leader (whose event loop bounds the whole log's throughput) and
- * this replica one more HTTP exchange per append. Group commit, as the
- * leader's replication rounds do it: with no batch in flight to a leader, what
- * arrived in this event-loop turn goes at once (no wait at low load); while
- * one is in flight, new appends gather and go when it is answered, or as soon
- * as they fill a batch. Each append in a batch stays its own: its own ids, its
- * own atomicity, its own answer; the leader proposes them in batch order.
+ * Owns the follower's sending side of forwarded appends. Appends a replica
+ * takes for a log another replica leads travel to that leader in batches
+ * over the peer listener, where a request per append would cost the leader
+ * (whose event loop bounds the whole log's throughput) and this replica one
+ * more HTTP exchange per append. Group commit, as the leader's replication
+ * rounds do it: with no batch in flight to a leader, what arrived in this
+ * event-loop turn goes at once (no wait at low load); while one is in flight,
+ * new appends gather and go when it is answered, or as soon as they fill a
+ * batch. Each append in a batch stays its own: its own ids, its own
+ * atomicity, its own answer; the leader proposes them in batch order.
  *
  * The follower parses and checks the client's body first (bad input is
  * answered where it arrived and never crosses the network) and forwards the
- * entries; the leader checks them again against its own limits.
- *
- * Request (content type application/vnd.tern.forwarded-appends): frames
- * (frames.ts), one per append: u8 kind (0 batch, 1 single raw entry), u8 log
- * name length, the log name (ASCII), then the entries as frames.
- * Answer: frames, one per append in the same order: u16 big-endian HTTP
- * status, then the JSON body the client gets.
+ * entries; the leader checks them again against its own limits. The format
+ * is forwarded-appends.ts.
  */
 import { Pool, type Dispatcher } from 'undici';
-import { TernError } from '../errors.js';
-import { decodeFrames, encodeFrames } from '../frames.js';
-import { isEtcdUnavailable } from '../fencing/directory.js';
-import type { Replica } from '../replica/replica.js';
-import { appendHere } from './append.js';
-import { LOG_NAME_PATTERN, framesOf, type ParsedAppend } from './bodies.js';
-import { toTernError } from './error-handler.js';
-import { forwardingFailed } from './forward.js';
-
-export const FORWARDED_APPENDS_PATH = '/peer/v1/forwarded-appends';
-export const FORWARDED_APPENDS_CONTENT_TYPE = 'application/vnd.tern.forwarded-appends';
-
-/** What the client of a forwarded append is answered: the leader's status and JSON body, relayed as they are. */
-export interface ForwardedAnswer {
-  status: number;
-  json: string;
-}
-
-const KIND_BATCH = 0;
-const KIND_SINGLE = 1;
-const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
+import { TernError, forwardingFailed } from '../errors.js';
+import { decodeForwardedAnswers, encodeForwardedAppend, type ClientAppend, type ForwardedAnswer } from './forwarded-appends.js';
+import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH } from './paths.js';
 
 interface Queued {
   chunks: Buffer[];
@@ -77,18 +55,9 @@ export class AppendForwarder {
     private readonly timeoutMs: number,
   ) {}
 
-  forward(leaderPeerUrl: string, log: string, append: ParsedAppend): Promise<ForwardedAnswer> {
+  forward(leaderPeerUrl: string, log: string, append: ClientAppend): Promise<ForwardedAnswer> {
     return new Promise((resolve, reject) => {
-      const name = Buffer.from(log, 'latin1');
-      const head = Buffer.allocUnsafe(6 + name.length);
-      head.writeUInt8(append.single ? KIND_SINGLE : KIND_BATCH, 4);
-      head.writeUInt8(name.length, 5);
-      name.copy(head, 6);
-      const chunks = [head, ...encodeFrames(append.entries)];
-      let bytes = 0;
-      for (const c of chunks) bytes += c.length;
-      // The item's own frame length, written into the space left at the front of its head.
-      head.writeUInt32BE(bytes - 4, 0);
+      const { chunks, bytes } = encodeForwardedAppend(log, append);
       const link = this.link(leaderPeerUrl);
       const batch = link.gathering;
       batch.items.push({ chunks, bytes, resolve, reject });
@@ -131,9 +100,9 @@ export class AppendForwarder {
           for (const item of batch.items) item.resolve(answer);
           return;
         }
-        const answers = decodeFrames(payload);
+        const answers = decodeForwardedAnswers(payload);
         if (answers.length !== batch.items.length) throw new Error(`the leader answered ${answers.length} of ${batch.items.length} forwarded appends`);
-        batch.items.forEach((item, i) => item.resolve({ status: answers[i]!.readUInt16BE(0), json: answers[i]!.toString('utf8', 2) }));
+        batch.items.forEach((item, i) => item.resolve(answers[i]!));
       })
       .catch((err: unknown) => {
         const failure = forwardingFailed(link.url, err);
@@ -160,55 +129,6 @@ export class AppendForwarder {
     }
     return link;
   }
-}
-
-/**
- * The leader's side: carries out every append of a batch (proposed in batch
- * order, so they share the next replication round) and answers each as the
- * client API would have. Throws only when the batch itself cannot be read.
- */
-export async function answerForwardedAppends(replica: Replica, body: Buffer): Promise<Buffer> {
-  let items: Buffer[];
-  try {
-    items = decodeFrames(body);
-  } catch (err) {
-    throw new TernError('BAD_REQUEST', `forwarded appends: ${(err as Error).message}`);
-  }
-  const answers = await Promise.all(items.map((item) => answerOne(replica, item)));
-  // Written once into one buffer: each frame is its u32 length, the u16 status, the JSON.
-  let size = 0;
-  for (const a of answers) size += 4 + 2 + Buffer.byteLength(a.json);
-  const out = Buffer.allocUnsafe(size);
-  let o = 0;
-  for (const a of answers) {
-    const len = Buffer.byteLength(a.json);
-    o = out.writeUInt32BE(2 + len, o);
-    o = out.writeUInt16BE(a.status, o);
-    o += out.write(a.json, o, 'utf8');
-  }
-  return out;
-}
-
-async function answerOne(replica: Replica, item: Buffer): Promise<ForwardedAnswer> {
-  try {
-    const { log, append } = decodeItem(item, replica.config.maxEntryBytes);
-    return { status: 200, json: JSON.stringify(await appendHere(replica, log, append)) };
-  } catch (err) {
-    if (isEtcdUnavailable(err)) replica.metrics.etcdFailed('request');
-    const te = toTernError(err);
-    return { status: te.status, json: JSON.stringify(te.toBody()) };
-  }
-}
-
-function decodeItem(item: Buffer, maxEntryBytes: number): { log: string; append: ParsedAppend } {
-  if (item.length < 2 || item.length < 2 + item[1]!) throw new TernError('BAD_REQUEST', 'forwarded append: truncated header');
-  const kind = item[0];
-  if (kind !== KIND_BATCH && kind !== KIND_SINGLE) throw new TernError('BAD_REQUEST', `forwarded append: unknown kind ${kind}`);
-  const log = item.toString('latin1', 2, 2 + item[1]!);
-  if (!LOG_NAME.test(log)) throw new TernError('BAD_REQUEST', `forwarded append: bad log name "${log}"`);
-  const entries = framesOf(item.subarray(2 + item[1]!), maxEntryBytes);
-  if (kind === KIND_SINGLE ? entries.length !== 1 : entries.length === 0) throw new TernError('BAD_REQUEST', 'forwarded append: wrong number of entries');
-  return { log, append: { entries, single: kind === KIND_SINGLE } };
 }
 
 /**

@@ -1,0 +1,42 @@
+/**
+ * Owns the leader's answer to forwarded appends (the follower's side is
+ * src/peer/append-forwarder.ts, the format src/peer/forwarded-appends.ts):
+ * carries out every append of a batch (proposed in batch order, so they
+ * share the next replication round) and answers each as the client API would
+ * have.
+ */
+import { TernError } from '../errors.js';
+import { isEtcdUnavailable } from '../etcd-unavailable.js';
+import { decodeForwardedAppend, encodeForwardedAnswers, splitForwardedAppends, type ClientAppend, type ForwardedAnswer } from '../peer/forwarded-appends.js';
+import type { ReplicaApi } from '../replica/api.js';
+import { appendHere } from './append.js';
+import { LOG_NAME_PATTERN, framesOf } from './bodies.js';
+import { toTernError } from './error-handler.js';
+
+const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
+
+/** The answer body for a request body of forwarded appends; throws only when the batch itself cannot be read. */
+export async function answerForwardedAppends(replica: ReplicaApi, maxEntryBytes: number, body: Buffer): Promise<Buffer> {
+  const items = splitForwardedAppends(body);
+  return encodeForwardedAnswers(await Promise.all(items.map((item) => answerOne(replica, maxEntryBytes, item))));
+}
+
+async function answerOne(replica: ReplicaApi, maxEntryBytes: number, item: Buffer): Promise<ForwardedAnswer> {
+  try {
+    const { log, append } = checkedAppend(item, maxEntryBytes);
+    return { status: 200, json: JSON.stringify(await appendHere(replica, log, append)) };
+  } catch (err) {
+    if (isEtcdUnavailable(err)) replica.metrics.etcdFailed('request');
+    const te = toTernError(err);
+    return { status: te.status, json: JSON.stringify(te.toBody()) };
+  }
+}
+
+/** One forwarded append, checked again against this replica's own limits. */
+function checkedAppend(item: Buffer, maxEntryBytes: number): { log: string; append: ClientAppend } {
+  const { log, single, frames } = decodeForwardedAppend(item);
+  if (!LOG_NAME.test(log)) throw new TernError('BAD_REQUEST', `forwarded append: bad log name "${log}"`);
+  const entries = framesOf(frames, maxEntryBytes);
+  if (single ? entries.length !== 1 : entries.length === 0) throw new TernError('BAD_REQUEST', 'forwarded append: wrong number of entries');
+  return { log, append: { entries, single } };
+}

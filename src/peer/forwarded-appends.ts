@@ -1,0 +1,85 @@
+/**
+ * Owns the forwarded-appends format (pure: no I/O), the body a follower
+ * sends a log's leader for the appends it took (append-forwarder.ts) and
+ * the leader's answer (http/forwarded-appends.ts).
+ *
+ * Request (content type application/vnd.tern.forwarded-appends): frames
+ * (frames.ts), one per append: u8 kind (0 batch, 1 single raw entry), u8 log
+ * name length, the log name (ASCII), then the entries as frames.
+ * Answer: frames, one per append in the same order: u16 big-endian HTTP
+ * status, then the JSON body the client gets.
+ */
+import { TernError } from '../errors.js';
+import { decodeFrames, encodeFrames } from '../frames.js';
+
+/** An append as the client meant it: its entries, and whether it was a single raw entry (answered `{id}`) or a batch (`{firstId, lastId}`). */
+export interface ClientAppend {
+  entries: Buffer[];
+  single: boolean;
+}
+
+/** What the client of a forwarded append is answered: the leader's status and JSON body, relayed as they are. */
+export interface ForwardedAnswer {
+  status: number;
+  json: string;
+}
+
+/** One forwarded append as read by the leader; its entries are still frames, to be checked against the leader's own limits. */
+export interface ForwardedItem {
+  log: string;
+  single: boolean;
+  frames: Buffer;
+}
+
+const KIND_BATCH = 0;
+const KIND_SINGLE = 1;
+
+/** One append as its frame of the request: chunks to write in order (entries referenced, not copied) and their total. */
+export function encodeForwardedAppend(log: string, append: ClientAppend): { chunks: Buffer[]; bytes: number } {
+  const name = Buffer.from(log, 'latin1');
+  const head = Buffer.allocUnsafe(6 + name.length);
+  head.writeUInt8(append.single ? KIND_SINGLE : KIND_BATCH, 4);
+  head.writeUInt8(name.length, 5);
+  name.copy(head, 6);
+  const chunks = [head, ...encodeFrames(append.entries)];
+  let bytes = 0;
+  for (const c of chunks) bytes += c.length;
+  // The item's own frame length, written into the space left at the front of its head.
+  head.writeUInt32BE(bytes - 4, 0);
+  return { chunks, bytes };
+}
+
+/** The appends of a request body, each still in its own format (decodeForwardedAppend). */
+export function splitForwardedAppends(body: Buffer): Buffer[] {
+  try {
+    return decodeFrames(body);
+  } catch (err) {
+    throw new TernError('BAD_REQUEST', `forwarded appends: ${(err as Error).message}`);
+  }
+}
+
+export function decodeForwardedAppend(item: Buffer): ForwardedItem {
+  if (item.length < 2 || item.length < 2 + item[1]!) throw new TernError('BAD_REQUEST', 'forwarded append: truncated header');
+  const kind = item[0];
+  if (kind !== KIND_BATCH && kind !== KIND_SINGLE) throw new TernError('BAD_REQUEST', `forwarded append: unknown kind ${kind}`);
+  return { log: item.toString('latin1', 2, 2 + item[1]!), single: kind === KIND_SINGLE, frames: item.subarray(2 + item[1]!) };
+}
+
+/** The answer body, written once into one buffer: each frame is its u32 length, the u16 status, the JSON. */
+export function encodeForwardedAnswers(answers: readonly ForwardedAnswer[]): Buffer {
+  let size = 0;
+  for (const a of answers) size += 4 + 2 + Buffer.byteLength(a.json);
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (const a of answers) {
+    const len = Buffer.byteLength(a.json);
+    o = out.writeUInt32BE(2 + len, o);
+    o = out.writeUInt16BE(a.status, o);
+    o += out.write(a.json, o, 'utf8');
+  }
+  return out;
+}
+
+export function decodeForwardedAnswers(body: Buffer): ForwardedAnswer[] {
+  return decodeFrames(body).map((a) => ({ status: a.readUInt16BE(0), json: a.toString('utf8', 2) }));
+}

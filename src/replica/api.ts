@@ -1,0 +1,61 @@
+/**
+ * Owns the replica's contract with the HTTP layer: what the client and peer
+ * APIs (src/http/) may ask of a replica, the request counters they keep and
+ * the configuration values they read. The HTTP layer depends on these types
+ * only, never on the Replica class, so it can be tested against a scripted
+ * replica and the replica can change behind it.
+ */
+import type { MemberInfo } from '../fencing/keys.js';
+import type { AppendReply, AppendRequest } from '../quorum/messages.js';
+import type { FenceAnswer } from '../quorum/recovery.js';
+import type { ReplicaConfig } from './config.js';
+import type { AppendResult, LogStatus, ReadResult, Readiness, RecoveryReport } from './types.js';
+
+/** The counters the HTTP layer keeps about requests (ReplicaMetrics has them). */
+export interface RequestMetrics {
+  /** An append processed here, counted once where it was processed: outcome is `ok` or an error code. */
+  appended(log: string, outcome: string, entries: number, bytes: number): void;
+  /** Client-visible latency of an acknowledged append. */
+  acknowledged(seconds: number): void;
+  /** A request that etcd did not answer. */
+  etcdFailed(operation: 'request'): void;
+  /** The Prometheus exposition of every metric. */
+  render(): Promise<{ contentType: string; body: string }>;
+}
+
+/** The limits and timeouts the listeners enforce, as configured. */
+export type HttpLimits = Pick<ReplicaConfig, 'maxRequestBytes' | 'maxEntryBytes' | 'maxBatchBytes' | 'maxBatchEntries' | 'maxReadEntries' | 'maxWaitMs' | 'ackTimeoutMs'>;
+
+/** Where another replica listens: the leader a request is forwarded to. */
+export type ReplicaAddress = Pick<MemberInfo, 'clientUrl' | 'peerUrl'>;
+
+export interface ReplicaApi {
+  readonly id: string;
+  /** Undefined until registered in etcd. */
+  readonly incarnation: string | undefined;
+  readonly isStopping: boolean;
+  readonly metrics: RequestMetrics;
+
+  // The client API.
+  readiness(): Readiness;
+  listLogs(): string[];
+  createLog(name: string): Promise<{ created: boolean; status: LogStatus }>;
+  status(name: string): Promise<LogStatus>;
+  /** The log's leader when it is another replica; undefined when this one leads. */
+  leaderElsewhere(name: string): Promise<ReplicaAddress | undefined>;
+  append(name: string, entries: Buffer[]): Promise<AppendResult>;
+  read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult>;
+  deleteLog(name: string): Promise<{ log: string; deleted: true }>;
+  truncate(name: string, beforeId: number): Promise<LogStatus>;
+  handoff(name: string, to: string): Promise<LogStatus>;
+  forceRecovery(name: string): Promise<RecoveryReport>;
+
+  // The peer API.
+  handlePeerAppend(req: AppendRequest): AppendReply;
+  /** A connection to the peer listener closed: its replica may be dead (failure detection). */
+  peerConnectionClosed(): void;
+  fence(name: string, epoch: number, leader: string): FenceAnswer;
+  /** Entry runs (src/peer/wire.ts) of ids fromId..toId, for a recovering leader. */
+  fetchRuns(name: string, fromId: number, toId: number): Buffer;
+  takeOver(name: string, expectedEpoch: number, unsafe?: boolean, replacing?: string): Promise<RecoveryReport>;
+}
