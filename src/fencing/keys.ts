@@ -11,20 +11,88 @@
  *   retention/<name>  permanent: ids below this decimal are truncated
  *   flushed/<name>    permanent: ids through this decimal were flushed, only grows (manifest entries of truncated objects go, it stays)
  */
+/** The first path segment of each kind of key: `keys` builds keys from these and `parseKey` reads them back. */
+const DIRS = {
+  node: 'nodes',
+  member: 'members',
+  log: 'logs',
+  epoch: 'epochs',
+  leader: 'leaders',
+  segment: 'segments',
+  manifestEntry: 'manifest',
+  retention: 'retention',
+  flushedThrough: 'flushed',
+} as const;
+const COORDINATOR = 'coordinator';
+/** Ids in keys are zero-padded to a fixed width so that etcd's byte order of a log's keys is their numeric order. */
+const SEGMENT_EPOCH_DIGITS = 10;
+const MANIFEST_FIRST_ID_DIGITS = 16;
+
 export const keys = {
   prefix: (cluster: string) => `/tern/${cluster}/`,
-  node: (id: string) => `nodes/${id}`,
-  member: (id: string) => `members/${id}`,
-  log: (name: string) => `logs/${name}`,
-  epoch: (name: string) => `epochs/${name}`,
-  leader: (name: string) => `leaders/${name}`,
-  segments: (name: string) => `segments/${name}/`,
-  segment: (name: string, epoch: number) => `segments/${name}/${String(epoch).padStart(10, '0')}`,
-  coordinator: () => 'coordinator',
-  manifestEntry: (name: string, firstId: number) => `manifest/${name}/${String(firstId).padStart(16, '0')}`,
-  retention: (name: string) => `retention/${name}`,
-  flushedThrough: (name: string) => `flushed/${name}`,
+  /** Every key of the cluster (relative to `prefix`): what the directory loads and watches. */
+  all: () => '',
+  /** Prefix of every `node` key. */
+  nodes: () => `${DIRS.node}/`,
+  node: (id: string) => `${DIRS.node}/${id}`,
+  member: (id: string) => `${DIRS.member}/${id}`,
+  log: (name: string) => `${DIRS.log}/${name}`,
+  epoch: (name: string) => `${DIRS.epoch}/${name}`,
+  leader: (name: string) => `${DIRS.leader}/${name}`,
+  /** Prefix of every segment key of a log. */
+  segments: (name: string) => `${DIRS.segment}/${name}/`,
+  segment: (name: string, epoch: number) => `${keys.segments(name)}${String(epoch).padStart(SEGMENT_EPOCH_DIGITS, '0')}`,
+  coordinator: () => COORDINATOR,
+  /** Prefix of every manifest entry key of a log. */
+  manifest: (name: string) => `${DIRS.manifestEntry}/${name}/`,
+  manifestEntry: (name: string, firstId: number) => `${keys.manifest(name)}${String(firstId).padStart(MANIFEST_FIRST_ID_DIGITS, '0')}`,
+  retention: (name: string) => `${DIRS.retention}/${name}`,
+  flushedThrough: (name: string) => `${DIRS.flushedThrough}/${name}`,
+  /**
+   * All that a delete of the log removes: its metadata key, its other single
+   * keys, and the prefixes of its segments and manifest entries. Its epoch is
+   * not among them: it outlives the log (a log created again counts on from it).
+   */
+  ofLog: (name: string) => ({
+    meta: keys.log(name),
+    rest: [keys.leader(name), keys.retention(name), keys.flushedThrough(name)],
+    prefixes: [keys.segments(name), keys.manifest(name)],
+  }),
 };
+
+/** A key read back: its kind (named as its `keys` builder) and what it names. */
+export type ParsedKey =
+  | { kind: 'coordinator' }
+  | { kind: 'node' | 'member'; id: string }
+  | { kind: 'log' | 'epoch' | 'leader' | 'retention' | 'flushedThrough'; name: string }
+  | { kind: 'segment'; name: string; epoch: number }
+  | { kind: 'manifestEntry'; name: string; firstId: number };
+
+/** What a key of the layout above names; undefined for a key outside it. */
+export function parseKey(key: string): ParsedKey | undefined {
+  if (key === COORDINATOR) return { kind: 'coordinator' };
+  const slash = key.indexOf('/');
+  const dir = key.slice(0, slash);
+  const rest = key.slice(slash + 1);
+  const kind = slash < 0 ? undefined : (Object.keys(DIRS) as (keyof typeof DIRS)[]).find((k) => DIRS[k] === dir);
+  switch (kind) {
+    case undefined:
+      return undefined;
+    case 'node':
+    case 'member':
+      return { kind, id: rest };
+    case 'segment':
+    case 'manifestEntry': {
+      // The log's name may hold slashes; the number after the last one is the key's own.
+      const last = rest.lastIndexOf('/');
+      const name = rest.slice(0, last);
+      const n = Number(rest.slice(last + 1));
+      return kind === 'segment' ? { kind, name, epoch: n } : { kind, name, firstId: n };
+    }
+    default:
+      return { kind, name: rest };
+  }
+}
 
 /** A flushed object, recorded by the leader that wrote it (compared on its epoch). */
 export interface ManifestEntry {

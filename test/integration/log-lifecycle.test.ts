@@ -56,7 +56,7 @@ describe('log lifecycle', () => {
     const cut = await http(`${url}/v1/logs/head/truncate`, { method: 'POST', contentType: 'application/json', body: JSON.stringify({ beforeId: 5 }) });
     expect(cut.status, cut.body.toString()).toBe(200);
     // The leader deletes the truncated object and forgets its manifest entry (a pass every 2 s).
-    await eventually(async () => expect(await etcdKeys(c, `manifest/head/`)).toEqual([]), 15_000, 200);
+    await eventually(async () => expect(await etcdKeys(c, keys.manifest('head'))).toEqual([]), 15_000, 200);
     for (const r of c.replicas) {
       await eventually(async () => expect(await status(r.clientUrl, 'head')).toMatchObject({ committedId: 4, flushedId: 4, flushLag: { entries: 0 } }));
     }
