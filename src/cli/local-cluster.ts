@@ -5,7 +5,7 @@
  * them with the same cluster.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REPLICA_NODE_FLAGS } from '../replica/node-flags.js';
@@ -229,7 +229,9 @@ export class LocalCluster {
 
   writeClusterFile(): string {
     const path = join(this.dataDir, 'cluster.json');
-    writeFileSync(path, JSON.stringify(this.describe(), null, 2) + '\n');
+    // Written aside and renamed: a script polling for the file never reads it half-written.
+    writeFileSync(`${path}.tmp`, JSON.stringify(this.describe(), null, 2) + '\n');
+    renameSync(`${path}.tmp`, path);
     return path;
   }
 
