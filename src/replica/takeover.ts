@@ -143,22 +143,37 @@ export class Takeover {
     return { endId };
   }
 
-  /** This replica's answer and the peers', waiting briefly for all so the highest can be taken. */
-  private async collectFenceAnswers(name: string, state: LogState, record: LogRecord, epoch: number): Promise<FenceAnswer[]> {
+  /**
+   * This replica's answer and the peers'. Returns as soon as the answers that
+   * count can decide (a quorum of them: any two include one of the two
+   * replicas that acknowledged an entry, so their highest is safe), or once
+   * every peer has answered or timed out: a peer that is cut off no longer
+   * holds a recovery for the whole ack timeout. The unsafe override waits for
+   * every answer, to lose as little as it can.
+   */
+  private collectFenceAnswers(name: string, state: LogState, record: LogRecord, epoch: number): Promise<FenceAnswer[]> {
     const answers: FenceAnswer[] = [this.fenceAnswer(state)];
-    const peers = record.meta.replicas.filter((id) => id !== this.ctx.id);
-    await Promise.all(
-      peers.map(async (id) => {
-        const member = this.ctx.dir().member(id);
-        if (!member) return;
-        try {
-          answers.push(await withTimeout(this.ctx.transport.command<FenceAnswer>(member.peerUrl, peerPaths.fence(name), { epoch, leader: this.ctx.id }), this.ctx.config.ackTimeoutMs));
-        } catch (err) {
-          this.ctx.log.warn({ log: name, peer: id, err: (err as Error).message }, 'no fence answer');
-        }
-      }),
-    );
-    return answers;
+    const peers = record.meta.replicas.filter((id) => id !== this.ctx.id && this.ctx.dir().member(id));
+    return new Promise((resolve) => {
+      let pending = peers.length;
+      const settle = () => {
+        const decided = !state.unsafeRecovery && decideRecovery(record.segments, answers, record.meta.replicas.length).kind === 'recover';
+        if (pending === 0 || decided) resolve([...answers]);
+      };
+      for (const id of peers) {
+        const member = this.ctx.dir().member(id)!;
+        withTimeout(this.ctx.transport.command<FenceAnswer>(member.peerUrl, peerPaths.fence(name), { epoch, leader: this.ctx.id }), this.ctx.config.ackTimeoutMs)
+          .then(
+            (answer) => void answers.push(answer),
+            (err: Error) => this.ctx.log.warn({ log: name, peer: id, err: err.message }, 'no fence answer'),
+          )
+          .finally(() => {
+            pending--;
+            settle();
+          });
+      }
+      settle();
+    });
   }
 
   private async fetchInto(name: string, state: LogState, source: string, fromId: number, toId: number): Promise<void> {
