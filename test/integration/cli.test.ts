@@ -95,15 +95,17 @@ describe('tern CLI', () => {
     const base = await freeBasePort();
     const file = join(dataDir, 'cluster.json');
     const start = async () => {
+      let started: ClusterFile | undefined;
       rmSync(file, { force: true });
       const child = spawn(process.execPath, [cliEntry(), 'cluster', '--data-dir', dataDir, '--base-port', String(base), '--', '--log-level', 'warn'], { stdio: 'ignore' });
       cleanups.push(async () => {
         // Whatever the test left running: the CLI and every process its cluster.json names.
-        if (existsSync(file)) for (const pid of pidsOf(JSON.parse(readFileSync(file, 'utf8')) as ClusterFile)) if (alive(pid)) process.kill(pid, 'SIGKILL');
+        for (const pid of started ? pidsOf(started) : []) if (alive(pid)) process.kill(pid, 'SIGKILL');
         await stopChild(child, 'SIGKILL');
       });
       await eventually(async () => expect(existsSync(file)).toBe(true), 30_000);
-      return { child, desc: JSON.parse(readFileSync(file, 'utf8')) as ClusterFile };
+      started = JSON.parse(readFileSync(file, 'utf8')) as ClusterFile;
+      return { child, desc: started };
     };
 
     const first = await start();
