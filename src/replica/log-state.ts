@@ -83,6 +83,8 @@ export interface ReplicaContext {
   requireLog(name: string): Promise<LogRecord>;
   /** This replica's leader of `name`, unless deposed. */
   localLeader(name: string): LeaderLog<Waiting> | undefined;
+  /** Highest committed id this replica knows: in its memory, or durable in object storage. */
+  committedId(name: string): number;
   /** The log's state, created on first use. */
   logState(name: string): LogState;
   status(name: string): Promise<LogStatus>;

@@ -3,11 +3,12 @@
  * key goes to a live replica of it, fewest leaderships first), the first
  * leader of a new log, the candidates a handoff or failover may pick, and the
  * leader's recording of a restarted follower that has caught up (so the open
- * segment counts it again).
+ * segment counts it again), and this replica's readiness: counted everywhere.
  */
 import type { LogRecord } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import { incarnationTag } from '../quorum/messages.js';
+import type { Readiness } from './types.js';
 import { peerPaths } from '../peer/paths.js';
 import type { LogState, ReplicaContext } from './log-state.js';
 
@@ -100,4 +101,26 @@ export class Placement {
       }
     }
   }
-}
+
+  /**
+   * Ready means "another replica may be stopped now": registered, not
+   * draining, and counted by (or leading) the open segment of every log this
+   * replica belongs to, so that no log needs this replica's memory to recover
+   * while it catches up. A replica that just started is live but not ready
+   * until every leader has caught it up and recorded its new incarnation.
+   */
+  readiness(): Readiness {
+    const dir = this.ctx.directory;
+    if (!dir || !dir.leaseUp || this.ctx.stopping || this.ctx.draining) {
+      return { ready: false, catchingUp: 0, reason: this.ctx.draining || this.ctx.stopping ? 'stopping' : dir ? 'etcd lease down' : 'starting' };
+    }
+    let catchingUp = 0;
+    for (const name of dir.logNames()) {
+      const record = dir.log(name);
+      if (!record?.meta.replicas.includes(this.ctx.id) || this.ctx.localLeader(name)) continue;
+      const last = record.segments.at(-1);
+      if (!last || last.lastId !== null) continue;
+      if (last.replicas[this.ctx.id] !== dir.self.incarnation) catchingUp++;
+    }
+    return catchingUp === 0 ? { ready: true, catchingUp } : { ready: false, catchingUp, reason: `${catchingUp} logs do not count this replica yet (catching up)` };
+  }}

@@ -30,6 +30,7 @@ import { newLogState, type LeaderTicks, type LogState, type ReplicaContext, type
 import { metricsSource } from './metrics-source.js';
 import { ReplicaMetrics } from './metrics.js';
 import { Placement } from './placement.js';
+import { Reads } from './reads.js';
 import { Storage } from './storage.js';
 import { TailReaders } from './tail-readers.js';
 import { Takeover } from './takeover.js';
@@ -53,6 +54,7 @@ export class Replica implements ReplicaContext {
   private readonly takeover: Takeover;
   private readonly handoffs: Handoffs;
   private readonly placement: Placement;
+  private readonly reads: Reads;
   private ticker: NodeJS.Timeout | undefined;
   private coordinatorTimer: NodeJS.Timeout | undefined;
   directory: ClusterDirectory | undefined;
@@ -84,6 +86,7 @@ export class Replica implements ReplicaContext {
     this.takeover = new Takeover(this, this.driver, this.tailReaders);
     this.placement = new Placement(this);
     this.handoffs = new Handoffs(this, this.driver, this.placement);
+    this.reads = new Reads(this, this.tailReaders);
     const self = this;
     this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog === 'true' }, metricsSource({
       config, logs: this.logs, memory: this.memory, peerContact: this.driver.peerContact,
@@ -125,28 +128,11 @@ export class Replica implements ReplicaContext {
     return this.readiness().ready;
   }
 
-  /**
-   * Ready means "another replica may be stopped now": registered, not
-   * draining, and counted by (or leading) the open segment of every log this
-   * replica belongs to, so that no log needs this replica's memory to recover
-   * while it catches up. A replica that just started is live but not ready
-   * until every leader has caught it up and recorded its new incarnation.
-   */
+  /** See Placement.readiness. */
   readiness(): Readiness {
-    const dir = this.directory;
-    if (!dir || !dir.leaseUp || this.stopping || this.draining) {
-      return { ready: false, catchingUp: 0, reason: this.draining || this.stopping ? 'stopping' : dir ? 'etcd lease down' : 'starting' };
-    }
-    let catchingUp = 0;
-    for (const name of dir.logNames()) {
-      const record = dir.log(name);
-      if (!record?.meta.replicas.includes(this.id) || this.localLeader(name)) continue;
-      const last = record.segments.at(-1);
-      if (!last || last.lastId !== null) continue;
-      if (last.replicas[this.id] !== dir.self.incarnation) catchingUp++;
-    }
-    return catchingUp === 0 ? { ready: true, catchingUp } : { ready: false, catchingUp, reason: `${catchingUp} logs do not count this replica yet (catching up)` };
+    return this.placement.readiness();
   }
+
 
   start(directory: ClusterDirectory): void {
     this.directory = directory;
@@ -264,39 +250,11 @@ export class Replica implements ReplicaContext {
     });
   }
 
-  /**
-   * Committed entries from `fromId`, waiting up to `waitMs` for the first one
-   * when none is committed yet. Entries below this replica's memory come from
-   * object storage through the manifest.
-   */
-  async read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
-    await this.requireLog(name);
-    const dir = this.dir();
-    const retained = dir.retainedFrom(name);
-    if (fromId < retained) throw new TernError('TRUNCATED', `log ${name}: ids below ${retained} were truncated; read from ${retained}`);
-    if (waitMs > 0 && fromId > this.committedId(name)) await this.tailReaders.wait(name, fromId, waitMs);
-    const committedId = this.committedId(name);
-    const state = this.logs.get(name);
-    if (fromId > committedId) return { entries: [], fromId, nextId: fromId, committedId };
-    const count = Math.min(limit, committedId - fromId + 1);
-    // Memory serves only ids this replica knows committed in its own log. Past that it may hold
-    // a tail a newer leader discarded, even where object storage (that leader's flush) already
-    // has those ids: a stale leader woken from a pause served such a tail (jepsen-lite, divergent).
-    const replica = state?.replica;
-    const memoryEnd = replica ? Math.min(replica.commitId, replica.buffer.lastId) : -1;
-    const inMemory = replica !== undefined && fromId >= replica.buffer.startId && fromId <= memoryEnd;
-    const flushedId = dir.flushedId(name);
-    const fromStore = !inMemory && fromId <= flushedId;
-    const entries = inMemory
-      ? replica.buffer.slice(fromId, Math.min(count, memoryEnd - fromId + 1), this.config.maxReadBytes)
-      : fromStore
-        ? await this.storage.readFlushed(name, fromId, Math.min(count, flushedId - fromId + 1))
-        : [];
-    let bytes = 0;
-    for (const e of entries) bytes += e.length;
-    this.metrics.served(entries.length === 0 ? 'none' : fromStore ? 'object_store' : 'memory', bytes);
-    return { entries, fromId, nextId: fromId + entries.length, committedId };
+  /** See Reads.read. */
+  read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
+    return this.reads.read(name, fromId, limit, waitMs);
   }
+
 
   /**
    * Deletes a log: its metadata in etcd (every replica then drops what it
