@@ -9,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { withTimeout } from './with-timeout.js';
 import { pino } from 'pino';
 import { ClusterDirectory } from './fencing/directory.js';
 import { ObjectStore } from './flusher/object-store.js';
@@ -80,7 +81,8 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
       const report: DrainReport = { handedOff: [], closedClean: [], lost: [], unfinished: [] };
       logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'controlled shutdown: draining');
       const drained = replica.drain(report).catch((err: Error) => void report.unfinished.push({ log: '*', reason: err.message }));
-      const finished = await withDeadline(drained, config.shutdownTimeoutMs);
+      // False when the deadline came first: the drain is abandoned, not cancelled.
+      const finished = await withTimeout(drained, config.shutdownTimeoutMs).then(() => true, () => false);
       const summary = { ms: Date.now() - started, handedOff: report.handedOff.length, closedClean: report.closedClean.length, lost: report.lost.length, unfinished: report.unfinished };
       if (finished && report.unfinished.length === 0) logger.info(summary, 'drained: stopping');
       else logger.error({ ...summary, timedOut: !finished }, 'drain did not finish: stopping as after a crash; the logs left recover from their counted replicas');
@@ -95,17 +97,6 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
   } catch (err) {
     await stop();
     throw err;
-  }
-}
-
-/** True when `work` settled within `ms`; false when the deadline came first (the work is abandoned, not cancelled). */
-async function withDeadline(work: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([work.then(() => true), deadline]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

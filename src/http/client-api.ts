@@ -68,8 +68,10 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
   // A stopping replica asks each client to close its connection after the answer, so that none
   // is reused at the moment the listener closes (a request cut off there has an unknown outcome).
-  app.addHook('onSend', async (_req, reply) => {
+  // A callback hook, not an async one: it runs on every answer, appends included, and needs no promise.
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (replica.isStopping) void reply.header('connection', 'close');
+    done(null, payload);
   });
 
   // Every body is taken as raw bytes: binary entries stay slices of it, a forwarded

@@ -58,6 +58,8 @@ export class Replica implements ReplicaContext {
   private ticker: NodeJS.Timeout | undefined;
   private coordinatorTimer: NodeJS.Timeout | undefined;
   directory: ClusterDirectory | undefined;
+  /** This process's incarnation as replication replies carry it, once registered (computed once: every reply sends it). */
+  private incarnationTag: number | undefined;
   stopping = false;
   /** Set when a controlled shutdown begins: not ready, no new leaderships, led logs move away or close clean. */
   draining = false;
@@ -136,6 +138,7 @@ export class Replica implements ReplicaContext {
 
   start(directory: ClusterDirectory): void {
     this.directory = directory;
+    this.incarnationTag = incarnationTag(directory.self.incarnation);
     directory.on('log', (name) => this.onDirectoryChange(name));
     directory.on('flushed', (name) => this.onFlushed(name));
     directory.on('deleted', (name) => this.forgetLog(name));
@@ -315,7 +318,7 @@ export class Replica implements ReplicaContext {
     const before = state.replica.commitId;
     if (state.leader && req.epoch > state.leader.epoch) this.driver.stepDown(state);
     const reply = state.replica.handleAppend(req);
-    if (this.directory) reply.incarnation = incarnationTag(this.directory.self.incarnation);
+    if (this.incarnationTag !== undefined) reply.incarnation = this.incarnationTag;
     if (state.replica.commitId > before) this.tailReaders.wake(req.log, state.replica.commitId);
     return reply;
   }

@@ -16,6 +16,7 @@ import { decodeEntryRuns } from '../peer/wire.js';
 import type { LeaderDriver } from './leader-driver.js';
 import type { LogState, ReplicaContext, Waiting } from './log-state.js';
 import type { TailReaders } from './tail-readers.js';
+import { withTimeout } from '../with-timeout.js';
 import type { RecoveryReport } from './types.js';
 
 /** A recovery that cannot decide yet (no counted quorum) asks again this often. */
@@ -205,14 +206,4 @@ export class Takeover {
     const buffer = state.replica.buffer;
     return { replica: this.ctx.id, incarnation: this.ctx.dir().self.incarnation, startId: buffer.startId, lastId: buffer.lastId, runs: buffer.epochRuns() };
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
-    promise.then(
-      (v) => (clearTimeout(timer), resolve(v)),
-      (e) => (clearTimeout(timer), reject(e)),
-    );
-  });
 }
