@@ -5,21 +5,16 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { ProbeOutcome } from '../control/failure-detector.js';
 import { PEER_HEALTH_PATH } from './paths.js';
-
-export type ProbeOutcome =
-  /** Nothing listens on the replica's peer port: its process is gone. */
-  | { kind: 'refused' }
-  /** The peer port answered as replica `id`, incarnation `incarnation` (null: still starting). */
-  | { kind: 'answered'; id: string; incarnation: string | null }
-  /** A timeout, a reset, an error status: proves nothing. */
-  | { kind: 'failed' };
 
 /**
  * Asks a replica's peer listener who it is, on a connection of its own (a
  * pooled one may be a dead process's half-closed socket). Refused: nothing
  * listens there. Any other failure proves nothing.
  */
+export type { ProbeOutcome };
+
 export function probePeer(peerUrl: string, timeoutMs: number): Promise<ProbeOutcome> {
   return new Promise((resolve) => {
     const url = new URL(PEER_HEALTH_PATH, peerUrl);

@@ -10,7 +10,7 @@ import { leaderKeyValue, type LogRecord, type MemberInfo } from '../fencing/keys
 import type { ClusterDirectory } from '../fencing/directory.js';
 import { probePeer, type ProbeOutcome } from '../peer/probe.js';
 import type { ReplicaConfig } from './config.js';
-import { FailureDetector } from './failure-detector.js';
+import { FailureDetector } from '../control/failure-detector.js';
 
 /** A leader unheard for this many heartbeats is probed. */
 const SUSPECT_AFTER_HEARTBEATS = 2;

@@ -1,11 +1,11 @@
 /**
- * Leadership moved on purpose: a handoff to a chosen replica, and the
- * controlled shutdown (SIGTERM/SIGINT), which hands every led log to a live
- * replica its open segment counts, or, with none, flushes it and closes it
- * clean in etcd (BookKeeper's closed ledger) before the process exits.
+ * Leadership moved on purpose, as I/O around the pure control/drain.ts
+ * machine: a handoff to a chosen replica, and the controlled shutdown
+ * (SIGTERM/SIGINT), which hands every led log to a live replica its open
+ * segment counts, or, with none, flushes it and closes it clean in etcd
+ * (BookKeeper's closed ledger) before the process exits.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-import type { MemberInfo } from '../fencing/keys.js';
+import { DrainMachine, type DrainEffect, type DrainOutcome, type DrainSettings, type LeaderSnapshot } from '../control/drain.js';
 import { TernError } from '../errors.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import { peerPaths } from '../peer/paths.js';
@@ -14,10 +14,15 @@ import type { LogState, ReplicaContext, Waiting } from './log-state.js';
 import type { Placement } from './placement.js';
 import type { DrainReport, LogStatus } from './types.js';
 
-/** How often a draining leader looks whether its flusher has caught up with the commit point. */
-const DRAIN_POLL_MS = 10;
+/** A drain in progress: its machine, fed on every tick. */
+interface DrainRun {
+  machine: DrainMachine;
+  feedTick(): void;
+}
 
 export class Handoffs {
+  private readonly runs = new Set<DrainRun>();
+
   constructor(
     private readonly ctx: ReplicaContext,
     private readonly driver: LeaderDriver,
@@ -35,44 +40,15 @@ export class Handoffs {
   async handoff(name: string, to: string): Promise<LogStatus> {
     const record = await this.ctx.requireLog(name);
     if (!record.meta.replicas.includes(to)) throw new TernError('BAD_REQUEST', `${to} is not a replica of log ${name} (${record.meta.replicas.join(', ')})`);
-    const target = this.ctx.dir().member(to);
-    if (!target) throw new TernError('NOT_READY', `replica ${to} is not live`);
+    if (!this.ctx.dir().member(to)) throw new TernError('NOT_READY', `replica ${to} is not live`);
     const state = this.ctx.logs.get(name);
     const leader = this.ctx.localLeader(name);
     if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.ctx.id} does not lead log ${name}`);
     if (to === this.ctx.id) return this.ctx.status(name);
-    state.handingOff = true;
-    try {
-      await this.roundsDone(state, leader, this.ctx.config.ackTimeoutMs);
-      await this.passLeadership(name, leader, target);
-    } finally {
-      state.handingOff = false;
-    }
+    const outcome = await this.run(name, state, leader, [to], false);
+    if (outcome.kind === 'refused' || outcome.kind === 'unfinished') throw new TernError('NOT_READY', outcome.reason);
+    if (outcome.kind === 'lost') throw new TernError('NOT_READY', `log ${name}: another leader fenced ${this.ctx.id} during the handoff`);
     return this.ctx.status(name);
-  }
-
-  /** Asks `target` to take `name` over from `leader`, replacing exactly this leader's key. */
-  private async passLeadership(name: string, leader: LeaderLog<Waiting>, target: MemberInfo): Promise<void> {
-    this.ctx.log.info({ log: name, epoch: leader.epoch, to: target.id }, 'handing off');
-    try {
-      await this.ctx.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: leader.epoch, replacing: this.ctx.dir().leaderValue(leader.epoch) });
-    } catch (err) {
-      throw new TernError('NOT_READY', `handoff of ${name} to ${target.id} failed: ${(err as Error).message}`, { cause: err });
-    }
-  }
-
-  /** Resolves once `leader` has no proposal in flight (all acked or failed), or after `timeoutMs`. */
-  private roundsDone(state: LogState, leader: LeaderLog<Waiting>, timeoutMs: number): Promise<void> {
-    if (leader.pendingCount === 0 || leader.isDeposed) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
-      function done(): void {
-        clearTimeout(timer);
-        state.roundsDone = undefined;
-        resolve();
-      }
-      state.roundsDone = done;
-    });
   }
 
   /**
@@ -92,65 +68,118 @@ export class Handoffs {
       this.ctx.log.warn({ err: (err as Error).message }, 'could not mark this replica as draining in etcd; handing off anyway');
     }
     // A takeover already running may make this replica a leader it must then drain.
-    await Promise.allSettled([...this.ctx.logs.values()].map((state) => state.takeover));
+    await Promise.allSettled([...this.ctx.logs.values()].map((state) => state.takeover?.done));
     const led = [...this.ctx.logs].filter(([name]) => this.ctx.localLeader(name));
     // The i-th log tries the targets from the i-th on, so the recoveries spread over the replicas that stay.
-    await Promise.all(led.map(([name, state], i) => this.drainLog(name, state, this.ctx.localLeader(name)!, i, report)));
+    await Promise.all(
+      led.map(async ([name, state], i) => {
+        const leader = this.ctx.localLeader(name)!;
+        const outcome = await this.run(name, state, leader, this.placement.handoffTargets(name, leader.epoch, i), this.ctx.store !== undefined);
+        recordOutcome(report, name, outcome);
+      }),
+    );
   }
 
-  private async drainLog(name: string, state: LogState, leader: LeaderLog<Waiting>, spread: number, report: DrainReport): Promise<void> {
+  /** One tick for every drain in progress (the rounds' timeout, the flushed mark). */
+  tick(): void {
+    for (const run of this.runs) run.feedTick();
+  }
+
+  /** Runs a drain of `name` to its outcome; appends get 503 NOT_READY meanwhile. */
+  private run(name: string, state: LogState, leader: LeaderLog<Waiting>, targets: string[], closeWhenRefused: boolean): Promise<DrainOutcome> {
+    const settings: DrainSettings = { epoch: leader.epoch, targets, closeWhenRefused, roundsTimeoutTicks: Math.ceil(this.ctx.config.ackTimeoutMs / this.ctx.config.tickMs) };
+    const machine = new DrainMachine(settings, snapshot(state, leader), this.ctx.dir().flushedId(name));
     state.handingOff = true;
-    try {
-      await this.roundsDone(state, leader, this.ctx.config.ackTimeoutMs);
-      const targets = this.handoffTargets(name, leader.epoch);
-      const first = targets.length > 0 ? spread % targets.length : 0;
-      for (const target of [...targets.slice(first), ...targets.slice(0, first)]) {
-        if (leader.isDeposed) break;
-        try {
-          await this.passLeadership(name, leader, target);
-          report.handedOff.push(name);
-          return;
-        } catch (err) {
-          this.ctx.log.warn({ log: name, to: target.id, err: (err as Error).message }, 'shutdown handoff refused; trying the next replica or closing clean');
+    return new Promise<DrainOutcome>((resolve) => {
+      const pump = () => {
+        for (let effects = machine.effects(); effects.length > 0; effects = machine.effects()) {
+          for (const effect of effects) this.carryOut(name, state, leader, effect, feed, finish);
         }
-      }
-      if (leader.isDeposed) return void report.lost.push(name);
-      await this.closeClean(name, state, leader);
-      report.closedClean.push(name);
-    } catch (err) {
-      report.unfinished.push({ log: name, reason: (err as Error).message });
-    } finally {
-      state.handingOff = false;
+      };
+      const feed = (event: Parameters<DrainMachine['step']>[0]) => {
+        machine.step(event);
+        pump();
+      };
+      const watch = () => feed({ kind: 'leader', leader: snapshot(state, leader) });
+      const run: DrainRun = {
+        machine,
+        feedTick: () => {
+          feed({ kind: 'flushed', flushedId: this.ctx.directory?.flushedId(name) ?? -1 });
+          feed({ kind: 'tick' });
+        },
+      };
+      const finish = (outcome: DrainOutcome) => {
+        this.runs.delete(run);
+        state.leaderWatchers.delete(watch);
+        state.handingOff = false;
+        resolve(outcome);
+      };
+      this.runs.add(run);
+      state.leaderWatchers.add(watch);
+      pump();
+    });
+  }
+
+  private carryOut(name: string, state: LogState, leader: LeaderLog<Waiting>, effect: DrainEffect, feed: (event: Parameters<DrainMachine['step']>[0]) => void, finish: (outcome: DrainOutcome) => void): void {
+    switch (effect.kind) {
+      case 'handoff':
+        return void this.passLeadership(name, effect.to, effect.expectedEpoch).then(
+          () => feed({ kind: 'handoffAnswer', to: effect.to, ok: true }),
+          (err: Error) => {
+            this.ctx.log.warn({ log: name, to: effect.to, err: err.message }, 'handoff refused');
+            feed({ kind: 'handoffAnswer', to: effect.to, ok: false, reason: err.message });
+          },
+        );
+      case 'closeClean':
+        return void this.closeClean(name, effect.epoch, effect.lastId).then(
+          (ok) => feed(ok ? { kind: 'closed', ok } : { kind: 'closed', ok, reason: `lost epoch ${effect.epoch} before closing` }),
+          (err: Error) => feed({ kind: 'closed', ok: false, reason: err.message }),
+        );
+      case 'stepDown':
+        this.driver.stepDown(state);
+        return void this.ctx.log.info({ log: name, epoch: leader.epoch, lastId: state.replica.commitId }, 'log closed clean: flushed through its last committed id');
+      case 'done':
+        return finish(effect.outcome);
     }
   }
 
-  /** Live replicas, not stopping, that the open segment of `epoch` counts: they can recover the log from their memory. */
-  private handoffTargets(name: string, epoch: number): MemberInfo[] {
-    const record = this.ctx.directory?.log(name);
-    const open = record?.segments.at(-1);
-    if (!record || !open || open.epoch !== epoch || open.lastId !== null) return [];
-    return this.placement.leaderCandidates(record)
-      .filter((id) => id !== this.ctx.id && open.replicas[id] === this.ctx.dir().member(id)?.incarnation)
-      .map((id) => this.ctx.dir().member(id)!);
+  /** Asks `to` to take `name` over, replacing exactly this leader's key of `epoch`. */
+  private async passLeadership(name: string, to: string, epoch: number): Promise<void> {
+    const target = this.ctx.dir().member(to);
+    if (!target) throw new Error(`replica ${to} is not live`);
+    this.ctx.log.info({ log: name, epoch, to }, 'handing off');
+    await this.ctx.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: epoch, replacing: this.ctx.dir().leaderValue(epoch) });
   }
 
   /**
-   * Seals the open segment at the commit point once object storage holds
-   * every committed id, in one transaction that also gives up the leader key:
-   * the next leader needs no fence answers (BookKeeper's closed ledger).
+   * Seals the open segment at `lastId` (object storage holds every id up to
+   * it), in one transaction that also gives up the leader key: the next
+   * leader needs no fence answers (BookKeeper's closed ledger).
    */
-  private async closeClean(name: string, state: LogState, leader: LeaderLog<Waiting>): Promise<void> {
-    if (!this.ctx.store) throw new Error('no object store: committed entries live only in memory');
-    const commitId = state.replica.commitId;
+  private async closeClean(name: string, epoch: number, lastId: number): Promise<boolean> {
     const dir = this.ctx.dir();
-    while (dir.flushedId(name) < commitId) {
-      if (leader.isDeposed) throw new Error(`fenced at epoch ${leader.epoch} while flushing`);
-      await sleep(DRAIN_POLL_MS);
-    }
     const open = dir.log(name)?.segments.at(-1);
-    if (!open || open.epoch !== leader.epoch || open.lastId !== null) throw new Error(`segment ${leader.epoch} is not the open one`);
-    if (!(await dir.closeSegmentClean(name, leader.epoch, { ...open, lastId: commitId }))) throw new Error(`lost epoch ${leader.epoch} before closing`);
-    this.driver.stepDown(state);
-    this.ctx.log.info({ log: name, epoch: leader.epoch, lastId: commitId }, 'log closed clean: flushed through its last committed id');
+    if (!open || open.epoch !== epoch || open.lastId !== null) throw new Error(`segment ${epoch} is not the open one`);
+    return dir.closeSegmentClean(name, epoch, { ...open, lastId });
+  }
+}
+
+function snapshot(state: LogState, leader: LeaderLog<Waiting>): LeaderSnapshot {
+  return { pending: leader.pendingCount, deposed: leader.isDeposed, commitId: state.replica.commitId };
+}
+
+function recordOutcome(report: DrainReport, name: string, outcome: DrainOutcome): void {
+  switch (outcome.kind) {
+    case 'handedOff':
+      return void report.handedOff.push(name);
+    case 'closedClean':
+      return void report.closedClean.push(name);
+    case 'lost':
+      return void report.lost.push(name);
+    case 'refused':
+      // Only a drain without an object store may not close clean.
+      return void report.unfinished.push({ log: name, reason: `no replica took the log and there is no object store: committed entries live only in memory (${outcome.reason})` });
+    case 'unfinished':
+      return void report.unfinished.push({ log: name, reason: outcome.reason });
   }
 }

@@ -56,7 +56,7 @@ export class LeaderDriver {
       if (!leader) continue;
       const ready = leader.ready();
       this.carryOut(state, leader, ready);
-      if (state.roundsDone && (leader.pendingCount === 0 || leader.isDeposed)) state.roundsDone();
+      for (const watch of state.leaderWatchers) watch();
       if (leader.isDeposed && leader.pendingCount === 0) state.leader = undefined;
     }
   }

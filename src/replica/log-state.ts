@@ -16,6 +16,7 @@ import type { ReplicaConfig } from './config.js';
 import type { Failover } from './failover.js';
 import type { ReplicaMetrics } from './metrics.js';
 import type { Storage } from './storage.js';
+import type { TakeoverRun } from './takeover.js';
 import type { AppendResult, LogStatus, Logger, RecoveryReport } from './types.js';
 
 /** An append waiting for its quorum: how to answer its client. */
@@ -30,15 +31,11 @@ export interface LogState {
   replica: LogReplica;
   leader: LeaderLog<Waiting> | undefined;
   /** While set, this replica is taking the log over: appends wait outside (503 NOT_READY). */
-  takeover: Promise<RecoveryReport> | undefined;
-  /** Why the running takeover cannot decide yet (no counted quorum). */
-  blockedBy: string | undefined;
-  /** An operator asked to recover without a counted quorum, accepting possible loss. */
-  unsafeRecovery: boolean;
+  takeover: TakeoverRun | undefined;
   /** Set during a handoff or a controlled shutdown: the leader drains and takes no new appends. */
   handingOff: boolean;
-  /** Called once the leader has no rounds in flight (a handoff waits for it). */
-  roundsDone: (() => void) | undefined;
+  /** Called after the leader's every Ready (a takeover or a drain waiting on its progress). */
+  leaderWatchers: Set<() => void>;
   /** Commit point tail readers were last woken for. */
   wokenCommitId: number;
   /**
@@ -51,7 +48,7 @@ export interface LogState {
 
 /** A log this replica has just heard of: it starts right after what object storage already holds. */
 export function newLogState(name: string, memory: MemoryAccount, flushedId: number): LogState {
-  const state: LogState = { replica: new LogReplica(name, memory), leader: undefined, takeover: undefined, blockedBy: undefined, unsafeRecovery: false, handingOff: false, roundsDone: undefined, wokenCommitId: -1, rejoining: new Map() };
+  const state: LogState = { replica: new LogReplica(name, memory), leader: undefined, takeover: undefined, handingOff: false, leaderWatchers: new Set(), wokenCommitId: -1, rejoining: new Map() };
   state.replica.releaseThrough(flushedId);
   return state;
 }

@@ -1,10 +1,12 @@
 /**
- * Who leads which log: the coordinator's passes (every log without a leader
- * key goes to a live replica of it, fewest leaderships first), the first
- * leader of a new log, the candidates a handoff or failover may pick, and the
- * leader's recording of a restarted follower that has caught up (so the open
- * segment counts it again), and this replica's readiness: counted everywhere.
+ * Placement as I/O around the pure control/placement.ts: the coordinator's
+ * passes (every log without a leader key goes to a live replica of it,
+ * fewest leaderships first), the first leader of a new log, the candidates a
+ * handoff or failover may pick, the leader's recording of a restarted
+ * follower that has caught up (so the open segment counts it again), and
+ * this replica's readiness: counted everywhere.
  */
+import { caughtUpReplicas, handoffTargets, leaderCandidates, leaderlessAssignments, leadershipCounts, type PlacedLog, type PlacementView } from '../control/placement.js';
 import type { LogRecord } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import { incarnationTag } from '../quorum/messages.js';
@@ -22,20 +24,13 @@ export class Placement {
   constructor(private readonly ctx: ReplicaContext) {}
 
   /** Gives every log without a leader key to a live replica of it; run by the coordinator. */
-  async assignLeaderless(): Promise<void> {
-    const dir = this.ctx.dir();
-    for (const name of dir.logNames()) {
-      const record = dir.log(name);
-      if (!record || record.leader || this.assigning.has(name)) continue;
-      // A log being created gets its first leader from the replica creating it.
-      if (record.segments.length === 0 && Date.now() - Date.parse(record.meta.createdAt) < CREATION_GRACE_MS) continue;
-      const candidate = this.pickLeader(record);
-      if (!candidate) continue;
-      this.assigning.add(name);
-      const assigned = candidate === this.ctx.id ? this.ctx.takeOver(name, record.epoch) : this.ctx.transport.command(dir.member(candidate)!.peerUrl, peerPaths.takeover(name), { expectedEpoch: record.epoch });
-      assigned
-        .catch((err) => this.ctx.log.warn({ log: name, candidate, err: (err as Error).message }, 'leader assignment failed; will retry'))
-        .finally(() => this.assigning.delete(name));
+  assignLeaderless(): void {
+    const assignments = leaderlessAssignments(this.placedLogs(), this.view(), { nowMs: Date.now(), creationGraceMs: CREATION_GRACE_MS, assigning: this.assigning });
+    for (const { log, candidate, expectedEpoch } of assignments) {
+      this.assigning.add(log);
+      this.assign(log, candidate, expectedEpoch)
+        .catch((err) => this.ctx.log.warn({ log, candidate, err: (err as Error).message }, 'leader assignment failed; will retry'))
+        .finally(() => this.assigning.delete(log));
     }
   }
 
@@ -43,9 +38,7 @@ export class Placement {
   async assignFirstLeader(name: string, record: LogRecord): Promise<void> {
     for (const id of this.leaderCandidates(record)) {
       try {
-        if (id === this.ctx.id) await this.ctx.takeOver(name, record.epoch);
-        else await this.ctx.transport.command(this.ctx.dir().member(id)!.peerUrl, peerPaths.takeover(name), { expectedEpoch: record.epoch });
-        return;
+        return void (await this.assign(name, id, record.epoch));
       } catch (err) {
         this.ctx.log.warn({ log: name, candidate: id, err: (err as Error).message }, 'candidate could not take the first leadership; trying the next');
       }
@@ -53,53 +46,62 @@ export class Placement {
     throw new TernError('NOT_READY', `no replica of log ${name} could take its leadership`);
   }
 
-  private pickLeader(record: LogRecord): string | undefined {
-    return this.leaderCandidates(record)[0];
+  /** The live replicas that may lead the log, in order of preference. */
+  leaderCandidates(record: LogRecord): string[] {
+    return leaderCandidates(placed(record), this.view(), leadershipCounts(this.placedLogs()));
   }
 
-  leaderCandidates(record: LogRecord): string[] {
+  /** Replicas this leader, stopping at `epoch`, may hand `name` to, rotated by `spread`. */
+  handoffTargets(name: string, epoch: number, spread: number): string[] {
+    const record = this.ctx.directory?.log(name);
+    return record ? handoffTargets(placed(record), this.ctx.id, epoch, this.view(), leadershipCounts(this.placedLogs()), spread) : [];
+  }
+
+  /** See control/placement.ts caughtUpReplicas: records the incarnations of followers that caught up after a restart. */
+  recordRejoinedReplicas(name: string, state: LogState): void {
+    const leader = this.ctx.localLeader(name);
+    const record = this.ctx.directory?.log(name);
+    const open = record?.segments.at(-1);
+    if (!leader || state.takeover || !record || !open || open.epoch !== leader.epoch) return;
+    const live = this.ctx.incarnationsOf(record.meta.replicas);
+    const caughtUp = caughtUpReplicas(open, this.ctx.id, live, state.replica.buffer.lastId, (id, incarnation) => leader.matchIdOf(id, incarnationTag(incarnation)), state.rejoining);
+    if (Object.keys(caughtUp).length === 0) return;
+    const segment = { ...open, replicas: { ...open.replicas, ...caughtUp } };
+    this.ctx.dir()
+      .updateSegment(name, leader.epoch, segment)
+      .then((ok) => ok && this.ctx.log.info({ log: name, replicas: Object.keys(caughtUp), epoch: leader.epoch }, 'restarted replica caught up: counts for the segment again'))
+      .catch((err) => this.ctx.log.warn({ log: name, err: (err as Error).message }, 'could not record a rejoined replica'));
+  }
+
+  private assign(name: string, candidate: string, expectedEpoch: number): Promise<unknown> {
+    if (candidate === this.ctx.id) return this.ctx.takeOver(name, expectedEpoch);
+    return this.ctx.transport.command(this.ctx.dir().member(candidate)!.peerUrl, peerPaths.takeover(name), { expectedEpoch });
+  }
+
+  private placedLogs(): PlacedLog[] {
     const dir = this.ctx.dir();
-    const led = new Map<string, number>();
-    for (const log of dir.logNames()) {
-      const id = dir.log(log)?.leader?.id;
-      if (id) led.set(id, (led.get(id) ?? 0) + 1);
+    const logs: PlacedLog[] = [];
+    for (const name of dir.logNames()) {
+      const record = dir.log(name);
+      if (record) logs.push(placed(record));
     }
-    // A member key outlives a killed process until its lease lapses: one known dead is no candidate, nor
-    // is one draining for a controlled shutdown. Nor is this replica for a log it gave up for lost quorum,
-    // until a peer reaches it again.
-    const live = (id: string) => {
-      const member = dir.member(id);
-      return member !== undefined && !member.draining && !this.ctx.failover.isDead(member) && (id !== this.ctx.id || this.ctx.failover.mayLead(record.meta.name));
-    };
-    return record.meta.replicas.filter(live).sort((a, b) => (led.get(a) ?? 0) - (led.get(b) ?? 0) || a.localeCompare(b));
+    return logs;
   }
 
   /**
-   * A replica that restarted lost what it held, so the open segment stops
-   * counting it; once the leader has caught it up past everything it could
-   * have acknowledged before (the leader's last id when it came back), its new
-   * incarnation is recorded and it counts again. Without this, two restarts
-   * over a log's life would make it unrecoverable.
+   * A member key outlives a killed process until its lease lapses: one known
+   * dead is no candidate, nor is one draining for a controlled shutdown. Nor
+   * is this replica for a log it gave up for lost quorum, until a peer reaches it again.
    */
-  recordRejoinedReplicas(name: string, state: LogState): void {
-    const leader = this.ctx.localLeader(name);
-    const open = this.ctx.directory?.log(name)?.segments.at(-1);
-    if (!leader || state.takeover || !open || open.epoch !== leader.epoch) return;
-    for (const id of Object.keys(this.ctx.incarnationsOf(this.ctx.directory!.log(name)!.meta.replicas))) {
-      const member = this.ctx.directory!.member(id)!;
-      if (id === this.ctx.id || open.replicas[id] === member.incarnation) continue;
-      const pending = state.rejoining.get(id);
-      if (!pending || pending.incarnation !== member.incarnation) {
-        state.rejoining.set(id, { incarnation: member.incarnation, throughId: state.replica.buffer.lastId });
-      } else if (leader.matchIdOf(id, incarnationTag(member.incarnation)) >= pending.throughId) {
-        state.rejoining.delete(id);
-        const segment = { ...open, replicas: { ...open.replicas, [id]: member.incarnation } };
-        this.ctx.dir()
-          .updateSegment(name, leader.epoch, segment)
-          .then((ok) => ok && this.ctx.log.info({ log: name, replica: id, epoch: leader.epoch }, 'restarted replica caught up: counts for the segment again'))
-          .catch((err) => this.ctx.log.warn({ log: name, err: (err as Error).message }, 'could not record a rejoined replica'));
-      }
-    }
+  private view(): PlacementView {
+    const dir = this.ctx.dir();
+    return {
+      mayLead: (id, log) => {
+        const member = dir.member(id);
+        return member !== undefined && !member.draining && !this.ctx.failover.isDead(member) && (id !== this.ctx.id || this.ctx.failover.mayLead(log));
+      },
+      incarnationOf: (id) => dir.member(id)?.incarnation,
+    };
   }
 
   /**
@@ -123,4 +125,9 @@ export class Placement {
       if (last.replicas[this.ctx.id] !== dir.self.incarnation) catchingUp++;
     }
     return catchingUp === 0 ? { ready: true, catchingUp } : { ready: false, catchingUp, reason: `${catchingUp} logs do not count this replica yet (catching up)` };
-  }}
+  }
+}
+
+function placed(record: LogRecord): PlacedLog {
+  return { name: record.meta.name, replicas: record.meta.replicas, epoch: record.epoch, leader: record.leader?.id, segments: record.segments, createdAtMs: Date.parse(record.meta.createdAt) };
+}

@@ -85,7 +85,7 @@ export class Replica implements ReplicaContext {
     };
     this.storage = new Storage(this);
     this.driver = new LeaderDriver(this, this.tailReaders);
-    this.takeover = new Takeover(this, this.driver, this.tailReaders);
+    this.takeover = new Takeover(this, this.driver);
     this.placement = new Placement(this);
     this.handoffs = new Handoffs(this, this.driver, this.placement);
     this.reads = new Reads(this, this.tailReaders);
@@ -151,12 +151,14 @@ export class Replica implements ReplicaContext {
     });
     this.ticker = setInterval(() => {
       this.driver.tick();
+      this.takeover.tick();
+      this.handoffs.tick();
       this.failover.tick();
     }, this.config.tickMs);
     // The coordinator (one replica, elected through a leased etcd key) gives leaderless logs a leader.
     this.coordinatorTimer = setInterval(() => {
       if (this.stopping || this.draining) return;
-      if (directory.isCoordinator) this.assignLeaderless().catch((err) => this.log.warn({ err }, 'coordinator pass failed'));
+      if (directory.isCoordinator) this.placement.assignLeaderless();
       for (const [name, state] of this.logs) this.placement.recordRejoinedReplicas(name, state);
     }, COORDINATOR_PASS_MS);
   }
@@ -224,7 +226,7 @@ export class Replica implements ReplicaContext {
     if (this.localLeader(name)) return undefined;
     const state = this.logs.get(name);
     if (state?.takeover) {
-      throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}` + (state.blockedBy ? `: ${state.blockedBy}` : ''), { maybeApplied: false });
+      throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}` + (state.takeover.machine.blockedBy ? `: ${state.takeover.machine.blockedBy}` : ''), { maybeApplied: false });
     }
     const liveLeader = (r: LogRecord) => (r.leader && r.leader.id !== this.id ? this.dir().member(r.leader.id) : undefined);
     // The watched view can lag a leadership change: ask etcd before saying there is none.
@@ -303,10 +305,6 @@ export class Replica implements ReplicaContext {
   /** Controlled shutdown: see Handoffs.drain. */
   drain(report: DrainReport): Promise<void> {
     return this.handoffs.drain(report);
-  }
-
-  assignLeaderless(): Promise<void> {
-    return this.placement.assignLeaderless();
   }
 
   // ---- peer operations ----

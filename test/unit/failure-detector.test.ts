@@ -4,7 +4,7 @@
  * which follower claims a log whose leader is dead or gone.
  */
 import { describe, expect, it } from 'vitest';
-import { FailureDetector, type DetectorConfig, type LeaderSeen } from '../../src/replica/failure-detector.js';
+import { FailureDetector, type DetectorConfig, type LeaderSeen } from '../../src/control/failure-detector.js';
 
 const config: DetectorConfig = { self: 'r2', suspectTicks: 4, probeIntervalTicks: 2, orphanTicks: 10, fallbackTicks: 3 };
 const r1: LeaderSeen = { id: 'r1', epoch: 3, incarnation: 'r1-a' };

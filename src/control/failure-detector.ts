@@ -28,7 +28,14 @@
  * etcd, so at most one wins, and fencing keeps a wrong guess safe: it costs
  * one recovery, never an acknowledged entry.
  */
-import type { ProbeOutcome } from '../peer/probe.js';
+/** What a probe of a replica's peer port found. */
+export type ProbeOutcome =
+  /** Nothing listens on the replica's peer port: its process is gone. */
+  | { kind: 'refused' }
+  /** The peer port answered as replica `id`, incarnation `incarnation` (null: still starting). */
+  | { kind: 'answered'; id: string; incarnation: string | null }
+  /** A timeout, a reset, an error status: proves nothing. */
+  | { kind: 'failed' };
 
 /** A log's leader as its etcd key names it. */
 export interface LeaderSeen {
