@@ -8,23 +8,10 @@
  * faults and late watch delivery; the model itself answers at once.
  */
 import { leaderKeyValue, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from '../../src/fencing/keys.js';
+import { describeChange, type EtcdChange, type WatchEvent } from './etcd-events.js';
 import type { Scheduler, Timer } from './scheduler.js';
 
-/** What changed at one revision, as the state after it (deep copies). */
-export type EtcdChange =
-  /** A log's metadata, epoch, leader key, segments, manifest or flushed mark changed; log undefined: deleted. */
-  | { kind: 'log'; name: string; log: LogRecord | undefined; flushedId: number; manifest: ManifestEntry[] }
-  /** A member key was put (member) or deleted (undefined). */
-  | { kind: 'member'; id: string; member: MemberInfo | undefined }
-  /** The coordinator key: held by `id`, or gone. */
-  | { kind: 'coordinator'; id: string | undefined }
-  /** A permanent node key appeared. */
-  | { kind: 'node'; id: string };
-
-export interface WatchEvent {
-  revision: number;
-  changes: EtcdChange[];
-}
+export type { EtcdChange, WatchEvent } from './etcd-events.js';
 
 interface Leased<T> {
   value: T;
@@ -322,21 +309,8 @@ export class SimEtcd {
     this.pending = [];
     const ev: WatchEvent = { revision: ++this.revision, changes };
     this.events.push(ev);
-    this.sched.note(`etcd: rev ${ev.revision} ${changes.map(describe).join(', ')}`);
+    this.sched.note(`etcd: rev ${ev.revision} ${changes.map(describeChange).join(', ')}`);
     for (const l of this.listeners) l(ev);
     return true;
-  }
-}
-
-function describe(c: EtcdChange): string {
-  switch (c.kind) {
-    case 'log':
-      return c.log ? `log ${c.name} epoch ${c.log.epoch} leader ${c.log.leader ? `${c.log.leader.id}@${c.log.leader.epoch}` : '-'} segs ${c.log.segments.length} flushed ${c.flushedId}` : `log ${c.name} deleted`;
-    case 'member':
-      return `member ${c.id} ${c.member ? (c.member.draining ? 'draining' : 'up') : 'gone'}`;
-    case 'coordinator':
-      return `coordinator ${c.id ?? '-'}`;
-    case 'node':
-      return `node ${c.id}`;
   }
 }
