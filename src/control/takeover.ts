@@ -99,6 +99,7 @@ export class TakeoverMachine {
   private epoch: number | undefined;
   private view: LogView | undefined;
   private unsafe: boolean;
+  private readonly expectedEpoch: number;
   private warning: string | undefined;
   /** Why the recovery cannot decide yet (no counted quorum). */
   blockedBy: string | undefined;
@@ -110,6 +111,7 @@ export class TakeoverMachine {
     request: TakeoverRequest,
   ) {
     this.unsafe = request.unsafe;
+    this.expectedEpoch = request.expectedEpoch;
     this.emit({ kind: 'claim', expectedEpoch: request.expectedEpoch, ...(request.replacing !== undefined ? { replacing: request.replacing } : {}) });
   }
 
@@ -138,7 +140,7 @@ export class TakeoverMachine {
         this.unsafe = true;
         return this.phase.at === 'fencing' ? this.settleFence(this.phase) : undefined;
       case 'ioFailed':
-        return this.fail(event.reason);
+        return this.phase.at === 'claiming' ? this.claimUnknown(event.reason) : this.fail(event.reason);
       case 'claimed':
         return this.onClaimed(event.epoch);
       case 'read':
@@ -180,6 +182,18 @@ export class TakeoverMachine {
     this.emit({ kind: 'stepDown' });
     this.replica.observeEpoch(epoch, this.settings.self);
     this.read('reading');
+  }
+
+  /**
+   * The claim's answer never came: etcd may have applied it. Giving back the
+   * key it would have written is safe either way (the release is compared on
+   * this process's exact key for that epoch); without it, a lost answer left
+   * the log led by a key nobody acts on until this replica's lease ended,
+   * which is never while it lives (found by the simulator).
+   */
+  private claimUnknown(reason: string): void {
+    this.phase = { at: 'over' };
+    this.emit({ kind: 'release', epoch: this.expectedEpoch + 1 }, { kind: 'failed', reason });
   }
 
   private read(at: 'reading' | 'rereading', fresh = false): void {

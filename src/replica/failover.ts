@@ -10,7 +10,8 @@ import { leaderKeyValue, type LogRecord, type MemberInfo } from '../fencing/keys
 import type { ClusterDirectory } from '../fencing/directory.js';
 import { probePeer, type ProbeOutcome } from '../peer/probe.js';
 import type { ReplicaConfig } from './config.js';
-import { FailureDetector } from '../control/failure-detector.js';
+import { FailureDetector, type DetectorConfig } from '../control/failure-detector.js';
+import { ticksOf } from './log-state.js';
 
 /** A leader unheard for this many heartbeats is probed. */
 const SUSPECT_AFTER_HEARTBEATS = 2;
@@ -34,6 +35,22 @@ export interface FailoverHost {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
 }
 
+/** The failure detector's timing, from the configuration. */
+export function detectorConfigOf(config: ReplicaConfig): DetectorConfig {
+  return {
+    self: config.id,
+    suspectTicks: ticksOf(config, SUSPECT_AFTER_HEARTBEATS * config.heartbeatMs),
+    probeIntervalTicks: ticksOf(config, config.heartbeatMs),
+    orphanTicks: ticksOf(config, ORPHAN_AFTER_MS),
+    fallbackTicks: ticksOf(config, FALLBACK_HEARTBEATS * config.heartbeatMs),
+  };
+}
+
+/** Ticks between two passes over the followed logs. */
+export function passTicksOf(config: ReplicaConfig): number {
+  return ticksOf(config, config.heartbeatMs / PASSES_PER_HEARTBEAT);
+}
+
 export type PeerProbe = (peerUrl: string, timeoutMs: number) => Promise<ProbeOutcome>;
 
 export class Failover {
@@ -51,15 +68,8 @@ export class Failover {
     config: ReplicaConfig,
     private readonly probe: PeerProbe = probePeer,
   ) {
-    const ticks = (ms: number) => Math.max(1, Math.ceil(ms / config.tickMs));
-    this.detector = new FailureDetector({
-      self: host.id,
-      suspectTicks: ticks(SUSPECT_AFTER_HEARTBEATS * config.heartbeatMs),
-      probeIntervalTicks: ticks(config.heartbeatMs),
-      orphanTicks: ticks(ORPHAN_AFTER_MS),
-      fallbackTicks: ticks(FALLBACK_HEARTBEATS * config.heartbeatMs),
-    });
-    this.passTicks = ticks(config.heartbeatMs / PASSES_PER_HEARTBEAT);
+    this.detector = new FailureDetector(detectorConfigOf(config));
+    this.passTicks = passTicksOf(config);
     this.probeTimeoutMs = config.retransmitMs;
   }
 

@@ -10,7 +10,7 @@ import { TernError } from '../errors.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import { peerPaths } from '../peer/paths.js';
 import type { LeaderDriver } from './leader-driver.js';
-import type { LogState, ReplicaContext, Waiting } from './log-state.js';
+import { ticksOf, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
 import type { Placement } from './placement.js';
 import type { DrainReport, LogStatus } from './types.js';
 
@@ -87,7 +87,7 @@ export class Handoffs {
 
   /** Runs a drain of `name` to its outcome; appends get 503 NOT_READY meanwhile. */
   private run(name: string, state: LogState, leader: LeaderLog<Waiting>, targets: string[], closeWhenRefused: boolean): Promise<DrainOutcome> {
-    const settings: DrainSettings = { epoch: leader.epoch, targets, closeWhenRefused, roundsTimeoutTicks: Math.ceil(this.ctx.config.ackTimeoutMs / this.ctx.config.tickMs) };
+    const settings: DrainSettings = { epoch: leader.epoch, targets, closeWhenRefused, roundsTimeoutTicks: ticksOf(this.ctx.config, this.ctx.config.ackTimeoutMs) };
     const machine = new DrainMachine(settings, snapshot(state, leader), this.ctx.dir().flushedId(name));
     state.handingOff = true;
     return new Promise<DrainOutcome>((resolve) => {

@@ -56,6 +56,25 @@ export function newLogState(name: string, memory: MemoryAccount, flushedId: numb
 /** The leader settings every log this replica leads shares (ticks derived from the configuration). */
 export type LeaderTicks = Omit<LeaderConfig, 'self' | 'peers' | 'epoch'>;
 
+/** A duration of the configuration in protocol ticks (at least one). */
+export function ticksOf(config: Pick<ReplicaConfig, 'tickMs'>, ms: number): number {
+  return Math.max(1, Math.ceil(ms / config.tickMs));
+}
+
+export function leaderTicksOf(config: ReplicaConfig): LeaderTicks {
+  return {
+    maxInflight: config.maxInflight,
+    maxBatchEntries: config.maxBatchEntries,
+    maxBatchBytes: config.maxBatchBytes,
+    pipelineMinBytes: config.pipelineMinBytes,
+    ackTimeoutTicks: ticksOf(config, config.ackTimeoutMs),
+    retransmitTicks: ticksOf(config, config.retransmitMs),
+    heartbeatTicks: ticksOf(config, config.heartbeatMs),
+    backoffTicks: ticksOf(config, config.backoffMs),
+    checkQuorum: true,
+  };
+}
+
 export interface ReplicaContext {
   readonly id: string;
   readonly config: ReplicaConfig;

@@ -26,7 +26,7 @@ import type { ReplicaConfig } from './config.js';
 import { Failover } from './failover.js';
 import { Handoffs } from './handoff.js';
 import { LeaderDriver, refusalError } from './leader-driver.js';
-import { newLogState, type LeaderTicks, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
+import { leaderTicksOf, newLogState, type LeaderTicks, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
 import { metricsSource } from './metrics-source.js';
 import { ReplicaMetrics } from './metrics.js';
 import { Placement } from './placement.js';
@@ -71,18 +71,7 @@ export class Replica implements ReplicaContext {
     /** Undefined when no object store is configured: entries then stay in memory, bounded. */
     readonly store: ObjectStore | undefined,
   ) {
-    const ticks = (ms: number) => Math.max(1, Math.ceil(ms / config.tickMs));
-    this.leaderTicks = {
-      maxInflight: config.maxInflight,
-      maxBatchEntries: config.maxBatchEntries,
-      maxBatchBytes: config.maxBatchBytes,
-      pipelineMinBytes: config.pipelineMinBytes,
-      ackTimeoutTicks: ticks(config.ackTimeoutMs),
-      retransmitTicks: ticks(config.retransmitMs),
-      heartbeatTicks: ticks(config.heartbeatMs),
-      backoffTicks: ticks(config.backoffMs),
-      checkQuorum: true,
-    };
+    this.leaderTicks = leaderTicksOf(config);
     this.storage = new Storage(this);
     this.driver = new LeaderDriver(this, this.tailReaders);
     this.takeover = new Takeover(this, this.driver);

@@ -13,13 +13,24 @@ import type { FenceAnswer } from '../quorum/recovery.js';
 import { peerPaths } from '../peer/paths.js';
 import { decodeEntryRuns } from '../peer/wire.js';
 import type { LeaderDriver } from './leader-driver.js';
-import type { LogState, ReplicaContext, Waiting } from './log-state.js';
+import type { ReplicaConfig } from './config.js';
+import { ticksOf, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
 import type { RecoveryReport } from './types.js';
 
 /** A recovery that cannot decide yet (no counted quorum) asks again this often. */
 const UNDECIDED_RETRY_MS = 500;
 /** A recovering leader waits this many ack timeouts for a quorum to hold the recovered tail. */
 const HOLD_ACK_TIMEOUTS = 2;
+
+/** The takeover machine's timing, from the configuration. */
+export function takeoverSettingsOf(config: ReplicaConfig): Omit<TakeoverSettings, 'incarnation'> {
+  return {
+    self: config.id,
+    undecidedRetryTicks: ticksOf(config, UNDECIDED_RETRY_MS),
+    fenceTimeoutTicks: ticksOf(config, config.ackTimeoutMs),
+    holdTicks: ticksOf(config, config.ackTimeoutMs * HOLD_ACK_TIMEOUTS),
+  };
+}
 
 /** A takeover in progress on this replica: its machine and its caller's promise. */
 export interface TakeoverRun {
@@ -35,17 +46,12 @@ export interface TakeoverRun {
 export class Takeover {
   private readonly settings: Omit<TakeoverSettings, 'incarnation'>;
 
+
   constructor(
     private readonly ctx: ReplicaContext,
     private readonly driver: LeaderDriver,
   ) {
-    const ticks = (ms: number) => Math.max(1, Math.ceil(ms / ctx.config.tickMs));
-    this.settings = {
-      self: ctx.id,
-      undecidedRetryTicks: ticks(UNDECIDED_RETRY_MS),
-      fenceTimeoutTicks: ticks(ctx.config.ackTimeoutMs),
-      holdTicks: ticks(ctx.config.ackTimeoutMs * HOLD_ACK_TIMEOUTS),
-    };
+    this.settings = takeoverSettingsOf(ctx.config);
   }
 
   /**

@@ -10,14 +10,15 @@
 import type { LeaderInfo, LogMeta, LogRecord, ManifestEntry, MemberInfo, SegmentMeta } from '../../src/fencing/keys.js';
 import type { SimEtcd, WatchEvent } from './etcd.js';
 import type { Rng } from './random.js';
-import type { Scheduler } from './scheduler.js';
+import { ROUTINE, type Scheduler } from './scheduler.js';
 
 /** A request that got no answer: it may or may not have been applied (only `unreachable` is known not to). */
 export class EtcdUnavailable {
   constructor(readonly reason: 'unreachable' | 'answer-lost') {}
 }
 
-export type Reply<T> = (result: T | EtcdUnavailable) => void;
+/** An answer, with etcd's revision once it applied the request (what a real txn response's header carries). */
+export type Reply<T> = (result: T | EtcdUnavailable, revision?: number) => void;
 
 export interface EtcdClientConfig {
   /** One-way latency between a replica and etcd, ms. @default [1, 4] */
@@ -203,20 +204,23 @@ export class SimEtcdClient {
    */
   private request<T>(label: string, apply: () => T, done: Reply<T>): void {
     let answered = false;
-    const answer = (result: T | EtcdUnavailable) => {
+    const answer = (result: T | EtcdUnavailable, revision?: number) => {
       if (answered) return;
       answered = true;
       timeout.cancel();
-      if (!this.closed) done(result);
+      if (!this.closed) done(result, revision);
     };
     const timeout = this.sched.at(this.config.requestTimeoutMs, `etcd: ${this.node} ${label} times out`, () => answer(new EtcdUnavailable(this.reachable() ? 'answer-lost' : 'unreachable')));
     if (!this.reachable()) return;
-    this.sched.at(this.latency(), `etcd: ${this.node} ${label}`, () => {
+    // Keep-alives are routine: out of the trace.
+    const mark = label === 'keepAlive' ? ROUTINE : '';
+    this.sched.at(this.latency(), `${mark}etcd: ${this.node} ${label}`, () => {
       if (!this.reachable() || answered) return;
       const result = apply();
+      const revision = this.etcd.revision;
       if (this.rng.chance(this.faults.get(this.node).answerLoss)) return this.sched.note(`etcd: ${this.node} ${label} answer lost`);
-      this.sched.at(this.latency(), `etcd: ${this.node} ${label} answered`, () => {
-        if (this.reachable()) answer(result);
+      this.sched.at(this.latency(), `${mark}etcd: ${this.node} ${label} answered`, () => {
+        if (this.reachable()) answer(result, revision);
       });
     });
   }

@@ -164,6 +164,13 @@ describe('TakeoverMachine', () => {
     expect(kinds(m.effects())).toEqual(['failed']);
   });
 
+  it('a claim whose answer was lost gives back the key it may have written', () => {
+    const m = new TakeoverMachine(settings, memory(-1), { expectedEpoch: 4, unsafe: false });
+    m.effects();
+    m.step({ kind: 'ioFailed', reason: 'etcd answer lost' });
+    expect(m.effects()).toEqual([{ kind: 'release', epoch: 5 }, { kind: 'failed', reason: 'etcd answer lost' }]);
+  });
+
   it('fails, stepping down and releasing the key, when no quorum takes the tail in time or the leader is deposed', () => {
     for (const cause of ['deadline', 'deposed'] as const) {
       const replica = memory(2);

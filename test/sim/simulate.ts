@@ -1,0 +1,212 @@
+/**
+ * One seeded run of the simulated cluster: three replicas, two logs, three
+ * clients appending, a fault phase chosen by the seed, a healing phase, a
+ * liveness check (every log takes an append again) and final reads of every
+ * replica, judged by jepsen-lite's checker. Everything is decided by the
+ * seed, so a failing seed replays exactly.
+ */
+import { decodeObject } from '../../src/flusher/object-format.js';
+import type { FinalState, Verdict } from '../jepsen-lite/checker.js';
+import { EtcdEndpoint } from './etcd-client.js';
+import { SimEtcd } from './etcd.js';
+import { FaultPlanner, type FaultWindow } from './faults.js';
+import { History } from './history.js';
+import { SimNetwork } from './network.js';
+import { Rng } from './random.js';
+import { SimReplica, type AppendAnswer, type SimParts } from './replica.js';
+import { ROUTINE, Scheduler } from './scheduler.js';
+import { SimObjectStore } from './store.js';
+
+export interface SimOptions {
+  /** Virtual ms of faults. */
+  faultMs: number;
+  /** Virtual ms of appends after healing, before the liveness check. */
+  healMs: number;
+  logs: number;
+  clients: number;
+
+  /** Trace lines kept for a failure report. */
+  traceLines: number;
+}
+
+export const DEFAULT_SIM: SimOptions = { faultMs: 20_000, healMs: 5_000, logs: 2, clients: 3, traceLines: 400 };
+
+export interface SimResult {
+  seed: number;
+  valid: boolean;
+  verdict: Verdict;
+  /** Logs that did not take an append after healing, and other liveness failures. */
+  liveness: string[];
+  faults: FaultWindow[];
+  stats: { acked: number; failed: number; indeterminate: number; virtualMs: number; events: number };
+  fingerprint: string;
+  trace: string[];
+}
+
+const REPLICAS = ['r1', 'r2', 'r3'];
+/** A client gives up on an append after this long (its outcome is then unknown). */
+const CLIENT_TIMEOUT_MS = 3_000;
+/** Time between two appends of one client. */
+const THINK_MS: [number, number] = [5, 40];
+/** How long the liveness check tries each log for after healing. */
+const LIVENESS_LIMIT_MS = 20_000;
+
+export function simulate(seed: number, options: SimOptions = DEFAULT_SIM): SimResult {
+  const rng = new Rng(seed);
+  const sched = new Scheduler(options.traceLines);
+  const clients = Array.from({ length: options.clients }, (_, i) => `c${i + 1}`);
+  const net = new SimNetwork(sched, rng, [...REPLICAS, ...clients]);
+  const etcd = new SimEtcd(sched);
+  const parts: SimParts = { sched, net, etcd: new EtcdEndpoint(etcd, sched, rng), store: new SimObjectStore(sched, rng), rng, replicas: new Map() };
+  for (const id of REPLICAS) parts.replicas.set(id, new SimReplica(id, parts));
+  const replicas = [...parts.replicas.values()];
+  const history = new History(sched);
+  const logs = Array.from({ length: options.logs }, (_, i) => `sim-${i}`);
+  const liveness: string[] = [];
+
+  for (const r of replicas) r.boot();
+  if (!sched.runWhile(() => !replicas.every((r) => r.registered), 5_000)) liveness.push('replicas did not register');
+  for (const name of logs) etcd.createLog(name, REPLICAS.length);
+  sched.runWhile(() => !replicas.every((r) => logs.every((l) => r.view.log(l))), 5_000);
+  for (const name of logs) {
+    const first = replicas[0]!;
+    const candidate = first.candidates(name)[0] ?? first.id;
+    if (candidate === first.id) first.leading.takeOver(name, 0, undefined, () => undefined);
+    else first.leading.command(candidate, name, 0, undefined, () => undefined);
+  }
+  if (!sched.runWhile(() => !logs.every((l) => etcd.getLog(l)?.segments.length), 10_000)) liveness.push('logs got no first leader');
+
+  const workload = new Workload(parts, history, clients, logs, rng.fork('clients'));
+  workload.start();
+  const planner = new FaultPlanner({
+    rng, sched, net, etcdFaults: parts.etcd.faults, store: parts.store, replicas: REPLICAS,
+    targets: {
+      crash: (id) => parts.replicas.get(id)!.crash(),
+      restart: (id) => parts.replicas.get(id)!.boot(),
+      pause: (id) => parts.replicas.get(id)!.pause(),
+      resume: (id) => parts.replicas.get(id)!.resume(),
+      gracefulRestart: (id, done) => parts.replicas.get(id)!.gracefulRestart(done),
+    },
+  });
+  planner.start(options.faultMs);
+  sched.runUntil(sched.now + options.faultMs);
+  // A graceful restart under way finishes on its own.
+  sched.runWhile(() => planner.replicaFaultActive, 30_000);
+  sched.note('sim: healed; appends go on');
+  sched.runUntil(sched.now + options.healMs);
+  workload.stop();
+  sched.runWhile(() => history.openCount() > 0, CLIENT_TIMEOUT_MS * 2);
+  for (const name of logs) if (!workload.probe(name, LIVENESS_LIMIT_MS)) liveness.push(`log ${name} took no append within ${LIVENESS_LIMIT_MS} ms of healing`);
+  // Let commit points reach every follower before the final reads.
+  sched.runUntil(sched.now + 2_000);
+
+  const final: FinalState = {};
+  for (const name of logs) {
+    const fromObjects = objectEntries(etcd, parts.store, name);
+    final[name] = { firstId: 0, replicas: Object.fromEntries(replicas.map((r) => [r.id, r.committedEntries(name, () => [...fromObjects])])) };
+  }
+  const verdict = history.verdict(final);
+  const ops = history.ops().filter((op) => op.type === 'append');
+  return {
+    seed,
+    valid: verdict.valid && liveness.length === 0,
+    verdict,
+    liveness,
+    faults: planner.windows,
+    stats: { acked: ops.filter((o) => o.outcome === 'ok').length, failed: ops.filter((o) => o.outcome === 'fail').length, indeterminate: ops.filter((o) => o.outcome === 'info').length, virtualMs: sched.now, events: sched.executed },
+    fingerprint: sched.fingerprint(),
+    trace: sched.trace(),
+  };
+}
+
+/** Every entry object storage holds for the log, by the manifest in etcd. */
+function objectEntries(etcd: SimEtcd, store: SimObjectStore, name: string): { id: number; value: string }[] {
+  const out: { id: number; value: string }[] = [];
+  for (const m of etcd.manifest(name)) {
+    const body = store.peek(m.key);
+    if (!body) throw new Error(`manifest of ${name} names ${m.key}, which the store does not hold`);
+    const object = decodeObject(body);
+    object.entries.forEach((data, i) => {
+      const id = object.firstId + i;
+      if (id === (out.at(-1)?.id ?? -1) + 1) out.push({ id, value: data.toString() });
+    });
+  }
+  return out;
+}
+
+/** Clients appending unique values, one append at a time each, to a log's last known leader or a random replica. */
+class Workload {
+  private running = false;
+  private readonly leaderOf = new Map<string, string>();
+
+  constructor(
+    private readonly parts: SimParts,
+    private readonly history: History,
+    private readonly clients: readonly string[],
+    private readonly logs: readonly string[],
+    private readonly rng: Rng,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    for (const c of this.clients) this.next(c);
+  }
+
+  stop(): void {
+    this.running = false;
+  }
+
+  /** Tries appends to `name` until one is acknowledged or `limitMs` passes. */
+  probe(name: string, limitMs: number): boolean {
+    let acked = false;
+    let inFlight = false;
+    const until = this.parts.sched.now + limitMs;
+    while (!acked && this.parts.sched.now < until) {
+      if (!inFlight) {
+        inFlight = true;
+        this.append('probe', name, (a) => {
+          inFlight = false;
+          acked = a.kind === 'ok';
+        });
+      }
+      this.parts.sched.runWhile(() => inFlight, CLIENT_TIMEOUT_MS * 2);
+      if (!acked) this.parts.sched.runUntil(this.parts.sched.now + 100);
+    }
+    return acked;
+  }
+
+  private next(client: string): void {
+    if (!this.running) return;
+    this.parts.sched.at(this.rng.between(...THINK_MS), `${ROUTINE}${client} thinks`, () => {
+      if (!this.running) return;
+      this.append(client, this.rng.pick(this.logs), () => this.next(client));
+    });
+  }
+
+  private append(client: string, log: string, then: (a: AppendAnswer) => void): void {
+    const { net, replicas } = this.parts;
+    if (!net.nodes().includes(client)) net.addNode(client);
+    const target = this.leaderOf.get(log) ?? this.rng.pick([...replicas.keys()]);
+    const value = this.history.nextValue(client);
+    const handle = this.history.invokeAppend(client, log, target, value);
+    let done = false;
+    const finish = (a: AppendAnswer) => {
+      if (done) return;
+      done = true;
+      if (a.kind === 'ok') {
+        handle.ok(a.id);
+        this.leaderOf.set(log, target);
+      } else {
+        if (a.kind === 'fail') handle.fail();
+        else handle.info();
+        if (a.kind === 'fail' && a.leader) this.leaderOf.set(log, a.leader);
+        else this.leaderOf.delete(log);
+      }
+      then(a);
+    };
+    net.call(client, target, `${ROUTINE}append`, () => {
+      replicas.get(target)!.clientAppend(log, value, (a) => net.send(target, client, `${ROUTINE}append answer`, () => finish(a)));
+      return undefined;
+    }, CLIENT_TIMEOUT_MS, (_res, failure) => finish(failure === 'refused' ? { kind: 'fail', reason: 'refused' } : { kind: 'info', reason: 'timeout' }));
+  }
+}

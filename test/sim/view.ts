@@ -1,0 +1,77 @@
+/**
+ * A simulated replica's view of etcd, as the production ClusterView keeps
+ * it: loaded from a snapshot, kept by a watch whose events arrive late, and
+ * updated at once by the replica's own successful writes (each stamped with
+ * its revision, so an older watch event of the same log cannot undo it).
+ */
+import type { LeaderInfo, LogRecord, ManifestEntry, MemberInfo, SegmentMeta } from '../../src/fencing/keys.js';
+import type { EtcdChange, WatchEvent } from './etcd-events.js';
+
+export interface LogEntryView {
+  log: LogRecord;
+  flushedId: number;
+  manifest: ManifestEntry[];
+  /** Revision of the newest state of this log seen (watch or own write). */
+  revision: number;
+}
+
+export class SimView {
+  readonly members = new Map<string, MemberInfo>();
+  readonly logs = new Map<string, LogEntryView>();
+  coordinator: string | undefined;
+  revision = 0;
+
+  /** Applies a watch event (or the initial snapshot); returns the names of logs that changed. */
+  apply(ev: WatchEvent): { logs: string[]; members: boolean } {
+    const changed: string[] = [];
+    let members = false;
+    for (const c of ev.changes) {
+      if (c.kind === 'log' && this.applyLog(c, ev.revision)) changed.push(c.name);
+      else if (c.kind === 'member') {
+        members = true;
+        if (c.member) this.members.set(c.id, c.member);
+        else this.members.delete(c.id);
+      } else if (c.kind === 'coordinator') this.coordinator = c.id;
+    }
+    this.revision = Math.max(this.revision, ev.revision);
+    return { logs: changed, members };
+  }
+
+  private applyLog(c: Extract<EtcdChange, { kind: 'log' }>, revision: number): boolean {
+    const known = this.logs.get(c.name);
+    if (known && known.revision >= revision) return false;
+    if (!c.log) return this.logs.delete(c.name);
+    this.logs.set(c.name, { log: c.log, flushedId: c.flushedId, manifest: c.manifest, revision });
+    return true;
+  }
+
+  /** Caches one of this replica's own writes to `name`, made at `revision`. */
+  wrote(name: string, revision: number | undefined, change: (entry: LogEntryView) => void): void {
+    const entry = this.logs.get(name);
+    if (!entry) return;
+    change(entry);
+    if (revision !== undefined) entry.revision = Math.max(entry.revision, revision);
+  }
+
+  log(name: string): LogRecord | undefined {
+    return this.logs.get(name)?.log;
+  }
+
+  flushedId(name: string): number {
+    return this.logs.get(name)?.flushedId ?? -1;
+  }
+}
+
+export function setSegments(entry: LogEntryView, segments: readonly SegmentMeta[]): void {
+  for (const seg of segments) {
+    const i = entry.log.segments.findIndex((s) => s.epoch === seg.epoch);
+    if (i >= 0) entry.log.segments[i] = { ...seg };
+    else entry.log.segments.push({ ...seg });
+  }
+  entry.log.segments.sort((a, b) => a.epoch - b.epoch);
+}
+
+export function setLeader(entry: LogEntryView, leader: LeaderInfo | undefined): void {
+  entry.log.leader = leader;
+  if (leader) entry.log.epoch = Math.max(entry.log.epoch, leader.epoch);
+}
