@@ -22,6 +22,15 @@ import { Replica, type DrainReport } from './replica/replica.js';
 
 /** How long a drained replica keeps answering before it closes its listeners (etcd watches carry the news in milliseconds). */
 const SHUTDOWN_LINGER_MS = 250;
+/**
+ * A message to a peer unanswered for this many retransmit periods fails its
+ * link (the connection is dropped and a new one made): one period late is a
+ * slow peer, whose message the leader resends anyway; this many is a paused or
+ * cut-off one.
+ */
+const PEER_TIMEOUT_RETRANSMITS = 2;
+/** ...but never sooner than this, so that a short --retransmit-ms on a loaded machine does not churn connections. */
+const MIN_PEER_TIMEOUT_MS = 1000;
 
 export interface RunningReplica {
   replica: Replica;
@@ -35,7 +44,7 @@ export interface RunningReplica {
 
 export async function startReplica(config: ReplicaConfig): Promise<RunningReplica> {
   const logger = pino({ level: config.logLevel, base: { replica: config.id } });
-  const transport = new PeerTransport({ timeoutMs: Math.max(config.retransmitMs * 2, 1000) });
+  const transport = new PeerTransport({ timeoutMs: Math.max(config.retransmitMs * PEER_TIMEOUT_RETRANSMITS, MIN_PEER_TIMEOUT_MS) });
   const store = config.s3Endpoint
     ? new ObjectStore({
         endpoint: config.s3Endpoint,
@@ -44,7 +53,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
         accessKeyId: config.s3AccessKeyId,
         secretAccessKey: config.s3SecretAccessKey,
         forcePathStyle: config.s3ForcePathStyle === 'true',
-        timeoutMs: 10_000,
+        timeoutMs: config.s3TimeoutMs,
         onError: (operation) => replica.metrics.storeFailed(operation),
       })
     : undefined;

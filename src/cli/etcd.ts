@@ -7,6 +7,9 @@ import { mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { stopChild, waitForHttp } from './processes.js';
 
+/** etcd must report healthy within this of its start (it takes about a second; a loaded CI machine, several). */
+const START_TIMEOUT_MS = 20_000;
+
 export interface EtcdServer {
   endpoint: string;
   process: ChildProcess;
@@ -41,7 +44,7 @@ export async function startEtcd(options: { dataDir: string; clientPort: number; 
   });
   await spawned;
   try {
-    await waitForHttp(`${endpoint}/health`, 20_000, child, (body) => body.includes('"health":"true"'));
+    await waitForHttp(`${endpoint}/health`, START_TIMEOUT_MS, child, (body) => body.includes('"health":"true"'));
   } catch (err) {
     await stopChild(child, 'SIGKILL');
     throw err;

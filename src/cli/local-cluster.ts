@@ -55,6 +55,10 @@ export interface ReplicaProcess {
 
 /** How long `stop` lets a replica drain before killing it: tests and scripts should not wait the full --shutdown-timeout-ms on a broken cluster. */
 const DEFAULT_STOP_GRACE_MS = 10_000;
+/** A replica must be live or ready within this of its start: registration takes well under a second, readiness waits for its logs to catch up. */
+const REPLICA_START_TIMEOUT_MS = 30_000;
+/** Lines of a replica's log shown when it fails to start: enough for its last error. */
+const FAILURE_LOG_LINES = 5;
 
 export const REPLICA_IDS = ['r1', 'r2', 'r3'] as const;
 
@@ -274,12 +278,12 @@ export class LocalCluster {
    */
   private async waitFor(r: ReplicaProcess, until: 'live' | 'ready'): Promise<void> {
     try {
-      if (until === 'ready') await waitForHttp(`${r.clientUrl}/readyz`, 30_000, r.process);
-      else await waitForHttp(`${r.clientUrl}/healthz`, 30_000, r.process, (body) => (JSON.parse(body) as { incarnation: string | null }).incarnation !== null);
+      if (until === 'ready') await waitForHttp(`${r.clientUrl}/readyz`, REPLICA_START_TIMEOUT_MS, r.process);
+      else await waitForHttp(`${r.clientUrl}/healthz`, REPLICA_START_TIMEOUT_MS, r.process, (body) => (JSON.parse(body) as { incarnation: string | null }).incarnation !== null);
     } catch (err) {
       let tail = '';
       try {
-        tail = readFileSync(join(this.dataDir, `${r.id}.log`), 'utf8').trimEnd().split('\n').slice(-5).join('\n');
+        tail = readFileSync(join(this.dataDir, `${r.id}.log`), 'utf8').trimEnd().split('\n').slice(-FAILURE_LOG_LINES).join('\n');
       } catch {
         // output went to this process's stdio, or nothing was written
       }

@@ -8,6 +8,15 @@ import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 
+/** One poll of `waitForHttp` gives up after this: a local process that is up answers in milliseconds. */
+const POLL_REQUEST_TIMEOUT_MS = 1000;
+/** `waitForHttp` polls this often: quick enough not to slow a test's start-up, slow enough to leave the starting process the CPU. */
+const POLL_EVERY_MS = 50;
+/** Characters of the last answer quoted when `waitForHttp` gives up. */
+const LAST_ANSWER_CHARS = 200;
+/** Default time `stopChild` allows a process to exit on its signal before SIGKILL: etcd and s3rver stop in well under a second. */
+const DEFAULT_STOP_GRACE_MS = 5000;
+
 /** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -30,20 +39,20 @@ export async function waitForHttp(url: string, timeoutMs: number, child?: ChildP
       throw new Error(`process exited (${child.signalCode ?? child.exitCode}) while waiting for ${url}`);
     }
     try {
-      const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 });
+      const res = await request(url, { headersTimeout: POLL_REQUEST_TIMEOUT_MS, bodyTimeout: POLL_REQUEST_TIMEOUT_MS });
       const body = await res.body.text();
       if (res.statusCode === 200 && accept(body)) return;
-      last = `${res.statusCode} ${body.slice(0, 200)}`;
+      last = `${res.statusCode} ${body.slice(0, LAST_ANSWER_CHARS)}`;
     } catch (err) {
       last = (err as Error).message;
     }
-    await sleep(50);
+    await sleep(POLL_EVERY_MS);
   }
   throw new Error(`${url} not ready after ${timeoutMs} ms (last: ${last})`);
 }
 
 /** Sends `signal`, then SIGKILL after `graceMs`; resolves once the process is gone. */
-export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = DEFAULT_STOP_GRACE_MS): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   child.kill(signal);

@@ -8,6 +8,9 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { stopChild, waitForHttp } from './processes.js';
 
+/** s3rver must answer for its bucket within this of its start (it takes about a second; a loaded CI machine, several). */
+const START_TIMEOUT_MS = 20_000;
+
 export const S3RVER_BUCKET = 'tern';
 /** s3rver accepts these fixed credentials. */
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
@@ -29,7 +32,7 @@ export async function startS3rver(options: { dataDir: string; port: number }): P
     detached: true,
   });
   try {
-    await waitForHttp(`${endpoint}/${S3RVER_BUCKET}`, 20_000, child);
+    await waitForHttp(`${endpoint}/${S3RVER_BUCKET}`, START_TIMEOUT_MS, child);
   } catch (err) {
     await stopChild(child, 'SIGKILL');
     throw err;

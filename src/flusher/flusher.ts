@@ -17,6 +17,29 @@ import type { ManifestEntry } from '../fencing/keys.js';
 import { encodeObject, encodedSize, epochOfKey, isObjectUnder, logPrefix, objectKey } from './object-format.js';
 import type { ObjectStore } from './object-store.js';
 
+/** New object buffers are sized in steps of this, so that buffers of similar objects are interchangeable. */
+const BUFFER_ROUNDING = 64 * 1024;
+/** A new object buffer is this much larger than the object that asked for it, so that a somewhat larger object later still fits it. */
+const BUFFER_HEADROOM = 1.25;
+/** First pause before retrying a failed upload or manifest record; it doubles on each failure. Short: most failures are a blip. */
+const FIRST_BACKOFF_MS = 100;
+/** Longest pause between retries: an outage of the store or etcd is noticed within this of its end. */
+const MAX_BACKOFF_MS = 5000;
+/** The flusher looks for work every quarter of --flush-interval-ms, but no more often than this (an idle log costs next to nothing)... */
+const MIN_POLL_MS = 5;
+/** ...and no less often than this, so that a cut by size or count waits at most this long. */
+const MAX_POLL_MS = 50;
+/** Polls per flush interval: an entry waits at most about 1/this of an interval past its age limit. */
+const POLLS_PER_INTERVAL = 4;
+/** Objects uploading at once per log. */
+const UPLOADS_IN_FLIGHT = 3;
+/** Buffers a replica keeps for its flushers: one log flushing steadily reuses them all (about 5 MiB each at the default object size). */
+export const OBJECT_BUFFERS_KEPT = UPLOADS_IN_FLIGHT + 1;
+/** Truncated objects are looked for this often (in the manifest: no store request unless there are some). */
+const GC_EVERY_MS = 2000;
+/** Orphans are looked for at most this far apart, and at least every half grace period. */
+const MAX_ORPHAN_SWEEP_EVERY_MS = 60_000;
+
 /** The leader's side of one log, as the flusher needs it. */
 export interface FlushSource {
   readonly log: string;
@@ -73,7 +96,7 @@ export class ObjectBuffers {
     let best = -1;
     for (let i = 0; i < this.free.length; i++) if (this.free[i]!.length >= size && (best < 0 || this.free[i]!.length < this.free[best]!.length)) best = i;
     if (best >= 0) return this.free.splice(best, 1)[0]!;
-    return Buffer.allocUnsafeSlow(Math.ceil((size * 1.25) / BUFFER_ROUNDING) * BUFFER_ROUNDING);
+    return Buffer.allocUnsafeSlow(Math.ceil((size * BUFFER_HEADROOM) / BUFFER_ROUNDING) * BUFFER_ROUNDING);
   }
 
   /** Back once nothing reads `buffer` any more; when `max` wait already, the smallest goes. */
@@ -82,8 +105,6 @@ export class ObjectBuffers {
     if (this.free.length > this.max) this.free.sort((a, b) => b.length - a.length).pop();
   }
 }
-
-const BUFFER_ROUNDING = 64 * 1024;
 
 export interface FlushObserver {
   flushed(bytes: number, seconds: number): void;
@@ -94,16 +115,6 @@ export interface FlushLogger {
   info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
 }
-
-const MAX_BACKOFF_MS = 5000;
-/** Objects uploading at once per log. */
-const UPLOADS_IN_FLIGHT = 3;
-/** Buffers a replica keeps for its flushers: one log flushing steadily reuses them all (about 5 MiB each at the default object size). */
-export const OBJECT_BUFFERS_KEPT = UPLOADS_IN_FLIGHT + 1;
-/** Truncated objects are looked for this often (in the manifest: no store request unless there are some). */
-const GC_EVERY_MS = 2000;
-/** Orphans are looked for at most this far apart, and at least every half grace period. */
-const MAX_ORPHAN_SWEEP_EVERY_MS = 60_000;
 
 /**
  * How often to list the store for orphans. A LIST costs a request (money on
@@ -116,7 +127,7 @@ export function orphanSweepEveryMs(orphanGraceMs: number): number {
 }
 
 export async function runFlusher(src: FlushSource, manifest: Manifest, store: ObjectStore, options: FlusherOptions, log: FlushLogger): Promise<void> {
-  const pollMs = Math.max(5, Math.min(50, options.intervalMs / 4));
+  const pollMs = Math.max(MIN_POLL_MS, Math.min(MAX_POLL_MS, options.intervalMs / POLLS_PER_INTERVAL));
   let nextId = manifest.flushedId(src.log) + 1;
   let waitingSince: number | undefined;
   let lastGc = 0;
@@ -180,7 +191,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
 
 /** Records in the manifest, retrying etcd errors; false when the transaction was refused (fenced) or leadership ended. */
 async function recordWithRetry(src: FlushSource, manifest: Manifest, entry: ManifestEntry, log: FlushLogger, observer: FlushObserver | undefined): Promise<boolean> {
-  for (let delay = 100; src.isCurrent(); delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
+  for (let delay = FIRST_BACKOFF_MS; src.isCurrent(); delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
     try {
       return await manifest.recordFlush(src.log, src.epoch, entry);
     } catch (err) {
@@ -193,7 +204,7 @@ async function recordWithRetry(src: FlushSource, manifest: Manifest, entry: Mani
 }
 
 async function putWithRetry(src: FlushSource, store: ObjectStore, key: string, body: Buffer, log: FlushLogger): Promise<boolean> {
-  for (let attempt = 0, delay = 100; src.isCurrent(); attempt++, delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
+  for (let attempt = 0, delay = FIRST_BACKOFF_MS; src.isCurrent(); attempt++, delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
     try {
       await store.put(key, body);
       if (attempt > 0) log.info({ log: src.log, key, attempts: attempt + 1 }, 'object store back: flushed');

@@ -18,6 +18,22 @@ import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
 import { serverOptions } from './server-options.js';
 
+/**
+ * A forwarded log command (handoff) fails after the leader's ack timeout and
+ * this much more: the leader answers it once the new leader took over, which
+ * takes a recovery (fences, etcd transactions) beyond the ack timeout.
+ */
+const COMMAND_FORWARD_SLACK_MS = 5_000;
+/**
+ * A batch of forwarded appends fails after the leader's ack timeout and this
+ * much more: the leader answers every append by its ack timeout (ACK_TIMEOUT
+ * at the latest), so a batch unanswered past this went to an unreachable or
+ * stalled leader.
+ */
+const APPEND_FORWARD_SLACK_MS = 1_000;
+/** Entries a read returns when it names no `limit` (README, Client API); never more than --max-read-entries. */
+const DEFAULT_READ_LIMIT = 1000;
+
 const errorSchema = {
   type: 'object',
   properties: {
@@ -58,11 +74,10 @@ const statusSchema = {
 
 export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): Promise<FastifyInstance> {
   const app = Fastify(serverOptions(logger, config.maxRequestBytes));
-  const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + 5_000);
-  // A leader answers every append within its ack timeout (ACK_TIMEOUT at the latest), so a batch
-  // unanswered a second past that went to an unreachable or stalled leader: fail it (maybe applied)
-  // rather than hold the client, and the appends gathered behind it, for longer.
-  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + 1_000);
+  const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + COMMAND_FORWARD_SLACK_MS);
+  // A batch unanswered past APPEND_FORWARD_SLACK_MS went to an unreachable or stalled leader: fail it
+  // (maybe applied) rather than hold the client, and the appends gathered behind it, for longer.
+  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + APPEND_FORWARD_SLACK_MS);
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
@@ -221,7 +236,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
           type: 'object',
           properties: {
             from: { type: 'integer', minimum: 0, default: 0 },
-            limit: { type: 'integer', minimum: 1, maximum: config.maxReadEntries, default: Math.min(1000, config.maxReadEntries) },
+            limit: { type: 'integer', minimum: 1, maximum: config.maxReadEntries, default: Math.min(DEFAULT_READ_LIMIT, config.maxReadEntries) },
             waitMs: { type: 'integer', minimum: 0, maximum: config.maxWaitMs, default: 0 },
           },
           additionalProperties: false,

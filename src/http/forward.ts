@@ -11,6 +11,11 @@ import { forwardingFailed } from '../errors.js';
 
 export const FORWARDED_HEADER = 'x-tern-forwarded-by';
 
+/** Log commands forwarded at once to one leader: they are rare (handoffs), so this only bounds a burst. */
+const CONNECTIONS_PER_LEADER = 32;
+/** An idle connection to a leader is kept this long, so a burst of commands reuses it. */
+const KEEP_ALIVE_MS = 60_000;
+
 export class Forwarder {
   private readonly agent: Agent;
 
@@ -18,7 +23,7 @@ export class Forwarder {
     private readonly self: string,
     timeoutMs: number,
   ) {
-    this.agent = new Agent({ connections: 32, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: 60_000 });
+    this.agent = new Agent({ connections: CONNECTIONS_PER_LEADER, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS });
   }
 
   async forward(leaderUrl: string, path: string, contentType: string | undefined, body: Buffer | undefined, reply: FastifyReply): Promise<FastifyReply> {

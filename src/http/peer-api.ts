@@ -12,9 +12,14 @@ import { installErrorHandling } from './error-handler.js';
 import { answerForwardedAppends } from './forwarded-appends.js';
 import { serverOptions } from './server-options.js';
 
+/** Room in a peer request's body limit beyond its entries, for the message's own framing (headers, runs, log names); far more than they take. */
+const BODY_OVERHEAD_BYTES = 1024 * 1024;
+/** A forwarded-appends body may be this many times its expected bound (a full batch plus one client request): a margin, since refusing a batch fails every append in it. */
+const FORWARDED_BODY_HEADROOM = 2;
+
 export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): FastifyInstance {
   // A message carries at most maxBatchBytes of entries, but always at least one entry.
-  const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + 1024 * 1024;
+  const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + BODY_OVERHEAD_BYTES;
   const app = Fastify(serverOptions(logger, bodyLimit));
   installErrorHandling(app);
   for (const type of [PEER_CONTENT_TYPE, FORWARDED_APPENDS_CONTENT_TYPE]) app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -33,7 +38,7 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
 
   // A follower closes a batch once it reaches maxBatchBytes, so a batch holds less than that plus one
   // client request; frames add 4 bytes an entry, which a JSON client body paid for at least as much.
-  const forwardedLimit = 2 * (config.maxBatchBytes + config.maxRequestBytes);
+  const forwardedLimit = FORWARDED_BODY_HEADROOM * (config.maxBatchBytes + config.maxRequestBytes);
   app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) =>
     reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, config.maxEntryBytes, req.body)),
   );

@@ -7,11 +7,14 @@
 import { LogController, type FastifyBaseLogger, type FastifyHttpOptions } from 'fastify';
 import type { Server } from 'node:http';
 
+/** Longest URL parameter the router accepts: room for the longest log name (128 chars) and to spare, so a name somewhat too long gets our own BAD_REQUEST rather than fastify's 414. */
+const MAX_PARAM_LENGTH = 256;
+
 export function serverOptions(logger: FastifyBaseLogger, bodyLimit: number): FastifyHttpOptions<Server, FastifyBaseLogger> {
   return {
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
-    routerOptions: { maxParamLength: 256 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
   };
 }

@@ -20,6 +20,16 @@ import { TernError, forwardingFailed } from '../errors.js';
 import { decodeForwardedAnswers, encodeForwardedAppend, type ClientAppend, type ForwardedAnswer } from './forwarded-appends.js';
 import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH } from './paths.js';
 
+/**
+ * Connections to one leader, so batches in flight to it: a batch holds its
+ * connection until its appends are acknowledged. Group commit keeps this
+ * near one at low load; the bound only matters when batches fill faster than
+ * the leader answers them.
+ */
+const CONNECTIONS_PER_LEADER = 32;
+/** An idle connection to a leader is kept this long: appends to a log come steadily or not at all, and a new connection costs a round trip. */
+const KEEP_ALIVE_MS = 60_000;
+
 interface Queued {
   chunks: Buffer[];
   bytes: number;
@@ -124,7 +134,7 @@ export class AppendForwarder {
     let link = this.links.get(url);
     if (!link) {
       // A batch holds its connection until its appends are acknowledged: one connection per batch in flight.
-      const pool = new Pool(url, { connections: 32, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: 60_000 });
+      const pool = new Pool(url, { connections: CONNECTIONS_PER_LEADER, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS });
       this.links.set(url, (link = { url, pool, gathering: { items: [], bytes: 0 }, inflight: 0 }));
     }
     return link;

@@ -38,6 +38,14 @@ interface Pending {
 /** A response head larger than this is not one of ours: the connection fails. */
 const MAX_HEAD_BYTES = 16 * 1024;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+/** TCP keep-alive probes start after this much silence: replication heartbeats keep a live link busier than that, so probes only find dead peers' half-open sockets. */
+const TCP_KEEP_ALIVE_MS = 30_000;
+/** The timeout check runs this many times per timeout, so a silent peer is noticed at most a fraction of the timeout late... */
+const TIMEOUT_CHECKS_PER_TIMEOUT = 4;
+/** ...but no more often than this, whatever the timeout. */
+const MIN_TIMEOUT_CHECK_MS = 5;
+/** The answered prefix of the pending queue is dropped once it holds at least this many (and half the queue): below it, copying is not worth it. */
+const MIN_COMPACT_ANSWERED = 64;
 
 export class PeerLinkError extends Error {}
 
@@ -88,13 +96,13 @@ export class PeerLink {
     const host = this.url.hostname.replace(/^\[|\]$/g, '');
     const socket = this.url.protocol === 'https:' ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port });
     socket.setNoDelay(true);
-    socket.setKeepAlive(true, 30_000);
+    socket.setKeepAlive(true, TCP_KEEP_ALIVE_MS);
     socket.on('data', (chunk: Buffer) => this.receive(socket, chunk));
     socket.on('error', (err) => this.failSocket(socket, err));
     socket.on('close', () => this.failSocket(socket, new PeerLinkError(`peer ${this.url.host} closed the connection`)));
     this.socket = socket;
     // One coarse timer per connection, not one per request: it only has to notice a peer that stopped answering.
-    this.timer = setInterval(() => this.checkTimeout(), Math.max(5, Math.floor(this.timeoutMs / 4)));
+    this.timer = setInterval(() => this.checkTimeout(), Math.max(MIN_TIMEOUT_CHECK_MS, Math.floor(this.timeoutMs / TIMEOUT_CHECKS_PER_TIMEOUT)));
     this.timer.unref();
     return socket;
   }
@@ -105,7 +113,7 @@ export class PeerLink {
     this.pending[this.head++] = undefined as unknown as Pending;
     // A steady pipeline always has a request in flight, so the queue is rarely empty:
     // drop the answered prefix once it dominates, or it would grow with every message.
-    if (this.head === this.pending.length || (this.head >= 64 && this.head * 2 >= this.pending.length)) {
+    if (this.head === this.pending.length || (this.head >= MIN_COMPACT_ANSWERED && this.head * 2 >= this.pending.length)) {
       this.pending = this.pending.slice(this.head);
       this.head = 0;
     }

@@ -19,6 +19,17 @@ import { decodeAppendReply, encodeAppendRequest } from './wire.js';
  * logs needed 6.8 s to hand them off, 4 at a time.
  */
 const COMMAND_CONNECTIONS_PER_PEER = 64;
+/**
+ * A command or recovery fetch unanswered this long fails. Far above the
+ * replication timeout: a takeover command answers only once its whole
+ * recovery (fences, fetches, etcd transactions) is done, which takes seconds
+ * for a long log; this only catches a peer that will never answer.
+ */
+const COMMAND_TIMEOUT_MS = 60_000;
+/** An idle command connection is kept this long: commands come in bursts (handoffs, takeovers) minutes apart at most. */
+const COMMAND_KEEP_ALIVE_MS = 60_000;
+/** Characters of a peer's error answer quoted in the error thrown here: enough for its code and message. */
+const ERROR_SNIPPET_CHARS = 200;
 
 export interface PeerTransportOptions {
   /** A request unanswered this long fails (a paused or cut-off peer). */
@@ -35,7 +46,7 @@ export class PeerTransport {
   async sendAppend(peerUrl: string, req: AppendRequest): Promise<AppendReply> {
     const { chunks, length } = encodeAppendRequest(req);
     const res = await this.link(peerUrl).post(PEER_APPEND_PATH, PEER_CONTENT_TYPE, chunks, length);
-    if (res.status !== 200) throw new Error(`peer ${peerUrl} answered ${res.status}: ${res.body.toString('utf8', 0, 200)}`);
+    if (res.status !== 200) throw new Error(`peer ${peerUrl} answered ${res.status}: ${res.body.toString('utf8', 0, ERROR_SNIPPET_CHARS)}`);
     return decodeAppendReply(res.body);
   }
 
@@ -43,7 +54,7 @@ export class PeerTransport {
   async fetchBinary(peerUrl: string, path: string, payload: unknown): Promise<Buffer> {
     const res = await this.commandPool(peerUrl).request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload) });
     const body = Buffer.from(await res.body.arrayBuffer());
-    if (res.statusCode !== 200) throw new Error(`peer ${peerUrl}${path} answered ${res.statusCode}: ${body.toString('utf8', 0, 200)}`);
+    if (res.statusCode !== 200) throw new Error(`peer ${peerUrl}${path} answered ${res.statusCode}: ${body.toString('utf8', 0, ERROR_SNIPPET_CHARS)}`);
     return body;
   }
 
@@ -62,7 +73,7 @@ export class PeerTransport {
   private commandPool(url: string): Pool {
     let pool = this.commandPools.get(url);
     if (!pool) {
-      pool = new Pool(url, { connections: COMMAND_CONNECTIONS_PER_PEER, connectTimeout: this.options.timeoutMs, keepAliveTimeout: 60_000, headersTimeout: 60_000, bodyTimeout: 60_000 });
+      pool = new Pool(url, { connections: COMMAND_CONNECTIONS_PER_PEER, connectTimeout: this.options.timeoutMs, keepAliveTimeout: COMMAND_KEEP_ALIVE_MS, headersTimeout: COMMAND_TIMEOUT_MS, bodyTimeout: COMMAND_TIMEOUT_MS });
       this.commandPools.set(url, pool);
     }
     return pool;

@@ -6,6 +6,9 @@
  * Invariant: ids are dense; `startId` only grows (by release), `lastId` only
  * shrinks by `truncateFrom` (a newer epoch replacing a divergent tail).
  */
+
+/** Released entries are compacted away once at least this many (and half the array) are dead: below it, copying costs more than the slots. */
+const MIN_COMPACT_RELEASED = 1024;
 export interface MemoryAccount {
   /** Bytes of entries held in memory, summed over every buffer sharing the account. */
   bytes: number;
@@ -149,7 +152,7 @@ export class EntryBuffer {
     this.heldBytes -= dropped;
     this.account.bytes -= dropped;
     // Compact once the dead prefix dominates, so release stays amortised O(1).
-    if (this.head > 1024 && this.head * 2 > this.entries.length) {
+    if (this.head > MIN_COMPACT_RELEASED && this.head * 2 > this.entries.length) {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }

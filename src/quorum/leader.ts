@@ -10,6 +10,9 @@ import { LogReplica } from './log-replica.js';
 import { ReplyStatus, type AppendReply, type AppendRequest } from './messages.js';
 import { PeerProgress } from './progress.js';
 
+/** Acknowledged proposals are compacted away once at least this many (and half the queue) are done: below it, copying costs more than the slots. */
+const MIN_COMPACT_ACKED = 1024;
+
 export interface LeaderConfig {
   /** This replica's id. */
   self: string;
@@ -367,7 +370,7 @@ export class LeaderLog<T> {
   }
 
   private compactProposals(): void {
-    if (this.proposalHead > 1024 && this.proposalHead * 2 > this.proposals.length) {
+    if (this.proposalHead > MIN_COMPACT_ACKED && this.proposalHead * 2 > this.proposals.length) {
       this.proposals = this.proposals.slice(this.proposalHead);
       this.proposalHead = 0;
     }

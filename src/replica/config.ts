@@ -51,6 +51,7 @@ export const replicaOptions = {
   s3AccessKeyId: { kind: 'string', default: '', doc: 'Access key id (empty: the AWS SDK default credential chain).' },
   s3SecretAccessKey: { kind: 'string', default: '', doc: 'Secret access key.' },
   s3ForcePathStyle: { kind: 'enum', default: 'true', values: ['true', 'false'], doc: 'Path-style bucket addressing (MinIO, s3rver); false for virtual-hosted AWS S3.' },
+  s3TimeoutMs: { kind: 'int', default: 10_000, min: 100, max: 600_000, doc: 'An object store request (connect, or the whole answer) unanswered this long fails; uploads are then retried with backoff while their entries stay in memory.' },
   flushMaxBytes: { kind: 'int', default: 4 * 1024 * 1024, min: 1, max: 1024 * 1024 * 1024, doc: 'An object is cut once this many committed bytes wait (object size target).' },
   flushMaxEntries: { kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'An object holds at most this many entries.' },
   flushIntervalMs: { kind: 'int', default: 1000, min: 1, max: 3_600_000, doc: 'Committed entries wait at most about this long before they are flushed, however few.' },

@@ -8,6 +8,14 @@ let cluster: LocalCluster;
 let stop: () => Promise<void>;
 const url = (i: number) => cluster.replicas[i]!.clientUrl;
 
+/** Tail reads the replica at `replicaUrl` holds right now (its tern_tail_waiters gauge). */
+async function tailWaiters(replicaUrl: string): Promise<number> {
+  const text = (await http(`${replicaUrl}/metrics`)).body.toString('utf8');
+  const m = /^tern_tail_waiters(?:\{[^}]*\})? (\S+)$/m.exec(text);
+  if (!m) throw new Error(`no tern_tail_waiters on ${replicaUrl}/metrics`);
+  return Number(m[1]);
+}
+
 beforeAll(async () => {
   ({ cluster, stop } = await startTestCluster());
 });
@@ -130,7 +138,8 @@ describe('appends and reads on a real three-replica cluster', () => {
 
     for (let r = 0; r < 3; r++) {
       const waiting = http(`${url(r)}/v1/logs/tail/entries?from=${r}&waitMs=10000`);
-      await new Promise((res) => setTimeout(res, 100));
+      // The read must be held before the append, or it would find the entry without waiting.
+      await eventually(async () => expect(await tailWaiters(url(r))).toBe(1));
       const appended = await appendRaw(url(2), 'tail', `tail-${r}`);
       expect(appended.json().id).toBe(r);
       const page = (await waiting).json();

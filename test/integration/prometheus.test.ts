@@ -35,6 +35,8 @@ const HAVE_PROMETHEUS = onPath('prometheus') && onPath('promtool');
 if (!HAVE_PROMETHEUS) console.warn('prometheus/promtool not on PATH: skipping the Prometheus tests (scripts/setup.sh installs them as root)');
 
 const TIMEOUT = 120_000;
+/** The test Prometheus scrapes (and evaluates rules) this often. */
+const SCRAPE_INTERVAL_MS = 1000;
 
 /** Runs a command to its end: exit code and everything it printed (for the failure message). */
 function run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
@@ -165,6 +167,7 @@ describe.skipIf(!HAVE_PROMETHEUS)('a real Prometheus scraping a real cluster: ev
         } catch (err) {
           loadErrors.push(`${log}@${url}: ${(err as Error).message}`);
         }
+        // Pacing, not synchronisation: a light load of about a dozen requests a second per worker.
         await sleep(80);
       }
     };
@@ -191,7 +194,7 @@ describe.skipIf(!HAVE_PROMETHEUS)('a real Prometheus scraping a real cluster: ev
     const port = await freePort();
     promUrl = `http://127.0.0.1:${port}`;
     const config = {
-      global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
+      global: { scrape_interval: `${SCRAPE_INTERVAL_MS}ms`, scrape_timeout: `${SCRAPE_INTERVAL_MS}ms`, evaluation_interval: `${SCRAPE_INTERVAL_MS}ms` },
       rule_files: [RULES],
       scrape_configs: [
         {
@@ -246,7 +249,13 @@ describe.skipIf(!HAVE_PROMETHEUS)('a real Prometheus scraping a real cluster: ev
     await load;
     expect(loadErrors.slice(0, 10)).toEqual([]);
     expect(appendsOk).toBeGreaterThan(200);
-    await sleep(2500); // the last samples of the load scraped
+    // The last samples of the load scraped: every replica scraped twice since it ended (one scrape a second).
+    const loadEnded = Date.now();
+    await eventually(async () => {
+      const targets = (await http(`${promUrl}/api/v1/targets`)).json().data.activeTargets as { labels: Record<string, string>; lastScrape: string }[];
+      expect(targets.length).toBe(3);
+      for (const t of targets) expect(Date.parse(t.lastScrape), t.labels.replica).toBeGreaterThan(loadEnded + SCRAPE_INTERVAL_MS);
+    }, 20_000, 250);
     const exprs = dashboardExpressions();
     expect(exprs.length).toBeGreaterThan(30);
     const failures: string[] = [];

@@ -54,6 +54,8 @@ export function load(c: LocalCluster, log: string, writers: number, options: Loa
           failed.push(value);
           connectionErrors.push(`${value} via ${via}: ${(err as Error).message}`);
         }
+        // Only after a failure (an acknowledged append goes straight on): a backoff so a refusing
+        // cluster is not spun on, not synchronisation.
         await sleep(20);
       }
     }),

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { ConfigError, envOf, flagOf, parseReplicaConfig, peerRouteMap, replicaOptions, replicaUsage } from '../../src/replica/config.js';
 import { REPLICA_NODE_FLAGS, missingNodeFlags } from '../../src/replica/node-flags.js';
 
@@ -56,5 +57,19 @@ describe('node flags of a replica process', () => {
     // An operator's own heap floor counts: the flag is there, its size is theirs to pick.
     expect(missingNodeFlags(['--initial-old-space-size=1024'])).toEqual([]);
     expect(missingNodeFlags(['--max-old-space-size=256'])).toEqual(['--initial-old-space-size=256']);
+  });
+});
+
+describe('README configuration table', () => {
+  it('has one row per option, with its environment variable and its documentation', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const rows = readme.split('\n').filter((line) => /^\| `--[a-z0-9-]+` \|/.test(line));
+    const flags = rows.map((line) => /^\| `(--[a-z0-9-]+)`/.exec(line)![1]);
+    expect(flags).toEqual(Object.keys(replicaOptions).map(flagOf));
+    for (const [name, spec] of Object.entries(replicaOptions)) {
+      const row = rows.find((line) => line.startsWith(`| \`${flagOf(name)}\` |`))!;
+      expect(row).toContain(`\`${envOf(name)}\``);
+      expect(row).toContain(spec.doc);
+    }
   });
 });
