@@ -29,6 +29,13 @@ export interface FaultTargets {
   resume(node: string): void;
   /** Controlled shutdown, then a fresh incarnation; call `done` once it is up (the failure lasts until then). */
   gracefulRestart(node: string, done: () => void): void;
+  /**
+   * Calls `done` once a restarted node is ready: caught up and counted by
+   * every log again. A restart loses the process's memory, so until then the
+   * node still counts as the one failed replica (as an operator waits for
+   * readiness before restarting the next one).
+   */
+  whenReady(node: string, done: () => void): void;
 }
 
 export const REPLICA_FAULTS = ['partition', 'cut-out', 'cut-in', 'etcd-unreachable', 'crash', 'pause', 'graceful-restart'] as const;
@@ -146,7 +153,7 @@ export class FaultPlanner {
     this.replicaFailed = true;
     if (kind === 'graceful-restart') {
       const window = this.open(kind, node);
-      targets.gracefulRestart(node, () => this.replicaFaultOver(window));
+      targets.gracefulRestart(node, () => targets.whenReady(node, () => this.replicaFaultOver(window)));
       return;
     }
     const undo = ((): (() => void) => {
@@ -177,7 +184,8 @@ export class FaultPlanner {
     const window = this.open(kind, node);
     this.hold(`replica:${node}`, window, this.config.replicaFaultMs, () => {
       undo();
-      this.replicaFaultOver(window);
+      if (kind === 'crash') targets.whenReady(node, () => this.replicaFaultOver(window));
+      else this.replicaFaultOver(window);
     });
   }
 

@@ -268,6 +268,21 @@ export class SimReplica {
     return { id: this.id, epoch, incarnation: this.incarnation };
   }
 
+  /**
+   * Production's readiness: registered, not draining, and counted by the open
+   * segment of every log it follows (so no log needs its memory to recover).
+   */
+  get isReady(): boolean {
+    if (!this.isUp || !this.registered || this.draining) return false;
+    for (const [name, { log }] of this.view.logs) {
+      const open = log.segments.at(-1);
+      if (!log.meta.replicas.includes(this.id) || !open || open.lastId !== null) continue;
+      const leads = this.logs.get(name)?.leader?.isDeposed === false;
+      if (!leads && open.replicas[this.id] !== this.incarnation) return false;
+    }
+    return true;
+  }
+
   // ---- time ----
 
   private tick(): void {
@@ -350,7 +365,10 @@ export class SimReplica {
   serveFence(name: string, epoch: number, leader: string): FenceAnswer | { fenced: number } | undefined {
     if (!this.isUp || !this.registered) return undefined;
     const log = this.logState(name);
-    if (epoch < log.replica.epoch) return { fenced: log.replica.epoch };
+    if (epoch < log.replica.epoch) {
+      this.note(`${name}: refuses the fence of epoch ${epoch} from ${leader}: fenced at ${log.replica.epoch}`);
+      return { fenced: log.replica.epoch };
+    }
     if (log.leader && epoch > log.leader.epoch) this.leading.stepDown(log);
     log.replica.observeEpoch(epoch, leader);
     return fenceAnswerOf(this.id, this.incarnation, log.replica);

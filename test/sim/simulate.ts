@@ -48,6 +48,9 @@ const REPLICAS = ['r1', 'r2', 'r3'];
 const CLIENT_TIMEOUT_MS = 3_000;
 /** Time between two appends of one client. */
 const THINK_MS: [number, number] = [5, 40];
+/** How long a restarted replica may take to be counted by every log again once the faults are healed. */
+const READY_LIMIT_MS = 30_000;
+const READY_POLL_MS = 100;
 /** How long the liveness check tries each log for after healing. */
 const LIVENESS_LIMIT_MS = 20_000;
 
@@ -86,12 +89,13 @@ export function simulate(seed: number, options: SimOptions = DEFAULT_SIM): SimRe
       pause: (id) => parts.replicas.get(id)!.pause(),
       resume: (id) => parts.replicas.get(id)!.resume(),
       gracefulRestart: (id, done) => parts.replicas.get(id)!.gracefulRestart(done),
+      whenReady: (id, done) => whenReady(parts, id, done),
     },
   });
   planner.start(options.faultMs);
   sched.runUntil(sched.now + options.faultMs);
-  // A graceful restart under way finishes on its own.
-  sched.runWhile(() => planner.replicaFaultActive, 30_000);
+  // A restart under way finishes on its own; the restarted replica must then be caught up and counted again.
+  if (!sched.runWhile(() => planner.replicaFaultActive, READY_LIMIT_MS)) liveness.push(`a restarted replica was not ready (counted by every log) within ${READY_LIMIT_MS} ms of healing`);
   sched.note('sim: healed; appends go on');
   sched.runUntil(sched.now + options.healMs);
   workload.stop();
@@ -117,6 +121,12 @@ export function simulate(seed: number, options: SimOptions = DEFAULT_SIM): SimRe
     fingerprint: sched.fingerprint(),
     trace: sched.trace(),
   };
+}
+
+/** Calls `done` once replica `id` is ready (polled, as a rolling restart polls /readyz). */
+function whenReady(parts: SimParts, id: string, done: () => void): void {
+  const poll = () => (parts.replicas.get(id)!.isReady ? done() : parts.sched.at(READY_POLL_MS, `${ROUTINE}ready? ${id}`, poll));
+  poll();
 }
 
 /** Every entry object storage holds for the log, by the manifest in etcd. */

@@ -105,6 +105,7 @@ describe('FaultPlanner', () => {
           done();
         });
       },
+      whenReady: (_n, done) => done(),
     };
     const planner = new FaultPlanner({ rng, sched, net, etcdFaults: ep.faults, store, replicas, targets });
     // At every probe: at most one replica failed in any way (process, etcd, or cut one way or both from all its peers).

@@ -9,7 +9,7 @@ import { EtcdEndpoint } from './etcd-client.js';
 import { FaultPlanner, type FaultTargets } from './faults.js';
 import { SimNetwork } from './network.js';
 import { Rng } from './random.js';
-import { Scheduler } from './scheduler.js';
+import { ROUTINE, Scheduler } from './scheduler.js';
 import { SimObjectStore } from './store.js';
 
 describe('Rng', () => {
@@ -72,15 +72,20 @@ describe('Scheduler', () => {
     expect(n).toBe(5);
   });
 
-  it('keeps only the last trace lines', () => {
-    const s = new Scheduler();
+  it('keeps only the last trace lines, leaving routine events out of the trace but not out of the fingerprint', () => {
+    const s = new Scheduler(200);
     for (let i = 0; i < 300; i++) s.at(i, `e${i}`, () => undefined);
+    s.at(400, `${ROUTINE}tick`, () => undefined);
     s.note('end');
     s.runUntil(1000);
     const t = s.trace();
     expect(t).toHaveLength(200);
     expect(t[t.length - 1]).toBe('299 ms: e299');
     expect(t[0]).toBe('100 ms: e100');
+    const without = new Scheduler(200);
+    for (let i = 0; i < 300; i++) without.at(i, `e${i}`, () => undefined);
+    without.runUntil(1000);
+    expect(without.fingerprint()).not.toBe(s.fingerprint());
   });
 });
 
@@ -100,6 +105,7 @@ function runWorld(seed: number): { trace: string[]; fingerprint: string; revisio
     pause: (n) => net.setDown(n, true),
     resume: (n) => net.setDown(n, false),
     gracefulRestart: (n, done) => sched.at(100, `restart ${n}`, done),
+    whenReady: (_n, done) => done(),
   };
   const planner = new FaultPlanner({ rng, sched, net, etcdFaults: endpoint.faults, store, replicas, targets });
   const clients = replicas.map((r) => endpoint.connect(r));
