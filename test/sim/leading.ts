@@ -10,7 +10,7 @@ import { leaderKeyValue, type SegmentMeta } from '../../src/fencing/keys.js';
 import { DrainMachine, type DrainEffect, type DrainEvent } from '../../src/control/drain.js';
 import { caughtUpReplicas, handoffTargets, leaderlessAssignments, leadershipCounts, type Rejoining } from '../../src/control/placement.js';
 import { TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent } from '../../src/control/takeover.js';
-import { encodeObject } from '../../src/flusher/object-format.js';
+import { encodeObject, objectKey } from '../../src/flusher/object-format.js';
 import { LeaderLog } from '../../src/quorum/leader.js';
 import type { LogReplica } from '../../src/quorum/log-replica.js';
 import { incarnationTag } from '../../src/quorum/messages.js';
@@ -356,7 +356,7 @@ export class Leading {
     const lastId = Math.min(log.replica.commitId, buffer.runLastId(firstId), firstId + FLUSH_MAX_ENTRIES - 1);
     const epoch = buffer.epochOf(firstId)!;
     const body = encodeObject(epoch, firstId, buffer.slice(firstId, lastId - firstId + 1, Number.MAX_SAFE_INTEGER));
-    const key = `${log.name}/${record.meta.uid}/${firstId}-${epoch}`;
+    const key = objectKey('', 'sim', log.name, firstId, lastId, leader.epoch, record.meta.uid);
     log.flushing = true;
     const stop = () => void (log.flushing = false);
     r.parts.store.put(key, body, r.guard((stored) => {
