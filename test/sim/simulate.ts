@@ -55,8 +55,20 @@ const READY_POLL_MS = 100;
 const LIVENESS_LIMIT_MS = 20_000;
 
 export function simulate(seed: number, options: SimOptions = DEFAULT_SIM): SimResult {
-  const rng = new Rng(seed);
   const sched = new Scheduler(options.traceLines);
+  try {
+    return run(seed, options, sched);
+  } catch (err) {
+    // An invariant the production code asserts broke (or the simulation itself did): a failure of this seed, with its trace.
+    const message = (err as Error).stack?.split('\n').slice(0, 4).join(' | ') ?? String(err);
+    sched.note(`sim: threw: ${message}`);
+    const stats = { acked: 0, failed: 0, indeterminate: 0, virtualMs: sched.now, events: sched.executed };
+    return { seed, valid: false, verdict: { valid: false, logs: {} }, liveness: [`threw: ${message}`], faults: [], stats, fingerprint: sched.fingerprint(), trace: sched.trace() };
+  }
+}
+
+function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
+  const rng = new Rng(seed);
   const clients = Array.from({ length: options.clients }, (_, i) => `c${i + 1}`);
   const net = new SimNetwork(sched, rng, [...REPLICAS, ...clients]);
   const etcd = new SimEtcd(sched);
