@@ -12,6 +12,7 @@
  *   tail-readers.ts   reads waiting for commits
  */
 import { performance } from 'node:perf_hooks';
+import { leadershipLost, releasesOnFlush } from '../control/follower.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
 import type { LogRecord, MemberInfo } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
@@ -21,9 +22,9 @@ import { incarnationTag, type AppendReply, type AppendRequest } from '../quorum/
 import type { FenceAnswer } from '../quorum/recovery.js';
 import type { ObjectStore } from '../flusher/object-store.js';
 import type { PeerTransport } from '../peer/transport.js';
-import { encodeEntryRuns } from '../peer/wire.js';
 import type { ReplicaConfig } from './config.js';
 import { Failover } from './failover.js';
+import { Follower } from './follower.js';
 import { Handoffs } from './handoff.js';
 import { LeaderDriver, refusalError } from './leader-driver.js';
 import { leaderTicksOf, newLogState, type LeaderTicks, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
@@ -55,11 +56,10 @@ export class Replica implements ReplicaContext {
   private readonly handoffs: Handoffs;
   private readonly placement: Placement;
   private readonly reads: Reads;
+  private readonly follower: Follower;
   private ticker: NodeJS.Timeout | undefined;
   private coordinatorTimer: NodeJS.Timeout | undefined;
   directory: ClusterDirectory | undefined;
-  /** This process's incarnation as replication replies carry it, once registered (computed once: every reply sends it). */
-  private incarnationTag: number | undefined;
   stopping = false;
   /** Set when a controlled shutdown begins: not ready, no new leaderships, led logs move away or close clean. */
   draining = false;
@@ -78,6 +78,7 @@ export class Replica implements ReplicaContext {
     this.placement = new Placement(this);
     this.handoffs = new Handoffs(this, this.driver, this.placement);
     this.reads = new Reads(this, this.tailReaders);
+    this.follower = new Follower(this, this.driver, this.tailReaders);
     const self = this;
     this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog === 'true' }, metricsSource({
       config, logs: this.logs, memory: this.memory, peerContact: this.driver.peerContact,
@@ -127,7 +128,7 @@ export class Replica implements ReplicaContext {
 
   start(directory: ClusterDirectory): void {
     this.directory = directory;
-    this.incarnationTag = incarnationTag(directory.self.incarnation);
+    this.follower.incarnationTag = incarnationTag(directory.self.incarnation);
     directory.on('log', (name) => this.onDirectoryChange(name));
     directory.on('flushed', (name) => this.onFlushed(name));
     directory.on('deleted', (name) => this.forgetLog(name));
@@ -299,15 +300,7 @@ export class Replica implements ReplicaContext {
   // ---- peer operations ----
 
   handlePeerAppend(req: AppendRequest): AppendReply {
-    this.driver.peerContact.set(req.leader, performance.now());
-    this.failover.heard(req.log, req.leader, req.epoch);
-    const state = this.logState(req.log);
-    const before = state.replica.commitId;
-    if (state.leader && req.epoch > state.leader.epoch) this.driver.stepDown(state);
-    const reply = state.replica.handleAppend(req);
-    if (this.incarnationTag !== undefined) reply.incarnation = this.incarnationTag;
-    if (state.replica.commitId > before) this.tailReaders.wake(req.log, state.replica.commitId);
-    return reply;
+    return this.follower.handleAppend(req);
   }
 
   /** A connection to the peer listener closed: a leader may have died (failure detection probes). */
@@ -315,20 +308,12 @@ export class Replica implements ReplicaContext {
     this.failover.connectionClosed();
   }
 
-  /** Raises the fence for `name` to `epoch` and reports what this replica holds (recovery's question). */
   fence(name: string, epoch: number, leader: string): FenceAnswer {
-    const state = this.logState(name);
-    if (epoch < state.replica.epoch) throw new TernError('FENCED', `log ${name} is fenced at epoch ${state.replica.epoch}`, { epoch: state.replica.epoch });
-    if (state.leader && epoch > state.leader.epoch) this.driver.stepDown(state);
-    if (epoch > state.replica.epoch) this.log.info({ log: name, epoch, leader, lastId: state.replica.buffer.lastId }, 'fenced for a new leader');
-    state.replica.observeEpoch(epoch, leader);
-    return this.takeover.fenceAnswer(state);
+    return this.follower.fence(name, epoch, leader);
   }
 
-  /** Entries a recovering leader lacks, with the epochs that wrote them (encoded runs). */
   fetchRuns(name: string, fromId: number, toId: number): Buffer {
-    const state = this.logState(name);
-    return encodeEntryRuns(name, state.replica.runsBetween(fromId, toId, this.config.maxBatchBytes));
+    return this.follower.fetchRuns(name, fromId, toId);
   }
 
   // ---- the shared view its parts act on (ReplicaContext) ----
@@ -370,9 +355,7 @@ export class Replica implements ReplicaContext {
   private onFlushed(name: string): void {
     const state = this.logs.get(name);
     const flushedId = this.directory?.flushedId(name) ?? -1;
-    // A leader deposed a moment ago counts as a follower here: what it holds up to the flushed point
-    // is durable elsewhere, and may be a tail the next leader discarded.
-    if (state && (!state.leader || state.leader.isDeposed) && !state.takeover) state.replica.releaseThrough(flushedId);
+    if (state && releasesOnFlush(state.leader, state.takeover !== undefined)) state.replica.releaseThrough(flushedId);
     this.tailReaders.wake(name, this.committedId(name));
   }
 
@@ -398,8 +381,7 @@ export class Replica implements ReplicaContext {
     const leader = state?.leader;
     if (!state || !leader) return;
     const record = this.directory?.log(name);
-    // The leader key is leased: if it is gone or names another epoch, this replica no longer leads.
-    if (!record || record.epoch > leader.epoch || !record.leader || record.leader.epoch !== leader.epoch) {
+    if (leadershipLost(record, leader.epoch)) {
       this.log.warn({ log: name, epoch: leader.epoch, etcdEpoch: record?.epoch }, 'leadership lost in etcd: stepping down');
       this.driver.stepDown(state);
     }

@@ -7,7 +7,7 @@
  */
 import type { SegmentMeta } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
-import { fenceAnswerOf, TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent, type TakeoverSettings } from '../control/takeover.js';
+import { TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent, type TakeoverSettings } from '../control/takeover.js';
 import { LeaderLog } from '../quorum/leader.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
 import { peerPaths } from '../peer/paths.js';
@@ -102,10 +102,6 @@ export class Takeover {
   /** The log's leader made progress: a takeover holding appends may be done. */
   private leaderProgress(name: string, state: LogState): void {
     if (state.takeover) this.feed(name, state, state.takeover, { kind: 'leaderProgress', deposed: state.leader?.isDeposed !== false });
-  }
-
-  fenceAnswer(state: LogState): FenceAnswer {
-    return fenceAnswerOf(this.ctx.id, this.ctx.dir().self.incarnation, state.replica);
   }
 
   private feed(name: string, state: LogState, run: TakeoverRun, event: TakeoverEvent): void {

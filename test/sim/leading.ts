@@ -7,6 +7,7 @@
  * simulated store and records them in etcd as the leader.
  */
 import { leaderKeyValue, type SegmentMeta } from '../../src/fencing/keys.js';
+import { leadershipLost } from '../../src/control/follower.js';
 import { DrainMachine, type DrainEffect, type DrainEvent } from '../../src/control/drain.js';
 import { caughtUpReplicas, handoffTargets, leaderlessAssignments, leadershipCounts, type Rejoining } from '../../src/control/placement.js';
 import { TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent } from '../../src/control/takeover.js';
@@ -104,8 +105,7 @@ export class Leading {
   onDirectoryChange(name: string, log: SimLog): void {
     const leader = log.leader;
     if (!leader || leader.isDeposed) return;
-    const record = this.r.view.log(name);
-    if (!record || record.epoch > leader.epoch || !record.leader || record.leader.epoch !== leader.epoch) {
+    if (leadershipLost(this.r.view.log(name), leader.epoch)) {
       this.r.note(`${name}: leadership of epoch ${leader.epoch} lost in etcd`);
       this.stepDown(log);
     }

@@ -13,6 +13,7 @@
 import type { LeaderInfo, MemberInfo } from '../../src/fencing/keys.js';
 import { leaderKeyValue } from '../../src/fencing/keys.js';
 import { FailureDetector, type ProbeOutcome } from '../../src/control/failure-detector.js';
+import { receiveAppend, receiveFence, releasesOnFlush } from '../../src/control/follower.js';
 import { fenceAnswerOf } from '../../src/control/takeover.js';
 import { leaderCandidates, leadershipCounts, type PlacedLog, type PlacementView } from '../../src/control/placement.js';
 import { LogReplica } from '../../src/quorum/log-replica.js';
@@ -247,7 +248,7 @@ export class SimReplica {
 
   /** Production's onFlushed: a replica that does not lead releases what object storage holds. */
   private onFlushed(name: string, log: SimLog): void {
-    if ((!log.leader || log.leader.isDeposed) && !log.takeover) log.replica.releaseThrough(this.view.flushedId(name));
+    if (releasesOnFlush(log.leader, log.takeover !== undefined)) log.replica.releaseThrough(this.view.flushedId(name));
   }
 
   logState(name: string): SimLog {
@@ -349,28 +350,27 @@ export class SimReplica {
     return this.isUp ? { id: this.id, incarnation: this.incarnation } : undefined;
   }
 
-  /** The replication message, through the wire format both ways. */
+  /** The replication message, through the wire format both ways, by production's follower rules. */
   serveAppend(body: Buffer): Buffer | undefined {
     if (!this.isUp) return undefined;
     const req = decodeAppendRequest(body);
     this.detector.heard(req.log, req.leader, req.epoch);
     const log = this.logState(req.log);
-    if (log.leader && req.epoch > log.leader.epoch) this.leading.stepDown(log);
-    const reply = log.replica.handleAppend(req);
-    if (this.registered) reply.incarnation = incarnationTag(this.incarnation);
+    const { reply, stepDown } = receiveAppend(log.replica, log.leader, req, this.registered ? incarnationTag(this.incarnation) : undefined);
+    if (stepDown) this.leading.stepDown(log);
     return encodeAppendReply(reply);
   }
 
-  /** Production's Replica.fence: refuse an older epoch, depose an older local leader, raise the fence, answer. */
+  /** Production's fence: refuse an older epoch, depose an older local leader, raise the fence, answer. */
   serveFence(name: string, epoch: number, leader: string): FenceAnswer | { fenced: number } | undefined {
     if (!this.isUp || !this.registered) return undefined;
     const log = this.logState(name);
-    if (epoch < log.replica.epoch) {
-      this.note(`${name}: refuses the fence of epoch ${epoch} from ${leader}: fenced at ${log.replica.epoch}`);
-      return { fenced: log.replica.epoch };
+    const outcome = receiveFence(log.replica, log.leader, epoch, leader);
+    if (outcome.refusedAt !== undefined) {
+      this.note(`${name}: refuses the fence of epoch ${epoch} from ${leader}: fenced at ${outcome.refusedAt}`);
+      return { fenced: outcome.refusedAt };
     }
-    if (log.leader && epoch > log.leader.epoch) this.leading.stepDown(log);
-    log.replica.observeEpoch(epoch, leader);
+    if (outcome.stepDown) this.leading.stepDown(log);
     return fenceAnswerOf(this.id, this.incarnation, log.replica);
   }
 
