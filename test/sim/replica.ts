@@ -387,6 +387,19 @@ export class SimReplica {
     this.leading.append(name, Buffer.from(value), answer);
   }
 
+  /** The newest committed entries this replica holds in memory (at most `max`), as a read of them here returns them. */
+  committedInMemory(name: string, max: number): { id: number; value: string }[] | undefined {
+    if (!this.isUp || !this.registered) return undefined;
+    const log = this.logs.get(name);
+    if (!log) return [];
+    const out: { id: number; value: string }[] = [];
+    for (let id = Math.max(log.replica.buffer.startId, log.replica.commitId - max + 1); id <= log.replica.commitId; id++) {
+      const data = log.replica.buffer.get(id);
+      if (data) out.push({ id, value: data.toString() });
+    }
+    return out;
+  }
+
   /** What a read of the whole log returns here: object storage, then this replica's committed memory. */
   committedEntries(name: string, fromObjects: (name: string) => { id: number; value: string }[]): { id: number; value: string }[] {
     const out = fromObjects(name);

@@ -46,6 +46,9 @@ export interface SimResult {
 const REPLICAS = ['r1', 'r2', 'r3'];
 /** A client gives up on an append after this long (its outcome is then unknown). */
 const CLIENT_TIMEOUT_MS = 3_000;
+/** The share of client operations that are reads, and how many entries a read returns at most (the newest). */
+const READ_SHARE = 0.2;
+const READ_MAX_ENTRIES = 50;
 /** Time between two appends of one client. */
 const THINK_MS: [number, number] = [5, 40];
 /** How long a restarted replica may take to be counted by every log again once the faults are healed. */
@@ -201,7 +204,26 @@ class Workload {
     if (!this.running) return;
     this.parts.sched.at(this.rng.between(...THINK_MS), `${ROUTINE}${client} thinks`, () => {
       if (!this.running) return;
-      this.append(client, this.rng.pick(this.logs), () => this.next(client));
+      const log = this.rng.pick(this.logs);
+      if (this.rng.chance(READ_SHARE)) this.read(client, log, () => this.next(client));
+      else this.append(client, log, () => this.next(client));
+    });
+  }
+
+  /**
+   * Reads what a random replica holds committed in memory: every entry it
+   * serves must be at its final id (divergent, beyond), whichever replica,
+   * leader or not, serves it ("readable from any replica").
+   */
+  private read(client: string, log: string, then: () => void): void {
+    const { net, replicas } = this.parts;
+    const target = this.rng.pick([...replicas.keys()]);
+    const handle = this.history.invokeRead(client, log, target, false);
+    net.call(client, target, `${ROUTINE}read`, () => replicas.get(target)!.committedInMemory(log, READ_MAX_ENTRIES), CLIENT_TIMEOUT_MS, (entries, failure) => {
+      if (entries) handle.ok(entries);
+      else if (failure === 'refused') handle.fail();
+      else handle.info();
+      then();
     });
   }
 
