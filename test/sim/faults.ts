@@ -36,7 +36,12 @@ export interface FaultTargets {
    * readiness before restarting the next one).
    */
   whenReady(node: string, done: () => void): void;
+  /** The leader of some log now, if any: replica faults aim at leaders half the time. */
+  someLeader?(): string | undefined;
 }
+
+/** The chance that a replica fault aims at a leader rather than at any replica. */
+const LEADER_BIAS = 0.5;
 
 export const REPLICA_FAULTS = ['partition', 'cut-out', 'cut-in', 'etcd-unreachable', 'crash', 'pause', 'graceful-restart'] as const;
 export const AMBIENT_FAULTS = ['flaky-link', 'etcd-answer-loss', 'store-down', 'store-slow', 'store-answer-loss'] as const;
@@ -143,8 +148,14 @@ export class FaultPlanner {
     const gap = this.rng.between(...this.config.replicaGapMs);
     this.nextReplicaTimer = this.w.sched.at(gap, 'faults: next replica fault', () => {
       if (!this.running || this.w.sched.now >= this.phaseEnd) return;
-      this.startReplicaFault(this.rng.pick(this.config.replicaFaults), this.rng.pick(this.w.replicas));
+      this.startReplicaFault(this.rng.pick(this.config.replicaFaults), this.victim());
     });
+  }
+
+  /** Half the time a log's leader (as the jepsen nemeses aim at leaders: where faults matter most), else any replica. */
+  private victim(): string {
+    const leader = this.rng.chance(LEADER_BIAS) ? this.w.targets.someLeader?.() : undefined;
+    return leader ?? this.rng.pick(this.w.replicas);
   }
 
   private startReplicaFault(kind: ReplicaFault, node: string): void {

@@ -182,8 +182,12 @@ export class SimReplica {
     this.parts.net.setDown(this.id, true);
   }
 
+  /** A timer of this process: a paused process misses its ticks (they do not pile up for its resume). */
   private every(ms: number, label: string, fn: () => void): void {
-    this.timers.push(this.sched.every(ms, `${ROUTINE}${this.id} ${label}`, this.guard(fn)));
+    const generation = this.generation;
+    this.timers.push(this.sched.every(ms, `${ROUTINE}${this.id} ${label}`, () => {
+      if (this.alive && !this.paused && this.generation === generation) fn();
+    }));
   }
 
   // ---- lease, registration, view ----

@@ -105,6 +105,7 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
       resume: (id) => parts.replicas.get(id)!.resume(),
       gracefulRestart: (id, done) => parts.replicas.get(id)!.gracefulRestart(done),
       whenReady: (id, done) => whenReady(parts, id, done),
+      someLeader: () => etcd.getLog(rng.pick(logs))?.leader?.id,
     },
   });
   planner.start(options.faultMs);
