@@ -62,6 +62,14 @@ export interface FaultPlanConfig {
   ambientChance: number;
   /** How long an ambient fault lasts, ms. @default [200, 3000] */
   ambientFaultMs: [number, number];
+  /**
+   * The chance that the next replica fault does not wait for a crashed
+   * replica to be ready again: two memories lost at once, beyond the bound
+   * under which every log must stay available. Safety (nothing acknowledged
+   * lost, duplicated, reordered or divergent) must hold all the same; only
+   * the liveness check is waived for such a run. @default 0.1
+   */
+  overlapChance: number;
 }
 
 export const DEFAULT_FAULT_PLAN: Readonly<FaultPlanConfig> = Object.freeze({
@@ -72,6 +80,7 @@ export const DEFAULT_FAULT_PLAN: Readonly<FaultPlanConfig> = Object.freeze({
   ambientEveryMs: 500,
   ambientChance: 0.3,
   ambientFaultMs: [200, 3000] as [number, number],
+  overlapChance: 0.1,
 });
 
 export interface FaultWindow {
@@ -102,6 +111,8 @@ interface Active {
 
 export class FaultPlanner {
   readonly windows: FaultWindow[] = [];
+  /** True once a fault overlapped a crashed replica's catching up: more than one replica failed. */
+  overlapped = false;
   private readonly rng: Rng;
   private readonly active = new Map<string, Active>();
   private replicaFailed = false;
@@ -195,7 +206,11 @@ export class FaultPlanner {
     const window = this.open(kind, node);
     this.hold(`replica:${node}`, window, this.config.replicaFaultMs, () => {
       undo();
-      if (kind === 'crash') targets.whenReady(node, () => this.replicaFaultOver(window));
+      if (kind === 'crash' && this.rng.chance(this.config.overlapChance)) {
+        this.overlapped = true;
+        this.w.sched.note(`faults: ${node} restarted; the next fault will not wait for it to catch up (beyond the one-failure bound)`);
+        this.replicaFaultOver(window);
+      } else if (kind === 'crash') targets.whenReady(node, () => this.replicaFaultOver(window));
       else this.replicaFaultOver(window);
     });
   }

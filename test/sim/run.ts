@@ -27,16 +27,19 @@ export interface SimRunSummary {
   wallMs: number;
   acked: number;
   faults: number;
+  /** Seeds whose faults overlapped (two replicas failed at once): judged on safety only. */
+  overlapped: number;
 }
 
 export function runSeeds(options: SimRunOptions, progress: (line: string) => void = () => {}): SimRunSummary {
   const started = Date.now();
-  const summary: SimRunSummary = { ran: 0, failed: [], wallMs: 0, acked: 0, faults: 0 };
+  const summary: SimRunSummary = { ran: 0, failed: [], wallMs: 0, acked: 0, faults: 0, overlapped: 0 };
   for (let seed = options.seed; summary.ran < options.seeds && Date.now() - started < options.budgetMs; seed++) {
     const result = simulate(seed, options.sim);
     summary.ran++;
     summary.acked += result.stats.acked;
     summary.faults += result.faults.length;
+    if (result.overlapped) summary.overlapped++;
     if (!result.valid) {
       summary.failed.push(result);
       progress(describeFailure(result));
@@ -82,6 +85,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const options = parseSimArgs(process.argv.slice(2));
   const summary = runSeeds(options, (line) => console.log(line));
   const perSecond = summary.ran / Math.max(summary.wallMs / 1000, 0.001);
-  console.log(`sim: ${summary.ran} seeds from ${options.seed} in ${(summary.wallMs / 1000).toFixed(1)} s (${perSecond.toFixed(2)} seeds/s), ${summary.faults} faults, ${summary.acked} acked appends; ${summary.failed.length} failed${summary.failed.length ? ': seeds ' + summary.failed.map((f) => f.seed).join(', ') : ''}`);
+  console.log(`sim: ${summary.ran} seeds from ${options.seed} in ${(summary.wallMs / 1000).toFixed(1)} s (${perSecond.toFixed(2)} seeds/s), ${summary.faults} faults (${summary.overlapped} seeds with two replicas failed at once: safety only), ${summary.acked} acked appends; ${summary.failed.length} failed${summary.failed.length ? ': seeds ' + summary.failed.map((f) => f.seed).join(', ') : ''}`);
   process.exitCode = summary.failed.length > 0 ? 1 : 0;
 }

@@ -37,6 +37,8 @@ export interface SimResult {
   verdict: Verdict;
   /** Logs that did not take an append after healing, and other liveness failures. */
   liveness: string[];
+  /** More than one replica failed at once: liveness was not required, only safety. */
+  overlapped: boolean;
   faults: FaultWindow[];
   stats: { acked: number; failed: number; indeterminate: number; virtualMs: number; events: number };
   fingerprint: string;
@@ -66,7 +68,7 @@ export function simulate(seed: number, options: SimOptions = DEFAULT_SIM): SimRe
     const message = (err as Error).stack?.split('\n').slice(0, 4).join(' | ') ?? String(err);
     sched.note(`sim: threw: ${message}`);
     const stats = { acked: 0, failed: 0, indeterminate: 0, virtualMs: sched.now, events: sched.executed };
-    return { seed, valid: false, verdict: { valid: false, logs: {} }, liveness: [`threw: ${message}`], faults: [], stats, fingerprint: sched.fingerprint(), trace: sched.trace() };
+    return { seed, valid: false, verdict: { valid: false, logs: {} }, liveness: [`threw: ${message}`], overlapped: false, faults: [], stats, fingerprint: sched.fingerprint(), trace: sched.trace() };
   }
 }
 
@@ -126,10 +128,13 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
     final[name] = { firstId: 0, replicas: Object.fromEntries(replicas.map((r) => [r.id, r.committedEntries(name, () => [...fromObjects])])) };
   }
   const verdict = history.verdict(final);
+  // Beyond one failed replica a log may rightly stay unavailable (it waits for the unsafe override); it must never lose anything.
+  const livenessApplies = !planner.overlapped;
   const ops = history.ops().filter((op) => op.type === 'append');
   return {
     seed,
-    valid: verdict.valid && liveness.length === 0,
+    valid: verdict.valid && (liveness.length === 0 || !livenessApplies),
+    overlapped: planner.overlapped,
     verdict,
     liveness,
     faults: planner.windows,
