@@ -40,6 +40,8 @@ export interface FaultTargets {
   someLeader?(): string | undefined;
 }
 
+/** How soon the crash that overlaps a catching-up replica follows its restart, ms (jepsen-lite's restart-two, without the wait). */
+const OVERLAP_GAP_MS: [number, number] = [20, 400];
 /** The chance that a replica fault aims at a leader rather than at any replica. */
 const LEADER_BIAS = 0.5;
 
@@ -155,11 +157,14 @@ export class FaultPlanner {
     this.w.sched.note('faults: all healed');
   }
 
-  private scheduleReplicaFault(): void {
-    const gap = this.rng.between(...this.config.replicaGapMs);
+  /** `catchingUp`: a replica just restarted and is not waited for: crash another, a leader if one is, while it catches up. */
+  private scheduleReplicaFault(catchingUp?: string): void {
+    const gap = catchingUp === undefined ? this.rng.between(...this.config.replicaGapMs) : this.rng.between(...OVERLAP_GAP_MS);
     this.nextReplicaTimer = this.w.sched.at(gap, 'faults: next replica fault', () => {
       if (!this.running || this.w.sched.now >= this.phaseEnd) return;
-      this.startReplicaFault(this.rng.pick(this.config.replicaFaults), this.victim());
+      if (catchingUp === undefined) return this.startReplicaFault(this.rng.pick(this.config.replicaFaults), this.victim());
+      const leader = this.w.targets.someLeader?.();
+      this.startReplicaFault('crash', leader !== undefined && leader !== catchingUp ? leader : this.rng.pick(this.w.replicas.filter((r) => r !== catchingUp)));
     });
   }
 
@@ -208,18 +213,18 @@ export class FaultPlanner {
       undo();
       if (kind === 'crash' && this.rng.chance(this.config.overlapChance)) {
         this.overlapped = true;
-        this.w.sched.note(`faults: ${node} restarted; the next fault will not wait for it to catch up (beyond the one-failure bound)`);
-        this.replicaFaultOver(window);
+        this.w.sched.note(`faults: ${node} restarted; another crash follows before it catches up (beyond the one-failure bound)`);
+        this.replicaFaultOver(window, node);
       } else if (kind === 'crash') targets.whenReady(node, () => this.replicaFaultOver(window));
       else this.replicaFaultOver(window);
     });
   }
 
-  private replicaFaultOver(window: FaultWindow): void {
+  private replicaFaultOver(window: FaultWindow, catchingUp?: string): void {
     window.endMs ??= this.w.sched.now;
     this.replicaFailed = false;
     this.w.sched.note(`faults: end ${window.kind} ${window.target}`);
-    if (this.running) this.scheduleReplicaFault();
+    if (this.running) this.scheduleReplicaFault(catchingUp);
   }
 
   private maybeAmbient(): void {

@@ -118,7 +118,12 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
   sched.runUntil(sched.now + options.healMs);
   workload.stop();
   sched.runWhile(() => history.openCount() > 0, CLIENT_TIMEOUT_MS * 2);
-  for (const name of logs) if (!workload.probe(name, LIVENESS_LIMIT_MS)) liveness.push(`log ${name} took no append within ${LIVENESS_LIMIT_MS} ms of healing`);
+  const unavailable = new Set<string>();
+  for (const name of logs) {
+    if (workload.probe(name, LIVENESS_LIMIT_MS)) continue;
+    unavailable.add(name);
+    liveness.push(`log ${name} took no append within ${LIVENESS_LIMIT_MS} ms of healing`);
+  }
   // Let commit points reach every follower before the final reads.
   sched.runUntil(sched.now + 2_000);
 
@@ -127,9 +132,11 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
     const fromObjects = objectEntries(etcd, parts.store, name);
     final[name] = { firstId: 0, replicas: Object.fromEntries(replicas.map((r) => [r.id, r.committedEntries(name, () => [...fromObjects])])) };
   }
-  const verdict = history.verdict(final);
-  // Beyond one failed replica a log may rightly stay unavailable (it waits for the unsafe override); it must never lose anything.
+  // Beyond one failed replica a log may rightly stay unavailable: it waits for the unsafe override, and
+  // until then its replicas serve only what they know committed, so its final reads cannot judge loss.
+  // Everything else is judged as always, and a log that did recover must have lost nothing.
   const livenessApplies = !planner.overlapped;
+  const verdict = livenessApplies ? history.verdict(final) : unjudgedLoss(history.verdict(final), unavailable);
   const ops = history.ops().filter((op) => op.type === 'append');
   return {
     seed,
@@ -142,6 +149,18 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
     fingerprint: sched.fingerprint(),
     trace: sched.trace(),
   };
+}
+
+/** The verdict without the 'lost' anomalies of logs still unavailable (they await the unsafe override). */
+function unjudgedLoss(verdict: Verdict, unavailable: ReadonlySet<string>): Verdict {
+  const logs = Object.fromEntries(
+    Object.entries(verdict.logs).map(([name, v]) => {
+      if (!unavailable.has(name)) return [name, v];
+      const anomalies = v.anomalies.filter((a) => a.kind !== 'lost');
+      return [name, { ...v, anomalies, valid: anomalies.length === 0 }];
+    }),
+  );
+  return { valid: Object.values(logs).every((v) => v.valid), logs };
 }
 
 /** Calls `done` once replica `id` is ready (polled, as a rolling restart polls /readyz). */
