@@ -8,6 +8,7 @@ export const ErrorCodes = {
   BAD_REQUEST: { status: 400, doc: 'Malformed request: bad log name, JSON, base64, frames or query.' },
   LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
   NOT_FOUND: { status: 404, doc: 'No such route or method.' },
+  PEER_REFUSED: { status: 403, doc: 'Peer API only: a fence, takeover or replication message whose claim etcd does not show (the sender does not hold that epoch\'s leader key, or a takeover from neither the log\'s leader, the coordinator nor its creator). Nothing changed.' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },
   TRUNCATED: { status: 410, doc: 'The ids asked for are below the first retained id (truncated); the message names it.' },
   TOO_LARGE: { status: 413, doc: 'An entry or the request is over the configured limit.' },

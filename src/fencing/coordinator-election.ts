@@ -30,6 +30,11 @@ export class CoordinatorElection {
     return this.coordinatorId === this.ctx.self.id && this.ownLease !== undefined && this.coordinatorLease === this.ownLease;
   }
 
+  /** The replica holding the coordinator key, as far as this one knows. */
+  get holder(): string | undefined {
+    return this.coordinatorId;
+  }
+
   /** Whether some replica holds the coordinator key, as far as this one knows. */
   get keyHeld(): boolean {
     return this.coordinatorId !== undefined;
@@ -61,8 +66,14 @@ export class CoordinatorElection {
       .if(keys.coordinator(), 'Create', '==', 0)
       .then(ns.put(keys.coordinator()).value(this.ctx.self.id).lease(await this.session.currentLeaseId()))
       .commit();
-    const [current] = (await ns.get(keys.coordinator()).exec()).kvs;
+    await this.read();
+  }
+
+  /** Reads the coordinator key from etcd itself (the watch may lag it) and answers its holder. */
+  async read(): Promise<string | undefined> {
+    const [current] = (await this.ctx.ns.get(keys.coordinator()).exec()).kvs;
     this.observe(current?.value.toString(), current?.lease);
+    return this.coordinatorId;
   }
 
   /**

@@ -80,6 +80,16 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.election.isCoordinator;
   }
 
+  /** The replica holding the coordinator key, as far as the watch knows. */
+  get coordinator(): string | undefined {
+    return this.election.holder;
+  }
+
+  /** The coordinator key's holder as etcd has it now, bypassing the watch. */
+  fetchCoordinator(): Promise<string | undefined> {
+    return this.election.read();
+  }
+
   /** Registers this replica under a lease and loads the cluster's state; resolves when both are done. */
   static async connect(options: DirectoryOptions): Promise<ClusterDirectory> {
     const client = new Etcd3({ hosts: options.endpoints, dialTimeout: ETCD_DIAL_TIMEOUT_MS });

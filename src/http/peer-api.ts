@@ -7,15 +7,48 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { TernError } from '../errors.js';
 import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH, PEER_APPEND_PATH, PEER_CONTENT_TYPE, PEER_HEALTH_PATH, peerRoutes } from '../peer/paths.js';
 import { WireError, decodeAppendRequest, encodeAppendReply, requestVersion } from '../peer/wire.js';
+import { MAX_EPOCH, MAX_ID } from '../quorum/messages.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { installErrorHandling } from './error-handler.js';
 import { answerForwardedAppends } from './forwarded-appends.js';
+import { LOG_NAME_PATTERN } from './bodies.js';
 import { serverOptions } from './server-options.js';
 
 /** Room in a peer request's body limit beyond its entries, for the message's own framing (headers, runs, log names); far more than they take. */
 const BODY_OVERHEAD_BYTES = 1024 * 1024;
 /** A forwarded-appends body may be this many times its expected bound (a full batch plus one client request): a margin, since refusing a batch fails every append in it. */
 const FORWARDED_BODY_HEADROOM = 2;
+
+// The commands' bodies, checked before anything acts on them: numbers past the formats' ranges (a u32 epoch,
+// an i48 id) could neither be encoded back nor ever be passed by a real epoch, so they are 400 BAD_REQUEST.
+const logParams = { type: 'object', properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN } }, required: ['log'] };
+const replicaId = { type: 'string', minLength: 1, maxLength: 255 };
+const epoch = { type: 'integer', minimum: 1, maximum: MAX_EPOCH };
+const id = { type: 'integer', minimum: 0, maximum: MAX_ID };
+const fenceBody = { type: 'object', properties: { epoch, leader: replicaId }, required: ['epoch', 'leader'] };
+// A takeover claims expectedEpoch + 1, which must be an epoch too.
+const takeoverBody = {
+  type: 'object',
+  properties: { expectedEpoch: { type: 'integer', minimum: 0, maximum: MAX_EPOCH - 1 }, from: replicaId, unsafe: { type: 'boolean' }, replacing: { type: 'string', maxLength: 1024 } },
+  required: ['expectedEpoch'],
+};
+const fetchBody = { type: 'object', properties: { fromId: id, toId: id }, required: ['fromId', 'toId'] };
+interface TakeoverBody {
+  expectedEpoch: number;
+  /** The sending replica (absent from replicas that predate the check: refused). */
+  from?: string;
+  unsafe?: boolean;
+  replacing?: string;
+}
+
+/**
+ * The replica id a peer request comes from. Until mutual TLS lands this is
+ * the id the request names; then it is the id of the client certificate, and
+ * only this function changes.
+ */
+function senderOf(named: string | undefined): string | undefined {
+  return named;
+}
 
 export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): FastifyInstance {
   // A message carries at most maxBatchBytes of entries, but always at least one entry.
@@ -32,7 +65,7 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
       if (err instanceof WireError) throw new TernError('BAD_REQUEST', err.message);
       throw err;
     }
-    const answer = replica.handlePeerAppend(msg);
+    const answer = await replica.handlePeerAppend(msg);
     return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer, requestVersion(req.body)));
   });
 
@@ -43,15 +76,16 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
     reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, config.maxEntryBytes, req.body)),
   );
 
-  app.post<{ Params: { log: string }; Body: { expectedEpoch: number; unsafe?: boolean; replacing?: string } }>(peerRoutes.takeover, async (req) =>
-    replica.takeOver(req.params.log, req.body.expectedEpoch, req.body.unsafe === true, req.body.replacing),
-  );
-  app.post<{ Params: { log: string }; Body: { epoch: number; leader: string } }>(peerRoutes.fence, async (req) =>
-    replica.fence(req.params.log, req.body.epoch, req.body.leader),
-  );
-  app.post<{ Params: { log: string }; Body: { fromId: number; toId: number } }>(peerRoutes.fetch, async (req, reply) =>
-    reply.header('content-type', 'application/octet-stream').send(replica.fetchRuns(req.params.log, req.body.fromId, req.body.toId)),
-  );
+  app.post<{ Params: { log: string }; Body: TakeoverBody }>(peerRoutes.takeover, { schema: { params: logParams, body: takeoverBody } }, async function takeoverCommand(req) {
+    const { expectedEpoch, unsafe, replacing } = req.body;
+    return replica.peerTakeOver(req.params.log, { expectedEpoch, unsafe: unsafe === true, replacing }, senderOf(req.body.from));
+  });
+  app.post<{ Params: { log: string }; Body: { epoch: number; leader: string } }>(peerRoutes.fence, { schema: { params: logParams, body: fenceBody } }, async function fenceCommand(req) {
+    return replica.fence(req.params.log, req.body.epoch, senderOf(req.body.leader));
+  });
+  app.post<{ Params: { log: string }; Body: { fromId: number; toId: number } }>(peerRoutes.fetch, { schema: { params: logParams, body: fetchBody } }, async function fetchCommand(req, reply) {
+    return reply.header('content-type', 'application/octet-stream').send(await replica.fetchRuns(req.params.log, req.body.fromId, req.body.toId));
+  });
 
   // Failure detection probes this (src/peer/probe.ts): a different incarnation means the process it knew is gone.
   // A leader's replication connection closes the moment its process dies: tell failure detection.

@@ -32,6 +32,9 @@ export interface ForwardedItem {
 }
 
 const KIND_BATCH = 0;
+/** The range of an answer's status: HTTP's. */
+const MIN_HTTP_STATUS = 100;
+const MAX_HTTP_STATUS = 599;
 const KIND_SINGLE = 1;
 
 /** One append as its frame of the request: chunks to write in order (entries referenced, not copied) and their total. */
@@ -80,6 +83,11 @@ export function encodeForwardedAnswers(answers: readonly ForwardedAnswer[]): Buf
   return out;
 }
 
+/** Throws on an answer too short for its status or whose status is no HTTP status: it is relayed to a client as it is. */
 export function decodeForwardedAnswers(body: Buffer): ForwardedAnswer[] {
-  return decodeFrames(body).map((a) => ({ status: a.readUInt16BE(0), json: a.toString('utf8', 2) }));
+  return decodeFrames(body).map((a) => {
+    const status = a.length >= 2 ? a.readUInt16BE(0) : 0;
+    if (status < MIN_HTTP_STATUS || status > MAX_HTTP_STATUS) throw new Error(`forwarded answer: no HTTP status (${a.length} bytes, status ${status})`);
+    return { status, json: a.toString('utf8', 2) };
+  });
 }

@@ -17,8 +17,13 @@
  * leader reads version 2 replies", and a follower answers in the request's
  * version, so replicas of both versions replicate to each other during a
  * rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
+ *
+ * Decoding also checks what the fields' widths allow but the protocol does
+ * not: ids below -1 (below 0 for an entry), an entry id past MAX_ID, a
+ * prevEpoch below -1, entries of a later epoch than their sender's. Epochs
+ * need no check: a u32 cannot exceed MAX_EPOCH.
  */
-import type { AppendReply, AppendRequest, EntryRun, ReplyStatus } from '../quorum/messages.js';
+import { MAX_ID, type AppendReply, type AppendRequest, type EntryRun, type ReplyStatus } from '../quorum/messages.js';
 
 const VERSION = 2;
 const V1 = 1;
@@ -71,6 +76,9 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   const entries = new Array<Buffer>(count);
   for (let i = 0; i < count; i++) entries[i] = r.bytes(lengths[i]!);
   r.end();
+  if (firstId < 0 || firstId + count - 1 > MAX_ID) throw new WireError(`ids ${firstId}+${count} out of range`);
+  if (commitId < -1 || prevEpoch < -1) throw new WireError(`commitId ${commitId} or prevEpoch ${prevEpoch} out of range`);
+  if (entryEpoch > epoch) throw new WireError(`entries of epoch ${entryEpoch} sent in epoch ${epoch}`);
   return { log, leader, epoch, seq, firstId, prevEpoch, entryEpoch, commitId, entries };
 }
 
@@ -100,6 +108,7 @@ export function decodeAppendReply(body: Buffer): AppendReply {
   const reply: AppendReply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
   if (version === VERSION) reply.incarnation = r.u32();
   r.end();
+  if (reply.lastId < -1) throw new WireError(`lastId ${reply.lastId} out of range`);
   return reply;
 }
 

@@ -3,6 +3,15 @@
  * data: `src/peer/wire.ts` turns them into bytes, the peer transport carries them.
  */
 
+/**
+ * The range of the protocol's numbers, fixed by the formats that carry them:
+ * epochs are u32 (wire.ts, object-format.ts), ids i48 (both too, and exact in
+ * a JS number). A value past them cannot be encoded back, so every decoder of
+ * peer input refuses it rather than letting it in.
+ */
+export const MAX_EPOCH = 2 ** 32 - 1;
+export const MAX_ID = 2 ** 47 - 1;
+
 /** Leader -> follower: "hold these entries, which follow id firstId - 1 of epoch prevEpoch". */
 export interface AppendRequest {
   log: string;

@@ -29,6 +29,14 @@ export type HttpLimits = Pick<ReplicaConfig, 'maxRequestBytes' | 'maxEntryBytes'
 /** Where another replica listens: the leader a request is forwarded to. */
 export type ReplicaAddress = Pick<MemberInfo, 'clientUrl' | 'peerUrl'>;
 
+/** A takeover command as a peer sends it: see control/follower.ts takeoverRefusal for who may. */
+export interface PeerTakeover {
+  expectedEpoch: number;
+  unsafe: boolean;
+  /** The exact leader key a handoff replaces. */
+  replacing?: string | undefined;
+}
+
 export interface ReplicaApi {
   readonly id: string;
   /** Undefined until registered in etcd. */
@@ -50,12 +58,13 @@ export interface ReplicaApi {
   handoff(name: string, to: string): Promise<LogStatus>;
   forceRecovery(name: string): Promise<RecoveryReport>;
 
-  // The peer API.
-  handlePeerAppend(req: AppendRequest): AppendReply;
+  // The peer API. `peer` is the sender's replica id: named in the request until mutual TLS, then taken from its certificate.
+  /** A replication message; answered at once unless its claim of leadership must first be read from etcd. */
+  handlePeerAppend(req: AppendRequest): AppendReply | Promise<AppendReply>;
   /** A connection to the peer listener closed: its replica may be dead (failure detection). */
   peerConnectionClosed(): void;
-  fence(name: string, epoch: number, leader: string): FenceAnswer;
+  fence(name: string, epoch: number, peer: string | undefined): Promise<FenceAnswer>;
   /** Entry runs (src/peer/wire.ts) of ids fromId..toId, for a recovering leader. */
-  fetchRuns(name: string, fromId: number, toId: number): Buffer;
-  takeOver(name: string, expectedEpoch: number, unsafe?: boolean, replacing?: string): Promise<RecoveryReport>;
+  fetchRuns(name: string, fromId: number, toId: number): Promise<Buffer>;
+  peerTakeOver(name: string, request: PeerTakeover, peer: string | undefined): Promise<RecoveryReport>;
 }

@@ -148,7 +148,7 @@ export class Handoffs {
     const target = this.ctx.dir().member(to);
     if (!target) throw new Error(`replica ${to} is not live`);
     this.ctx.log.info({ log: name, epoch, to }, 'handing off');
-    await this.ctx.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: epoch, replacing: this.ctx.dir().leaderValue(epoch) });
+    await this.ctx.transport.command(target.peerUrl, peerPaths.takeover(name), { expectedEpoch: epoch, replacing: this.ctx.dir().leaderValue(epoch), from: this.ctx.id });
   }
 
   /**

@@ -75,7 +75,7 @@ export class Placement {
 
   private assign(name: string, candidate: string, expectedEpoch: number): Promise<unknown> {
     if (candidate === this.ctx.id) return this.ctx.takeOver(name, expectedEpoch);
-    return this.ctx.transport.command(this.ctx.dir().member(candidate)!.peerUrl, peerPaths.takeover(name), { expectedEpoch });
+    return this.ctx.transport.command(this.ctx.dir().member(candidate)!.peerUrl, peerPaths.takeover(name), { expectedEpoch, from: this.ctx.id });
   }
 
   private placedLogs(): PlacedLog[] {

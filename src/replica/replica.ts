@@ -22,6 +22,7 @@ import { incarnationTag, type AppendReply, type AppendRequest } from '../quorum/
 import type { FenceAnswer } from '../quorum/recovery.js';
 import type { ObjectStore } from '../flusher/object-store.js';
 import type { PeerTransport } from '../peer/transport.js';
+import type { PeerTakeover } from './api.js';
 import type { ReplicaConfig } from './config.js';
 import { Failover } from './failover.js';
 import { Follower } from './follower.js';
@@ -132,8 +133,6 @@ export class Replica implements ReplicaContext {
     directory.on('log', (name) => this.onDirectoryChange(name));
     directory.on('flushed', (name) => this.onFlushed(name));
     directory.on('deleted', (name) => this.forgetLog(name));
-    // Peer messages may have created logs before the directory was there to say what is durable.
-    for (const name of this.logs.keys()) this.onFlushed(name);
     directory.on('leaseLost', (err) => {
       this.metrics.etcdFailed('lease');
       this.log.error({ err }, 'etcd lease lost: stepping down from every log');
@@ -299,7 +298,7 @@ export class Replica implements ReplicaContext {
 
   // ---- peer operations ----
 
-  handlePeerAppend(req: AppendRequest): AppendReply {
+  handlePeerAppend(req: AppendRequest): AppendReply | Promise<AppendReply> {
     return this.follower.handleAppend(req);
   }
 
@@ -308,12 +307,16 @@ export class Replica implements ReplicaContext {
     this.failover.connectionClosed();
   }
 
-  fence(name: string, epoch: number, leader: string): FenceAnswer {
-    return this.follower.fence(name, epoch, leader);
+  fence(name: string, epoch: number, peer: string | undefined): Promise<FenceAnswer> {
+    return this.follower.fence(name, epoch, peer);
   }
 
-  fetchRuns(name: string, fromId: number, toId: number): Buffer {
+  fetchRuns(name: string, fromId: number, toId: number): Promise<Buffer> {
     return this.follower.fetchRuns(name, fromId, toId);
+  }
+
+  peerTakeOver(name: string, request: PeerTakeover, peer: string | undefined): Promise<RecoveryReport> {
+    return this.follower.takeOver(name, request, peer);
   }
 
   // ---- the shared view its parts act on (ReplicaContext) ----

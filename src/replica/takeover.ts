@@ -88,7 +88,7 @@ export class Takeover {
     if (state.takeover) return this.takeOver(name, record.epoch, true);
     if (record.leader && record.leader.id !== this.ctx.id) {
       const holder = this.ctx.dir().member(record.leader.id);
-      if (holder) return this.ctx.transport.command<RecoveryReport>(holder.peerUrl, peerPaths.takeover(name), { expectedEpoch: record.epoch - 1, unsafe: true });
+      if (holder) return this.ctx.transport.command<RecoveryReport>(holder.peerUrl, peerPaths.takeover(name), { expectedEpoch: record.epoch - 1, unsafe: true, from: this.ctx.id });
     }
     if (this.ctx.localLeader(name)) throw new TernError('BAD_REQUEST', `log ${name} is available on ${this.ctx.id}: nothing to force`);
     return this.takeOver(name, record.epoch, true);

@@ -11,6 +11,7 @@ import { TernError } from '../../src/errors.js';
 import { decodeFrames, encodeFrames } from '../../src/frames.js';
 import { answerForwardedAppends } from '../../src/http/forwarded-appends.js';
 import { AppendForwarder } from '../../src/peer/append-forwarder.js';
+import { decodeForwardedAnswers, encodeForwardedAnswers } from '../../src/peer/forwarded-appends.js';
 import { FORWARDED_APPENDS_PATH } from '../../src/peer/paths.js';
 import type { ReplicaApi } from '../../src/replica/api.js';
 
@@ -65,6 +66,13 @@ async function leaderServer(replica: ReplicaApi, requests: number[]): Promise<st
 const single = (s: string) => ({ entries: [Buffer.from(s)], single: true });
 
 describe('forwarded appends', () => {
+  it('reads an answer only with an HTTP status: a short frame or another number throws, never relayed', () => {
+    const answers = [{ status: 200, json: '{"id":1}' }, { status: 503, json: '{}' }];
+    expect(decodeForwardedAnswers(encodeForwardedAnswers(answers))).toEqual(answers);
+    for (const status of [0, 99, 600, 65535]) expect(() => decodeForwardedAnswers(encodeForwardedAnswers([{ status, json: '{}' }]))).toThrow(/HTTP status/);
+    expect(() => decodeForwardedAnswers(Buffer.concat(encodeFrames([Buffer.from([1])])))).toThrow(/HTTP status/);
+  });
+
   it('sends one turn of appends as one batch and answers each on its own, in order', async () => {
     const received: Received = { appends: [] };
     const requests: number[] = [];
