@@ -17,8 +17,11 @@
  * leader reads version 2 replies", and a follower answers in the request's
  * version, so replicas of both versions replicate to each other during a
  * rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
+ * Reply status 3 (Full) is newer than both: a leader that does not know it
+ * reads it as a failed delivery and resends after its backoff, which is what
+ * Full asks for.
  */
-import type { AppendReply, AppendRequest, EntryRun, ReplyStatus } from '../quorum/messages.js';
+import { ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from '../quorum/messages.js';
 
 const VERSION = 2;
 const V1 = 1;
@@ -96,7 +99,7 @@ export function decodeAppendReply(body: Buffer): AppendReply {
   const version = r.u8();
   if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer reply version');
   const status = r.u8();
-  if (status > 2) throw new WireError(`unknown reply status ${status}`);
+  if (status > ReplyStatus.Full) throw new WireError(`unknown reply status ${status}`);
   const reply: AppendReply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
   if (version === VERSION) reply.incarnation = r.u32();
   r.end();
