@@ -4,11 +4,17 @@
  * three media types, and the small JSON objects of the log commands.
  */
 import { TernError } from '../errors.js';
-import { FRAMES_CONTENT_TYPE, FrameError, decodeFrames } from '../frames.js';
+import { FRAMES_CONTENT_TYPE, FrameLimitError, decodeFrames } from '../frames.js';
 import type { ClientAppend } from '../peer/forwarded-appends.js';
+import type { HttpLimits } from '../replica/api.js';
 
-/** Log names: what the routes accept in `{log}` and forwarded appends carry. */
-export const LOG_NAME_PATTERN = '^[A-Za-z0-9._-]{1,128}$';
+/**
+ * Log names: what the routes accept in `{log}` and forwarded appends carry.
+ * Not `.` or `..`: names become path segments of object keys.
+ */
+export const LOG_NAME_PATTERN = '^(?!\\.\\.?$)[A-Za-z0-9._-]{1,128}$';
+/** The limits an append body is checked against. */
+export type AppendLimits = Pick<HttpLimits, 'maxEntryBytes' | 'maxRequestEntries'>;
 export const OCTETS = 'application/octet-stream';
 export const JSON_TYPE = 'application/json';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -19,15 +25,16 @@ export function mediaType(contentType: string | undefined): string {
 }
 
 /** The entries of an append body; all-or-nothing validation so no partial batch is ever proposed. */
-export function parseAppendBody(type: string, body: Buffer | undefined, maxEntryBytes: number): ClientAppend {
+export function parseAppendBody(type: string, body: Buffer | undefined, limits: AppendLimits): ClientAppend {
+  const { maxEntryBytes } = limits;
   const bytes = body ?? Buffer.alloc(0);
   let entries: Buffer[];
   if (type === OCTETS) {
     entries = [bytes];
   } else if (type === FRAMES_CONTENT_TYPE) {
-    entries = framesOf(bytes, maxEntryBytes);
+    entries = framesOf(bytes, limits);
   } else if (type === JSON_TYPE) {
-    entries = parseJsonBatch(bytes);
+    entries = parseJsonBatch(bytes, limits.maxRequestEntries);
   } else {
     throw new TernError('UNSUPPORTED_MEDIA_TYPE', `content type "${type}" is not one of ${OCTETS}, ${JSON_TYPE}, ${FRAMES_CONTENT_TYPE}`);
   }
@@ -38,12 +45,12 @@ export function parseAppendBody(type: string, body: Buffer | undefined, maxEntry
   return { entries, single: type === OCTETS };
 }
 
-/** Frames as entries, with a frame over the entry limit reported as TOO_LARGE and any other damage as BAD_REQUEST. */
-export function framesOf(bytes: Buffer, maxEntryBytes: number): Buffer[] {
+/** Frames as entries, with a frame over the entry limit or frames over the count limit reported as TOO_LARGE and any other damage as BAD_REQUEST. */
+export function framesOf(bytes: Buffer, limits: AppendLimits): Buffer[] {
   try {
-    return decodeFrames(bytes, maxEntryBytes);
+    return decodeFrames(bytes, limits.maxEntryBytes, limits.maxRequestEntries);
   } catch (err) {
-    if (err instanceof FrameError && err.message.includes('entry limit')) throw new TernError('TOO_LARGE', err.message);
+    if (err instanceof FrameLimitError) throw new TernError('TOO_LARGE', err.message);
     throw new TernError('BAD_REQUEST', (err as Error).message);
   }
 }
@@ -60,9 +67,10 @@ export function parseJsonObject(body: Buffer | undefined, required: string[]): R
   return parsed as Record<string, unknown>;
 }
 
-function parseJsonBatch(body: Buffer): Buffer[] {
+function parseJsonBatch(body: Buffer, maxEntries: number): Buffer[] {
   const list = parseJsonObject(body, []).entries;
   if (!Array.isArray(list)) throw new TernError('BAD_REQUEST', 'body must be {"entries": ["<base64>", ...]}');
+  if (list.length > maxEntries) throw new TernError('TOO_LARGE', `${list.length} entries are over the ${maxEntries}-entry limit of a request`);
   return list.map((item, i) => {
     if (typeof item !== 'string' || !BASE64.test(item)) throw new TernError('BAD_REQUEST', `entries[${i}] is not a base64 string`);
     return Buffer.from(item, 'base64');

@@ -16,7 +16,7 @@ import { appendHere, entryBytes } from './append.js';
 import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject } from './bodies.js';
 import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
-import { serverOptions } from './server-options.js';
+import { capConnections, serverOptions } from './server-options.js';
 
 /**
  * A forwarded log command (handoff) fails after the leader's ack timeout and
@@ -73,7 +73,8 @@ const statusSchema = {
 };
 
 export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): Promise<FastifyInstance> {
-  const app = Fastify(serverOptions(logger, config.maxRequestBytes));
+  const app = Fastify(serverOptions(logger, config.maxRequestBytes, config));
+  capConnections(app, config.maxConnections);
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + COMMAND_FORWARD_SLACK_MS);
   // A batch unanswered past APPEND_FORWARD_SLACK_MS went to an unreachable or stalled leader: fail it
   // (maybe applied) rather than hold the client, and the appends gathered behind it, for longer.
@@ -166,7 +167,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
       let countedByAppend = false;
       try {
         // Checked where it arrived, whoever leads: bad input never crosses the network.
-        append = parseAppendBody(mediaType(req.headers['content-type']), req.body, config.maxEntryBytes);
+        append = parseAppendBody(mediaType(req.headers['content-type']), req.body, config);
         const leader = await replica.leaderElsewhere(name);
         if (!leader) {
           countedByAppend = true;

@@ -10,20 +10,20 @@ import { isEtcdUnavailable } from '../etcd-unavailable.js';
 import { decodeForwardedAppend, encodeForwardedAnswers, splitForwardedAppends, type ClientAppend, type ForwardedAnswer } from '../peer/forwarded-appends.js';
 import type { ReplicaApi } from '../replica/api.js';
 import { appendHere } from './append.js';
-import { LOG_NAME_PATTERN, framesOf } from './bodies.js';
+import { LOG_NAME_PATTERN, framesOf, type AppendLimits } from './bodies.js';
 import { toTernError } from './error-handler.js';
 
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
 
 /** The answer body for a request body of forwarded appends; throws only when the batch itself cannot be read. */
-export async function answerForwardedAppends(replica: ReplicaApi, maxEntryBytes: number, body: Buffer): Promise<Buffer> {
+export async function answerForwardedAppends(replica: ReplicaApi, limits: AppendLimits, body: Buffer): Promise<Buffer> {
   const items = splitForwardedAppends(body);
-  return encodeForwardedAnswers(await Promise.all(items.map((item) => answerOne(replica, maxEntryBytes, item))));
+  return encodeForwardedAnswers(await Promise.all(items.map((item) => answerOne(replica, limits, item))));
 }
 
-async function answerOne(replica: ReplicaApi, maxEntryBytes: number, item: Buffer): Promise<ForwardedAnswer> {
+async function answerOne(replica: ReplicaApi, limits: AppendLimits, item: Buffer): Promise<ForwardedAnswer> {
   try {
-    const { log, append } = checkedAppend(item, maxEntryBytes);
+    const { log, append } = checkedAppend(item, limits);
     return { status: 200, json: JSON.stringify(await appendHere(replica, log, append)) };
   } catch (err) {
     if (isEtcdUnavailable(err)) replica.metrics.etcdFailed('request');
@@ -33,10 +33,10 @@ async function answerOne(replica: ReplicaApi, maxEntryBytes: number, item: Buffe
 }
 
 /** One forwarded append, checked again against this replica's own limits. */
-function checkedAppend(item: Buffer, maxEntryBytes: number): { log: string; append: ClientAppend } {
+function checkedAppend(item: Buffer, limits: AppendLimits): { log: string; append: ClientAppend } {
   const { log, single, frames } = decodeForwardedAppend(item);
   if (!LOG_NAME.test(log)) throw new TernError('BAD_REQUEST', `forwarded append: bad log name "${log}"`);
-  const entries = framesOf(frames, maxEntryBytes);
+  const entries = framesOf(frames, limits);
   if (single ? entries.length !== 1 : entries.length === 0) throw new TernError('BAD_REQUEST', 'forwarded append: wrong number of entries');
   return { log, append: { entries, single } };
 }

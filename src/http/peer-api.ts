@@ -53,7 +53,7 @@ function senderOf(named: string | undefined): string | undefined {
 export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): FastifyInstance {
   // A message carries at most maxBatchBytes of entries, but always at least one entry.
   const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + BODY_OVERHEAD_BYTES;
-  const app = Fastify(serverOptions(logger, bodyLimit));
+  const app = Fastify(serverOptions(logger, bodyLimit, config));
   installErrorHandling(app);
   for (const type of [PEER_CONTENT_TYPE, FORWARDED_APPENDS_CONTENT_TYPE]) app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
@@ -73,7 +73,7 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
   // client request; frames add 4 bytes an entry, which a JSON client body paid for at least as much.
   const forwardedLimit = FORWARDED_BODY_HEADROOM * (config.maxBatchBytes + config.maxRequestBytes);
   app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) =>
-    reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, config.maxEntryBytes, req.body)),
+    reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, config, req.body)),
   );
 
   app.post<{ Params: { log: string }; Body: TakeoverBody }>(peerRoutes.takeover, { schema: { params: logParams, body: takeoverBody } }, async function takeoverCommand(req) {

@@ -22,8 +22,12 @@
  * not: ids below -1 (below 0 for an entry), an entry id past MAX_ID, a
  * prevEpoch below -1, entries of a later epoch than their sender's. Epochs
  * need no check: a u32 cannot exceed MAX_EPOCH.
+ *
+ * Reply status 3 (Full) is newer than both: a leader that does not know it
+ * reads it as a failed delivery and resends after its backoff, which is what
+ * Full asks for.
  */
-import { MAX_ID, type AppendReply, type AppendRequest, type EntryRun, type ReplyStatus } from '../quorum/messages.js';
+import { MAX_ID, ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from '../quorum/messages.js';
 
 const VERSION = 2;
 const V1 = 1;
@@ -104,7 +108,7 @@ export function decodeAppendReply(body: Buffer): AppendReply {
   const version = r.u8();
   if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer reply version');
   const status = r.u8();
-  if (status > 2) throw new WireError(`unknown reply status ${status}`);
+  if (status > ReplyStatus.Full) throw new WireError(`unknown reply status ${status}`);
   const reply: AppendReply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
   if (version === VERSION) reply.incarnation = r.u32();
   r.end();

@@ -193,6 +193,10 @@ export class LeaderLog<T> {
       if (reply.lastId < p.matchId) p.matchId = reply.lastId;
       p.resetToProbe(this.now);
       p.nextId = Math.max(reply.lastId + 1, this.replica.buffer.startId);
+    } else if (reply.status === ReplyStatus.Full && sent) {
+      // Nothing new was taken, so nothing counts towards the commit point: resend from what it
+      // provably holds once the backoff has passed (resending at once would spin while it is full).
+      p.resetToProbe(this.now + this.config.backoffTicks);
     }
   }
 

@@ -41,8 +41,9 @@ export class LogReplica {
   /**
    * The follower rule. Accepts the entries only if they extend a prefix this
    * replica shares with the leader; replaces a divergent tail of an older
-   * epoch; never accepts a gap. Idempotent: a duplicated or reordered message
-   * changes nothing already held.
+   * epoch; never accepts a gap; takes nothing new past the memory bound
+   * (Full). Idempotent: a duplicated or reordered message changes nothing
+   * already held.
    */
   handleAppend(req: AppendRequest): AppendReply {
     if (req.epoch < this.epoch) return this.reply(ReplyStatus.Fenced, req.seq, this.buffer.lastId);
@@ -56,11 +57,13 @@ export class LogReplica {
       this.truncateUncommitted(prevId);
       return this.reply(ReplyStatus.Gap, req.seq, buffer.lastId);
     }
-    const matchId = this.extend(req.firstId, req.entryEpoch, req.entries);
+    // The prefix up to prevId matches the leader's (checked above); what follows needs room.
+    const written = this.extend(req.firstId, req.entryEpoch, req.entries, true);
+    const matchId = written ?? prevId;
     // Only ids this message proved to match the leader may count as committed here.
     const commit = Math.min(req.commitId, matchId);
     if (commit > this.commitId) this.commitId = commit;
-    return this.reply(ReplyStatus.Ok, req.seq, matchId);
+    return this.reply(written === undefined ? ReplyStatus.Full : ReplyStatus.Ok, req.seq, matchId);
   }
 
   /**
@@ -70,7 +73,7 @@ export class LogReplica {
    */
   adopt(firstId: number, epoch: number, entries: Buffer[]): void {
     if (firstId > this.buffer.lastId + 1) throw new RangeError(`log ${this.log}: adopting at ${firstId} would leave a gap after ${this.buffer.lastId}`);
-    this.extend(firstId, epoch, entries);
+    this.extend(firstId, epoch, entries, false);
   }
 
   /** Entries from fromId to toId (inclusive) grouped by epoch, about maxBytes at most (always at least one entry). */
@@ -104,9 +107,11 @@ export class LogReplica {
   /**
    * Writes entries at firstId.. unless already held from the same epoch
    * (duplicates); an entry of another epoch at the same id is divergent: it
-   * and all after it are dropped first. Returns the last id written.
+   * and all after it are dropped first. Returns the last id written, or
+   * undefined when `bounded` and the new entries would pass the memory
+   * bound: then nothing is written (a divergent tail may have been dropped).
    */
-  private extend(firstId: number, epoch: number, entries: Buffer[]): number {
+  private extend(firstId: number, epoch: number, entries: Buffer[], bounded: boolean): number | undefined {
     const buffer = this.buffer;
     // Entries below our buffer were released after being made durable; they match by definition.
     let i = Math.max(0, buffer.startId - firstId);
@@ -118,7 +123,11 @@ export class LogReplica {
         break;
       }
     }
-    if (i < entries.length) buffer.append(epoch, i === 0 ? entries : entries.slice(i));
+    if (i < entries.length) {
+      const fresh = i === 0 ? entries : entries.slice(i);
+      if (bounded && !buffer.hasRoomFor(fresh)) return undefined;
+      buffer.append(epoch, fresh);
+    }
     return firstId + entries.length - 1;
   }
 

@@ -47,6 +47,13 @@ export const ReplyStatus = {
   Fenced: 1,
   /** The follower cannot extend its log at firstId; lastId hints where to resend from. */
   Gap: 2,
+  /**
+   * The follower holds its memory bound and took none of the new entries;
+   * lastId is the highest id the message proved to match. The leader resends
+   * them after a backoff, by when flushes may have made room; the follower
+   * answered, so it counts as alive, but it holds nothing more.
+   */
+  Full: 3,
 } as const;
 export type ReplyStatus = (typeof ReplyStatus)[keyof typeof ReplyStatus];
 

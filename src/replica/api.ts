@@ -24,7 +24,10 @@ export interface RequestMetrics {
 }
 
 /** The limits and timeouts the listeners enforce, as configured. */
-export type HttpLimits = Pick<ReplicaConfig, 'maxRequestBytes' | 'maxEntryBytes' | 'maxBatchBytes' | 'maxBatchEntries' | 'maxReadEntries' | 'maxWaitMs' | 'ackTimeoutMs'>;
+export type HttpLimits = Pick<
+  ReplicaConfig,
+  'maxRequestBytes' | 'maxEntryBytes' | 'maxRequestEntries' | 'maxBatchBytes' | 'maxBatchEntries' | 'maxReadEntries' | 'maxWaitMs' | 'ackTimeoutMs' | 'maxConnections' | 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs'
+>;
 
 /** Where another replica listens: the leader a request is forwarded to. */
 export type ReplicaAddress = Pick<MemberInfo, 'clientUrl' | 'peerUrl'>;

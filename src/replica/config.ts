@@ -40,10 +40,18 @@ export const replicaOptions = {
   maxBatchBytes: { kind: 'int', default: 2 * 1024 * 1024, min: 1024, max: 256 * 1024 * 1024, doc: 'Bytes of entries per replication message (group commit bound).' },
   maxEntryBytes: { kind: 'int', default: 1024 * 1024, min: 1, max: 256 * 1024 * 1024, doc: 'Largest entry accepted (413 TOO_LARGE above).' },
   maxRequestBytes: { kind: 'int', default: 16 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'Largest client request body accepted (413 TOO_LARGE above).' },
-  maxBufferBytes: { kind: 'int', default: 1024 * 1024 * 1024, min: 1024, max: Number.MAX_SAFE_INTEGER, doc: 'Unflushed entry bytes this replica holds in memory, all logs together; appends beyond get 503 BUFFER_FULL.' },
+  maxBufferBytes: { kind: 'int', default: 1024 * 1024 * 1024, min: 1024, max: Number.MAX_SAFE_INTEGER, doc: 'Memory this replica holds in unflushed entries, all logs together: their bytes plus a fixed overhead per entry (the cost of holding it). Appends beyond get 503 BUFFER_FULL; a follower beyond it takes no more entries until it has room, and its leader resends them later.' },
   maxReadEntries: { kind: 'int', default: 10_000, min: 1, max: 1_000_000, doc: 'Largest `limit` of a read.' },
   maxReadBytes: { kind: 'int', default: 8 * 1024 * 1024, min: 1024, max: 1024 * 1024 * 1024, doc: 'A read returns at most about this many entry bytes (at least one entry).' },
   maxWaitMs: { kind: 'int', default: 60_000, min: 0, max: 3_600_000, doc: 'Longest `waitMs` of a tail read.' },
+  maxRequestEntries: { kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'Most entries one append request may carry (413 TOO_LARGE above): each entry costs memory beyond its bytes, so many tiny or empty entries are bounded by count.' },
+  maxLogs: { kind: 'int', default: 10_000, min: 1, max: 10_000_000, doc: 'Most logs the cluster holds: creating one more gets 409 TOO_MANY_LOGS (checked against this replica\'s view of etcd, so replicas creating at once may pass it by a few).' },
+  maxConnections: { kind: 'int', default: 1024, min: 1, max: 1_000_000, doc: 'Open connections the client listener serves; a request on a connection beyond it gets 503 TOO_MANY and the connection is closed (a few dozen more are dropped at once).' },
+  maxTailReads: { kind: 'int', default: 1000, min: 0, max: 1_000_000, doc: 'Tail reads (`waitMs` > 0) held at once on this replica; one more gets 503 TOO_MANY.' },
+  maxConcurrentReads: { kind: 'int', default: 256, min: 1, max: 1_000_000, doc: 'Reads served at once on this replica, not counting held tail reads while they wait (reads from object storage take a while); one more gets 503 TOO_MANY.' },
+  requestTimeoutMs: { kind: 'int', default: 30_000, min: 100, max: 3_600_000, doc: 'A request (headers and body) must arrive within this long (slow clients, slowloris): past it 408 REQUEST_TIMEOUT and the connection is closed. Answers, such as held tail reads, do not count.' },
+  headersTimeoutMs: { kind: 'int', default: 10_000, min: 100, max: 3_600_000, doc: 'The request headers must arrive within this long of the connection or the previous request (at most --request-timeout-ms); past it 408 REQUEST_TIMEOUT and the connection is closed.' },
+  keepAliveTimeoutMs: { kind: 'int', default: 5_000, min: 100, max: 3_600_000, doc: 'An idle keep-alive connection is closed after this long without a request.' },
   s3Endpoint: { kind: 'string', default: '', doc: 'S3-compatible endpoint URL (AWS S3, MinIO, s3rver). Empty: no object storage; entries stay in memory (bounded by --max-buffer-bytes) and are never flushed.' },
   s3Region: { kind: 'string', default: 'us-east-1', doc: 'Object store region.' },
   s3Bucket: { kind: 'string', default: 'tern', doc: 'Bucket that holds the flushed objects.' },
@@ -103,6 +111,8 @@ export function parseReplicaConfig(argv: readonly string[], env: NodeJS.ProcessE
   if (out.advertiseHost === '') out.advertiseHost = out.host;
   peerRouteMap(out.peerRoutes as string[]);
   if ((out.maxEntryBytes as number) > (out.maxRequestBytes as number)) throw new ConfigError('--max-entry-bytes must not exceed --max-request-bytes');
+  // Node refuses a headers timeout longer than the request timeout it is part of.
+  if ((out.headersTimeoutMs as number) > (out.requestTimeoutMs as number)) throw new ConfigError('--headers-timeout-ms must not exceed --request-timeout-ms');
   return Object.freeze(out) as ReplicaConfig;
 }
 

@@ -12,6 +12,9 @@ import { ReplyStatus, type AppendRequest } from '../quorum/messages.js';
 import type { LogState, ReplicaContext, Waiting } from './log-state.js';
 import type { TailReaders } from './tail-readers.js';
 
+/** A reply's status as the replication metrics count it (a gap is an ordinary answer). */
+const REPLY_RESULTS = { [ReplyStatus.Ok]: 'ok', [ReplyStatus.Gap]: 'ok', [ReplyStatus.Fenced]: 'fenced', [ReplyStatus.Full]: 'full' } as const;
+
 export class LeaderDriver {
   private readonly dirty = new Set<LogState>();
   private flushScheduled = false;
@@ -108,7 +111,7 @@ export class LeaderDriver {
       (reply) => {
         const now = performance.now();
         this.peerContact.set(to, now);
-        this.ctx.metrics.replicationAnswered(to, reply.status === ReplyStatus.Fenced ? 'fenced' : 'ok', (now - sentAt) / 1000);
+        this.ctx.metrics.replicationAnswered(to, REPLY_RESULTS[reply.status], (now - sentAt) / 1000);
         leader.handleReply(to, reply);
         this.schedule(state);
       },

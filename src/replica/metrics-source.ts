@@ -41,6 +41,7 @@ export function metricsSource(replica: MetricsView): MetricsSource {
       return n;
     },
     tailWaiters: () => replica.tailWaiters,
+    hasLog: (name) => replica.directory?.log(name) !== undefined,
     leaseUp: () => replica.directory?.leaseUp ?? false,
     coordinator: () => replica.directory?.isCoordinator ?? false,
     peersUp: () => {

@@ -8,7 +8,8 @@
  * Label cardinality (README, Metrics): `log` labels grow with the number of
  * logs (6 gauges per log on every replica, plus 3 counters per log and append
  * outcome seen on the replica that processed it); `--metrics-per-log false` folds every log into
- * log="_all". `peer` has two values, `outcome` the error codes, `operation`
+ * log="_all"; failed appends to logs that do not exist count under
+ * log="_unknown", whatever name they gave. `peer` has two values, `outcome` the error codes, `operation`
  * and `source` a handful each. Histograms carry no log label.
  *
  * Counters and histograms are bumped where things happen; gauges of state
@@ -34,6 +35,8 @@ export interface MetricsSource {
   bufferLimitBytes(): number;
   bufferEntries(): number;
   tailWaiters(): number;
+  /** Whether a log of that name exists (as this replica's view of etcd has it). */
+  hasLog(name: string): boolean;
   leaseUp(): boolean;
   coordinator(): boolean;
   /** Per peer this replica has exchanged replication messages with: whether one succeeded within the ack timeout. */
@@ -41,6 +44,8 @@ export interface MetricsSource {
 }
 
 export const ALL_LOGS = '_all';
+/** The log label of failed appends to logs that do not exist: one series for every such name, which a client picks at will. */
+export const UNKNOWN_LOG = '_unknown';
 
 /** Latency buckets from 0.5 ms to 10 s: acks are milliseconds, recoveries and flushes seconds. */
 const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10];
@@ -48,6 +53,7 @@ const SECONDS_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2
 export class ReplicaMetrics {
   readonly registry = new Registry();
   private readonly logLabel: (log: string) => string;
+  private readonly source: MetricsSource;
   private readonly appendChildren = new Map<string, { appends: Counter.Internal; entries: Counter.Internal; bytes: Counter.Internal }>();
 
   private readonly appends = this.counter('tern_appends_total', 'Client appends answered by the replica the client sent them to, by outcome (ok or the error code).', ['log', 'outcome']);
@@ -55,7 +61,7 @@ export class ReplicaMetrics {
   private readonly appendEntries = this.counter('tern_append_entries_total', 'Entries of client appends, by outcome (a batch counts each entry).', ['log', 'outcome']);
   private readonly ackSeconds = this.histogram('tern_append_ack_seconds', 'Client-visible append latency: request received to successful answer, forwarding included.');
   private readonly quorumRound = this.histogram('tern_quorum_round_seconds', 'Leader side: an append taken by the leader until a quorum holds it.');
-  private readonly replicationMessages = this.counter('tern_replication_messages_total', 'Replication messages sent to a peer, by result (ok, fenced, error).', ['peer', 'result']);
+  private readonly replicationMessages = this.counter('tern_replication_messages_total', 'Replication messages sent to a peer, by result (ok, fenced, full: the peer held its memory bound and took nothing, error).', ['peer', 'result']);
   private readonly replicationBytes = this.counter('tern_replication_bytes_total', 'Entry bytes sent to a peer in replication messages.', ['peer']);
   private readonly replicationRtt = this.histogram('tern_replication_round_trip_seconds', 'A replication message sent until its reply.', ['peer']);
   private readonly leadership = this.counter('tern_leadership_changes_total', 'Leaderships taken (acquired) and given up (lost) by this replica.', ['change']);
@@ -73,6 +79,7 @@ export class ReplicaMetrics {
   constructor(replica: string, options: { perLog: boolean }, source: MetricsSource) {
     this.registry.setDefaultLabels({ replica });
     this.logLabel = options.perLog ? (log) => log : () => ALL_LOGS;
+    this.source = source;
     collectDefaultMetrics({ register: this.registry });
     this.stateGauges(source);
     // Series of bounded label sets exist from the start, so rate() and alerts see a zero, not nothing.
@@ -90,18 +97,18 @@ export class ReplicaMetrics {
    * only the client-visible latency (`acknowledged`).
    */
   appended(log: string, outcome: string, entries: number, bytes: number): void {
-    const series = this.appendSeries(log, outcome);
+    const series = this.appendSeries(outcome === 'ok' || this.source.hasLog(log) ? this.logLabel(log) : UNKNOWN_LOG, outcome);
     series.appends.inc();
     series.entries.inc(entries);
     series.bytes.inc(bytes);
   }
 
   /** The append counters of one (log, outcome), looked up once: this runs for every append. */
-  private appendSeries(log: string, outcome: string) {
-    const key = `${log}\u0000${outcome}`;
+  private appendSeries(label: string, outcome: string) {
+    const key = `${label}\u0000${outcome}`;
     let series = this.appendChildren.get(key);
     if (!series) {
-      const labels = { log: this.logLabel(log), outcome };
+      const labels = { log: label, outcome };
       series = { appends: this.appends.labels(labels), entries: this.appendEntries.labels(labels), bytes: this.appendBytes.labels(labels) };
       this.appendChildren.set(key, series);
     }
@@ -121,7 +128,7 @@ export class ReplicaMetrics {
     this.replicationBytes.inc({ peer }, bytes);
   }
 
-  replicationAnswered(peer: string, result: 'ok' | 'fenced' | 'error', seconds?: number): void {
+  replicationAnswered(peer: string, result: 'ok' | 'fenced' | 'full' | 'error', seconds?: number): void {
     this.replicationMessages.inc({ peer, result });
     if (seconds !== undefined) this.replicationRtt.observe({ peer }, seconds);
   }

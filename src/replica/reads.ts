@@ -1,7 +1,9 @@
 /**
  * The read path: committed entries from memory while this replica holds them
  * (only up to the commit point it knows in its own log), from object storage
- * below that, and long-poll tail reads that wait for the next commit.
+ * below that, and long-poll tail reads that wait for the next commit; and
+ * how many of each this replica serves at once (--max-concurrent-reads,
+ * --max-tail-reads).
  */
 import { TernError } from '../errors.js';
 import type { ReplicaContext } from './log-state.js';
@@ -9,6 +11,9 @@ import type { TailReaders } from './tail-readers.js';
 import type { ReadResult } from './types.js';
 
 export class Reads {
+  /** Reads being served, not counting held tail reads while they wait. */
+  private active = 0;
+
   constructor(
     private readonly ctx: ReplicaContext,
     private readonly tailReaders: TailReaders,
@@ -17,14 +22,25 @@ export class Reads {
   /**
    * Committed entries from `fromId`, waiting up to `waitMs` for the first one
    * when none is committed yet. Entries below this replica's memory come from
-   * object storage through the manifest.
+   * object storage through the manifest. TOO_MANY past either bound.
    */
   async read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
+    const { maxConcurrentReads } = this.ctx.config;
+    if (this.active >= maxConcurrentReads) throw new TernError('TOO_MANY', `replica ${this.ctx.id} serves ${this.active} reads, the most --max-concurrent-reads allows (${maxConcurrentReads})`);
+    this.active++;
+    try {
+      return await this.readCounted(name, fromId, limit, waitMs);
+    } finally {
+      this.active--;
+    }
+  }
+
+  private async readCounted(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
     await this.ctx.requireLog(name);
     const dir = this.ctx.dir();
     const retained = dir.retainedFrom(name);
     if (fromId < retained) throw new TernError('TRUNCATED', `log ${name}: ids below ${retained} were truncated; read from ${retained}`);
-    if (waitMs > 0 && fromId > this.ctx.committedId(name)) await this.tailReaders.wait(name, fromId, waitMs);
+    if (waitMs > 0 && fromId > this.ctx.committedId(name)) await this.waitForCommit(name, fromId, waitMs);
     const committedId = this.ctx.committedId(name);
     const state = this.ctx.logs.get(name);
     if (fromId > committedId) return { entries: [], fromId, nextId: fromId, committedId };
@@ -46,4 +62,17 @@ export class Reads {
     for (const e of entries) bytes += e.length;
     this.ctx.metrics.served(entries.length === 0 ? 'none' : fromStore ? 'object_store' : 'memory', bytes);
     return { entries, fromId, nextId: fromId + entries.length, committedId };
-  }}
+  }
+
+  /** A tail read held until `fromId` is committed or `waitMs` passes; it does not count as an active read meanwhile. */
+  private async waitForCommit(name: string, fromId: number, waitMs: number): Promise<void> {
+    const { maxTailReads } = this.ctx.config;
+    if (this.tailReaders.count >= maxTailReads) throw new TernError('TOO_MANY', `replica ${this.ctx.id} holds ${this.tailReaders.count} tail reads, the most --max-tail-reads allows (${maxTailReads})`);
+    this.active--;
+    try {
+      await this.tailReaders.wait(name, fromId, waitMs);
+    } finally {
+      this.active++;
+    }
+  }
+}

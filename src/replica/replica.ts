@@ -16,7 +16,7 @@ import { leadershipLost, releasesOnFlush } from '../control/follower.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
 import type { LogRecord, MemberInfo } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
-import type { MemoryAccount } from '../quorum/entry-buffer.js';
+import { exceedsBound, type MemoryAccount } from '../quorum/entry-buffer.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import { incarnationTag, type AppendReply, type AppendRequest } from '../quorum/messages.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
@@ -44,8 +44,8 @@ export type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readines
 const COORDINATOR_PASS_MS = 300;
 
 export class Replica implements ReplicaContext {
-  /** Entry bytes held in memory over all logs: the budget `maxBufferBytes` bounds. */
-  readonly memory: MemoryAccount = { bytes: 0 };
+  /** Memory held in entries over all logs, bounded by `maxBufferBytes` (leaders refuse appends, followers entries). */
+  readonly memory: MemoryAccount;
   readonly logs = new Map<string, LogState>();
   readonly leaderTicks: LeaderTicks;
   readonly metrics: ReplicaMetrics;
@@ -72,6 +72,7 @@ export class Replica implements ReplicaContext {
     /** Undefined when no object store is configured: entries then stay in memory, bounded. */
     readonly store: ObjectStore | undefined,
   ) {
+    this.memory = { bytes: 0, limitBytes: config.maxBufferBytes };
     this.leaderTicks = leaderTicksOf(config);
     this.storage = new Storage(this);
     this.driver = new LeaderDriver(this, this.tailReaders);
@@ -174,6 +175,9 @@ export class Replica implements ReplicaContext {
   /** Creates the log if it does not exist (idempotent) and makes sure it has a leader. */
   async createLog(name: string): Promise<{ created: boolean; status: LogStatus }> {
     const dir = this.dir();
+    if (!dir.log(name) && dir.logNames().length >= this.config.maxLogs) {
+      throw new TernError('TOO_MANY_LOGS', `the cluster holds ${dir.logNames().length} logs, the most --max-logs allows (${this.config.maxLogs})`);
+    }
     let created: boolean;
     try {
       ({ created } = await dir.createLog(name, this.config.replicas));
@@ -232,10 +236,8 @@ export class Replica implements ReplicaContext {
     if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.id} does not lead log ${name}`);
     if (state.handingOff) throw new TernError('NOT_READY', `log ${name} is being handed off`, { maybeApplied: false });
     if (state.takeover) throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}`, { maybeApplied: false });
-    let bytes = 0;
-    for (const e of entries) bytes += e.length;
-    if (this.memory.bytes + bytes > this.config.maxBufferBytes) {
-      throw new TernError('BUFFER_FULL', `replica ${this.id} holds ${this.memory.bytes} unflushed bytes (limit ${this.config.maxBufferBytes})`);
+    if (exceedsBound(this.memory, entries)) {
+      throw new TernError('BUFFER_FULL', `replica ${this.id} holds ${this.memory.bytes} bytes of unflushed entries (limit ${this.config.maxBufferBytes})`);
     }
     return new Promise<AppendResult>((resolve, reject) => {
       const result = leader.propose(entries, { resolve, reject, takenAt: performance.now() });

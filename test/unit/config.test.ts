@@ -39,6 +39,7 @@ describe('replica configuration', () => {
     [['--id', 'r1', '--nope', '1'], /nope/],
     [['--id', 'r1', '--replicas', '5'], /--replicas/],
     [['--id', 'r1', '--max-entry-bytes', '9000', '--max-request-bytes', '4096'], /must not exceed/],
+    [['--id', 'r1', '--headers-timeout-ms', '9000', '--request-timeout-ms', '4000'], /--headers-timeout-ms must not exceed --request-timeout-ms/],
   ])('rejects %j with a message for people', (argv, message) => {
     expect(() => parseReplicaConfig(argv as string[], {})).toThrow(ConfigError);
     expect(() => parseReplicaConfig(argv as string[], {})).toThrow(message as RegExp);

@@ -1,9 +1,11 @@
 /** The in-memory run of entries of one log on one replica: src/quorum/entry-buffer.ts. */
 import { describe, expect, it } from 'vitest';
-import { EntryBuffer, type MemoryAccount } from '../../src/quorum/entry-buffer.js';
+import { ENTRY_OVERHEAD_BYTES, EntryBuffer, exceedsBound, memoryCost, type MemoryAccount } from '../../src/quorum/entry-buffer.js';
 
 const b = (s: string) => Buffer.from(s);
 const bs = (...s: string[]) => s.map(b);
+/** What a MemoryAccount counts for `entries` entries of `bytes` bytes in all. */
+const held = (bytes: number, entries: number) => bytes + entries * ENTRY_OVERHEAD_BYTES;
 
 /** What the buffer holds, id by id, as strings. */
 function contents(buf: EntryBuffer): string[] {
@@ -46,7 +48,7 @@ describe('append and get', () => {
   it('keeps empty entries as ids of their own', () => {
     const { buf, account } = fresh();
     buf.append(1, [Buffer.alloc(0), b('x'), Buffer.alloc(0)]);
-    expect([buf.lastId, buf.bytes, account.bytes]).toEqual([2, 1, 1]);
+    expect([buf.lastId, buf.bytes, account.bytes]).toEqual([2, 1, held(1, 3)]);
     expect(buf.get(0)!.length).toBe(0);
     expect(buf.get(2)!.length).toBe(0);
   });
@@ -60,13 +62,24 @@ describe('append and get', () => {
     expect(buf.epochRuns()).toEqual([{ firstId: 0, epoch: 1 }]);
   });
 
+  it('counts an overhead per entry against the bound, so empty entries are not free', () => {
+    const account: MemoryAccount = { bytes: 0, limitBytes: 10 * ENTRY_OVERHEAD_BYTES };
+    const buf = new EntryBuffer(0, account);
+    const empties = (n: number) => Array.from({ length: n }, () => Buffer.alloc(0));
+    expect(memoryCost(empties(4))).toBe(4 * ENTRY_OVERHEAD_BYTES);
+    buf.append(1, empties(8));
+    expect(account.bytes).toBe(8 * ENTRY_OVERHEAD_BYTES);
+    expect([buf.hasRoomFor(empties(2)), buf.hasRoomFor(empties(3)), buf.hasRoomFor([b('x'), Buffer.alloc(0)])]).toEqual([true, false, false]);
+    expect(exceedsBound({ bytes: 1e12 }, empties(1))).toBe(false); // no bound
+  });
+
   it('counts bytes in the buffer and in the account shared by several buffers', () => {
     const account = { bytes: 0 };
     const one = new EntryBuffer(0, account);
     const two = new EntryBuffer(50, account);
     one.append(1, bs('aa', 'bbb'));
     two.append(4, bs('cccc'));
-    expect([one.bytes, two.bytes, account.bytes]).toEqual([5, 4, 9]);
+    expect([one.bytes, two.bytes, account.bytes]).toEqual([5, 4, held(9, 3)]);
   });
 });
 
@@ -170,7 +183,7 @@ describe('truncateFrom', () => {
     const { buf, account } = mixed();
     buf.truncateFrom(3);
     expect(contents(buf)).toEqual(['a', 'bb', 'ccc']);
-    expect([buf.lastId, buf.bytes, account.bytes]).toEqual([2, 6, 6]);
+    expect([buf.lastId, buf.bytes, account.bytes]).toEqual([2, 6, held(6, 3)]);
     expect(buf.epochOf(2)).toBe(2);
     expect(buf.epochOf(3)).toBeUndefined();
   });
@@ -179,7 +192,7 @@ describe('truncateFrom', () => {
     const { buf, account } = mixed();
     buf.truncateFrom(2);
     expect(buf.epochRuns()).toEqual([{ firstId: 0, epoch: 1 }]);
-    expect(account.bytes).toBe(3);
+    expect(account.bytes).toBe(held(3, 2));
     buf.append(3, bs('X', 'Y'));
     expect(contents(buf)).toEqual(['a', 'bb', 'X', 'Y']);
     expect(buf.epochRuns()).toEqual([{ firstId: 0, epoch: 1 }, { firstId: 2, epoch: 3 }]);
@@ -199,7 +212,7 @@ describe('truncateFrom', () => {
     const { buf, account } = mixed();
     buf.truncateFrom(4);
     buf.truncateFrom(100);
-    expect([buf.lastId, account.bytes]).toEqual([3, 10]);
+    expect([buf.lastId, account.bytes]).toEqual([3, held(10, 4)]);
     buf.releaseThrough(0);
     expect(() => buf.truncateFrom(0)).toThrow(RangeError);
   });
@@ -223,7 +236,7 @@ describe('releaseThrough', () => {
     const { buf, account } = fresh();
     buf.append(1, bs('aa', 'bbb', 'cccc'));
     buf.releaseThrough(1);
-    expect([buf.startId, buf.lastId, buf.length, buf.bytes, account.bytes]).toEqual([2, 2, 1, 4, 4]);
+    expect([buf.startId, buf.lastId, buf.length, buf.bytes, account.bytes]).toEqual([2, 2, 1, 4, held(4, 1)]);
     expect(buf.get(0)).toBeUndefined();
     expect(buf.get(1)).toBeUndefined();
     expect(buf.get(2)!.toString()).toBe('cccc');
@@ -238,7 +251,7 @@ describe('releaseThrough', () => {
     buf.releaseThrough(0);
     buf.releaseThrough(0);
     buf.releaseThrough(-1);
-    expect([buf.startId, account.bytes]).toEqual([1, 3]);
+    expect([buf.startId, account.bytes]).toEqual([1, held(3, 1)]);
   });
 
   it('releasing everything leaves an empty buffer that continues after it', () => {
@@ -281,7 +294,7 @@ describe('releaseThrough', () => {
       bytes += value(id).length;
     }
     expect(buf.get(buf.startId - 1)).toBeUndefined();
-    expect([buf.bytes, account.bytes, buf.length]).toEqual([bytes, bytes, buf.lastId - buf.startId + 1]);
+    expect([buf.bytes, account.bytes, buf.length]).toEqual([bytes, held(bytes, buf.length), buf.lastId - buf.startId + 1]);
     expect(buf.slice(buf.startId, 3, 1000).map(String)).toEqual([0, 1, 2].map((i) => value(buf.startId + i)));
     expect(buf.epochRuns()[0]).toEqual({ firstId: buf.startId, epoch: epochOf(buf.startId) });
     // Truncation after compaction still cuts at the right id.
@@ -300,6 +313,6 @@ describe('releaseThrough', () => {
     }
     expect(buf.startId).toBe(4990);
     expect(contents(buf)).toEqual(['4990', '4991', '4992', '4993', '4994', '4995', '4996', '4997', '4998', '4999']);
-    expect(account.bytes).toBe(40);
+    expect(account.bytes).toBe(held(40, 10));
   });
 });

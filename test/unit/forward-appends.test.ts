@@ -21,6 +21,7 @@ interface Received {
 
 /** The leader's entry limit in these tests. */
 const MAX_ENTRY_BYTES = 100;
+const LIMITS = { maxEntryBytes: MAX_ENTRY_BYTES, maxRequestEntries: 100 };
 
 /** A replica whose append gives ids in call order, refuses log "refused", and holds answers while `hold` is set. */
 function scriptedReplica(received: Received, gate: { hold?: Promise<void> }): ReplicaApi {
@@ -53,7 +54,7 @@ async function leaderServer(replica: ReplicaApi, requests: number[]): Promise<st
     req.on('end', () => {
       if (req.url !== FORWARDED_APPENDS_PATH) return void res.writeHead(404).end();
       requests.push(1);
-      answerForwardedAppends(replica, MAX_ENTRY_BYTES, Buffer.concat(chunks)).then(
+      answerForwardedAppends(replica, LIMITS, Buffer.concat(chunks)).then(
         (answer) => res.writeHead(200).end(answer),
         (err: TernError) => res.writeHead(err.status).end(JSON.stringify(err.toBody())),
       );
@@ -167,10 +168,10 @@ describe('forwarded appends', () => {
   it('refuses a batch it cannot read, and a bad item alone without failing the others', async () => {
     const received: Received = { appends: [] };
     const replica = scriptedReplica(received, {});
-    await expect(answerForwardedAppends(replica, MAX_ENTRY_BYTES, Buffer.from([0, 0, 0, 9, 1]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(answerForwardedAppends(replica, LIMITS, Buffer.from([0, 0, 0, 9, 1]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     const item = (kind: number, log: string, entries: Buffer[]) => Buffer.concat([Buffer.from([kind, log.length]), Buffer.from(log, 'latin1'), ...encodeFrames(entries)]);
     const body = Buffer.concat(encodeFrames([item(1, 'bad name!', [Buffer.from('x')]), item(5, 'a', [Buffer.from('x')]), item(1, 'a', []), item(0, 'a', [Buffer.from('ok')])]));
-    const answers = decodeFrames(await answerForwardedAppends(replica, MAX_ENTRY_BYTES, body)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
+    const answers = decodeFrames(await answerForwardedAppends(replica, LIMITS, body)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
     expect(answers).toEqual([
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('bad log name') } }],
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('unknown kind 5') } }],

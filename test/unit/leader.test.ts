@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { LeaderLog, type Acked, type Failed, type LeaderConfig, type ProposeResult, type Ready } from '../../src/quorum/leader.js';
+import { ENTRY_OVERHEAD_BYTES } from '../../src/quorum/entry-buffer.js';
 import { LogReplica } from '../../src/quorum/log-replica.js';
 import { ReplyStatus, type AppendReply, type AppendRequest } from '../../src/quorum/messages.js';
 import { decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/peer/wire.js';
@@ -422,6 +423,58 @@ describe('loss and restarts', () => {
     expect(net.contents(net.f('r3'))).toEqual(Array.from({ length: 15 }, (_, i) => `e${i}`));
     expect(net.leader.matchIdOf('r3')).toBe(14);
     expect(tokens(net.acked)).toEqual(Array.from({ length: 15 }, (_, i) => `p${i}`));
+  });
+});
+
+describe('followers at their memory bound', () => {
+  /** Replaces the follower with an empty one whose own account holds at most `entries` one-byte entries (raise `limitBytes` to make room). */
+  const bounded = (net: Net, peer: string, entries: number) => {
+    const account = { bytes: 0, limitBytes: entries * (1 + ENTRY_OVERHEAD_BYTES) };
+    net.followers.set(peer, new LogReplica('log', account));
+    return account;
+  };
+
+  it('takes nothing past the bound and answers Full with the prefix it proved to match', () => {
+    const f = new LogReplica('log', { bytes: 0, limitBytes: 2 * (1 + ENTRY_OVERHEAD_BYTES) });
+    const req = (firstId: number, values: string[], commitId: number): AppendRequest => ({ log: 'log', epoch: 1, leader: 'r1', seq: firstId, firstId, prevEpoch: firstId > 0 ? 1 : -1, entryEpoch: 1, commitId, entries: values.map((v) => Buffer.from(v)) });
+    expect(f.handleAppend(req(0, ['a', 'b'], -1))).toMatchObject({ status: ReplyStatus.Ok, lastId: 1 });
+    expect(f.handleAppend(req(2, ['c'], 1))).toMatchObject({ status: ReplyStatus.Full, lastId: 1 });
+    expect([f.buffer.lastId, f.commitId]).toEqual([1, 1]);
+    // A duplicate of what it holds needs no room.
+    expect(f.handleAppend(req(0, ['a', 'b'], 1))).toMatchObject({ status: ReplyStatus.Ok, lastId: 1 });
+  });
+
+  it('never acks what only one follower could not take: a quorum of leader and the other follower does', () => {
+    const net = new Net({ heartbeatTicks: 1000 });
+    bounded(net, 'r2', 0);
+    net.propose('a', 'x');
+    net.settle(5);
+    expect(tokens(net.acked)).toEqual(['a']);
+    expect([net.f('r2').buffer.lastId, net.leader.matchIdOf('r2'), net.leader.matchIdOf('r3')]).toEqual([-1, -1, 0]);
+  });
+
+  it('holds the ack while both followers are full, resends after the backoff, and acks once they have room', () => {
+    const net = new Net({ heartbeatTicks: 1000, backoffTicks: 3, ackTimeoutTicks: 100 });
+    const r2 = bounded(net, 'r2', 0);
+    bounded(net, 'r3', 0);
+    net.propose('a', 'x');
+    net.ready();
+    net.deliverAll();
+    expect(net.wire).toEqual([]);
+    expect(net.ready().messages).toEqual([]); // no resend before the backoff
+    expect(net.acked).toEqual([]);
+    // Full replies count as answers: the followers are alive, so appends are not refused NO_QUORUM.
+    net.tick(2);
+    expect(net.propose('b', 'y').ok).toBe(true);
+    net.tick(1);
+    expect(net.ready().messages.map((m) => m.to).sort()).toEqual(['r2', 'r3']);
+    net.deliverAll();
+    expect(net.acked).toEqual([]);
+    Object.assign(r2, { limitBytes: 10 * (1 + ENTRY_OVERHEAD_BYTES) });
+    net.settle(10);
+    expect(tokens(net.acked)).toEqual(['a', 'b']);
+    expect(net.contents(net.f('r2'))).toEqual(['x', 'y']);
+    expect(net.failed).toEqual([]);
   });
 });
 

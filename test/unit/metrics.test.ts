@@ -8,6 +8,7 @@ function source(logs: LogGauges[]): MetricsSource {
     bufferLimitBytes: () => 4096,
     bufferEntries: () => 30,
     tailWaiters: () => 2,
+    hasLog: (name) => logs.some((l) => l.log === name),
     leaseUp: () => true,
     coordinator: () => false,
     peersUp: () => ({ r2: true, r3: false }),
@@ -47,6 +48,17 @@ describe('replica metrics', () => {
     expect(valueOf(body, 'tern_append_entries_total{log="_all",outcome="ok",replica="r1"}')).toBe(2);
     expect(valueOf(body, 'tern_appends_total{log="_all",outcome="NO_QUORUM",replica="r1"}')).toBe(1);
     expect(body).not.toContain('log="a"');
+  });
+
+  it('counts failed appends to logs that do not exist under one label, whatever their names', async () => {
+    const m = new ReplicaMetrics('r1', { perLog: true }, source([gauges('a', 10, true)]));
+    m.appended('a', 'NO_QUORUM', 1, 10);
+    for (let i = 0; i < 50; i++) m.appended(`invented-${i}`, i % 2 ? 'LOG_NOT_FOUND' : 'UNSUPPORTED_MEDIA_TYPE', 1, 10);
+    const { body } = await m.render();
+    expect(valueOf(body, 'tern_appends_total{log="a",outcome="NO_QUORUM",replica="r1"}')).toBe(1);
+    expect(valueOf(body, 'tern_appends_total{log="_unknown",outcome="LOG_NOT_FOUND",replica="r1"}')).toBe(25);
+    expect(valueOf(body, 'tern_appends_total{log="_unknown",outcome="UNSUPPORTED_MEDIA_TYPE",replica="r1"}')).toBe(25);
+    expect(body).not.toContain('invented-');
   });
 
   it('shows zero error counters before any error, and counts them after', async () => {

@@ -1,6 +1,6 @@
 /** One test per rule of the replication protocol, on the pure state machine. */
 import { describe, expect, it } from 'vitest';
-import { EntryBuffer } from '../../src/quorum/entry-buffer.js';
+import { ENTRY_OVERHEAD_BYTES, EntryBuffer } from '../../src/quorum/entry-buffer.js';
 import { LogReplica } from '../../src/quorum/log-replica.js';
 import { majorityOf, quorumMatchId } from '../../src/quorum/majority.js';
 import { ReplyStatus, type AppendRequest } from '../../src/quorum/messages.js';
@@ -29,16 +29,16 @@ describe('entry buffer', () => {
     const buf = new EntryBuffer(0, account);
     buf.append(1, [b('aa'), b('bbb')]);
     buf.append(2, [b('c')]);
-    expect([buf.startId, buf.lastId, buf.bytes, account.bytes]).toEqual([0, 2, 6, 6]);
+    expect([buf.startId, buf.lastId, buf.bytes, account.bytes]).toEqual([0, 2, 6, 6 + 3 * ENTRY_OVERHEAD_BYTES]);
     expect([buf.epochOf(0), buf.epochOf(1), buf.epochOf(2), buf.epochOf(3)]).toEqual([1, 1, 2, undefined]);
     expect(buf.runLastId(0)).toBe(1);
     expect(buf.slice(0, 10, 3).map(String)).toEqual(['aa']);
     expect(buf.slice(0, 10, 1).map(String)).toEqual(['aa']); // always at least one
     buf.releaseThrough(0);
-    expect([buf.startId, buf.get(1)?.toString(), account.bytes]).toEqual([1, 'bbb', 4]);
+    expect([buf.startId, buf.get(1)?.toString(), account.bytes]).toEqual([1, 'bbb', 4 + 2 * ENTRY_OVERHEAD_BYTES]);
     expect(buf.epochRuns()).toEqual([{ firstId: 1, epoch: 1 }, { firstId: 2, epoch: 2 }]);
     buf.truncateFrom(2);
-    expect([buf.lastId, account.bytes, buf.epochOf(2)]).toEqual([1, 3, undefined]);
+    expect([buf.lastId, account.bytes, buf.epochOf(2)]).toEqual([1, 3 + ENTRY_OVERHEAD_BYTES, undefined]);
   });
 
   it('stays correct across many releases (compaction)', () => {

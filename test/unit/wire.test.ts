@@ -195,7 +195,7 @@ describe('AppendReply', () => {
     const badVersion = Buffer.from(good);
     badVersion[0] = 3;
     expect(() => decodeAppendReply(badVersion)).toThrow(WireError);
-    for (const status of [3, 4, 255]) {
+    for (const status of [4, 5, 255]) {
       const bad = Buffer.from(good);
       bad[1] = status;
       expect(() => decodeAppendReply(bad)).toThrow(WireError);
