@@ -7,6 +7,7 @@
 export const ErrorCodes = {
   BAD_REQUEST: { status: 400, doc: 'Malformed request: bad log name, JSON, base64, frames or query.' },
   LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
+  FORBIDDEN: { status: 403, doc: 'Peer API with TLS only: the client certificate names no replica, or the message claims another sender than the replica its certificate names.' },
   NOT_FOUND: { status: 404, doc: 'No such route or method.' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },
   TRUNCATED: { status: 410, doc: 'The ids asked for are below the first retained id (truncated); the message names it.' },

@@ -98,6 +98,7 @@ export class Replica implements ReplicaContext {
         log,
       },
       config,
+      (peerUrl, timeoutMs) => transport.probe(peerUrl, timeoutMs),
     );
   }
 
