@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     replicaArgs: ['--log-level', 'warn', '--max-buffer-bytes', String(4 * backlog), '--flush-max-bytes', String(objectBytes), '--max-request-bytes', String(64 * MiB)],
   });
   try {
-    const store = new ObjectStore({ endpoint: cluster.objectStoreEndpoint!, region: 'us-east-1', bucket: S3RVER_BUCKET, ...S3RVER_CREDENTIALS, forcePathStyle: true, timeoutMs: 60_000 });
+    const store = new ObjectStore({ endpoint: cluster.objectStoreEndpoint!, region: 'us-east-1', bucket: S3RVER_BUCKET, credentials: S3RVER_CREDENTIALS, forcePathStyle: true, timeoutMs: 60_000 });
     const objects = Math.max(1, Math.round(backlog / objectBytes));
     const body = Buffer.alloc(objectBytes, 7);
     let t = performance.now();

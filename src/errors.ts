@@ -8,7 +8,7 @@ export const ErrorCodes = {
   BAD_REQUEST: { status: 400, doc: 'Malformed request: bad log name, JSON, base64, frames or query.' },
   LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
   NOT_FOUND: { status: 404, doc: 'No such route or method.' },
-  PEER_REFUSED: { status: 403, doc: 'Peer API only: a fence, takeover or replication message whose claim etcd does not show (the sender does not hold that epoch\'s leader key, or a takeover from neither the log\'s leader, the coordinator nor its creator). Nothing changed.' },
+  PEER_REFUSED: { status: 403, doc: 'Peer API only: a message whose sender is not the replica its TLS client certificate names, or a fence, takeover or replication message whose claim etcd does not show (the sender does not hold that epoch\'s leader key, or a takeover from neither the log\'s leader, the coordinator nor its creator). Nothing changed.' },
   REQUEST_TIMEOUT: { status: 408, doc: 'The request headers or body did not arrive within --headers-timeout-ms or --request-timeout-ms; the connection is closed (not applied).' },
   TOO_MANY_LOGS: { status: 409, doc: 'Creating the log would pass --max-logs; delete a log first (retrying does not help).' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },

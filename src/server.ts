@@ -15,10 +15,12 @@ import { ClusterDirectory } from './fencing/directory.js';
 import { ObjectStore } from './flusher/object-store.js';
 import { buildClientApi } from './http/client-api.js';
 import { buildPeerApi } from './http/peer-api.js';
+import { outgoingTls } from './peer/tls.js';
 import { PeerTransport } from './peer/transport.js';
 import { peerRouteMap, type ReplicaConfig } from './replica/config.js';
 import { missingNodeFlags } from './replica/node-flags.js';
 import { Replica, type DrainReport } from './replica/replica.js';
+import { loadSecrets, plainRemoteEndpoint } from './replica/secrets.js';
 
 /** How long a drained replica keeps answering before it closes its listeners (etcd watches carry the news in milliseconds). */
 const SHUTDOWN_LINGER_MS = 250;
@@ -42,27 +44,32 @@ export interface RunningReplica {
   stop(): Promise<void>;
 }
 
+/** Throws ConfigError (before anything listens) when a file the configuration names cannot be used. */
 export async function startReplica(config: ReplicaConfig): Promise<RunningReplica> {
+  const secrets = loadSecrets(config);
   const logger = pino({ level: config.logLevel, base: { replica: config.id } });
-  const transport = new PeerTransport({ timeoutMs: Math.max(config.retransmitMs * PEER_TIMEOUT_RETRANSMITS, MIN_PEER_TIMEOUT_MS) });
+  const transport = new PeerTransport({
+    timeoutMs: Math.max(config.retransmitMs * PEER_TIMEOUT_RETRANSMITS, MIN_PEER_TIMEOUT_MS),
+    tls: secrets.tls && outgoingTls(secrets.tls),
+  });
   const store = config.s3Endpoint
     ? new ObjectStore({
         endpoint: config.s3Endpoint,
         region: config.s3Region,
         bucket: config.s3Bucket,
-        accessKeyId: config.s3AccessKeyId,
-        secretAccessKey: config.s3SecretAccessKey,
+        credentials: secrets.s3,
         forcePathStyle: config.s3ForcePathStyle === 'true',
         timeoutMs: config.s3TimeoutMs,
         onError: (operation) => replica.metrics.storeFailed(operation),
       })
     : undefined;
   if (!store) logger.warn({}, 'no --s3-endpoint: entries stay in memory only, bounded by --max-buffer-bytes');
+  else if (plainRemoteEndpoint(config.s3Endpoint)) logger.warn({ endpoint: config.s3Endpoint }, 'the object store is reached over plain http beyond this machine: entries and request signatures cross the network in the clear; use an https endpoint');
   const missing = missingNodeFlags(process.execArgv);
   if (missing.length > 0) logger.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full GCs under load (README, Configuration)`);
   const replica = new Replica(config, transport, logger, store);
-  const peerApp = buildPeerApi(replica, config, logger);
-  const clientApp = await buildClientApi(replica, config, logger);
+  const peerApp = buildPeerApi(replica, config, logger, secrets.tls);
+  const clientApp = await buildClientApi(replica, config, logger, secrets.tls);
   let directory: ClusterDirectory | undefined;
   const stop = async () => {
     await replica.stop();
@@ -78,6 +85,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
     const clientUrl = advertised(clientAddress, config.advertiseHost);
     directory = await ClusterDirectory.connect({
       endpoints: config.etcd,
+      credentials: secrets.etcd,
       cluster: config.cluster,
       leaseTtlSeconds: config.leaseTtlSeconds,
       peerRoutes: peerRouteMap(config.peerRoutes),

@@ -15,15 +15,18 @@ export interface ClusterArgs {
   dataDir: string;
   basePort: number;
   etcd: string | undefined;
+  tls: boolean;
   replicaArgs: string[];
 }
 
 export function clusterUsage(): string {
-  return `Usage: tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [-- REPLICA FLAGS...]
+  return `Usage: tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [--tls] [-- REPLICA FLAGS...]
   --data-dir DIR   where etcd data, replica logs and cluster.json go (default .tern)
   --base-port N    replica i serves clients on N+i and peers on N+100+i; etcd uses N+379/N+380,
                    the s3rver object store N+390 (default 7000)
   --etcd URL       use this etcd instead of starting one
+  --tls            HTTPS on every listener, mutual TLS between replicas: makes a throwaway CA
+                   and a certificate per replica in DIR/tls (ca.crt, r1.crt, r1.key, ...)
   flags after -- are passed to every replica (see tern replica --help)
 Writes DIR/cluster.json; Ctrl-C stops everything it started.`;
 }
@@ -35,7 +38,7 @@ export function parseClusterArgs(argv: string[]): ClusterArgs {
   try {
     ({ values } = parseArgs({
       args: own,
-      options: { 'data-dir': { type: 'string' }, 'base-port': { type: 'string' }, etcd: { type: 'string' } },
+      options: { 'data-dir': { type: 'string' }, 'base-port': { type: 'string' }, etcd: { type: 'string' }, tls: { type: 'boolean' } },
       strict: true,
       allowPositionals: false,
     }));
@@ -44,7 +47,7 @@ export function parseClusterArgs(argv: string[]): ClusterArgs {
   }
   const basePort = Number(values['base-port'] ?? 7000);
   if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65535 - 400) throw new ConfigError(`--base-port must be an integer in [1, 65135], got "${values['base-port']}"`);
-  return { dataDir: values['data-dir'] ?? '.tern', basePort, etcd: values.etcd, replicaArgs: split < 0 ? [] : argv.slice(split + 1) };
+  return { dataDir: values['data-dir'] ?? '.tern', basePort, etcd: values.etcd, tls: values.tls === true, replicaArgs: split < 0 ? [] : argv.slice(split + 1) };
 }
 
 export async function runClusterCommand(args: ClusterArgs): Promise<number> {
@@ -58,11 +61,13 @@ export async function runClusterCommand(args: ClusterArgs): Promise<number> {
     etcdPeerPort: b + 380,
     s3Port: b + 390,
     replicaArgs: args.replicaArgs,
+    tls: args.tls,
   });
   const file = cluster.writeClusterFile();
   console.log(`etcd    ${cluster.etcdEndpoint}`);
   console.log(`s3      ${cluster.objectStoreEndpoint} (s3rver, bucket tern)`);
   for (const r of cluster.replicas) console.log(`${r.id}      client ${r.clientUrl}  peer ${r.peerUrl}  (log ${cluster.dataDir}/${r.id}.log)`);
+  if (cluster.tls) console.log(`tls     clients trust ${cluster.tls.ca} (curl --cacert ${cluster.tls.ca} ...)`);
   console.log(`cluster.json: ${file}\nCtrl-C stops the cluster.`);
   let stopping = false;
   for (const r of cluster.replicas) {

@@ -8,8 +8,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Agent } from 'undici';
 import { REPLICA_NODE_FLAGS } from '../replica/node-flags.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
+import type { LocalTlsFiles } from './local-ca.js';
 import { S3RVER_BUCKET, s3rverReplicaArgs, startS3rver, type S3Server } from './s3rver.js';
 import { freePort, stopChild, waitForHttp } from './processes.js';
 
@@ -35,12 +37,16 @@ export interface LocalClusterOptions {
   nodeArgs?: readonly string[];
   /** Where replica output goes: a log file per replica in dataDir (default), or this process's stdio. */
   output?: 'files' | 'inherit';
+  /** TLS on both listeners and mutual TLS between replicas, with a throwaway CA and certificates made under dataDir/tls. */
+  tls?: boolean;
 }
 
 /** cluster.json: what scripts, fault tests and the benchmark need to drive the cluster. */
 export interface ClusterFile {
   etcd: { endpoint: string; pid: number | null };
   objectStore: { endpoint: string; bucket: string; pid: number } | null;
+  /** The CA certificate that clients of a TLS cluster must trust; null for plain HTTP. */
+  tls: { ca: string } | null;
   replicas: { id: string; pid: number; clientUrl: string; peerUrl: string; argv: string[] }[];
 }
 
@@ -108,6 +114,8 @@ export class LocalCluster {
     private s3: S3Server | undefined,
     private readonly s3Port: number | undefined,
     private readonly s3Dir: string,
+    /** The CA and certificates of a TLS cluster. */
+    readonly tls: LocalTlsFiles | undefined,
   ) {
     this.replicas = replicas;
   }
@@ -166,10 +174,13 @@ export class LocalCluster {
       throw err;
     }
     const entry = cliEntry();
+    // Loaded only for a TLS cluster: a replica process never needs the certificate generator.
+    const tls = options.tls ? await (await import('./local-ca.js')).writeLocalTls(join(dataDir, 'tls'), REPLICA_IDS) : undefined;
+    const scheme = tls ? 'https' : 'http';
     const replicas = REPLICA_IDS.map((id, i) => ({
       id,
-      clientUrl: `http://127.0.0.1:${options.clientPorts[i]}`,
-      peerUrl: `http://127.0.0.1:${options.peerPorts[i]}`,
+      clientUrl: `${scheme}://127.0.0.1:${options.clientPorts[i]}`,
+      peerUrl: `${scheme}://127.0.0.1:${options.peerPorts[i]}`,
       argv: [
         process.execPath,
         ...REPLICA_NODE_FLAGS,
@@ -180,14 +191,15 @@ export class LocalCluster {
         '--client-port', String(options.clientPorts[i]),
         '--peer-port', String(options.peerPorts[i]),
         '--etcd', etcdEndpoint,
-        ...(s3 ? s3rverReplicaArgs(s3.endpoint) : []),
+        ...(s3 ? s3rverReplicaArgs(s3) : []),
+        ...(tls ? ['--tls-ca', tls.ca, '--tls-cert', tls.cert(id), '--tls-key', tls.key(id)] : []),
         ...(options.replicaArgs ?? []),
         ...(options.replicaArgsFor?.(id) ?? []),
       ],
       process: undefined as unknown as ChildProcess,
     }));
     const etcdPorts = etcd ? { clientPort: options.etcdClientPort!, peerPort: options.etcdPeerPort! } : undefined;
-    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir);
+    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir, tls);
     try {
       for (const r of replicas) r.process = cluster.spawnReplica(r);
       await Promise.all(replicas.map((r) => cluster.waitFor(r, 'live')));
@@ -227,6 +239,7 @@ export class LocalCluster {
     return {
       etcd: { endpoint: this.etcdEndpoint, pid: this.etcd?.process.pid ?? null },
       objectStore: this.s3 ? { endpoint: this.s3.endpoint, bucket: S3RVER_BUCKET, pid: this.s3.process.pid ?? -1 } : null,
+      tls: this.tls ? { ca: this.tls.ca } : null,
       replicas: this.replicas.map((r) => ({ id: r.id, pid: r.process.pid ?? -1, clientUrl: r.clientUrl, peerUrl: r.peerUrl, argv: r.argv })),
     };
   }
@@ -277,9 +290,10 @@ export class LocalCluster {
    * shows the end of its log.
    */
   private async waitFor(r: ReplicaProcess, until: 'live' | 'ready'): Promise<void> {
+    const dispatcher = this.tls && new Agent({ connect: { ca: this.tls.caPem } });
     try {
-      if (until === 'ready') await waitForHttp(`${r.clientUrl}/readyz`, REPLICA_START_TIMEOUT_MS, r.process);
-      else await waitForHttp(`${r.clientUrl}/healthz`, REPLICA_START_TIMEOUT_MS, r.process, (body) => (JSON.parse(body) as { incarnation: string | null }).incarnation !== null);
+      if (until === 'ready') await waitForHttp(`${r.clientUrl}/readyz`, REPLICA_START_TIMEOUT_MS, r.process, undefined, dispatcher);
+      else await waitForHttp(`${r.clientUrl}/healthz`, REPLICA_START_TIMEOUT_MS, r.process, (body) => (JSON.parse(body) as { incarnation: string | null }).incarnation !== null, dispatcher);
     } catch (err) {
       let tail = '';
       try {
@@ -288,6 +302,8 @@ export class LocalCluster {
         // output went to this process's stdio, or nothing was written
       }
       throw new Error(`replica ${r.id}: ${(err as Error).message}${tail ? `\n${tail}` : ''}`, { cause: err });
+    } finally {
+      await dispatcher?.close();
     }
   }
 }

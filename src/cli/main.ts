@@ -9,7 +9,7 @@ import { clusterUsage, parseClusterArgs, runClusterCommand } from './cluster-com
 
 const USAGE = `Usage:
   tern replica --id ID [options]     run one replica (tern replica --help)
-  tern cluster [--data-dir DIR] [--base-port N] [--etcd URL]
+  tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [--tls]
                                      run a local 3-replica cluster (tern cluster --help)`;
 
 async function main(argv: string[]): Promise<number> {

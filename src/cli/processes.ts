@@ -6,7 +6,7 @@
 import { type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 
 /** One poll of `waitForHttp` gives up after this: a local process that is up answers in milliseconds. */
 const POLL_REQUEST_TIMEOUT_MS = 1000;
@@ -30,8 +30,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Polls `url` until it answers 200 (and `accept` approves the body), or throws after `timeoutMs`. */
-export async function waitForHttp(url: string, timeoutMs: number, child?: ChildProcess, accept: (body: string) => boolean = () => true): Promise<void> {
+/** Polls `url` until it answers 200 (and `accept` approves the body), or throws after `timeoutMs`; `dispatcher` to trust a local CA. */
+export async function waitForHttp(url: string, timeoutMs: number, child?: ChildProcess, accept: (body: string) => boolean = () => true, dispatcher?: Dispatcher): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
@@ -39,7 +39,7 @@ export async function waitForHttp(url: string, timeoutMs: number, child?: ChildP
       throw new Error(`process exited (${child.signalCode ?? child.exitCode}) while waiting for ${url}`);
     }
     try {
-      const res = await request(url, { headersTimeout: POLL_REQUEST_TIMEOUT_MS, bodyTimeout: POLL_REQUEST_TIMEOUT_MS });
+      const res = await request(url, { headersTimeout: POLL_REQUEST_TIMEOUT_MS, bodyTimeout: POLL_REQUEST_TIMEOUT_MS, dispatcher });
       const body = await res.body.text();
       if (res.statusCode === 200 && accept(body)) return;
       last = `${res.statusCode} ${body.slice(0, LAST_ANSWER_CHARS)}`;

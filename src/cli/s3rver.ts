@@ -3,7 +3,7 @@
  * object store of local clusters and tests (AWS S3 or MinIO in production).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { stopChild, waitForHttp } from './processes.js';
@@ -17,6 +17,8 @@ export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3R
 
 export interface S3Server {
   endpoint: string;
+  /** The JSON file of its credentials (0600), for --s3-credentials-file. */
+  credentialsFile: string;
   process: ChildProcess;
   stop(): Promise<void>;
 }
@@ -37,10 +39,13 @@ export async function startS3rver(options: { dataDir: string; port: number }): P
     await stopChild(child, 'SIGKILL');
     throw err;
   }
-  return { endpoint, process: child, stop: () => stopChild(child) };
+  const credentialsFile = join(options.dataDir, 'credentials.json');
+  // As a replica takes credentials in production (--s3-credentials-file): never in its argv, where ps shows them.
+  writeFileSync(credentialsFile, JSON.stringify(S3RVER_CREDENTIALS) + '\n', { mode: 0o600 });
+  return { endpoint, credentialsFile, process: child, stop: () => stopChild(child) };
 }
 
 /** The replica flags that point a replica at this server. */
-export function s3rverReplicaArgs(endpoint: string): string[] {
-  return ['--s3-endpoint', endpoint, '--s3-bucket', S3RVER_BUCKET, '--s3-access-key-id', S3RVER_CREDENTIALS.accessKeyId, '--s3-secret-access-key', S3RVER_CREDENTIALS.secretAccessKey, '--s3-force-path-style', 'true'];
+export function s3rverReplicaArgs(server: Pick<S3Server, 'endpoint' | 'credentialsFile'>): string[] {
+  return ['--s3-endpoint', server.endpoint, '--s3-bucket', S3RVER_BUCKET, '--s3-credentials-file', server.credentialsFile, '--s3-force-path-style', 'true'];
 }

@@ -29,8 +29,16 @@ export type { DirectoryEvents } from './context.js';
  */
 const ETCD_DIAL_TIMEOUT_MS = 3000;
 
+/** TLS and authentication to etcd, as the etcd3 client takes them. */
+export interface EtcdCredentials {
+  credentials?: { rootCertificate: Buffer; certChain?: Buffer; privateKey?: Buffer };
+  auth?: { username: string; password: string };
+}
+
 export interface DirectoryOptions {
   endpoints: string[];
+  /** TLS and authentication to etcd, when configured (src/replica/secrets.ts). */
+  credentials?: EtcdCredentials;
   cluster: string;
   self: MemberInfo;
   leaseTtlSeconds: number;
@@ -92,7 +100,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
 
   /** Registers this replica under a lease and loads the cluster's state; resolves when both are done. */
   static async connect(options: DirectoryOptions): Promise<ClusterDirectory> {
-    const client = new Etcd3({ hosts: options.endpoints, dialTimeout: ETCD_DIAL_TIMEOUT_MS });
+    const client = new Etcd3({ hosts: options.endpoints, dialTimeout: ETCD_DIAL_TIMEOUT_MS, ...options.credentials });
     const dir = new ClusterDirectory(client, client.namespace(keys.prefix(options.cluster)), options);
     try {
       await dir.session.join();

@@ -7,12 +7,18 @@
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, type PutObjectCommandInput, type PutObjectCommandOutput } from '@aws-sdk/client-s3';
 import type { BuildMiddleware } from '@smithy/types';
 
+export interface S3Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
 export interface ObjectStoreOptions {
   endpoint: string;
   region: string;
   bucket: string;
-  accessKeyId: string;
-  secretAccessKey: string;
+  /** Undefined: the AWS SDK's default credential chain (AWS_* variables, web identity, instance role). */
+  credentials: S3Credentials | undefined;
   forcePathStyle: boolean;
   /** A request unanswered this long fails and is retried by the caller. */
   timeoutMs: number;
@@ -41,7 +47,7 @@ export class ObjectStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { requestTimeout: options.timeoutMs, connectionTimeout: options.timeoutMs },
-      ...(options.accessKeyId ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
     });
   }
 

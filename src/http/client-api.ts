@@ -4,7 +4,7 @@
  * queries and are published as the OpenAPI description at /openapi.json.
  */
 import { performance } from 'node:perf_hooks';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { FastifyBaseLogger } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
@@ -16,7 +16,8 @@ import { appendHere, entryBytes } from './append.js';
 import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject } from './bodies.js';
 import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
-import { capConnections, serverOptions } from './server-options.js';
+import { buildServer, capConnections } from './server-options.js';
+import { listenerTls, outgoingTls, type TlsMaterial } from '../peer/tls.js';
 
 /**
  * A forwarded log command (handoff) fails after the leader's ack timeout and
@@ -72,13 +73,15 @@ const statusSchema = {
   },
 };
 
-export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): Promise<FastifyInstance> {
-  const app = Fastify(serverOptions(logger, config.maxRequestBytes, config));
+/** With `tls`, clients get HTTPS, and forwards to the leader verify it and show this replica's certificate. */
+export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger, tls?: TlsMaterial): Promise<FastifyInstance> {
+  const app = buildServer(logger, config.maxRequestBytes, config, tls && listenerTls(tls, 'client'));
   capConnections(app, config.maxConnections);
-  const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + COMMAND_FORWARD_SLACK_MS);
+  const outgoing = tls && outgoingTls(tls);
+  const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + COMMAND_FORWARD_SLACK_MS, outgoing);
   // A batch unanswered past APPEND_FORWARD_SLACK_MS went to an unreachable or stalled leader: fail it
   // (maybe applied) rather than hold the client, and the appends gathered behind it, for longer.
-  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + APPEND_FORWARD_SLACK_MS);
+  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + APPEND_FORWARD_SLACK_MS, outgoing);
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });

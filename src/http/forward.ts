@@ -8,6 +8,7 @@
 import { Agent } from 'undici';
 import type { FastifyReply } from 'fastify';
 import { forwardingFailed } from '../errors.js';
+import type { OutgoingTls } from '../peer/tls.js';
 
 export const FORWARDED_HEADER = 'x-tern-forwarded-by';
 
@@ -22,8 +23,10 @@ export class Forwarder {
   constructor(
     private readonly self: string,
     timeoutMs: number,
+    /** TLS to the leader's client listener (src/peer/tls.ts); undefined: plain HTTP. */
+    tls?: OutgoingTls,
   ) {
-    this.agent = new Agent({ connections: CONNECTIONS_PER_LEADER, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS });
+    this.agent = new Agent({ connections: CONNECTIONS_PER_LEADER, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS, connect: tls });
   }
 
   async forward(leaderUrl: string, path: string, contentType: string | undefined, body: Buffer | undefined, reply: FastifyReply): Promise<FastifyReply> {

@@ -3,7 +3,7 @@
  * few commands replicas send each other. Never exposed to clients. Its paths
  * are src/peer/paths.ts, shared with the senders.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { TernError } from '../errors.js';
 import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH, PEER_APPEND_PATH, PEER_CONTENT_TYPE, PEER_HEALTH_PATH, peerRoutes } from '../peer/paths.js';
 import { WireError, decodeAppendRequest, encodeAppendReply, requestVersion } from '../peer/wire.js';
@@ -12,7 +12,9 @@ import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { installErrorHandling } from './error-handler.js';
 import { answerForwardedAppends } from './forwarded-appends.js';
 import { LOG_NAME_PATTERN } from './bodies.js';
-import { serverOptions } from './server-options.js';
+import { checkSender, installPeerIdentity } from './peer-identity.js';
+import { buildServer } from './server-options.js';
+import { listenerTls, type TlsMaterial } from '../peer/tls.js';
 
 /** Room in a peer request's body limit beyond its entries, for the message's own framing (headers, runs, log names); far more than they take. */
 const BODY_OVERHEAD_BYTES = 1024 * 1024;
@@ -35,26 +37,40 @@ const takeoverBody = {
 const fetchBody = { type: 'object', properties: { fromId: id, toId: id }, required: ['fromId', 'toId'] };
 interface TakeoverBody {
   expectedEpoch: number;
-  /** The sending replica (absent from replicas that predate the check: refused). */
+  /** The sending replica (absent from replicas that predate the check: known by `replacing`, else refused). */
   from?: string;
   unsafe?: boolean;
   replacing?: string;
 }
 
 /**
- * The replica id a peer request comes from. Until mutual TLS lands this is
- * the id the request names; then it is the id of the client certificate, and
- * only this function changes.
+ * The replica a peer request comes from: with TLS, the one its client
+ * certificate names (a body naming another is refused); without, the one
+ * the body names, as behind a proxy that terminates TLS. A takeover from a
+ * replica that predates the `from` field is known by the key it replaces.
  */
-function senderOf(named: string | undefined): string | undefined {
-  return named;
+function senderOf(req: FastifyRequest, named: string | undefined): string | undefined {
+  if (named !== undefined) checkSender(req, named);
+  return req.peerId ?? named;
 }
 
-export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger): FastifyInstance {
+function replacingSender(replacing: string | undefined): string | undefined {
+  if (replacing === undefined) return undefined;
+  try {
+    const id = (JSON.parse(replacing) as { id?: unknown }).id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** With `tls`, the listener is mutual TLS and every request carries the sending replica's id (peer-identity.ts). */
+export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger, tls?: TlsMaterial): FastifyInstance {
   // A message carries at most maxBatchBytes of entries, but always at least one entry.
   const bodyLimit = config.maxBatchBytes + config.maxEntryBytes + BODY_OVERHEAD_BYTES;
-  const app = Fastify(serverOptions(logger, bodyLimit, config));
+  const app = buildServer(logger, bodyLimit, config, tls && listenerTls(tls, 'peer'));
   installErrorHandling(app);
+  installPeerIdentity(app, tls !== undefined);
   for (const type of [PEER_CONTENT_TYPE, FORWARDED_APPENDS_CONTENT_TYPE]) app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.post<{ Body: Buffer }>(PEER_APPEND_PATH, async (req, reply) => {
@@ -65,6 +81,7 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
       if (err instanceof WireError) throw new TernError('BAD_REQUEST', err.message);
       throw err;
     }
+    checkSender(req, msg.leader);
     const answer = await replica.handlePeerAppend(msg);
     return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer, requestVersion(req.body)));
   });
@@ -78,10 +95,10 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
 
   app.post<{ Params: { log: string }; Body: TakeoverBody }>(peerRoutes.takeover, { schema: { params: logParams, body: takeoverBody } }, async function takeoverCommand(req) {
     const { expectedEpoch, unsafe, replacing } = req.body;
-    return replica.peerTakeOver(req.params.log, { expectedEpoch, unsafe: unsafe === true, replacing }, senderOf(req.body.from));
+    return replica.peerTakeOver(req.params.log, { expectedEpoch, unsafe: unsafe === true, replacing }, senderOf(req, req.body.from ?? replacingSender(replacing)));
   });
   app.post<{ Params: { log: string }; Body: { epoch: number; leader: string } }>(peerRoutes.fence, { schema: { params: logParams, body: fenceBody } }, async function fenceCommand(req) {
-    return replica.fence(req.params.log, req.body.epoch, senderOf(req.body.leader));
+    return replica.fence(req.params.log, req.body.epoch, senderOf(req, req.body.leader));
   });
   app.post<{ Params: { log: string }; Body: { fromId: number; toId: number } }>(peerRoutes.fetch, { schema: { params: logParams, body: fetchBody } }, async function fetchCommand(req, reply) {
     return reply.header('content-type', 'application/octet-stream').send(await replica.fetchRuns(req.params.log, req.body.fromId, req.body.toId));

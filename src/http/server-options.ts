@@ -3,12 +3,14 @@
  * per-request log lines (they would cost more than the request on the append
  * path), router limits wide enough for 128-char log names, the timeouts that
  * close slow connections (slowloris), errors of the router and of the HTTP
- * parser answered in the documented shape, and the client listener's cap on
- * connections.
+ * parser answered in the documented shape, HTTPS when TLS is configured
+ * (src/peer/tls.ts says which options each listener takes), and the client
+ * listener's cap on connections.
  */
 import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
+import type { TlsOptions } from 'node:tls';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
 import type { HttpLimits } from '../replica/api.js';
 import { sendError } from './error-handler.js';
@@ -27,7 +29,16 @@ const OVER_CAP_ANSWERED = 64;
 
 export type ConnectionLimits = Pick<HttpLimits, 'requestTimeoutMs' | 'headersTimeoutMs' | 'keepAliveTimeoutMs'>;
 
-export function serverOptions(logger: FastifyBaseLogger, bodyLimit: number, limits: ConnectionLimits): FastifyHttpOptions<Server, FastifyBaseLogger> {
+/** A listener's fastify instance: plain HTTP, or HTTPS with `tls`. */
+export function buildServer(logger: FastifyBaseLogger, bodyLimit: number, limits: ConnectionLimits, tls: TlsOptions | undefined): FastifyInstance {
+  const options = serverOptions(logger, bodyLimit, limits);
+  if (!tls) return Fastify(options) as unknown as FastifyInstance;
+  // The routes are the same over https; only the type of the underlying server differs, and no route touches it.
+  // https.createServer takes the http server's options (the timeouts) beside the TLS ones.
+  return Fastify({ ...options, https: { ...tls, ...options.http } } as FastifyHttpOptions<Server, FastifyBaseLogger>) as unknown as FastifyInstance;
+}
+
+function serverOptions(logger: FastifyBaseLogger, bodyLimit: number, limits: ConnectionLimits): FastifyHttpOptions<Server, FastifyBaseLogger> {
   return {
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),

@@ -19,6 +19,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { TernError, forwardingFailed } from '../errors.js';
 import { decodeForwardedAnswers, encodeForwardedAppend, type ClientAppend, type ForwardedAnswer } from './forwarded-appends.js';
 import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH } from './paths.js';
+import type { OutgoingTls } from './tls.js';
 
 /**
  * Connections to one leader, so batches in flight to it: a batch holds its
@@ -63,6 +64,8 @@ export class AppendForwarder {
     private readonly limits: { maxAppends: number; maxBytes: number },
     /** A batch unanswered this long fails (the leader's own ack timeout comes first). */
     private readonly timeoutMs: number,
+    /** TLS to the leaders' peer listeners (tls.ts); undefined: plain HTTP. */
+    private readonly tls?: OutgoingTls,
   ) {}
 
   forward(leaderPeerUrl: string, log: string, append: ClientAppend): Promise<ForwardedAnswer> {
@@ -134,7 +137,7 @@ export class AppendForwarder {
     let link = this.links.get(url);
     if (!link) {
       // A batch holds its connection until its appends are acknowledged: one connection per batch in flight.
-      const pool = new Pool(url, { connections: CONNECTIONS_PER_LEADER, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS });
+      const pool = new Pool(url, { connections: CONNECTIONS_PER_LEADER, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS, connect: this.tls });
       this.links.set(url, (link = { url, pool, gathering: { items: [], bytes: 0 }, inflight: 0 }));
     }
     return link;

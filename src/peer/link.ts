@@ -23,6 +23,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
+import type { OutgoingTls } from './tls.js';
 
 export interface PeerAnswer {
   status: number;
@@ -62,6 +63,8 @@ export class PeerLink {
   constructor(
     private readonly url: URL,
     private readonly timeoutMs: number,
+    /** For https peers: the CA and this replica's client certificate (tls.ts). */
+    private readonly tls?: OutgoingTls,
   ) {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PeerLinkError(`peer URL ${url.href}: only http and https are supported`);
     this.hostHeader = url.host;
@@ -94,7 +97,7 @@ export class PeerLink {
   private connect(): net.Socket {
     const port = Number(this.url.port) || (this.url.protocol === 'https:' ? 443 : 80);
     const host = this.url.hostname.replace(/^\[|\]$/g, '');
-    const socket = this.url.protocol === 'https:' ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port });
+    const socket = this.url.protocol === 'https:' ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...this.tls }) : net.connect({ host, port });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, TCP_KEEP_ALIVE_MS);
     socket.on('data', (chunk: Buffer) => this.receive(socket, chunk));

@@ -7,6 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { ProbeOutcome } from '../control/failure-detector.js';
 import { PEER_HEALTH_PATH } from './paths.js';
+import type { OutgoingTls } from './tls.js';
 
 /**
  * Asks a replica's peer listener who it is, on a connection of its own (a
@@ -15,10 +16,10 @@ import { PEER_HEALTH_PATH } from './paths.js';
  */
 export type { ProbeOutcome };
 
-export function probePeer(peerUrl: string, timeoutMs: number): Promise<ProbeOutcome> {
+export function probePeer(peerUrl: string, timeoutMs: number, tls?: OutgoingTls): Promise<ProbeOutcome> {
   return new Promise((resolve) => {
     const url = new URL(PEER_HEALTH_PATH, peerUrl);
-    const req = (url.protocol === 'https:' ? https : http).get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = (url.protocol === 'https:' ? https : http).get(url, { agent: false, timeout: timeoutMs, ...tls }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', () => resolve({ kind: 'failed' }));

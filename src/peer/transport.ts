@@ -8,8 +8,11 @@
  */
 import { Pool } from 'undici';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
+import type { ProbeOutcome } from '../control/failure-detector.js';
 import { PeerLink } from './link.js';
 import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from './paths.js';
+import { probePeer } from './probe.js';
+import type { OutgoingTls } from './tls.js';
 import { decodeAppendReply, encodeAppendRequest } from './wire.js';
 
 /**
@@ -34,6 +37,8 @@ const ERROR_SNIPPET_CHARS = 200;
 export interface PeerTransportOptions {
   /** A request unanswered this long fails (a paused or cut-off peer). */
   timeoutMs: number;
+  /** TLS options of every connection to a peer (tls.ts); undefined: plain HTTP. */
+  tls?: OutgoingTls;
 }
 
 export class PeerTransport {
@@ -63,6 +68,11 @@ export class PeerTransport {
     return JSON.parse((await this.fetchBinary(peerUrl, path, payload)).toString('utf8')) as T;
   }
 
+  /** The liveness probe of failure detection (probe.ts), with this transport's TLS. */
+  probe(peerUrl: string, timeoutMs: number): Promise<ProbeOutcome> {
+    return probePeer(peerUrl, timeoutMs, this.options.tls);
+  }
+
   async close(): Promise<void> {
     for (const link of this.links.values()) link.close();
     this.links.clear();
@@ -73,7 +83,7 @@ export class PeerTransport {
   private commandPool(url: string): Pool {
     let pool = this.commandPools.get(url);
     if (!pool) {
-      pool = new Pool(url, { connections: COMMAND_CONNECTIONS_PER_PEER, connectTimeout: this.options.timeoutMs, keepAliveTimeout: COMMAND_KEEP_ALIVE_MS, headersTimeout: COMMAND_TIMEOUT_MS, bodyTimeout: COMMAND_TIMEOUT_MS });
+      pool = new Pool(url, { connections: COMMAND_CONNECTIONS_PER_PEER, connectTimeout: this.options.timeoutMs, keepAliveTimeout: COMMAND_KEEP_ALIVE_MS, headersTimeout: COMMAND_TIMEOUT_MS, bodyTimeout: COMMAND_TIMEOUT_MS, connect: this.options.tls });
       this.commandPools.set(url, pool);
     }
     return pool;
@@ -82,7 +92,7 @@ export class PeerTransport {
   private link(url: string): PeerLink {
     let link = this.links.get(url);
     if (!link) {
-      link = new PeerLink(new URL(url), this.options.timeoutMs);
+      link = new PeerLink(new URL(url), this.options.timeoutMs, this.options.tls);
       this.links.set(url, link);
     }
     return link;

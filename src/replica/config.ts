@@ -15,6 +15,13 @@ interface OptionSpec {
   min?: number;
   max?: number;
   values?: readonly string[];
+  /**
+   * A secret: taken from its environment variable (or the file option named
+   * here) only, never a flag, whose value anyone can read in `ps`; kept out of
+   * the parsed config's enumerable properties, so that logging the config
+   * never prints it.
+   */
+  secret?: string;
 }
 
 /** Flags are the keys in kebab-case (`ackTimeoutMs` -> `--ack-timeout-ms`); env vars are TERN_ + SNAKE_CASE. */
@@ -56,8 +63,8 @@ export const replicaOptions = {
   s3Region: { kind: 'string', default: 'us-east-1', doc: 'Object store region.' },
   s3Bucket: { kind: 'string', default: 'tern', doc: 'Bucket that holds the flushed objects.' },
   s3Prefix: { kind: 'string', default: '', doc: 'Key prefix inside the bucket; objects go under <prefix><cluster>/<log>/.' },
-  s3AccessKeyId: { kind: 'string', default: '', doc: 'Access key id (empty: the AWS SDK default credential chain).' },
-  s3SecretAccessKey: { kind: 'string', default: '', doc: 'Secret access key.' },
+  s3AccessKeyId: { kind: 'string', default: '', secret: 's3CredentialsFile', doc: 'Access key id, from the environment only (the flag is refused: command lines show in ps). Empty, and no --s3-credentials-file: the AWS SDK default credential chain (AWS_* variables, web identity, instance role).' },
+  s3SecretAccessKey: { kind: 'string', default: '', secret: 's3CredentialsFile', doc: 'Secret access key, from the environment only (the flag is refused).' },
   s3ForcePathStyle: { kind: 'enum', default: 'true', values: ['true', 'false'], doc: 'Path-style bucket addressing (MinIO, s3rver); false for virtual-hosted AWS S3.' },
   s3TimeoutMs: { kind: 'int', default: 10_000, min: 100, max: 600_000, doc: 'An object store request (connect, or the whole answer) unanswered this long fails; uploads are then retried with backoff while their entries stay in memory.' },
   flushMaxBytes: { kind: 'int', default: 4 * 1024 * 1024, min: 1, max: 1024 * 1024 * 1024, doc: 'An object is cut once this many committed bytes wait (object size target).' },
@@ -68,6 +75,16 @@ export const replicaOptions = {
   shutdownTimeoutMs: { kind: 'int', default: 20_000, min: 100, max: 3_600_000, doc: 'Longest controlled shutdown (SIGTERM/SIGINT): hand off or close clean every led log, then exit; past it the replica exits as a crash would. The default leaves room inside Kubernetes\' 30 s grace period.' },
   metricsPerLog: { kind: 'enum', default: 'true', values: ['true', 'false'], doc: 'Label per-log metrics with the log name (series grow with the number of logs); false folds every log into log="_all" for clusters with many logs.' },
   logLevel: { kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level of the JSON logs on stdout.' },
+  tlsCert: { kind: 'string', default: '', doc: 'PEM certificate of this replica (with --tls-key and --tls-ca): both listeners serve HTTPS with it, and it is the client certificate this replica shows its peers. It names the replica by the URI SAN tern://replica/<id>, which must be --id. Empty: plain HTTP, as behind a TLS-terminating proxy.' },
+  tlsKey: { kind: 'string', default: '', doc: 'PEM private key of --tls-cert.' },
+  tlsCa: { kind: 'string', default: '', doc: 'PEM CA certificate(s): the peer listener accepts only client certificates it signed, and this replica verifies the replicas it connects to against it.' },
+  etcdCa: { kind: 'string', default: '', doc: 'PEM CA certificate(s) that verify etcd; needed for https:// --etcd endpoints. Empty: plain connections to etcd.' },
+  etcdCert: { kind: 'string', default: '', doc: 'PEM client certificate for etcd (with --etcd-key and --etcd-ca), for an etcd that requires client certificates.' },
+  etcdKey: { kind: 'string', default: '', doc: 'PEM private key of --etcd-cert.' },
+  etcdUser: { kind: 'string', default: '', doc: 'etcd user (etcd authentication); its password is TERN_ETCD_PASSWORD or the file --etcd-password-file names.' },
+  etcdPassword: { kind: 'string', default: '', secret: 'etcdPasswordFile', doc: 'Password of --etcd-user, from the environment only (the flag is refused: command lines show in ps).' },
+  etcdPasswordFile: { kind: 'string', default: '', doc: 'File holding the password of --etcd-user (a mounted Secret, say); a trailing newline is ignored.' },
+  s3CredentialsFile: { kind: 'string', default: '', doc: 'JSON file {"accessKeyId", "secretAccessKey", "sessionToken" (optional)} with the object store credentials (a mounted Secret, say), instead of TERN_S3_ACCESS_KEY_ID and TERN_S3_SECRET_ACCESS_KEY.' },
 } as const satisfies Record<string, OptionSpec>;
 
 type Options = typeof replicaOptions;
@@ -103,8 +120,13 @@ export function parseReplicaConfig(argv: readonly string[], env: NodeJS.ProcessE
   const out: Record<string, unknown> = {};
   for (const name of names) {
     const spec: OptionSpec = replicaOptions[name];
-    const raw = parsed.values[flagOf(name).slice(2)] ?? env[envOf(name)];
-    out[name] = raw === undefined ? requiredDefault(name, spec) : convert(name, spec, String(raw));
+    const flagValue = parsed.values[flagOf(name).slice(2)];
+    if (spec.secret !== undefined && flagValue !== undefined) {
+      throw new ConfigError(`${flagOf(name)} is refused: a secret on the command line shows in ps. Set ${envOf(name)} or use ${flagOf(spec.secret)}`);
+    }
+    const raw = flagValue ?? env[envOf(name)];
+    const value = raw === undefined ? requiredDefault(name, spec) : convert(name, spec, String(raw));
+    Object.defineProperty(out, name, { value, enumerable: spec.secret === undefined, writable: true });
   }
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(out.id as string)) throw new ConfigError(`${flagOf('id')} must be 1-32 chars of [A-Za-z0-9_-], got "${out.id}"`);
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(out.cluster as string)) throw new ConfigError(`${flagOf('cluster')} must be 1-64 chars of [A-Za-z0-9_.-]`);
@@ -113,6 +135,7 @@ export function parseReplicaConfig(argv: readonly string[], env: NodeJS.ProcessE
   if ((out.maxEntryBytes as number) > (out.maxRequestBytes as number)) throw new ConfigError('--max-entry-bytes must not exceed --max-request-bytes');
   // Node refuses a headers timeout longer than the request timeout it is part of.
   if ((out.headersTimeoutMs as number) > (out.requestTimeoutMs as number)) throw new ConfigError('--headers-timeout-ms must not exceed --request-timeout-ms');
+  checkTogether(out);
   return Object.freeze(out) as ReplicaConfig;
 }
 
@@ -125,6 +148,28 @@ export function peerRouteMap(routes: readonly string[]): ReadonlyMap<string, str
     map.set(m[1]!, new URL(m[2]!).origin);
   }
   return map;
+}
+
+/** Options that only make sense with others: refused at start-up rather than half applied. */
+function checkTogether(out: Record<string, unknown>): void {
+  const set = (name: keyof Options) => out[name] !== '';
+  const allOrNone = (group: (keyof Options)[]) => {
+    const given = group.filter(set);
+    if (given.length > 0 && given.length < group.length) {
+      throw new ConfigError(`${given.map(flagOf).join(', ')} needs ${group.filter((n) => !set(n)).map(flagOf).join(' and ')} as well`);
+    }
+  };
+  allOrNone(['tlsCert', 'tlsKey', 'tlsCa']);
+  allOrNone(['etcdCert', 'etcdKey']);
+  if (set('etcdCert') && !set('etcdCa')) throw new ConfigError(`${flagOf('etcdCert')} needs ${flagOf('etcdCa')} as well`);
+  const etcdHttps = (out.etcd as string[]).some((e) => e.startsWith('https://'));
+  if (etcdHttps !== set('etcdCa')) throw new ConfigError(`${flagOf('etcdCa')} goes with https:// etcd endpoints, and they need it`);
+  if (set('etcdPassword') && set('etcdPasswordFile')) throw new ConfigError(`give the etcd password once: ${envOf('etcdPassword')} or ${flagOf('etcdPasswordFile')}`);
+  if (set('etcdUser') !== (set('etcdPassword') || set('etcdPasswordFile'))) {
+    throw new ConfigError(`${flagOf('etcdUser')} needs a password (${envOf('etcdPassword')} or ${flagOf('etcdPasswordFile')}), and a password needs ${flagOf('etcdUser')}`);
+  }
+  allOrNone(['s3AccessKeyId', 's3SecretAccessKey']);
+  if (set('s3AccessKeyId') && set('s3CredentialsFile')) throw new ConfigError(`give the object store credentials once: ${envOf('s3AccessKeyId')} or ${flagOf('s3CredentialsFile')}`);
 }
 
 function requiredDefault(name: string, spec: OptionSpec): unknown {

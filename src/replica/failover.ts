@@ -8,7 +8,7 @@
  */
 import { leaderKeyValue, type LogRecord, type MemberInfo } from '../fencing/keys.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
-import { probePeer, type ProbeOutcome } from '../peer/probe.js';
+import type { ProbeOutcome } from '../peer/probe.js';
 import type { ReplicaConfig } from './config.js';
 import { FailureDetector, type DetectorConfig } from '../control/failure-detector.js';
 import { ticksOf } from './log-state.js';
@@ -66,7 +66,7 @@ export class Failover {
   constructor(
     private readonly host: FailoverHost,
     config: ReplicaConfig,
-    private readonly probe: PeerProbe = probePeer,
+    private readonly probe: PeerProbe,
   ) {
     this.detector = new FailureDetector(detectorConfigOf(config));
     this.passTicks = passTicksOf(config);

@@ -100,6 +100,7 @@ export class Replica implements ReplicaContext {
         log,
       },
       config,
+      (peerUrl, timeoutMs) => transport.probe(peerUrl, timeoutMs),
     );
   }
 

@@ -147,7 +147,7 @@ describe('flushing to object storage', () => {
     await appendMany(url, 'orphans', [Buffer.from('kept')]);
     await eventually(async () => expect((await status(url, 'orphans')).flushedId).toBe(0));
     const uid = dirname(storedObjects(c, 'orphans')[0]!);
-    const store = new ObjectStore({ endpoint: c.objectStoreEndpoint!, region: 'us-east-1', bucket: S3RVER_BUCKET, ...S3RVER_CREDENTIALS, forcePathStyle: true, timeoutMs: 5000 });
+    const store = new ObjectStore({ endpoint: c.objectStoreEndpoint!, region: 'us-east-1', bucket: S3RVER_BUCKET, credentials: S3RVER_CREDENTIALS, forcePathStyle: true, timeoutMs: 5000 });
     try {
       // What a stale leader of epoch 0 would have uploaded for ids 0-0: never recorded.
       await store.put(`tern/orphans/${uid}/0000000000000000-0000000000000000-e0000000000.tern`, Buffer.from('stale upload'));

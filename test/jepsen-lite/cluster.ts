@@ -33,7 +33,12 @@ export interface ProxiedCluster {
 
 export const peerLink = (from: string, to: string): string => `${from}->${to}`;
 
-export async function startProxiedCluster(options: { replicaArgs?: readonly string[]; keepDataDir?: boolean } = {}): Promise<ProxiedCluster> {
+/**
+ * With `tls`, the cluster runs mutual TLS (LocalClusterOptions.tls): the peer
+ * proxies pass the TLS bytes through unchanged, so the routes through them
+ * are https and the certificates' 127.0.0.1 still matches.
+ */
+export async function startProxiedCluster(options: { replicaArgs?: readonly string[]; keepDataDir?: boolean; tls?: boolean } = {}): Promise<ProxiedCluster> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tern-jepsen-'));
   const ports = await freeClusterPorts();
   const links: Record<LinkKind, Map<string, FaultProxy>> = { peer: new Map(), etcd: new Map(), store: new Map() };
@@ -64,8 +69,9 @@ export async function startProxiedCluster(options: { replicaArgs?: readonly stri
       replicaArgsFor: (id) => [
         '--etcd', links.etcd.get(id)!.url,
         '--s3-endpoint', links.store.get(id)!.url,
-        '--peer-routes', REPLICA_IDS.filter((to) => to !== id).map((to) => `${to}=${links.peer.get(peerLink(id, to))!.url}`).join(','),
+        '--peer-routes', REPLICA_IDS.filter((to) => to !== id).map((to) => `${to}=${links.peer.get(peerLink(id, to))!.url.replace(/^http:/, options.tls ? 'https:' : 'http:')}`).join(','),
       ],
+      tls: options.tls,
     });
   } catch (err) {
     await Promise.all(all().map((p) => p.close()));

@@ -18,6 +18,11 @@ describe('jepsen-lite run options', () => {
     expect(parseRunArgs([]).rounds).toBeUndefined();
   });
 
+  it('runs plain HTTP unless --tls is given', () => {
+    expect(parseRunArgs([]).tls).toBe(false);
+    expect(parseRunArgs(['--tls', '--rounds', '1']).tls).toBe(true);
+  });
+
   it('draws the same choices from the same seed, and others from another', () => {
     const draw = (seed: number) => Array.from({ length: 5 }, seeded(seed));
     expect(draw(42)).toEqual(draw(42));

@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { request } from 'undici';
+import { Agent, request, setGlobalDispatcher } from 'undici';
 import { check, type FinalState, type Verdict } from './checker.js';
 import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
 import { NEMESIS_NAMES, allServed, healAll, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
@@ -36,6 +36,8 @@ export interface RunOptions {
   quietMs: number;
   healS: number;
   outDir: string;
+  /** Mutual TLS between replicas and HTTPS for the clients (a throwaway CA); plain HTTP when absent. */
+  tls?: boolean;
 }
 
 export interface RunResult {
@@ -74,11 +76,13 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
   const random = seeded(options.seed);
   const logs = Array.from({ length: options.logs }, (_, i) => `jepsen-${i}`);
   // A short lease makes leader loss quick to detect; flushing often makes reads cross into object storage.
-  const pc = await startProxiedCluster({ replicaArgs: ['--lease-ttl-seconds', '3', '--flush-interval-ms', '300', '--flush-max-bytes', '65536', '--orphan-grace-ms', '5000'] });
+  const pc = await startProxiedCluster({ replicaArgs: ['--lease-ttl-seconds', '3', '--flush-interval-ms', '300', '--flush-max-bytes', '65536', '--orphan-grace-ms', '5000'], tls: options.tls });
+  // The harness's own requests (status, creation, final reads, the nemeses' checks) must trust the cluster's CA too.
+  if (pc.cluster.tls) setGlobalDispatcher(new Agent({ connect: { ca: pc.cluster.tls.caPem } }));
   progress(`cluster up (data in ${pc.dataDir}); logs ${logs.join(', ')}; seed ${options.seed}`);
   const history = new History(join(options.outDir, 'history.jsonl'));
   const replicas = pc.cluster.replicas.map((r) => ({ id: r.id, url: r.clientUrl }));
-  const workload = new Workload(history, { logs, replicas, clientsPerLog: options.clientsPerLog, thinkMs: 20, appendTimeoutMs: 5000, random });
+  const workload = new Workload(history, { logs, replicas, clientsPerLog: options.clientsPerLog, thinkMs: 20, appendTimeoutMs: 5000, random, ca: pc.cluster.tls?.caPem });
   const ctx: NemesisContext = { pc, logs, random };
   const faults: FaultWindow[] = [];
   const liveness: string[] = [];
@@ -218,15 +222,18 @@ const USAGE = `Usage: npm run jepsen -- [options]
   --clients N      appending clients per log (default 8)
   --fault-ms MS    how long one fault lasts (default 5000), --quiet-ms MS the gap between faults (default 3000)
   --heal S         seconds the workload runs after healing (default 8)
-  --out DIR        report directory (default jepsen-reports/<time>-seed<N>)`;
+  --out DIR        report directory (default jepsen-reports/<time>-seed<N>)
+  --tls            run the cluster with TLS (HTTPS, mutual TLS between replicas through the proxies)`;
+
+const VALUE_OPTIONS = ['nemesis', 'time', 'rounds', 'seed', 'logs', 'clients', 'fault-ms', 'quiet-ms', 'heal', 'out'] as const;
 
 export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
   const { values } = parseArgs({
     args: argv,
-    options: Object.fromEntries(['nemesis', 'time', 'rounds', 'seed', 'logs', 'clients', 'fault-ms', 'quiet-ms', 'heal', 'out'].map((k) => [k, { type: 'string' as const }])),
+    options: { ...Object.fromEntries(VALUE_OPTIONS.map((k) => [k, { type: 'string' as const }])), tls: { type: 'boolean' } },
     strict: true,
-  });
-  const int = (name: string, fallback: number, min: number): number => {
+  }) as { values: Partial<Record<(typeof VALUE_OPTIONS)[number], string>> & { tls?: boolean } };
+  const int = (name: (typeof VALUE_OPTIONS)[number], fallback: number, min: number): number => {
     const raw = values[name];
     if (raw === undefined) return fallback;
     if (!/^\d+$/.test(raw) || Number(raw) < min) throw new Error(`--${name} must be an integer >= ${min}, got "${raw}"`);
@@ -248,6 +255,7 @@ export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
     quietMs: int('quiet-ms', 3000, 0),
     healS: int('heal', 8, 0),
     outDir: resolve(values.out ?? join('jepsen-reports', `${now.toISOString().replace(/[:.]/g, '-')}-seed${seed}`)),
+    tls: values.tls === true,
   };
 }
 
@@ -272,7 +280,7 @@ async function main(): Promise<number> {
     console.error(`${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  console.log(`jepsen-lite: nemeses ${options.nemeses.join(', ') || 'none'}; ${options.timeS} s; seed ${options.seed}`);
+  console.log(`jepsen-lite: nemeses ${options.nemeses.join(', ') || 'none'}; ${options.timeS} s; seed ${options.seed}${options.tls ? '; TLS' : ''}`);
   const result = await runJepsen(options, (line) => console.log(line));
   printSummary(result);
   return result.valid ? 0 : 1;

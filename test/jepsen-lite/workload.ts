@@ -33,6 +33,8 @@ export interface WorkloadOptions {
   thinkMs: number;
   appendTimeoutMs: number;
   random: () => number;
+  /** The CA of a TLS cluster, which the clients must trust. */
+  ca?: string;
 }
 
 /** Codes that the server documents as "refused before it got an id" when maybeApplied is absent. */
@@ -76,12 +78,14 @@ export class History {
 export class Workload {
   private running = false;
   private readonly tasks: Promise<void>[] = [];
-  private readonly agent = new Agent({ connections: 64, connectTimeout: 2000, keepAliveTimeout: 4000 });
+  private readonly agent: Agent;
 
   constructor(
     private readonly history: History,
     private readonly options: WorkloadOptions,
-  ) {}
+  ) {
+    this.agent = new Agent({ connections: 64, connectTimeout: 2000, keepAliveTimeout: 4000, ...(options.ca ? { connect: { ca: options.ca } } : {}) });
+  }
 
   start(): void {
     this.running = true;

@@ -1,28 +1,50 @@
 /**
  * Test clusters: real etcd, three real replica processes, free ports, a temp
  * dir; everything is stopped and removed after the test file, also when it
- * fails (and on process exit, should the runner die first).
+ * fails (and on process exit, should the runner die first). A cluster can run
+ * with TLS (`{ tls: true }`): the HTTP helpers here trust the CA of every TLS
+ * cluster this file started.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { afterEach, expect } from 'vitest';
 import { LocalCluster, freeClusterPorts } from '../../src/cli/local-cluster.js';
 
 const live = new Set<LocalCluster>();
+/** What the helpers send requests through: trusts the CAs of this file's TLS clusters. */
+let trusting = new Agent();
+const trustedCas: string[] = [];
+
+/** Makes the helpers trust a TLS cluster's CA (one CA per cluster, made at its start). */
+function trust(cluster: LocalCluster): void {
+  if (!cluster.tls) return;
+  trustedCas.push(cluster.tls.caPem);
+  const previous = trusting;
+  trusting = new Agent({ connect: { ca: trustedCas } });
+  void previous.close();
+}
+
+export interface TestClusterOptions {
+  objectStore?: boolean;
+  /** HTTPS and mutual TLS between replicas, with a throwaway CA (LocalClusterOptions.tls). */
+  tls?: boolean;
+}
 process.once('exit', () => {
   for (const c of live) for (const r of c.replicas) r.process?.kill('SIGKILL');
 });
 
-export async function startTestCluster(replicaArgs: string[] = [], options: { objectStore?: boolean } = {}): Promise<{ cluster: LocalCluster; stop(): Promise<void> }> {
+export async function startTestCluster(replicaArgs: string[] = [], options: TestClusterOptions = {}): Promise<{ cluster: LocalCluster; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'tern-test-'));
   const cluster = await LocalCluster.start({
     dataDir,
     ...(await freeClusterPorts(options)),
     replicaArgs: ['--log-level', process.env.TERN_TEST_LOG_LEVEL ?? 'warn', ...replicaArgs],
+    tls: options.tls,
   });
   live.add(cluster);
+  trust(cluster);
   return {
     cluster,
     async stop() {
@@ -38,7 +60,7 @@ export async function startTestCluster(replicaArgs: string[] = [], options: { ob
  * `baseArgs` plus the test's own flags, and the cluster a test started is
  * stopped after it, passed or failed.
  */
-export function clusterPerTest(baseArgs: readonly string[] = []): (extraArgs?: readonly string[], options?: { objectStore?: boolean }) => Promise<LocalCluster> {
+export function clusterPerTest(baseArgs: readonly string[] = []): (extraArgs?: readonly string[], options?: TestClusterOptions) => Promise<LocalCluster> {
   let stop: (() => Promise<void>) | undefined;
   afterEach(async () => {
     await stop?.();
@@ -79,6 +101,7 @@ export async function http(url: string, options: { method?: string; body?: Buffe
   if (options.contentType) headers['content-type'] = options.contentType;
   if (options.accept) headers.accept = options.accept;
   const res = await request(url, {
+    dispatcher: trusting,
     method: (options.method ?? 'GET') as 'GET',
     headers,
     body: options.body,

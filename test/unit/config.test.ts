@@ -40,9 +40,38 @@ describe('replica configuration', () => {
     [['--id', 'r1', '--replicas', '5'], /--replicas/],
     [['--id', 'r1', '--max-entry-bytes', '9000', '--max-request-bytes', '4096'], /must not exceed/],
     [['--id', 'r1', '--headers-timeout-ms', '9000', '--request-timeout-ms', '4000'], /--headers-timeout-ms must not exceed --request-timeout-ms/],
+    [['--id', 'r1', '--tls-cert', 'r1.crt'], /--tls-cert needs --tls-key and --tls-ca/],
+    [['--id', 'r1', '--tls-cert', 'r1.crt', '--tls-ca', 'ca.crt'], /--tls-cert, --tls-ca needs --tls-key/],
+    [['--id', 'r1', '--tls-key', 'r1.key'], /needs --tls-cert and --tls-ca/],
+    [['--id', 'r1', '--etcd-cert', 'e.crt', '--etcd-key', 'e.key'], /--etcd-cert needs --etcd-ca/],
+    [['--id', 'r1', '--etcd-ca', 'ca.crt'], /--etcd-ca goes with https:\/\/ etcd endpoints/],
+    [['--id', 'r1', '--etcd', 'https://etcd:2379'], /--etcd-ca goes with https:\/\/ etcd endpoints/],
+    [['--id', 'r1', '--etcd-user', 'tern'], /--etcd-user needs a password/],
+    [['--id', 'r1', '--etcd-password-file', 'pw'], /--etcd-user needs a password/],
+    [['--id', 'r1', '--s3-secret-access-key', 'hunter2'], /--s3-secret-access-key is refused: .*ps\. Set TERN_S3_SECRET_ACCESS_KEY or use --s3-credentials-file/],
+    [['--id', 'r1', '--s3-access-key-id', 'AKIA'], /--s3-access-key-id is refused/],
+    [['--id', 'r1', '--etcd-user', 'u', '--etcd-password', 'hunter2'], /--etcd-password is refused: .*TERN_ETCD_PASSWORD or use --etcd-password-file/],
   ])('rejects %j with a message for people', (argv, message) => {
     expect(() => parseReplicaConfig(argv as string[], {})).toThrow(ConfigError);
     expect(() => parseReplicaConfig(argv as string[], {})).toThrow(message as RegExp);
+  });
+
+  it('takes secrets from the environment only and keeps them out of what a log of the config would print', () => {
+    const config = parseReplicaConfig(['--id', 'r1', '--etcd-user', 'tern'], { TERN_S3_ACCESS_KEY_ID: 'AKIA1', TERN_S3_SECRET_ACCESS_KEY: 'hunter2', TERN_ETCD_PASSWORD: 'swordfish' });
+    expect([config.s3AccessKeyId, config.s3SecretAccessKey, config.etcdPassword]).toEqual(['AKIA1', 'hunter2', 'swordfish']);
+    const printed = JSON.stringify(config);
+    for (const secret of ['AKIA1', 'hunter2', 'swordfish']) expect(printed).not.toContain(secret);
+    expect(printed).toContain('"etcdUser":"tern"');
+  });
+
+  it.each([
+    [{ TERN_S3_ACCESS_KEY_ID: 'AKIA1' }, /--s3-access-key-id needs --s3-secret-access-key/],
+    [{ TERN_S3_ACCESS_KEY_ID: 'a', TERN_S3_SECRET_ACCESS_KEY: 'b', TERN_S3_CREDENTIALS_FILE: '/x.json' }, /credentials once/],
+    [{ TERN_ETCD_USER: 'u', TERN_ETCD_PASSWORD: 'p', TERN_ETCD_PASSWORD_FILE: '/pw' }, /etcd password once/],
+    [{ TERN_ETCD_PASSWORD: 'p' }, /a password needs --etcd-user/],
+  ])('rejects the environment %j', (env, message) => {
+    expect(() => parseReplicaConfig(['--id', 'r1'], env)).toThrow(ConfigError);
+    expect(() => parseReplicaConfig(['--id', 'r1'], env)).toThrow(message);
   });
 
   it('documents every option in the usage text', () => {

@@ -382,7 +382,7 @@ describe('deploy/kubernetes', () => {
   it('lists every manifest in kustomization.yaml', () => {
     const files = readdirSync(K8S).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
     expect([...kustomization.resources].sort()).toEqual(files.sort());
-    expect(manifests.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'StatefulSet']);
+    expect(manifests.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'StatefulSet']);
   });
 
   it('writes ConfigMap data, Secret stringData, env values and annotations as strings', () => {
@@ -444,6 +444,27 @@ describe('deploy/kubernetes', () => {
     expect(target(headless, 'peer')).toBe(config().peerPort);
     expect(target(headless, 'client')).toBe(config().clientPort);
     expect(target(client, 'client')).toBe(config().clientPort);
+  });
+
+  it('opens the client port (clients, probes, Prometheus) to all and the peer port to the replicas alone (NetworkPolicy)', () => {
+    const policy = manifest('NetworkPolicy', 'tern');
+    expect(isSubset(policy.spec.podSelector.matchLabels, podLabels)).toBe(true);
+    expect(policy.spec.policyTypes).toContain('Ingress');
+    const rules: Y[] = policy.spec.ingress;
+    const portsOf = (rule: Y): number[] => (rule.ports as Y[]).map((p) => resolvePort(p.port));
+    // Every port the StatefulSet declares is covered, and nothing else.
+    const declared = (container.ports as Y[]).map((p) => p.containerPort as number);
+    expect(new Set(rules.flatMap(portsOf))).toEqual(new Set(declared));
+    expect(rules.filter((r) => r.from === undefined).flatMap(portsOf)).toEqual([config().clientPort]);
+    // Prometheus scrapes the port the open rule lets in.
+    expect(Number(statefulSet.spec.template.metadata.annotations['prometheus.io/port'])).toBe(config().clientPort);
+    const peerRules = rules.filter((r) => portsOf(r).includes(config().peerPort));
+    expect(peerRules.length).toBe(1);
+    expect(portsOf(peerRules[0])).toEqual([config().peerPort]);
+    for (const from of peerRules[0].from as Y[]) {
+      expect(Object.keys(from)).toEqual(['podSelector']);
+      expect(isSubset(from.podSelector.matchLabels, podLabels)).toBe(true);
+    }
   });
 
   it('lets voluntary disruptions take one replica at a time', () => {
