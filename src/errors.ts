@@ -6,6 +6,8 @@
  */
 export const ErrorCodes = {
   BAD_REQUEST: { status: 400, doc: 'Malformed request: bad log name, JSON, base64, frames or query.' },
+  UNAUTHENTICATED: { status: 401, doc: 'The cluster requires a token (--tokens-file) and the request has none, or one it does not know. Answered with WWW-Authenticate: Bearer.' },
+  FORBIDDEN: { status: 403, doc: 'The token is known but lacks the scope the request needs, or its prefixes do not cover the log.' },
   LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
   NOT_FOUND: { status: 404, doc: 'No such route or method.' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REPLICA_NODE_FLAGS } from '../replica/node-flags.js';
+import { writeLocalAdminToken } from './cluster-auth.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import { S3RVER_BUCKET, s3rverReplicaArgs, startS3rver, type S3Server } from './s3rver.js';
 import { freePort, stopChild, waitForHttp } from './processes.js';
@@ -35,6 +36,8 @@ export interface LocalClusterOptions {
   nodeArgs?: readonly string[];
   /** Where replica output goes: a log file per replica in dataDir (default), or this process's stdio. */
   output?: 'files' | 'inherit';
+  /** Require tokens: a new admin token (`adminToken`), its hash in dataDir/tokens.jsonl, the token in dataDir/admin-token (0600). */
+  auth?: boolean;
 }
 
 /** cluster.json: what scripts, fault tests and the benchmark need to drive the cluster. */
@@ -108,6 +111,8 @@ export class LocalCluster {
     private s3: S3Server | undefined,
     private readonly s3Port: number | undefined,
     private readonly s3Dir: string,
+    /** The admin token of an authenticated cluster (`auth`); undefined when the cluster is open. */
+    readonly adminToken: string | undefined,
   ) {
     this.replicas = replicas;
   }
@@ -166,6 +171,7 @@ export class LocalCluster {
       throw err;
     }
     const entry = cliEntry();
+    const auth = options.auth ? writeLocalAdminToken(dataDir) : undefined;
     const replicas = REPLICA_IDS.map((id, i) => ({
       id,
       clientUrl: `http://127.0.0.1:${options.clientPorts[i]}`,
@@ -181,13 +187,14 @@ export class LocalCluster {
         '--peer-port', String(options.peerPorts[i]),
         '--etcd', etcdEndpoint,
         ...(s3 ? s3rverReplicaArgs(s3.endpoint) : []),
+        ...(auth ? ['--tokens-file', auth.tokensFile] : []),
         ...(options.replicaArgs ?? []),
         ...(options.replicaArgsFor?.(id) ?? []),
       ],
       process: undefined as unknown as ChildProcess,
     }));
     const etcdPorts = etcd ? { clientPort: options.etcdClientPort!, peerPort: options.etcdPeerPort! } : undefined;
-    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir);
+    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir, auth?.token);
     try {
       for (const r of replicas) r.process = cluster.spawnReplica(r);
       await Promise.all(replicas.map((r) => cluster.waitFor(r, 'live')));

@@ -2,7 +2,7 @@
  * The one place where failures become HTTP answers: a TernError keeps its
  * code and status, fastify's own errors (body too large, unknown content
  * type, schema validation) are mapped onto the registry, etcd out of reach
- * is 503 NOT_READY, anything else is a bug: logged, answered 500 INTERNAL.
+ * is 503 NOT_READY, a 401 says to use a bearer token, anything else is a bug: logged, answered 500 INTERNAL.
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
@@ -28,6 +28,8 @@ export function installErrorHandling(app: FastifyInstance, hooks: { etcdUnavaila
     const te = toTernError(err);
     if (te.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
     if (te.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    // RFC 6750: a 401 names the scheme the client must use.
+    if (te.code === 'UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer realm="tern"');
     void reply.code(te.status).send(te.toBody());
   });
   app.setNotFoundHandler((req, reply) => {
