@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TokenFile } from '../../src/auth/token-file.js';
 import { bearerToken, coversLog, findToken, generateToken, hasScope, hashToken, parseTokensFile, tokenLine, TokensFileError, type Scope } from '../../src/auth/tokens.js';
+import { parseTokenArgs, runTokenCommand } from '../../src/cli/token-command.js';
 import { ConfigError } from '../../src/replica/config.js';
 
 const line = (token: string, name: string, scopes: Scope[], prefixes?: string[]) => tokenLine(token, name, scopes, prefixes);
@@ -131,5 +132,32 @@ describe('tokens file on a replica', () => {
     file.reload('test');
     expect(file.find(t2)?.name).toBe('two');
     expect(events).toEqual(['loaded 1', 'reload ok', 'loaded 1', 'reload failed', 'reload failed', 'reload failed']);
+  });
+});
+
+describe('tern token create', () => {
+  it('prints a new token once and the line that grants it, with its scopes and prefixes', () => {
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      runTokenCommand(parseTokenArgs(['create', '--name', 'writer-a', '--scopes', 'append,read', '--prefix', 'tenant-a.', '--prefix', 'shared.']));
+      const out = String(log.mock.calls[0]![0]);
+      const token = /^(tern_\S+)$/m.exec(out)![1]!;
+      const printed = out.split('\n').find((l) => l.startsWith('{'))!;
+      const [record] = parseTokensFile(printed);
+      expect(findToken([record!], token)).toMatchObject({ name: 'writer-a', scopes: ['append', 'read'], prefixes: ['tenant-a.', 'shared.'] });
+    } finally {
+      log.mockRestore();
+    }
+  });
+
+  it.each([
+    [['list'], /unknown subcommand/],
+    [['create', '--scopes', 'read'], /--name is required/],
+    [['create', '--name', 'x'], /--scopes is required/],
+    [['create', '--name', 'x', '--scopes', 'read,write'], /unknown write/],
+    [['create', '--name', 'x', '--scopes', 'read', '--prefix', 'a/b'], /prefixes/],
+  ])('refuses %j with a ConfigError', (argv, message) => {
+    expect(() => runTokenCommand(parseTokenArgs(argv as string[]))).toThrow(ConfigError);
+    expect(() => runTokenCommand(parseTokenArgs(argv as string[]))).toThrow(message as RegExp);
   });
 });
