@@ -10,7 +10,7 @@
  * error, counted by status and error code.
  *
  *   npm run bench -- [--duration S] [--warmup S] [--producers N]
- *                    [--sizes 1024,65536] [--target leader|spread] [--json]
+ *                    [--sizes 1024,65536] [--target leader|spread] [--auth] [--json]
  *
  * On the driver not being the bottleneck: the driver runs on the same (small)
  * machine as the three replicas and etcd, so every CPU cycle it takes is
@@ -50,7 +50,7 @@ import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
 import { Pool } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
-import { append, committedEntries, createLog as createLogVia } from './lib/http.js';
+import { OCTET_STREAM_HEADERS, append, authHeaders, committedEntries, createLog as createLogVia } from './lib/http.js';
 import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, stopOwnChildren, type CpuFigures, type CpuSnapshot, aborted } from './lib/proc.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
@@ -61,6 +61,8 @@ const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run b
   --sizes A,B,...      entry sizes in bytes, one scenario each (default 1024,65536; max 1048576)
   --target T           leader: send every append to the log's leader (default)
                        spread: round-robin over the three replicas (2 of 3 appends are forwarded)
+  --auth               start the cluster with a tokens file (tern cluster --auth) and send its
+                       token with every request: the cost of authentication, against a run without
   --json               print the results as JSON on stdout (progress stays on stderr)
   -h, --help           this text`;
 
@@ -81,11 +83,12 @@ interface Options {
   producers: number;
   sizes: number[];
   target: Target;
+  auth: boolean;
   json: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options | 'help' {
-  const values = parseFlags(argv, ['duration', 'warmup', 'producers', 'sizes', 'target'], ['json']);
+  const values = parseFlags(argv, ['duration', 'warmup', 'producers', 'sizes', 'target'], ['json', 'auth']);
   if (values.help) return 'help';
   const str = (name: string) => values[name] as string | undefined;
   const durationS = numberFlag('duration', str('duration'), 10, 0.1, 3600, false);
@@ -94,7 +97,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   const sizes = (str('sizes') ?? '1024,65536').split(',').map((s) => numberFlag('sizes', s.trim(), 0, 1, MAX_ENTRY_BYTES, true));
   const target = str('target') ?? 'leader';
   if (target !== 'leader' && target !== 'spread') throw new UsageError(`--target must be leader or spread, got "${target}"`);
-  return { durationS, warmupS, producers, sizes, target, json: values.json === true };
+  return { durationS, warmupS, producers, sizes, target, auth: values.auth === true, json: values.json === true };
 }
 
 // ---------------------------------------------------------------------------
@@ -141,7 +144,7 @@ function clusterPids(cluster: LocalCluster): Record<string, number | undefined> 
 
 /** Creates the log and returns its leader's id, waiting (up to 15 s) until it has one. */
 function createLog(cluster: LocalCluster, log: string, signal: AbortSignal): Promise<string> {
-  return createLogVia(cluster.replicas[0]!.clientUrl, log, signal);
+  return createLogVia(cluster.replicas[0]!.clientUrl, log, signal, cluster.adminToken);
 }
 
 // ---------------------------------------------------------------------------
@@ -175,6 +178,7 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
   );
   const payload = randomBytes(spec.size);
   const path = `/v1/logs/${log}/entries`;
+  const headers = { ...OCTET_STREAM_HEADERS, ...authHeaders(cluster.adminToken) };
 
   const histogram: Histogram = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
   const errorsByCode: Record<string, number> = {};
@@ -207,7 +211,7 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
     while (!signal.aborted && performance.now() < measureEnd) {
       const pool = pools.length === 1 ? pools[0]! : pools[next++ % pools.length]!;
       const sent = performance.now();
-      const key = await append(pool, path, payload);
+      const key = await append(pool, path, payload, headers);
       const done = performance.now();
       if (signal.aborted) return;
       if (key === undefined) {
@@ -244,7 +248,7 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
   after ??= cpuSnapshot(pids);
   before ??= after;
 
-  const committed = await committedEntries(leaderUrl, log);
+  const committed = await committedEntries(leaderUrl, log, cluster.adminToken);
   const rssMiB: Record<string, number> = {};
   for (const r of cluster.replicas) {
     const rss = procRssMiB(r.process.pid);
@@ -376,7 +380,7 @@ async function main(argv: string[]): Promise<number> {
     progress(`starting etcd, s3rver and 3 replicas (data in ${dataDir})`);
     const startedAt = performance.now();
     // Run Tern as users run it: with its object store, flushing as it goes.
-    const starting = LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: REPLICA_ARGS });
+    const starting = LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: REPLICA_ARGS, auth: opts.auth });
     const first = await Promise.race([starting, aborted(abort.signal)]);
     if (first === 'aborted') {
       // A terminal's Ctrl-C also reaches etcd and the replicas, and LocalCluster.start would

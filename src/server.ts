@@ -1,8 +1,8 @@
 /**
  * The composition root: owns the wiring of one replica process (logger,
- * object store, peer transport, replica, both HTTP listeners, etcd
- * directory) and its lifecycle, above every layer it wires. Listen on the
- * peer and client ports, register in etcd under a lease with a fresh
+ * object store, peer transport, replica, the HTTP listeners, the tokens
+ * file, etcd directory) and its lifecycle, above every layer it wires. Listen
+ * on the peer, client (and metrics) ports, register in etcd under a lease with a fresh
  * incarnation, serve; on SIGTERM or SIGINT drain (hand off or close clean
  * every led log, bounded by --shutdown-timeout-ms), then stop taking
  * requests, revoke the lease, exit.
@@ -10,15 +10,18 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { withTimeout } from './with-timeout.js';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { TokenFile } from './auth/token-file.js';
 import { ClusterDirectory } from './fencing/directory.js';
 import { ObjectStore } from './flusher/object-store.js';
 import { buildClientApi } from './http/client-api.js';
+import { buildMetricsApi } from './http/metrics-api.js';
 import { buildPeerApi } from './http/peer-api.js';
 import { outgoingTls } from './peer/tls.js';
 import { PeerTransport } from './peer/transport.js';
 import { peerRouteMap, type ReplicaConfig } from './replica/config.js';
 import { missingNodeFlags } from './replica/node-flags.js';
+import type { ReplicaMetrics } from './replica/metrics.js';
 import { Replica, type DrainReport } from './replica/replica.js';
 import { loadSecrets, plainRemoteEndpoint } from './replica/secrets.js';
 
@@ -68,12 +71,15 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
   const missing = missingNodeFlags(process.execArgv);
   if (missing.length > 0) logger.warn({ missing }, `node was started without ${missing.join(' ')}: expect frequent full GCs under load (README, Configuration)`);
   const replica = new Replica(config, transport, logger, store);
+  const tokens = openTokens(config, logger, replica.metrics);
   const peerApp = buildPeerApi(replica, config, logger, secrets.tls);
-  const clientApp = await buildClientApi(replica, config, logger, secrets.tls);
+  const clientApp = await buildClientApi(replica, config, logger, { tokens, metrics: config.metricsPort === 0, tls: secrets.tls });
+  const metricsApp = config.metricsPort === 0 ? undefined : buildMetricsApi(replica.metrics, logger, config);
   let directory: ClusterDirectory | undefined;
   const stop = async () => {
     await replica.stop();
-    await Promise.allSettled([clientApp.close(), peerApp.close()]);
+    tokens?.close();
+    await Promise.allSettled([clientApp.close(), peerApp.close(), metricsApp?.close()]);
     await directory?.close();
     await transport.close();
     store?.close();
@@ -81,6 +87,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
   try {
     const peerAddress = await peerApp.listen({ host: config.host, port: config.peerPort });
     const clientAddress = await clientApp.listen({ host: config.host, port: config.clientPort });
+    const metricsAddress = await metricsApp?.listen({ host: config.host, port: config.metricsPort });
     const peerUrl = advertised(peerAddress, config.advertiseHost);
     const clientUrl = advertised(clientAddress, config.advertiseHost);
     directory = await ClusterDirectory.connect({
@@ -92,7 +99,7 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
       self: { id: config.id, clientUrl, peerUrl, incarnation: randomUUID() },
     });
     replica.start(directory);
-    logger.info({ clientUrl, peerUrl, incarnation: directory.self.incarnation }, 'replica ready');
+    logger.info({ clientUrl, peerUrl, metricsUrl: metricsAddress, incarnation: directory.self.incarnation }, 'replica ready');
     const shutdown = async (): Promise<DrainReport> => {
       const started = Date.now();
       const report: DrainReport = { handedOff: [], closedClean: [], lost: [], unfinished: [] };
@@ -115,6 +122,23 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
     await stop();
     throw err;
   }
+}
+
+/**
+ * The tokens file, read now (a bad one stops the start-up with a ConfigError)
+ * and kept up to date; undefined, with a warning on every start, when the
+ * replica runs open.
+ */
+function openTokens(config: ReplicaConfig, logger: Logger, metrics: ReplicaMetrics): TokenFile | undefined {
+  if (config.tokensFile === '') {
+    metrics.authState({ open: true });
+    logger.warn({}, 'no --tokens-file: the client API is OPEN, anyone who reaches the client port may append, read, delete, truncate, recover and hand off (README, Authentication)');
+    return undefined;
+  }
+  return TokenFile.open(config.tokensFile, logger, {
+    loaded: (count) => metrics.authState({ open: false, tokens: count }),
+    reloaded: (result) => metrics.authReloaded(result),
+  });
 }
 
 /** The URL others use: the bound port with the advertised host. */

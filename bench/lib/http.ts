@@ -5,8 +5,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type Dispatcher, type Pool } from 'undici';
 
-export async function httpJson(url: string, method: 'GET' | 'PUT'): Promise<{ status: number; body: any }> {
-  const res = await request(url, { method, headersTimeout: 10_000, bodyTimeout: 10_000 });
+/** The Authorization header for a cluster that requires tokens (`tern cluster --auth`); none for an open one. */
+export function authHeaders(token: string | undefined): Record<string, string> {
+  return token === undefined ? {} : { authorization: `Bearer ${token}` };
+}
+
+export async function httpJson(url: string, method: 'GET' | 'PUT', token?: string): Promise<{ status: number; body: any }> {
+  const res = await request(url, { method, headers: authHeaders(token), headersTimeout: 10_000, bodyTimeout: 10_000 });
   const text = await res.body.text();
   let body: unknown = text;
   try {
@@ -18,8 +23,8 @@ export async function httpJson(url: string, method: 'GET' | 'PUT'): Promise<{ st
 }
 
 /** Creates the log through replica `via` and returns its leader's id, waiting (up to 15 s) until it has one. */
-export async function createLog(via: string, log: string, signal: AbortSignal): Promise<string> {
-  const put = await httpJson(`${via}/v1/logs/${log}`, 'PUT');
+export async function createLog(via: string, log: string, signal: AbortSignal, token?: string): Promise<string> {
+  const put = await httpJson(`${via}/v1/logs/${log}`, 'PUT', token);
   if (put.status !== 201 && put.status !== 200) throw new Error(`PUT /v1/logs/${log}: ${put.status} ${JSON.stringify(put.body)}`);
   let leader: string | null = put.body?.leader ?? null;
   const deadline = Date.now() + 15_000;
@@ -27,21 +32,21 @@ export async function createLog(via: string, log: string, signal: AbortSignal): 
     if (signal.aborted) throw new Error('interrupted');
     if (Date.now() > deadline) throw new Error(`log ${log} has no leader 15 s after its creation`);
     await sleep(100);
-    const get = await httpJson(`${via}/v1/logs/${log}`, 'GET');
+    const get = await httpJson(`${via}/v1/logs/${log}`, 'GET', token);
     leader = get.status === 200 ? (get.body?.leader ?? null) : null;
   }
   return leader;
 }
 
 /** GET /v1/logs/{log} (the log's status) or throws. */
-export async function logStatus(url: string, log: string): Promise<{ leader: string | null; committedId: number; flushedId: number; [k: string]: unknown }> {
-  const get = await httpJson(`${url}/v1/logs/${log}`, 'GET');
+export async function logStatus(url: string, log: string, token?: string): Promise<{ leader: string | null; committedId: number; flushedId: number; [k: string]: unknown }> {
+  const get = await httpJson(`${url}/v1/logs/${log}`, 'GET', token);
   if (get.status !== 200) throw new Error(`GET /v1/logs/${log}: ${get.status} ${JSON.stringify(get.body)}`);
   return get.body;
 }
 
-export async function committedEntries(url: string, log: string): Promise<number> {
-  return Number((await logStatus(url, log)).committedId) + 1;
+export async function committedEntries(url: string, log: string, token?: string): Promise<number> {
+  return Number((await logStatus(url, log, token)).committedId) + 1;
 }
 
 export const OCTET_STREAM_HEADERS = { 'content-type': 'application/octet-stream' };

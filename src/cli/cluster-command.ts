@@ -2,10 +2,12 @@
  * `tern cluster`: a local three-replica cluster for development and scripts.
  * Ports: replica i (1..3) serves clients on base+i and peers on base+100+i;
  * the etcd it starts listens on base+379 (clients) and base+380 (peers), the
- * s3rver object store on base+390.
+ * s3rver object store on base+390. With --auth the replicas require tokens
+ * and the admin token is printed once (and kept in DIR/admin-token, 0600).
  */
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../replica/config.js';
+import { ADMIN_TOKEN_FILE, TOKENS_FILE } from './cluster-auth.js';
 import { LocalCluster } from './local-cluster.js';
 
 /** A replica's drain is bounded by its --shutdown-timeout-ms (20 s by default); after this it is killed. */
@@ -16,17 +18,20 @@ export interface ClusterArgs {
   basePort: number;
   etcd: string | undefined;
   tls: boolean;
+  auth: boolean;
   replicaArgs: string[];
 }
 
 export function clusterUsage(): string {
-  return `Usage: tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [--tls] [-- REPLICA FLAGS...]
+  return `Usage: tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [--tls] [--auth] [-- REPLICA FLAGS...]
   --data-dir DIR   where etcd data, replica logs and cluster.json go (default .tern)
   --base-port N    replica i serves clients on N+i and peers on N+100+i; etcd uses N+379/N+380,
                    the s3rver object store N+390 (default 7000)
   --etcd URL       use this etcd instead of starting one
   --tls            HTTPS on every listener, mutual TLS between replicas: makes a throwaway CA
                    and a certificate per replica in DIR/tls (ca.crt, r1.crt, r1.key, ...)
+  --auth           require client tokens: writes DIR/${TOKENS_FILE} with a new admin token, prints
+                   the token once and keeps it in DIR/${ADMIN_TOKEN_FILE} (mode 0600)
   flags after -- are passed to every replica (see tern replica --help)
 Writes DIR/cluster.json; Ctrl-C stops everything it started.`;
 }
@@ -38,7 +43,7 @@ export function parseClusterArgs(argv: string[]): ClusterArgs {
   try {
     ({ values } = parseArgs({
       args: own,
-      options: { 'data-dir': { type: 'string' }, 'base-port': { type: 'string' }, etcd: { type: 'string' }, tls: { type: 'boolean' } },
+      options: { 'data-dir': { type: 'string' }, 'base-port': { type: 'string' }, etcd: { type: 'string' }, tls: { type: 'boolean' }, auth: { type: 'boolean' } },
       strict: true,
       allowPositionals: false,
     }));
@@ -47,7 +52,7 @@ export function parseClusterArgs(argv: string[]): ClusterArgs {
   }
   const basePort = Number(values['base-port'] ?? 7000);
   if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65535 - 400) throw new ConfigError(`--base-port must be an integer in [1, 65135], got "${values['base-port']}"`);
-  return { dataDir: values['data-dir'] ?? '.tern', basePort, etcd: values.etcd, tls: values.tls === true, replicaArgs: split < 0 ? [] : argv.slice(split + 1) };
+  return { dataDir: values['data-dir'] ?? '.tern', basePort, etcd: values.etcd, tls: values.tls === true, auth: values.auth === true, replicaArgs: split < 0 ? [] : argv.slice(split + 1) };
 }
 
 export async function runClusterCommand(args: ClusterArgs): Promise<number> {
@@ -62,12 +67,15 @@ export async function runClusterCommand(args: ClusterArgs): Promise<number> {
     s3Port: b + 390,
     replicaArgs: args.replicaArgs,
     tls: args.tls,
+    auth: args.auth,
   });
   const file = cluster.writeClusterFile();
   console.log(`etcd    ${cluster.etcdEndpoint}`);
   console.log(`s3      ${cluster.objectStoreEndpoint} (s3rver, bucket tern)`);
   for (const r of cluster.replicas) console.log(`${r.id}      client ${r.clientUrl}  peer ${r.peerUrl}  (log ${cluster.dataDir}/${r.id}.log)`);
   if (cluster.tls) console.log(`tls     clients trust ${cluster.tls.ca} (curl --cacert ${cluster.tls.ca} ...)`);
+  if (cluster.adminToken) console.log(`auth    admin token (shown once; also in ${cluster.dataDir}/${ADMIN_TOKEN_FILE}): ${cluster.adminToken}\n        send it as Authorization: Bearer <token>; more tokens: tern token create, added to ${cluster.dataDir}/${TOKENS_FILE}`);
+  else console.log('auth    none: the cluster is open to anyone who reaches its ports (--auth to require tokens)');
   console.log(`cluster.json: ${file}\nCtrl-C stops the cluster.`);
   let stopping = false;
   for (const r of cluster.replicas) {

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 import { REPLICA_NODE_FLAGS } from '../replica/node-flags.js';
+import { writeLocalAdminToken } from './cluster-auth.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
 import type { LocalTlsFiles } from './local-ca.js';
 import { S3RVER_BUCKET, s3rverReplicaArgs, startS3rver, type S3Server } from './s3rver.js';
@@ -39,6 +40,8 @@ export interface LocalClusterOptions {
   output?: 'files' | 'inherit';
   /** TLS on both listeners and mutual TLS between replicas, with a throwaway CA and certificates made under dataDir/tls. */
   tls?: boolean;
+  /** Require tokens: a new admin token (`adminToken`), its hash in dataDir/tokens.jsonl, the token in dataDir/admin-token (0600). */
+  auth?: boolean;
 }
 
 /** cluster.json: what scripts, fault tests and the benchmark need to drive the cluster. */
@@ -116,6 +119,8 @@ export class LocalCluster {
     private readonly s3Dir: string,
     /** The CA and certificates of a TLS cluster. */
     readonly tls: LocalTlsFiles | undefined,
+    /** The admin token of an authenticated cluster (`auth`); undefined when the cluster is open. */
+    readonly adminToken: string | undefined,
   ) {
     this.replicas = replicas;
   }
@@ -177,6 +182,7 @@ export class LocalCluster {
     // Loaded only for a TLS cluster: a replica process never needs the certificate generator.
     const tls = options.tls ? await (await import('./local-ca.js')).writeLocalTls(join(dataDir, 'tls'), REPLICA_IDS) : undefined;
     const scheme = tls ? 'https' : 'http';
+    const auth = options.auth ? writeLocalAdminToken(dataDir) : undefined;
     const replicas = REPLICA_IDS.map((id, i) => ({
       id,
       clientUrl: `${scheme}://127.0.0.1:${options.clientPorts[i]}`,
@@ -193,13 +199,14 @@ export class LocalCluster {
         '--etcd', etcdEndpoint,
         ...(s3 ? s3rverReplicaArgs(s3) : []),
         ...(tls ? ['--tls-ca', tls.ca, '--tls-cert', tls.cert(id), '--tls-key', tls.key(id)] : []),
+        ...(auth ? ['--tokens-file', auth.tokensFile] : []),
         ...(options.replicaArgs ?? []),
         ...(options.replicaArgsFor?.(id) ?? []),
       ],
       process: undefined as unknown as ChildProcess,
     }));
     const etcdPorts = etcd ? { clientPort: options.etcdClientPort!, peerPort: options.etcdPeerPort! } : undefined;
-    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir, tls);
+    const cluster = new LocalCluster(dataDir, etcdEndpoint, etcd, etcdPorts, replicas, options.output ?? 'files', s3, options.s3Port, s3Dir, tls, auth?.token);
     try {
       for (const r of replicas) r.process = cluster.spawnReplica(r);
       await Promise.all(replicas.map((r) => cluster.waitFor(r, 'live')));

@@ -1,21 +1,26 @@
 #!/usr/bin/env node
 /**
  * `tern replica ...` runs one replica; `tern cluster ...` runs a local
- * three-replica cluster with its own etcd. Bad flags print a message and exit 2.
+ * three-replica cluster with its own etcd; `tern token create ...` makes a
+ * client token. Bad flags print a message and exit 2.
  */
 import { ConfigError, parseReplicaConfig, replicaUsage } from '../replica/config.js';
 import { startReplica } from '../server.js';
 import { clusterUsage, parseClusterArgs, runClusterCommand } from './cluster-command.js';
+import { parseTokenArgs, runTokenCommand, tokenUsage } from './token-command.js';
 
 const USAGE = `Usage:
   tern replica --id ID [options]     run one replica (tern replica --help)
-  tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [--tls]
-                                     run a local 3-replica cluster (tern cluster --help)`;
+  tern cluster [--data-dir DIR] [--base-port N] [--etcd URL] [--tls] [--auth]
+                                     run a local 3-replica cluster (tern cluster --help)
+  tern token create --name N --scopes append,read [--prefix P]
+                                     make a client token (tern token --help)`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (rest.includes('--help') || rest.includes('-h')) {
-    console.log(command === 'replica' ? replicaUsage() : command === 'cluster' ? clusterUsage() : USAGE);
+    const usages: Record<string, () => string> = { replica: replicaUsage, cluster: clusterUsage, token: tokenUsage };
+    console.log(usages[command ?? '']?.() ?? USAGE);
     return 0;
   }
   switch (command) {
@@ -32,6 +37,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'cluster':
       return runClusterCommand(parseClusterArgs(rest));
+    case 'token':
+      return runTokenCommand(parseTokenArgs(rest));
     default:
       console.error(USAGE);
       return 2;

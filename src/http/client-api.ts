@@ -1,7 +1,10 @@
 /**
  * The client API (v1): a thin fastify layer that parses, calls the replica
  * and lets the error handler map failures. Route schemas validate params and
- * queries and are published as the OpenAPI description at /openapi.json.
+ * queries and are published as the OpenAPI description at /openapi.json. Each
+ * route declares the access it needs (src/http/auth.ts): probes, metrics and
+ * the description are public, reads need `read`, appends `append`, and every
+ * command that changes a log or its leadership `admin`.
  */
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -14,10 +17,12 @@ import type { ClientAppend } from '../peer/forwarded-appends.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { appendHere, entryBytes } from './append.js';
 import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject } from './bodies.js';
+import { installAuth, visibleLogs, type TokenLookup } from './auth.js';
 import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
 import { buildServer, capConnections } from './server-options.js';
 import { listenerTls, outgoingTls, type TlsMaterial } from '../peer/tls.js';
+import { addMetricsRoute } from './metrics-api.js';
 
 /**
  * A forwarded log command (handoff) fails after the leader's ack timeout and
@@ -73,8 +78,17 @@ const statusSchema = {
   },
 };
 
-/** With `tls`, clients get HTTPS, and forwards to the leader verify it and show this replica's certificate. */
-export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger, tls?: TlsMaterial): Promise<FastifyInstance> {
+export interface ClientApiOptions {
+  /** The tokens in force; undefined: no authentication (an open cluster). */
+  tokens: TokenLookup | undefined;
+  /** Serve GET /metrics here (false when it has a listener of its own). */
+  metrics: boolean;
+  /** With it, clients get HTTPS, and forwards to the leader verify it and show this replica's certificate. */
+  tls?: TlsMaterial;
+}
+
+export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger, options: ClientApiOptions): Promise<FastifyInstance> {
+  const { tls } = options;
   const app = buildServer(logger, config.maxRequestBytes, config, tls && listenerTls(tls, 'client'));
   capConnections(app, config.maxConnections);
   const outgoing = tls && outgoingTls(tls);
@@ -85,6 +99,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
+  installAuth(app, options.tokens, (code) => metrics.authRefused(code));
   // A stopping replica asks each client to close its connection after the answer, so that none
   // is reused at the moment the listener closes (a request cut off there has an unknown outcome).
   // A callback hook, not an async one: it runs on every answer, appends included, and needs no promise.
@@ -107,28 +122,27 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
     },
   });
 
-  app.get('/healthz', { schema: { summary: 'Liveness: the process serves HTTP; incarnation is new at every start' } }, async () => ({ status: 'ok', id: replica.id, incarnation: replica.incarnation ?? null }));
+  app.get('/healthz', { config: { access: 'public' }, schema: { summary: 'Liveness: the process serves HTTP; incarnation is new at every start' } }, async () => ({ status: 'ok', id: replica.id, incarnation: replica.incarnation ?? null }));
 
-  app.get('/readyz', { schema: { summary: 'Readiness, meaning "another replica may be stopped now": registered in etcd, not stopping, and counted by the open segment of every log it holds. 503 NOT_READY says why and how many logs are catching up' } }, async (_req, reply) => {
+  app.get('/readyz', { config: { access: 'public' }, schema: { summary: 'Readiness, meaning "another replica may be stopped now": registered in etcd, not stopping, and counted by the open segment of every log it holds. 503 NOT_READY says why and how many logs are catching up' } }, async (_req, reply) => {
     const r = replica.readiness();
     if (!r.ready) return reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS)).send({ ...new TernError('NOT_READY', `replica ${replica.id} is not ready: ${r.reason}`).toBody(), catchingUp: r.catchingUp });
     return { status: 'ready', id: replica.id, catchingUp: 0 };
   });
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format)' } }, async (_req, reply) => {
-    const { contentType, body } = await metrics.render();
-    return reply.header('content-type', contentType).send(body);
-  });
+  if (options.metrics) addMetricsRoute(app, metrics);
 
-  app.get('/v1/logs', { schema: { summary: 'List logs', response: { 200: { type: 'object', properties: { logs: { type: 'array', items: { type: 'string' } } } } } } }, async () => ({
-    logs: replica.listLogs(),
-  }));
+  app.get(
+    '/v1/logs',
+    { config: { access: 'read' }, schema: { summary: "List logs (those the token's prefixes cover)", response: { 200: { type: 'object', properties: { logs: { type: 'array', items: { type: 'string' } } } } } } },
+    async (req) => ({ logs: visibleLogs(req, replica.listLogs()) }),
+  );
 
   app.put<{ Params: { log: string } }>(
     '/v1/logs/:log',
-    { schema: { summary: 'Create a log (idempotent): 201 when created, 200 when it existed', params: logParams, response: { 200: statusSchema, 201: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    { config: { access: 'admin' }, schema: { summary: 'Create a log (idempotent): 201 when created, 200 when it existed', params: logParams, response: { 200: statusSchema, 201: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
     async (req, reply) => {
       const { created, status } = await replica.createLog(req.params.log);
       return reply.code(created ? 201 : 200).send(status);
@@ -137,19 +151,20 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
 
   app.delete<{ Params: { log: string } }>(
     '/v1/logs/:log',
-    { schema: { summary: 'Delete a log: its entries, metadata and objects', params: logParams, response: { '4xx': errorSchema, '5xx': errorSchema } } },
+    { config: { access: 'admin' }, schema: { summary: 'Delete a log: its entries, metadata and objects', params: logParams, response: { '4xx': errorSchema, '5xx': errorSchema } } },
     async (req) => replica.deleteLog(req.params.log),
   );
 
   app.get<{ Params: { log: string } }>(
     '/v1/logs/:log',
-    { schema: { summary: 'Log status; ids are -1 when none', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    { config: { access: 'read' }, schema: { summary: 'Log status; ids are -1 when none', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
     async (req) => replica.status(req.params.log),
   );
 
   app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
     '/v1/logs/:log/entries',
     {
+      config: { access: 'append' },
       schema: {
         summary: 'Append: application/octet-stream = one entry (raw body); application/json {"entries": [base64...]} or application/vnd.tern.frames = an atomic batch',
         params: logParams,
@@ -193,11 +208,12 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
 
   app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
     '/v1/logs/:log/handoff',
-    { schema: { summary: 'Move leadership to another replica: {"to": "r2"}; answers the new status once it leads', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    { config: { access: 'admin' }, schema: { summary: 'Move leadership to another replica: {"to": "r2"}; answers the new status once it leads', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
     async (req, reply) => {
       const name = req.params.log;
       const leader = req.headers[FORWARDED_HEADER] === undefined ? await replica.leaderElsewhere(name) : undefined;
-      if (leader) return forwarder.forward(leader.clientUrl, req.url, req.headers['content-type'], req.body, reply);
+      // The leader's client port checks the same token again: the forwarded mark alone proves nothing.
+      if (leader) return forwarder.forward(leader.clientUrl, req.url, req, reply);
       const { to } = parseJsonObject(req.body, ['to']);
       return replica.handoff(name, String(to));
     },
@@ -205,7 +221,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
 
   app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
     '/v1/logs/:log/truncate',
-    { schema: { summary: 'Retention: {"beforeId": N} makes ids below N unreadable (410 TRUNCATED) and deletes their objects in the background', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    { config: { access: 'admin' }, schema: { summary: 'Retention: {"beforeId": N} makes ids below N unreadable (410 TRUNCATED) and deletes their objects in the background', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
     async (req) => {
       const { beforeId } = parseJsonObject(req.body, ['beforeId']);
       if (!Number.isSafeInteger(beforeId) || (beforeId as number) < 0) throw new TernError('BAD_REQUEST', '"beforeId" must be a non-negative integer');
@@ -216,6 +232,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
     '/v1/logs/:log/recover',
     {
+      config: { access: 'admin' },
       schema: {
         summary:
           'UNSAFE: {"acceptDataLoss": true} recovers a log that cannot gather two fence answers that count (replicas restarted empty), accepting the loss of acknowledged entries only they held',
@@ -233,6 +250,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   app.get<{ Params: { log: string }; Querystring: { from: number; limit: number; waitMs: number } }>(
     '/v1/logs/:log/entries',
     {
+      config: { access: 'read' },
       schema: {
         summary: 'Read committed entries from `from`; JSON with base64 data, or frames with Accept: application/octet-stream (ids in headers tern-from-id, tern-next-id, tern-committed-id)',
         params: logParams,

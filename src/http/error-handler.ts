@@ -2,8 +2,8 @@
  * The one place where failures become HTTP answers: a TernError keeps its
  * code and status, fastify's own errors (body too large, unknown content
  * type, schema validation, the router's) are mapped onto the registry, etcd
- * out of reach is 503 NOT_READY, anything else is a bug: logged, answered
- * 500 INTERNAL. An answer given before the request body was read in full
+ * out of reach is 503 NOT_READY, a 401 names the bearer scheme, anything
+ * else is a bug: logged, answered 500 INTERNAL. An answer given before the request body was read in full
  * waits until the rest is read and discarded (bounded), so the client reads
  * it instead of a broken pipe.
  */
@@ -42,6 +42,8 @@ export async function sendError(err: unknown, req: FastifyRequest, reply: Fastif
   const te = toTernError(err);
   if (te.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
   if (te.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+  // RFC 6750: a 401 names the scheme the client must use.
+  if (te.code === 'UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer realm="tern"');
   if (!(await discardRest(req.raw))) void reply.header('connection', 'close');
   return reply.code(te.status).send(te.toBody());
 }

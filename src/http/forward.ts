@@ -2,11 +2,12 @@
  * Transparent forwarding of a log command (handoff) from a replica that does
  * not lead the log to the one that does: the body is relayed as it came, the
  * leader's answer, error or not, is relayed back unchanged. The header marks
- * one hop: a forwarded request is never forwarded again. (Appends take their
+ * one hop: a forwarded request is never forwarded again. The client's
+ * Authorization goes along: the leader's client port checks it as its own. (Appends take their
  * own, batched path: src/peer/append-forwarder.ts.)
  */
 import { Agent } from 'undici';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { forwardingFailed } from '../errors.js';
 import type { OutgoingTls } from '../peer/tls.js';
 
@@ -29,15 +30,20 @@ export class Forwarder {
     this.agent = new Agent({ connections: CONNECTIONS_PER_LEADER, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS, connect: tls });
   }
 
-  async forward(leaderUrl: string, path: string, contentType: string | undefined, body: Buffer | undefined, reply: FastifyReply): Promise<FastifyReply> {
+  async forward(leaderUrl: string, path: string, req: FastifyRequest<{ Body: Buffer | undefined }>, reply: FastifyReply): Promise<FastifyReply> {
+    const { authorization } = req.headers;
     let res;
     try {
       res = await this.agent.request({
         origin: leaderUrl,
         path,
         method: 'POST',
-        headers: { 'content-type': contentType ?? 'application/octet-stream', [FORWARDED_HEADER]: this.self },
-        body: body ?? Buffer.alloc(0),
+        headers: {
+          'content-type': req.headers['content-type'] ?? 'application/octet-stream',
+          [FORWARDED_HEADER]: this.self,
+          ...(authorization === undefined ? {} : { authorization }),
+        },
+        body: req.body ?? Buffer.alloc(0),
       });
     } catch (err) {
       throw forwardingFailed(leaderUrl, err);

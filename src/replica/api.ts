@@ -17,6 +17,8 @@ export interface RequestMetrics {
   appended(log: string, outcome: string, entries: number, bytes: number): void;
   /** Client-visible latency of an acknowledged append. */
   acknowledged(seconds: number): void;
+  /** A request refused before its handler: no or unknown token, or a token that does not allow it. */
+  authRefused(code: 'UNAUTHENTICATED' | 'FORBIDDEN'): void;
   /** A request that etcd did not answer. */
   etcdFailed(operation: 'request'): void;
   /** The Prometheus exposition of every metric. */

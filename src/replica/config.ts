@@ -73,6 +73,8 @@ export const replicaOptions = {
   readCacheBytes: { kind: 'int', default: 64 * 1024 * 1024, min: 0, max: 64 * 1024 * 1024 * 1024, doc: 'Bytes of recently read objects each replica keeps for reads below its memory.' },
   orphanGraceMs: { kind: 'int', default: 600_000, min: 0, max: 7 * 24 * 3_600_000, doc: 'An object in the store that no manifest records (a fenced leader\'s late upload) is deleted once this old.' },
   shutdownTimeoutMs: { kind: 'int', default: 20_000, min: 100, max: 3_600_000, doc: 'Longest controlled shutdown (SIGTERM/SIGINT): hand off or close clean every led log, then exit; past it the replica exits as a crash would. The default leaves room inside Kubernetes\' 30 s grace period.' },
+  tokensFile: { kind: 'string', default: '', doc: 'Client tokens (README, Authentication): one JSON line per token with its SHA-256, name, scopes and log-name prefixes; re-read on SIGHUP or when it changes. Empty: no authentication, the cluster is open to anyone who reaches the client port (a warning at start-up, tern_auth_open 1).' },
+  metricsPort: { kind: 'int', default: 0, min: 0, max: 65535, doc: 'Serve GET /metrics on this port only, a listener of its own (on --host); 0: on the client port, as the probes are.' },
   metricsPerLog: { kind: 'enum', default: 'true', values: ['true', 'false'], doc: 'Label per-log metrics with the log name (series grow with the number of logs); false folds every log into log="_all" for clusters with many logs.' },
   logLevel: { kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level of the JSON logs on stdout.' },
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate of this replica (with --tls-key and --tls-ca): both listeners serve HTTPS with it, and it is the client certificate this replica shows its peers. It names the replica by the URI SAN tern://replica/<id>, which must be --id. Empty: plain HTTP, as behind a TLS-terminating proxy.' },
@@ -136,6 +138,8 @@ export function parseReplicaConfig(argv: readonly string[], env: NodeJS.ProcessE
   // Node refuses a headers timeout longer than the request timeout it is part of.
   if ((out.headersTimeoutMs as number) > (out.requestTimeoutMs as number)) throw new ConfigError('--headers-timeout-ms must not exceed --request-timeout-ms');
   checkTogether(out);
+  const metricsPort = out.metricsPort as number;
+  if (metricsPort !== 0 && (metricsPort === out.clientPort || metricsPort === out.peerPort)) throw new ConfigError(`${flagOf('metricsPort')} must differ from the client and peer ports`);
   return Object.freeze(out) as ReplicaConfig;
 }
 

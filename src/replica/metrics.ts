@@ -75,6 +75,10 @@ export class ReplicaMetrics {
   private readonly storeErrors = this.counter('tern_object_store_errors_total', 'Failed object store requests, by operation (put, get, list, delete).', ['operation']);
   private readonly deletedLogSweeps = this.counter('tern_deleted_log_sweeps_total', "Sweeps of a deleted log's objects done by the replica that deleted it: at the delete (at_delete), and the late one for an upload that was in flight (late).", ['sweep']);
   private readonly etcdErrors = this.counter('tern_etcd_errors_total', 'etcd requests that failed, by operation (request: one a client request needed; lease: keep-alive deadline passed; record: a manifest or segment write retried).', ['operation']);
+  private readonly authRefusals = this.counter('tern_auth_refusals_total', 'Client requests refused by authentication (UNAUTHENTICATED) or authorization (FORBIDDEN).', ['code']);
+  private readonly authReloads = this.counter('tern_auth_reloads_total', 'Re-reads of the tokens file, by result (ok, failed: the old tokens stay).', ['result']);
+  private readonly authOpen = new Gauge({ name: 'tern_auth_open', help: '1 when no tokens file is configured: the client API is open to anyone who reaches it.', registers: [this.registry] });
+  private readonly authTokens = new Gauge({ name: 'tern_auth_tokens', help: 'Tokens loaded from the tokens file (0 when open).', registers: [this.registry] });
 
   constructor(replica: string, options: { perLog: boolean }, source: MetricsSource) {
     this.registry.setDefaultLabels({ replica });
@@ -89,6 +93,8 @@ export class ReplicaMetrics {
     for (const outcome of ['ok', 'failed']) this.recoveries.inc({ outcome }, 0);
     for (const source of ['memory', 'object_store', 'none']) this.reads.inc({ source }, 0);
     for (const sweep of ['at_delete', 'late']) this.deletedLogSweeps.inc({ sweep }, 0);
+    for (const code of ['UNAUTHENTICATED', 'FORBIDDEN']) this.authRefusals.inc({ code }, 0);
+    for (const result of ['ok', 'failed']) this.authReloads.inc({ result }, 0);
   }
 
   /**
@@ -163,6 +169,20 @@ export class ReplicaMetrics {
 
   etcdFailed(operation: 'request' | 'lease' | 'record'): void {
     this.etcdErrors.inc({ operation });
+  }
+
+  /** The tokens in force: `open` when the replica runs without a tokens file. */
+  authState(state: { open: true } | { open: false; tokens: number }): void {
+    this.authOpen.set(state.open ? 1 : 0);
+    this.authTokens.set(state.open ? 0 : state.tokens);
+  }
+
+  authReloaded(result: 'ok' | 'failed'): void {
+    this.authReloads.inc({ result });
+  }
+
+  authRefused(code: 'UNAUTHENTICATED' | 'FORBIDDEN'): void {
+    this.authRefusals.inc({ code });
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -1,9 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN_FILE, TOKENS_FILE } from '../../src/cli/cluster-auth.js';
 import { cliEntry, type ClusterFile } from '../../src/cli/local-cluster.js';
 import { stopChild } from '../../src/cli/processes.js';
 import { appendRaw, createLog, eventually, http, readAll } from '../support/cluster.js';
@@ -42,7 +43,7 @@ function alive(pid: number): boolean {
 
 describe('tern CLI', () => {
   it('rejects a bad replica flag with a clear message and exit code 2, not a stack trace', () => {
-    for (const args of [['replica', '--id', 'r1', '--client-port', 'nope'], ['replica'], ['replica', '--id', 'r1', '--no-such-flag', '1'], ['cluster', '--base-port', 'x'], ['frobnicate']]) {
+    for (const args of [['replica', '--id', 'r1', '--client-port', 'nope'], ['replica'], ['replica', '--id', 'r1', '--no-such-flag', '1'], ['cluster', '--base-port', 'x'], ['frobnicate'], ['replica', '--id', 'r1', '--client-port', '0', '--peer-port', '0', '--tokens-file', '/nonexistent/tern-tokens.jsonl'], ['token', 'create', '--name', 'x']]) {
       const res = spawnSync(process.execPath, [cliEntry(), ...args], { encoding: 'utf8', timeout: 20_000 });
       expect(res.status, `${args.join(' ')}: ${res.stderr}`).toBe(2);
       expect(res.stderr).toMatch(/tern|Usage/);
@@ -87,6 +88,27 @@ describe('tern CLI', () => {
     await new Promise((resolve) => child.once('exit', resolve));
     expect(child.exitCode).toBe(0);
     for (const pid of [desc.etcd.pid!, desc.replicas[0]!.pid, desc.replicas[1]!.pid]) expect(alive(pid)).toBe(false);
+  });
+
+  it('tern cluster --auth prints an admin token once, keeps it in DIR/admin-token (0600), and the replicas require it', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'tern-cli-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const base = await freeBasePort();
+    const child = spawn(process.execPath, [cliEntry(), 'cluster', '--auth', '--data-dir', dataDir, '--base-port', String(base), '--', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    cleanups.push(() => stopChild(child, 'SIGKILL'));
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    await eventually(async () => expect(out).toContain('cluster.json:'), 30_000);
+    const token = readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim();
+    expect(statSync(join(dataDir, ADMIN_TOKEN_FILE)).mode & 0o777).toBe(0o600);
+    expect(out.split(token)).toHaveLength(2);
+    expect(readFileSync(join(dataDir, TOKENS_FILE), 'utf8')).not.toContain(token);
+    const url = `http://127.0.0.1:${base + 1}`;
+    expect((await http(`${url}/v1/logs`, { token: null })).status).toBe(401);
+    expect((await http(`${url}/v1/logs/via-cli`, { method: 'PUT', token })).status).toBe(201);
+    child.kill('SIGINT');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(child.exitCode).toBe(0);
   });
 
   it('Ctrl-C stops tern cluster cleanly: started again on the same data, a log flushed before takes appends at once and keeps its entries', async () => {

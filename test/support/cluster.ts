@@ -3,7 +3,9 @@
  * dir; everything is stopped and removed after the test file, also when it
  * fails (and on process exit, should the runner die first). A cluster can run
  * with TLS (`{ tls: true }`): the HTTP helpers here trust the CA of every TLS
- * cluster this file started.
+ * cluster this file started. An authenticated cluster (`auth: true`) gets
+ * an admin token, which the HTTP helpers below send to its replicas unless a
+ * test names another token.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,10 +28,17 @@ function trust(cluster: LocalCluster): void {
   void previous.close();
 }
 
+/** The admin token of each authenticated cluster's client URLs (origin), for the helpers to send. */
+const tokenByOrigin = new Map<string, string>();
+
 export interface TestClusterOptions {
   objectStore?: boolean;
   /** HTTPS and mutual TLS between replicas, with a throwaway CA (LocalClusterOptions.tls). */
   tls?: boolean;
+  /** Require tokens (--tokens-file with one admin token, `cluster.adminToken`). */
+  auth?: boolean;
+  /** Flags for one replica only (ports of its own, say). */
+  replicaArgsFor?: (id: string) => readonly string[];
 }
 process.once('exit', () => {
   for (const c of live) for (const r of c.replicas) r.process?.kill('SIGKILL');
@@ -42,13 +51,17 @@ export async function startTestCluster(replicaArgs: string[] = [], options: Test
     ...(await freeClusterPorts(options)),
     replicaArgs: ['--log-level', process.env.TERN_TEST_LOG_LEVEL ?? 'warn', ...replicaArgs],
     tls: options.tls,
+    auth: options.auth,
+    replicaArgsFor: options.replicaArgsFor,
   });
   live.add(cluster);
   trust(cluster);
+  for (const r of cluster.replicas) if (cluster.adminToken) tokenByOrigin.set(r.clientUrl, cluster.adminToken);
   return {
     cluster,
     async stop() {
       live.delete(cluster);
+      for (const r of cluster.replicas) tokenByOrigin.delete(r.clientUrl);
       await cluster.stop();
       if (!process.env.TERN_KEEP_TEST_DIRS) rmSync(dataDir, { recursive: true, force: true });
     },
@@ -96,10 +109,17 @@ export interface HttpAnswer {
   json(): any;
 }
 
-export async function http(url: string, options: { method?: string; body?: Buffer | string; contentType?: string; accept?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+/**
+ * One request. `token`: the bearer token to send; by default the admin token
+ * of the authenticated test cluster that `url` belongs to (none for an open
+ * one), null for none at all.
+ */
+export async function http(url: string, options: { method?: string; body?: Buffer | string; contentType?: string; accept?: string; timeoutMs?: number; token?: string | null } = {}): Promise<HttpAnswer> {
   const headers: Record<string, string> = {};
   if (options.contentType) headers['content-type'] = options.contentType;
   if (options.accept) headers.accept = options.accept;
+  const token = options.token === undefined ? tokenByOrigin.get(new URL(url).origin) : options.token;
+  if (token !== null && token !== undefined) headers.authorization = `Bearer ${token}`;
   const res = await request(url, {
     dispatcher: trusting,
     method: (options.method ?? 'GET') as 'GET',
@@ -112,8 +132,8 @@ export async function http(url: string, options: { method?: string; body?: Buffe
   return { status: res.statusCode, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) };
 }
 
-export function appendRaw(baseUrl: string, log: string, data: Buffer | string, timeoutMs?: number): Promise<HttpAnswer> {
-  return http(`${baseUrl}/v1/logs/${log}/entries`, { method: 'POST', body: data, contentType: 'application/octet-stream', timeoutMs });
+export function appendRaw(baseUrl: string, log: string, data: Buffer | string, timeoutMs?: number, token?: string | null): Promise<HttpAnswer> {
+  return http(`${baseUrl}/v1/logs/${log}/entries`, { method: 'POST', body: data, contentType: 'application/octet-stream', timeoutMs, token });
 }
 
 /** Appends each value on its own, expecting every one acknowledged. */

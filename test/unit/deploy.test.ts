@@ -13,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { envOf, flagOf, parseReplicaConfig, replicaOptions } from '../../src/replica/config.js';
 import { REPLICA_NODE_FLAGS } from '../../src/replica/node-flags.js';
+import { parseTokensFile } from '../../src/auth/tokens.js';
 
 // Parsed YAML is untyped data; the assertions below are what checks its shape.
 type Y = any;
@@ -382,13 +383,13 @@ describe('deploy/kubernetes', () => {
   it('lists every manifest in kustomization.yaml', () => {
     const files = readdirSync(K8S).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
     expect([...kustomization.resources].sort()).toEqual(files.sort());
-    expect(manifests.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'StatefulSet']);
+    expect(manifests.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Secret', 'Service', 'Service', 'StatefulSet']);
   });
 
   it('writes ConfigMap data, Secret stringData, env values and annotations as strings', () => {
     const values: [string, unknown][] = [
       ...Object.entries(manifest('ConfigMap').data),
-      ...Object.entries(manifest('Secret').stringData),
+      ...manifests.filter((m) => m.kind === 'Secret').flatMap((m) => Object.entries(m.stringData)),
       ...(container.env as Y[]).filter((e) => 'value' in e).map((e): [string, unknown] => [e.name, e.value]),
       ...Object.entries(statefulSet.spec.template.metadata.annotations ?? {}),
     ];
@@ -396,7 +397,7 @@ describe('deploy/kubernetes', () => {
   });
 
   it('keeps the S3 keys in the Secret, and per-pod settings out of the shared ConfigMap', () => {
-    expect(Object.keys(manifest('Secret').stringData).sort()).toEqual(['TERN_S3_ACCESS_KEY_ID', 'TERN_S3_SECRET_ACCESS_KEY']);
+    expect(Object.keys(manifest('Secret', 'tern-s3').stringData).sort()).toEqual(['TERN_S3_ACCESS_KEY_ID', 'TERN_S3_SECRET_ACCESS_KEY']);
     const shared = Object.keys(manifest('ConfigMap').data);
     for (const perPod of ['TERN_ID', 'TERN_ADVERTISE_HOST', 'TERN_S3_ACCESS_KEY_ID', 'TERN_S3_SECRET_ACCESS_KEY']) expect(shared).not.toContain(perPod);
   });
@@ -512,6 +513,21 @@ describe('deploy/kubernetes', () => {
 
   it('takes the settings from the ConfigMap and Secret defined here', () => {
     const refs = (container.envFrom as Y[]).map((f) => (f.configMapRef ? ['ConfigMap', f.configMapRef.name] : ['Secret', f.secretRef.name]));
-    expect(refs).toEqual(expect.arrayContaining([['ConfigMap', manifest('ConfigMap').metadata.name], ['Secret', manifest('Secret').metadata.name]]));
+    expect(refs).toEqual(expect.arrayContaining([['ConfigMap', manifest('ConfigMap').metadata.name], ['Secret', manifest('Secret', 'tern-s3').metadata.name]]));
+  });
+
+  it('reads --tokens-file from a Secret mounted read-only, whose file is a valid tokens file', () => {
+    const args = container.args as string[];
+    const path = args[args.indexOf('--tokens-file') + 1]!;
+    expect(parseReplicaConfig(['--id', 'tern-0', ...args], {}).tokensFile).toBe(path);
+    const mount = (container.volumeMounts as Y[]).find((m) => path.startsWith(m.mountPath + '/'));
+    expect(mount?.readOnly).toBe(true);
+    const volume = (podSpec.volumes as Y[]).find((v) => v.name === mount.name);
+    const secret = manifest('Secret', volume.secret.secretName);
+    const text = secret.stringData[path.slice(mount.mountPath.length + 1)];
+    expect(typeof text).toBe('string');
+    expect(() => parseTokensFile(text)).not.toThrow();
+    // Readable by the replica's group (fsGroup), by nobody else.
+    expect(volume.secret.defaultMode).toBe(0o440);
   });
 });
