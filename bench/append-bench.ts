@@ -47,7 +47,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
-import { Pool } from 'undici';
+import { Agent, Pool, setGlobalDispatcher } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
 import { OCTET_STREAM_HEADERS, append, authHeaders, committedEntries, createLog as createLogVia } from './lib/http.js';
@@ -63,6 +63,8 @@ const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run b
                        spread: round-robin over the three replicas (2 of 3 appends are forwarded)
   --auth               start the cluster with a tokens file (tern cluster --auth) and send its
                        token with every request: the cost of authentication, against a run without
+  --tls                start the cluster with TLS (tern cluster --tls: HTTPS, mutual TLS between
+                       replicas) and connect over HTTPS: with --auth, the cost of both, against a run without
   --json               print the results as JSON on stdout (progress stays on stderr)
   -h, --help           this text`;
 
@@ -84,11 +86,12 @@ interface Options {
   sizes: number[];
   target: Target;
   auth: boolean;
+  tls: boolean;
   json: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options | 'help' {
-  const values = parseFlags(argv, ['duration', 'warmup', 'producers', 'sizes', 'target'], ['json', 'auth']);
+  const values = parseFlags(argv, ['duration', 'warmup', 'producers', 'sizes', 'target'], ['json', 'auth', 'tls']);
   if (values.help) return 'help';
   const str = (name: string) => values[name] as string | undefined;
   const durationS = numberFlag('duration', str('duration'), 10, 0.1, 3600, false);
@@ -97,7 +100,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   const sizes = (str('sizes') ?? '1024,65536').split(',').map((s) => numberFlag('sizes', s.trim(), 0, 1, MAX_ENTRY_BYTES, true));
   const target = str('target') ?? 'leader';
   if (target !== 'leader' && target !== 'spread') throw new UsageError(`--target must be leader or spread, got "${target}"`);
-  return { durationS, warmupS, producers, sizes, target, auth: values.auth === true, json: values.json === true };
+  return { durationS, warmupS, producers, sizes, target, auth: values.auth === true, tls: values.tls === true, json: values.json === true };
 }
 
 // ---------------------------------------------------------------------------
@@ -174,6 +177,7 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
         keepAliveTimeout: 60_000,
         headersTimeout: REQUEST_TIMEOUT_MS,
         bodyTimeout: REQUEST_TIMEOUT_MS,
+        ...(cluster.tls ? { connect: { ca: cluster.tls.caPem } } : {}),
       }),
   );
   const payload = randomBytes(spec.size);
@@ -380,7 +384,7 @@ async function main(argv: string[]): Promise<number> {
     progress(`starting etcd, s3rver and 3 replicas (data in ${dataDir})`);
     const startedAt = performance.now();
     // Run Tern as users run it: with its object store, flushing as it goes.
-    const starting = LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: REPLICA_ARGS, auth: opts.auth });
+    const starting = LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: REPLICA_ARGS, auth: opts.auth, tls: opts.tls });
     const first = await Promise.race([starting, aborted(abort.signal)]);
     if (first === 'aborted') {
       // A terminal's Ctrl-C also reaches etcd and the replicas, and LocalCluster.start would
@@ -390,6 +394,8 @@ async function main(argv: string[]): Promise<number> {
       return 130;
     }
     cluster = first;
+    // The helpers that create logs and read them back (bench/lib/http.ts) go through undici's global dispatcher.
+    if (cluster.tls) setGlobalDispatcher(new Agent({ connect: { ca: cluster.tls.caPem } }));
     progress(`cluster ready in ${((performance.now() - startedAt) / 1000).toFixed(1)} s: ${cluster.replicas.map((r) => `${r.id} ${r.clientUrl}`).join(', ')}`);
     const c = cluster;
     const exited: string[] = [];
