@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { ENTRY_OVERHEAD_BYTES } from '../../src/quorum/entry-buffer.js';
 import { appendRaw, createLog, eventually, readAll, clusterPerTest } from '../support/cluster.js';
 
 // Short protocol timeouts keep the "two replicas down" case quick; the defaults are a few seconds.
@@ -93,7 +94,8 @@ describe('replica failures', () => {
 
   it('refuses appends with 503 BUFFER_FULL once the memory bound is reached, and keeps serving reads', async () => {
     // Without an object store nothing is ever released, so the bound is reached and stays.
-    const c = await cluster(['--max-buffer-bytes', String(64 * 1024)], { objectStore: false });
+    const maxBufferBytes = 64 * 1024;
+    const c = await cluster(['--max-buffer-bytes', String(maxBufferBytes)], { objectStore: false });
     const { leader } = await createLog(c.replicas[0]!.clientUrl, 'bounded');
     const leaderUrl = c.replica(leader).clientUrl;
     const entry = Buffer.alloc(4096, 1);
@@ -104,7 +106,8 @@ describe('replica failures', () => {
       if (res.status === 200) accepted++;
       else refused = res;
     }
-    expect(accepted).toBe(16);
+    // Each entry counts its bytes and the per-entry overhead against the bound.
+    expect(accepted).toBe(Math.floor(maxBufferBytes / (entry.length + ENTRY_OVERHEAD_BYTES)));
     expect(refused?.status).toBe(503);
     expect(refused?.headers['retry-after']).toBeDefined();
     expect(refused?.json().error).toMatchObject({ code: 'BUFFER_FULL' });
