@@ -81,7 +81,7 @@ export type TakeoverEvent =
 
 type Phase =
   | { at: 'claiming' }
-  | { at: 'reading'; fresh: boolean }
+  | { at: 'reading' }
   | { at: 'fencing'; round: number; pending: Set<string>; answers: FenceAnswer[]; deadline: number }
   | { at: 'undecided'; retryAt: number }
   | { at: 'rereading' }
@@ -181,7 +181,10 @@ export class TakeoverMachine {
     this.epoch = epoch;
     this.emit({ kind: 'stepDown' });
     this.replica.observeEpoch(epoch, this.settings.self);
-    this.read('reading');
+    // From etcd itself, not the watched view: the view may not show yet what the leader before
+    // this one wrote just before the claim (its segment, after a handoff), and recovering from
+    // an older list of segments would cut that leader's acknowledged entries (found by the simulator).
+    this.read('reading', true);
   }
 
   /**
@@ -197,7 +200,7 @@ export class TakeoverMachine {
   }
 
   private read(at: 'reading' | 'rereading', fresh = false): void {
-    this.phase = at === 'reading' ? { at, fresh } : { at };
+    this.phase = { at };
     this.emit({ kind: 'read', fresh });
   }
 
@@ -211,18 +214,15 @@ export class TakeoverMachine {
     this.replica.releaseThrough(view.flushedId);
     const last = view.segments.at(-1);
     if (!last) return this.lead(-1);
-    if (isClosedClean(last)) return this.recoverCleanClose(last.lastId!, phase.at === 'reading' && phase.fresh);
+    if (isClosedClean(last)) return this.recoverCleanClose(last.lastId!);
     this.fence();
   }
 
   /** A segment closed clean ends at its recorded lastId, all of it in object storage: no fence answers needed. */
-  private recoverCleanClose(endId: number, freshRead: boolean): void {
+  private recoverCleanClose(endId: number): void {
     const view = this.view!;
-    if (view.flushedId < endId) {
-      // The manifest is written before the seal; a watch that shows the seal but lags on the manifest is read again.
-      if (!freshRead) return this.read('reading', true);
-      return this.fail(`segment closed clean at ${endId} but object storage holds only through ${view.flushedId}`);
-    }
+    // Read from etcd after the claim, so the manifest (written before the seal) is all there.
+    if (view.flushedId < endId) return this.fail(`segment closed clean at ${endId} but object storage holds only through ${view.flushedId}`);
     this.replica.discardAfter(validLastId(this.fenceAnswer(), view.segments));
     this.replica.releaseThrough(view.flushedId);
     this.lead(endId);

@@ -176,10 +176,9 @@ export class Leading {
       }
       case 'read':
         if (!effect.fresh) return { kind: 'read', view: logView(r, name) };
-        client!.getLog(name, (res) => {
+        client!.getLog(name, (res, revision) => {
           if (res instanceof EtcdUnavailable) return feed({ kind: 'ioFailed', reason: `read: etcd ${res.reason}` });
-          const entry = r.view.logs.get(name);
-          if (entry && res.log) Object.assign(entry, { log: res.log, flushedId: res.flushedId, manifest: res.manifest });
+          if (res.log && revision !== undefined) r.view.read(name, res.log, res.flushedId, res.manifest, revision);
           feed({ kind: 'read', view: logView(r, name) });
         });
         return undefined;
@@ -245,7 +244,13 @@ export class Leading {
     });
     const target = r.parts.replicas.get(to)!;
     r.parts.net.call(r.id, to, 'takeover', () => {
-      if (target.isUp) target.leading.takeOver(name, expectedEpoch, replacing, (ok) => r.parts.net.send(to, r.id, 'takeover answer', () => finish(ok)));
+      if (!target.isUp) return undefined;
+      const answer = (ok: boolean) => r.parts.net.send(to, r.id, 'takeover answer', () => finish(ok));
+      const refusal = target.takeoverRefusal(name, r.id, replacing);
+      if (refusal !== undefined) {
+        target.note(`${name}: refuses a takeover from ${r.id}: ${refusal}`);
+        answer(false);
+      } else target.leading.takeOver(name, expectedEpoch, replacing, answer);
       return undefined;
     }, SIM_TIMING.commandTimeoutMs, () => finish(false));
   }

@@ -13,11 +13,11 @@
 import type { LeaderInfo, MemberInfo } from '../../src/fencing/keys.js';
 import { leaderKeyValue } from '../../src/fencing/keys.js';
 import { FailureDetector, type ProbeOutcome } from '../../src/control/failure-detector.js';
-import { receiveAppend, receiveFence, releasesOnFlush } from '../../src/control/follower.js';
+import { judgeLeaderClaim, receiveAppend, receiveFence, releasesOnFlush, takeoverRefusal } from '../../src/control/follower.js';
 import { fenceAnswerOf } from '../../src/control/takeover.js';
 import { leaderCandidates, leadershipCounts, type PlacedLog, type PlacementView } from '../../src/control/placement.js';
 import { LogReplica } from '../../src/quorum/log-replica.js';
-import { incarnationTag, type AppendReply, type EntryRun } from '../../src/quorum/messages.js';
+import { incarnationTag, ReplyStatus, type AppendReply, type EntryRun } from '../../src/quorum/messages.js';
 import type { FenceAnswer } from '../../src/quorum/recovery.js';
 import { decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest } from '../../src/peer/wire.js';
 import { parseReplicaConfig, type ReplicaConfig } from '../../src/replica/config.js';
@@ -358,8 +358,11 @@ export class SimReplica {
   serveAppend(body: Buffer): Buffer | undefined {
     if (!this.isUp) return undefined;
     const req = decodeAppendRequest(body);
-    this.detector.heard(req.log, req.leader, req.epoch);
     const log = this.logState(req.log);
+    const verdict = this.judge(req.log, log, req);
+    if (verdict === 'stale') return encodeAppendReply({ status: ReplyStatus.Fenced, epoch: this.view.log(req.log)!.epoch, seq: req.seq, lastId: log.replica.buffer.lastId });
+    if (verdict !== 'known' && verdict !== 'proven') return undefined;
+    this.detector.heard(req.log, req.leader, req.epoch);
     const { reply, stepDown } = receiveAppend(log.replica, log.leader, req, this.registered ? incarnationTag(this.incarnation) : undefined);
     if (stepDown) this.leading.stepDown(log);
     return encodeAppendReply(reply);
@@ -369,6 +372,9 @@ export class SimReplica {
   serveFence(name: string, epoch: number, leader: string): FenceAnswer | { fenced: number } | undefined {
     if (!this.isUp || !this.registered) return undefined;
     const log = this.logState(name);
+    const verdict = this.judge(name, log, { epoch, leader });
+    if (verdict === 'stale') return { fenced: this.view.log(name)!.epoch };
+    if (verdict !== 'known' && verdict !== 'proven') return undefined;
     const outcome = receiveFence(log.replica, log.leader, epoch, leader);
     if (outcome.refusedAt !== undefined) {
       this.note(`${name}: refuses the fence of epoch ${epoch} from ${leader}: fenced at ${outcome.refusedAt}`);
@@ -376,6 +382,44 @@ export class SimReplica {
     }
     if (outcome.stepDown) this.leading.stepDown(log);
     return fenceAnswerOf(this.id, this.incarnation, log.replica);
+  }
+
+  /**
+   * Production's check of a claim against etcd (control/follower.ts): what
+   * the view cannot prove yet is not answered, and etcd is read again, as the
+   * production follower does before it refuses; the sender retries.
+   */
+  private judge(name: string, log: SimLog, claim: { epoch: number; leader: string }): ReturnType<typeof judgeLeaderClaim> {
+    const record = this.view.log(name);
+    const verdict = record ? judgeLeaderClaim(this.id, log.replica, record, claim) : 'unproven';
+    if (verdict === 'unproven') this.refreshLog(name);
+    return verdict;
+  }
+
+  /** Production's check of a takeover command (control/follower.ts), on this replica's view; a refusal reads etcd again for next time. */
+  takeoverRefusal(name: string, sender: string, replacing: string | undefined): string | undefined {
+    const record = this.view.log(name);
+    const leader = record?.leader;
+    const refusal = takeoverRefusal(
+      {
+        leaderKey: leader && { id: leader.id, value: leaderKeyValue(leader) },
+        coordinator: this.view.coordinator,
+        neverLed: record !== undefined && record.segments.length === 0 && leader === undefined,
+        senderIsMember: this.view.members.has(sender),
+        takingOver: this.logs.get(name)?.takeover !== undefined,
+      },
+      sender,
+      { replacing, unsafe: false },
+    );
+    if (refusal !== undefined) this.refreshLog(name);
+    return refusal;
+  }
+
+  private refreshLog(name: string): void {
+    this.client?.getLog(name, this.guard((res, revision) => {
+      if (res instanceof EtcdUnavailable || !res.log || revision === undefined) return;
+      this.view.read(name, res.log, res.flushedId, res.manifest, revision);
+    }));
   }
 
   serveFetch(name: string, fromId: number, toId: number): EntryRun[] | undefined {

@@ -1,8 +1,11 @@
 /**
  * A simulated replica's view of etcd, as the production ClusterView keeps
  * it: loaded from a snapshot, kept by a watch whose events arrive late, and
- * updated at once by the replica's own successful writes (each stamped with
- * its revision, so an older watch event of the same log cannot undo it).
+ * updated at once by the replica's own successful writes. Production keeps
+ * the revision of each key it wrote; here an event's state of a log is
+ * taken whole and the replica's own writes of later revisions are applied on
+ * top again, which is the same: an older event neither undoes a newer write
+ * nor hides what other writers changed before it.
  */
 import type { LeaderInfo, LogRecord, ManifestEntry, MemberInfo, SegmentMeta } from '../../src/fencing/keys.js';
 import type { EtcdChange, WatchEvent } from './etcd-events.js';
@@ -11,8 +14,10 @@ export interface LogEntryView {
   log: LogRecord;
   flushedId: number;
   manifest: ManifestEntry[];
-  /** Revision of the newest state of this log seen (watch or own write). */
+  /** Revision of the newest state of this log read from etcd (watch event or read). */
   revision: number;
+  /** This replica's own writes newer than `revision`, applied on top of it. */
+  ownWrites: { revision: number; change: (entry: LogEntryView) => void }[];
 }
 
 export class SimView {
@@ -38,10 +43,20 @@ export class SimView {
   }
 
   private applyLog(c: Extract<EtcdChange, { kind: 'log' }>, revision: number): boolean {
-    const known = this.logs.get(c.name);
+    if (!c.log) {
+      const known = this.logs.get(c.name);
+      return known !== undefined && known.revision < revision && this.logs.delete(c.name);
+    }
+    return this.read(c.name, c.log, c.flushedId, c.manifest, revision);
+  }
+
+  /** The log as etcd had it at `revision` (a watch event or a read); false when the view already knows a newer state. */
+  read(name: string, log: LogRecord, flushedId: number, manifest: ManifestEntry[], revision: number): boolean {
+    const known = this.logs.get(name);
     if (known && known.revision >= revision) return false;
-    if (!c.log) return this.logs.delete(c.name);
-    this.logs.set(c.name, { log: c.log, flushedId: c.flushedId, manifest: c.manifest, revision });
+    const entry: LogEntryView = { log, flushedId, manifest, revision, ownWrites: (known?.ownWrites ?? []).filter((w) => w.revision > revision) };
+    for (const w of entry.ownWrites) w.change(entry);
+    this.logs.set(name, entry);
     return true;
   }
 
@@ -50,7 +65,7 @@ export class SimView {
     const entry = this.logs.get(name);
     if (!entry) return;
     change(entry);
-    if (revision !== undefined) entry.revision = Math.max(entry.revision, revision);
+    if (revision !== undefined && revision > entry.revision) entry.ownWrites.push({ revision, change });
   }
 
   log(name: string): LogRecord | undefined {
