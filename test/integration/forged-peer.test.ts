@@ -114,8 +114,14 @@ describe('forged peer messages are refused', () => {
 
   it('a takeover from a replica that is neither the leader nor the coordinator, or an unsafe one starting a recovery', async () => {
     const { log, leader, followers, epoch } = await freshLog();
-    const coordinators = await Promise.all(cluster.replicas.map(async (r) => ((await http(`${r.clientUrl}/metrics`)).body.toString().match(/^tern_coordinator 1$/m) ? r.id : undefined)));
-    const bystander = followers.find((id) => !coordinators.includes(id));
+    // The coordinator may not be elected yet in a fresh cluster: a bystander is only known once one is.
+    const coordinator = await eventually(async () => {
+      const claims = await Promise.all(cluster.replicas.map(async (r) => ((await http(`${r.clientUrl}/metrics`)).body.toString().match(/^tern_coordinator(\{[^}]*\})? 1$/m) ? r.id : undefined)));
+      const elected = claims.filter((id) => id !== undefined);
+      if (elected.length !== 1) throw new Error(`coordinators: ${elected.join(', ') || 'none'}`);
+      return elected[0]!;
+    });
+    const bystander = followers.find((id) => id !== coordinator);
     const target = cluster.replica(followers.find((id) => id !== bystander)!);
     const leaderKey = JSON.stringify({ id: leader, epoch, incarnation: 'made-up' });
     const forged: object[] = [
