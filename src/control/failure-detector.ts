@@ -99,6 +99,20 @@ interface ProbeState {
   unresponsive: boolean;
 }
 
+/**
+ * Which logs a replica watches the leader of: those it is a replica of and
+ * neither leads nor is taking over; a log being created gets its first
+ * leader from its creator, so it is not watched until it has one.
+ */
+export function watchedLeader(
+  self: string,
+  record: { meta: { replicas: readonly string[] }; epoch: number; leader: LeaderSeen | undefined; segments: readonly unknown[] },
+  leadsOrTakingOver: boolean,
+): { leader: LeaderSeen | undefined; epoch: number } | undefined {
+  const follows = record.meta.replicas.includes(self) && !leadsOrTakingOver && record.leader?.id !== self;
+  return follows && (record.leader || record.segments.length > 0) ? { leader: record.leader, epoch: record.epoch } : undefined;
+}
+
 export class FailureDetector {
   private now = 0;
   private readonly watched = new Map<string, Watched>();
@@ -117,6 +131,12 @@ export class FailureDetector {
       return;
     }
     this.watched.set(log, { leader, epoch, sinceTick: this.now, heardTick: this.now, deadTick: undefined, lastClaimTick: -Infinity });
+  }
+
+  /** Watches `log` as watchedLeader says: observes its leader, or forgets it. */
+  follow(log: string, watched: { leader: LeaderSeen | undefined; epoch: number } | undefined): void {
+    if (watched) this.observe(log, watched.leader, watched.epoch);
+    else this.forget(log);
   }
 
   /** This replica leads the log, is taking it over, or no longer holds it. */

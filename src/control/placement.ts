@@ -32,6 +32,16 @@ export interface Assignment {
   expectedEpoch: number;
 }
 
+/** The incarnation of each registered replica among `replicas`: who a new segment is written to, who may count again. */
+export function liveIncarnations(replicas: readonly string[], incarnationOf: (id: string) => string | undefined): Record<string, string> {
+  const live: Record<string, string> = {};
+  for (const id of replicas) {
+    const incarnation = incarnationOf(id);
+    if (incarnation !== undefined) live[id] = incarnation;
+  }
+  return live;
+}
+
 /** Leaderships per replica over `logs`. */
 export function leadershipCounts(logs: Iterable<PlacedLog>): Map<string, number> {
   const led = new Map<string, number>();

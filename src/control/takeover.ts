@@ -13,6 +13,7 @@
  */
 import type { LogReplica } from '../quorum/log-replica.js';
 import type { EntryRun } from '../quorum/messages.js';
+import { liveIncarnations } from './placement.js';
 import { decideRecovery, isClosedClean, validLastId, type FenceAnswer, type SegmentView } from '../quorum/recovery.js';
 
 export interface TakeoverSettings {
@@ -45,6 +46,15 @@ export interface LogView {
   flushedId: number;
   /** Registered replica processes: id -> incarnation. */
   live: Readonly<Record<string, string>>;
+}
+
+/** The machine's view of a log record (etcd's shape), with the registered incarnations `incarnationOf` knows. */
+export function logViewOf(
+  record: { meta: { replicas: readonly string[] }; epoch: number; leader: { id: string; epoch: number } | undefined; segments: readonly SegmentView[] },
+  flushedId: number,
+  incarnationOf: (id: string) => string | undefined,
+): LogView {
+  return { replicas: record.meta.replicas, epoch: record.epoch, leader: record.leader, segments: record.segments, flushedId, live: liveIncarnations(record.meta.replicas, incarnationOf) };
 }
 
 export type TakeoverEffect =

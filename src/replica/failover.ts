@@ -10,7 +10,7 @@ import { leaderKeyValue, type LogRecord, type MemberInfo } from '../fencing/keys
 import type { ClusterDirectory } from '../fencing/directory.js';
 import type { ProbeOutcome } from '../peer/probe.js';
 import type { ReplicaConfig } from './config.js';
-import { FailureDetector, type DetectorConfig } from '../control/failure-detector.js';
+import { FailureDetector, watchedLeader, type DetectorConfig } from '../control/failure-detector.js';
 import { ticksOf } from './log-state.js';
 
 /** A leader unheard for this many heartbeats is probed. */
@@ -114,10 +114,7 @@ export class Failover {
     if (!dir) return;
     for (const name of dir.logNames()) {
       const record = dir.log(name);
-      const follows = record && record.meta.replicas.includes(this.host.id) && !this.host.leadsOrTakingOver(name) && record.leader?.id !== this.host.id;
-      // A log being created gets its first leader from its creator.
-      if (!follows || (!record.leader && record.segments.length === 0)) this.detector.forget(name);
-      else this.detector.observe(name, record.leader, record.epoch);
+      this.detector.follow(name, record && watchedLeader(this.host.id, record, this.host.leadsOrTakingOver(name)));
     }
     const ready = this.detector.ready((name) => {
       const record = dir.log(name);

@@ -13,6 +13,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { leadershipLost, releasesOnFlush } from '../control/follower.js';
+import { liveIncarnations } from '../control/placement.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
 import type { LogRecord, MemberInfo } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
@@ -374,13 +375,10 @@ export class Replica implements ReplicaContext {
 
   /** The incarnation of each live replica of a log: who the new segment is written to. */
   incarnationsOf(replicas: readonly string[]): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const id of replicas) {
-      const member = this.dir().member(id);
-      if (member) out[id] = member.incarnation;
-    }
-    return out;
+    const dir = this.dir();
+    return liveIncarnations(replicas, (id) => dir.member(id)?.incarnation);
   }
+
 
   private onDirectoryChange(name: string): void {
     const state = this.logs.get(name);

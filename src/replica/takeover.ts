@@ -7,7 +7,7 @@
  */
 import type { SegmentMeta } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
-import { TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent, type TakeoverSettings } from '../control/takeover.js';
+import { logViewOf, TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent, type TakeoverSettings } from '../control/takeover.js';
 import { LeaderLog } from '../quorum/leader.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
 import { peerPaths } from '../peer/paths.js';
@@ -208,12 +208,6 @@ export class Takeover {
   private logView(name: string): LogView | undefined {
     const dir = this.ctx.dir();
     const record = dir.log(name);
-    if (!record) return undefined;
-    const live: Record<string, string> = {};
-    for (const id of record.meta.replicas) {
-      const member = dir.member(id);
-      if (member) live[id] = member.incarnation;
-    }
-    return { replicas: record.meta.replicas, epoch: record.epoch, leader: record.leader, segments: record.segments, flushedId: dir.flushedId(name), live };
+    return record && logViewOf(record, dir.flushedId(name), (id) => dir.member(id)?.incarnation);
   }
 }

@@ -9,8 +9,8 @@
 import { leaderKeyValue, type SegmentMeta } from '../../src/fencing/keys.js';
 import { leadershipLost } from '../../src/control/follower.js';
 import { DrainMachine, type DrainEffect, type DrainEvent } from '../../src/control/drain.js';
-import { caughtUpReplicas, handoffTargets, leaderlessAssignments, leadershipCounts, type Rejoining } from '../../src/control/placement.js';
-import { TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent } from '../../src/control/takeover.js';
+import { caughtUpReplicas, handoffTargets, leaderlessAssignments, leadershipCounts, liveIncarnations, type Rejoining } from '../../src/control/placement.js';
+import { logViewOf, TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent } from '../../src/control/takeover.js';
 import { encodeObject, objectKey } from '../../src/flusher/object-format.js';
 import { LeaderLog } from '../../src/quorum/leader.js';
 import type { LogReplica } from '../../src/quorum/log-replica.js';
@@ -385,18 +385,12 @@ function snapshot(log: SimLog, leader: LeaderLog<Answer>): { pending: number; de
 }
 
 function liveOf(r: SimReplica, replicas: readonly string[]): Record<string, string> {
-  const live: Record<string, string> = {};
-  for (const id of replicas) {
-    const member = r.view.members.get(id);
-    if (member) live[id] = member.incarnation;
-  }
-  return live;
+  return liveIncarnations(replicas, (id) => r.view.members.get(id)?.incarnation);
 }
 
 function logView(r: SimReplica, name: string): LogView | undefined {
   const record = r.view.log(name);
-  if (!record) return undefined;
-  return { replicas: record.meta.replicas, epoch: record.epoch, leader: record.leader, segments: record.segments, flushedId: r.view.flushedId(name), live: liveOf(r, record.meta.replicas) };
+  return record && logViewOf(record, r.view.flushedId(name), (id) => r.view.members.get(id)?.incarnation);
 }
 
 function leaderHint(r: SimReplica, name: string): { leader?: string } {

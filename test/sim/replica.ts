@@ -12,7 +12,7 @@
  */
 import type { LeaderInfo, MemberInfo } from '../../src/fencing/keys.js';
 import { leaderKeyValue } from '../../src/fencing/keys.js';
-import { FailureDetector, type ProbeOutcome } from '../../src/control/failure-detector.js';
+import { FailureDetector, watchedLeader, type ProbeOutcome } from '../../src/control/failure-detector.js';
 import { judgeLeaderClaim, receiveAppend, receiveFence, releasesOnFlush, takeoverRefusal } from '../../src/control/follower.js';
 import { fenceAnswerOf } from '../../src/control/takeover.js';
 import { leaderCandidates, leadershipCounts, type PlacedLog, type PlacementView } from '../../src/control/placement.js';
@@ -324,9 +324,7 @@ export class SimReplica {
     for (const [name, { log }] of this.view.logs) {
       const state = this.logs.get(name);
       const leadsOrTakingOver = state !== undefined && (state.takeover !== undefined || (state.leader !== undefined && !state.leader.isDeposed));
-      const follows = log.meta.replicas.includes(this.id) && !leadsOrTakingOver && log.leader?.id !== this.id;
-      if (!follows || (!log.leader && log.segments.length === 0)) this.detector.forget(name);
-      else this.detector.observe(name, log.leader, log.epoch);
+      this.detector.follow(name, watchedLeader(this.id, log, leadsOrTakingOver));
     }
     const ready = this.detector.ready((name) => this.candidates(name));
     for (const p of ready.probes) {
