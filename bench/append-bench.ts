@@ -11,6 +11,12 @@
  *
  *   npm run bench -- [--duration S] [--warmup S] [--producers N]
  *                    [--sizes 1024,65536] [--target leader|spread] [--auth] [--json]
+ *                    [--idempotent]
+ *
+ * With --idempotent every size runs twice on the same cluster, one scenario
+ * after the other: plain appends, then appends that each carry a producer id
+ * (one per closed-loop producer) and its next sequence number, so the pair
+ * measures what the leader's producer check costs in one run.
  *
  * On the driver not being the bottleneck: the driver runs on the same (small)
  * machine as the three replicas and etcd, so every CPU cycle it takes is
@@ -65,6 +71,8 @@ const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run b
                        token with every request: the cost of authentication, against a run without
   --tls                start the cluster with TLS (tern cluster --tls: HTTPS, mutual TLS between
                        replicas) and connect over HTTPS: with --auth, the cost of both, against a run without
+  --idempotent         run each size twice, plain then as an idempotent producer (Tern-Producer-Id
+                       and Tern-Producer-Seq on every append): the cost of the producer check
   --json               print the results as JSON on stdout (progress stays on stderr)
   -h, --help           this text`;
 
@@ -78,6 +86,8 @@ const ERROR_PAUSE_MS = 20;
 const REQUEST_TIMEOUT_MS = 30_000;
 
 type Target = 'leader' | 'spread';
+/** plain: bare appends; idempotent: each producer sends its id and next sequence number (README, Idempotent producer). */
+type Mode = 'plain' | 'idempotent';
 
 interface Options {
   durationS: number;
@@ -87,11 +97,12 @@ interface Options {
   target: Target;
   auth: boolean;
   tls: boolean;
+  idempotent: boolean;
   json: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options | 'help' {
-  const values = parseFlags(argv, ['duration', 'warmup', 'producers', 'sizes', 'target'], ['json', 'auth', 'tls']);
+  const values = parseFlags(argv, ['duration', 'warmup', 'producers', 'sizes', 'target'], ['json', 'auth', 'tls', 'idempotent']);
   if (values.help) return 'help';
   const str = (name: string) => values[name] as string | undefined;
   const durationS = numberFlag('duration', str('duration'), 10, 0.1, 3600, false);
@@ -100,7 +111,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   const sizes = (str('sizes') ?? '1024,65536').split(',').map((s) => numberFlag('sizes', s.trim(), 0, 1, MAX_ENTRY_BYTES, true));
   const target = str('target') ?? 'leader';
   if (target !== 'leader' && target !== 'spread') throw new UsageError(`--target must be leader or spread, got "${target}"`);
-  return { durationS, warmupS, producers, sizes, target, auth: values.auth === true, tls: values.tls === true, json: values.json === true };
+  return { durationS, warmupS, producers, sizes, target, auth: values.auth === true, tls: values.tls === true, idempotent: values.idempotent === true, json: values.json === true };
 }
 
 // ---------------------------------------------------------------------------
@@ -112,6 +123,7 @@ interface ScenarioResult {
   entryBytes: number;
   producers: number;
   target: Target;
+  mode: Mode;
   measuredSeconds: number;
   acked: number;
   appendsPerSec: number;
@@ -157,15 +169,16 @@ interface ScenarioSpec {
   size: number;
   producers: number;
   target: Target;
+  mode: Mode;
   warmupS: number;
   durationS: number;
 }
 
 async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: AbortSignal, progress: (line: string) => void): Promise<ScenarioResult> {
-  const log = `bench-${spec.size}b-${spec.producers}p-${spec.target}`;
+  const log = `bench-${spec.size}b-${spec.producers}p-${spec.target}-${spec.mode}`;
   const leader = await createLog(cluster, log, signal);
   const leaderUrl = cluster.replica(leader).clientUrl;
-  progress(`scenario: ${sizeLabel(spec.size)} entries, ${spec.producers} producers, target ${spec.target} (log ${log}, leader ${leader})`);
+  progress(`scenario: ${sizeLabel(spec.size)} entries, ${spec.producers} ${spec.mode} producers, target ${spec.target} (log ${log}, leader ${leader})`);
 
   const urls = spec.target === 'leader' ? [leaderUrl] : cluster.replicas.map((r) => r.clientUrl);
   // One connection per producer on every pool: a producer never waits for a socket.
@@ -211,15 +224,19 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
   const onAbort = () => void Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
   signal.addEventListener('abort', onAbort, { once: true });
 
-  const producer = async (): Promise<void> => {
+  const producer = async (index: number): Promise<void> => {
+    const producerId = `${log}-p${index}-${process.pid}`;
+    // An idempotent producer resends the same sequence number after an error and moves on only once it is acked.
+    let seq = 0;
     while (!signal.aborted && performance.now() < measureEnd) {
       const pool = pools.length === 1 ? pools[0]! : pools[next++ % pools.length]!;
       const sent = performance.now();
-      const key = await append(pool, path, payload, headers);
+      const key = await append(pool, path, payload, spec.mode === 'plain' ? headers : { ...headers, 'tern-producer-id': producerId, 'tern-producer-seq': String(seq) });
       const done = performance.now();
       if (signal.aborted) return;
       if (key === undefined) {
         ackedTotal++;
+        seq++;
         if (done >= measureStart && done < measureEnd) {
           acked++;
           const second = Math.floor((done - measureStart) / 1000);
@@ -239,7 +256,7 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
   };
 
   try {
-    await Promise.all(Array.from({ length: spec.producers }, () => producer()));
+    await Promise.all(Array.from({ length: spec.producers }, (_, i) => producer(i)));
   } finally {
     signal.removeEventListener('abort', onAbort);
     clearTimeout(startTimer);
@@ -266,6 +283,7 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
     entryBytes: spec.size,
     producers: spec.producers,
     target: spec.target,
+    mode: spec.mode,
     measuredSeconds,
     acked,
     appendsPerSec: round1(appendsPerSec),
@@ -293,13 +311,14 @@ async function runScenario(cluster: LocalCluster, spec: ScenarioSpec, signal: Ab
 // ---------------------------------------------------------------------------
 // Output
 
-const HEADER = ['size', 'producers', 'target', 'appends/s', 'MB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors'];
+const HEADER = ['size', 'producers', 'target', 'mode', 'appends/s', 'MB/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'errors'];
 
 function row(r: ScenarioResult): string[] {
   return [
     sizeLabel(r.entryBytes),
     String(r.producers),
     r.target,
+    r.mode,
     r.appendsPerSec.toFixed(0),
     r.mbPerSec.toFixed(2),
     r.latencyMs.p50.toFixed(2),
@@ -401,13 +420,16 @@ async function main(argv: string[]): Promise<number> {
     const exited: string[] = [];
     for (const r of c.replicas) r.process.once('exit', (code, sig) => exited.push(`${r.id} exited (${sig ?? code})`));
 
+    const modes: Mode[] = opts.idempotent ? ['plain', 'idempotent'] : ['plain'];
     for (const size of opts.sizes) {
-      if (abort.signal.aborted) break;
-      const r = await runScenario(c, { size, producers: opts.producers, target: opts.target, warmupS: opts.warmupS, durationS: opts.durationS }, abort.signal, progress);
-      results.push(r);
-      if (!opts.json) console.log(`\n${describeScenario(r)}\n`);
-      else progress(`  ${r.appendsPerSec.toFixed(0)} appends/s, ${r.mbPerSec.toFixed(2)} MB/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, ${r.errors} errors`);
-      if (exited.length) throw new Error(`replica died during the run: ${exited.join(', ')}`);
+      for (const mode of modes) {
+        if (abort.signal.aborted) break;
+        const r = await runScenario(c, { size, producers: opts.producers, target: opts.target, mode, warmupS: opts.warmupS, durationS: opts.durationS }, abort.signal, progress);
+        results.push(r);
+        if (!opts.json) console.log(`\n${describeScenario(r)}\n`);
+        else progress(`  ${r.appendsPerSec.toFixed(0)} appends/s, ${r.mbPerSec.toFixed(2)} MB/s, p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, p99.9 ${r.latencyMs.p999} ms, ${r.errors} errors`);
+        if (exited.length) throw new Error(`replica died during the run: ${exited.join(', ')}`);
+      }
     }
     if (abort.signal.aborted) return 130;
 
