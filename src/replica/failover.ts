@@ -62,6 +62,8 @@ export class Failover {
   private contacts = 0;
   /** Logs given up for lost quorum, with `contacts` at that moment. */
   private readonly quorumLost = new Map<string, number>();
+  /** When each followed log's leader was last heard from. */
+  private readonly lastHeardMs = new Map<string, number>();
 
   constructor(
     private readonly host: FailoverHost,
@@ -76,6 +78,7 @@ export class Failover {
   /** A replication message for `log` arrived from its leader. */
   heard(log: string, leader: string, epoch: number): void {
     this.contacts++;
+    this.lastHeardMs.set(log, Date.now());
     this.detector.heard(log, leader, epoch);
   }
 
@@ -88,6 +91,11 @@ export class Failover {
   /** This replica stepped down from `log` because no quorum answered it. */
   gaveUpForLostQuorum(log: string): void {
     this.quorumLost.set(log, this.contacts);
+  }
+
+  /** True when a replication message of `log` arrived from its leader after `sinceMs` (Date.now()). */
+  heardSince(log: string, sinceMs: number): boolean {
+    return (this.lastHeardMs.get(log) ?? -Infinity) > sinceMs;
   }
 
   /** False while this replica gave `log` up for lost quorum and no other leader has reached it since. */

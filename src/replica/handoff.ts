@@ -5,14 +5,20 @@
  * segment counts, or, with none, flushes it and closes it clean in etcd
  * (BookKeeper's closed ledger) before the process exits.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DrainMachine, type DrainEffect, type DrainOutcome, type DrainSettings, type LeaderSnapshot } from '../control/drain.js';
 import { TernError } from '../errors.js';
 import type { LeaderLog } from '../quorum/leader.js';
+import { leaderKeyValue, type LogRecord } from '../fencing/keys.js';
 import { peerPaths } from '../peer/paths.js';
 import type { LeaderDriver } from './leader-driver.js';
+import type { Takeover } from './takeover.js';
 import { ticksOf, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
 import type { Placement } from './placement.js';
 import type { DrainReport, LogStatus } from './types.js';
+
+/** How often a draining replica looks again at a leaderless log whose entries it holds. */
+const RESCUE_RETRY_MS = 200;
 
 /** A drain in progress: its machine, fed on every tick. */
 interface DrainRun {
@@ -27,6 +33,7 @@ export class Handoffs {
     private readonly ctx: ReplicaContext,
     private readonly driver: LeaderDriver,
     private readonly placement: Placement,
+    private readonly takeover: Takeover,
   ) {}
 
   /**
@@ -70,14 +77,72 @@ export class Handoffs {
     // A takeover already running may make this replica a leader it must then drain.
     await Promise.allSettled([...this.ctx.logs.values()].map((state) => state.takeover?.done));
     const led = [...this.ctx.logs].filter(([name]) => this.ctx.localLeader(name));
+    const held = [...this.ctx.logs].filter(([name, state]) => !this.ctx.localLeader(name) && this.unflushedHere(name, state) !== undefined);
     // The i-th log tries the targets from the i-th on, so the recoveries spread over the replicas that stay.
-    await Promise.all(
-      led.map(async ([name, state], i) => {
+    await Promise.all([
+      ...led.map(async ([name, state], i) => {
         const leader = this.ctx.localLeader(name)!;
-        const outcome = await this.run(name, state, leader, this.placement.handoffTargets(name, leader.epoch, i), this.ctx.store !== undefined);
-        recordOutcome(report, name, outcome);
+        recordOutcome(report, name, await this.drainLed(name, state, leader, i));
       }),
-    );
+      ...held.map(([name, state], i) => this.keepUntilSafe(name, state, report, led.length + i)),
+    ]);
+  }
+
+  private drainLed(name: string, state: LogState, leader: LeaderLog<Waiting>, spread: number): Promise<DrainOutcome> {
+    return this.run(name, state, leader, this.placement.handoffTargets(name, leader.epoch, spread), this.ctx.store !== undefined);
+  }
+
+  /** The open segment's epoch when this replica holds entries of `name` that object storage does not. */
+  private unflushedHere(name: string, state: LogState): number | undefined {
+    const open = this.ctx.directory?.log(name)?.segments.at(-1);
+    if (!open || open.lastId !== null || !(this.ctx.id in open.replicas)) return undefined;
+    return state.replica.buffer.lastId > this.ctx.directory!.flushedId(name) ? open.epoch : undefined;
+  }
+
+  /**
+   * A log this replica holds unflushed entries of but does not lead. When
+   * its leader stays (live, not draining, and heard from since the drain
+   * began), that leader and the third replica keep them, and this one may go
+   * within a heartbeat: a rolling restart. When it has no
+   * leader (its leader lost its etcd lease, say, and no coordinator has named
+   * another yet) or its leader is draining too, the entries, acknowledged
+   * perhaps, would die with every replica's memory in a whole-cluster stop.
+   * So this replica stays until they are safe without it (flushed, or
+   * recovered into a later leader's segment) and, while the log has no
+   * leader, takes it over itself (the one leadership a draining replica
+   * takes) to hand it off or close it clean like a log it led. The caller's
+   * deadline bounds the wait, as it bounds every drain.
+   */
+  private async keepUntilSafe(name: string, state: LogState, report: DrainReport, spread: number): Promise<void> {
+    const epoch = this.unflushedHere(name, state);
+    if (epoch === undefined) return;
+    const held = state.replica.buffer.lastId;
+    const since = Date.now();
+    let warned = false;
+    for (;;) {
+      const record = this.ctx.stopping ? undefined : this.ctx.directory?.log(name);
+      if (!record || this.safeWithoutThisReplica(name, record, epoch, held)) return;
+      const leader = record.leader;
+      // Its key may outlive a leadership its holder gave up (a lost lease): only a leader heard since counts.
+      if (leader && leader.id !== this.ctx.id && this.placement.staysLive(leader.id) && this.ctx.failover.heardSince(name, since)) return;
+      if ((!leader || leader.id === this.ctx.id) && !state.takeover) {
+        if (!warned) this.ctx.log.warn({ log: name, epoch, held, flushedId: this.ctx.directory?.flushedId(name) }, 'log has no leader and holds unflushed entries here: taking it over to close it before stopping');
+        // A key of this replica's own that it does not lead by is left from a lease it lost: replace it.
+        await this.takeover.rescue(name, record.epoch, leader && leaderKeyValue(leader)).catch((err: Error) => {
+          if (!warned) this.ctx.log.info({ log: name, err: err.message }, 'took no leadership of a log held here; staying until it is safe');
+        });
+        warned = true;
+        const led = this.ctx.localLeader(name);
+        if (led) return recordOutcome(report, name, await this.drainLed(name, state, led, spread));
+      }
+      await sleep(RESCUE_RETRY_MS);
+    }
+  }
+
+  /** Object storage holds every id through `held`, or a leader after `epoch` recovered them into its own segment. */
+  private safeWithoutThisReplica(name: string, record: LogRecord, epoch: number, held: number): boolean {
+    const last = record.segments.at(-1);
+    return this.ctx.directory!.flushedId(name) >= held || (last !== undefined && last.epoch > epoch);
   }
 
   /** One tick for every drain in progress (the rounds' timeout, the flushed mark). */

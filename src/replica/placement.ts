@@ -88,6 +88,12 @@ export class Placement {
     return logs;
   }
 
+  /** A replica that is registered, not draining and not known dead: it goes on holding what it holds. */
+  staysLive(id: string): boolean {
+    const member = this.ctx.directory?.member(id);
+    return member !== undefined && !member.draining && !this.ctx.failover.isDead(member);
+  }
+
   /**
    * A member key outlives a killed process until its lease lapses: one known
    * dead is no candidate, nor is one draining for a controlled shutdown. Nor
@@ -97,8 +103,7 @@ export class Placement {
     const dir = this.ctx.dir();
     return {
       mayLead: (id, log) => {
-        const member = dir.member(id);
-        return member !== undefined && !member.draining && !this.ctx.failover.isDead(member) && (id !== this.ctx.id || this.ctx.failover.mayLead(log));
+        return this.staysLive(id) && (id !== this.ctx.id || this.ctx.failover.mayLead(log));
       },
       incarnationOf: (id) => dir.member(id)?.incarnation,
     };

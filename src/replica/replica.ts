@@ -79,7 +79,7 @@ export class Replica implements ReplicaContext {
     this.driver = new LeaderDriver(this, this.tailReaders);
     this.takeover = new Takeover(this, this.driver);
     this.placement = new Placement(this);
-    this.handoffs = new Handoffs(this, this.driver, this.placement);
+    this.handoffs = new Handoffs(this, this.driver, this.placement, this.takeover);
     this.reads = new Reads(this, this.tailReaders);
     this.follower = new Follower(this, this.driver, this.tailReaders);
     const self = this;

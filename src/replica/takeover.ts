@@ -61,6 +61,19 @@ export class Takeover {
    */
   takeOver(name: string, expectedEpoch: number, unsafe = false, replacing?: string): Promise<RecoveryReport> {
     if (this.ctx.draining) return Promise.reject(new TernError('NOT_READY', `replica ${this.ctx.id} is stopping: it takes no leadership`));
+    return this.start(name, expectedEpoch, unsafe, replacing);
+  }
+
+  /**
+   * A draining replica takes over a leaderless log whose unflushed entries it
+   * holds, only so as to close it clean before it exits (Handoffs.rescue):
+   * the one leadership a draining replica takes.
+   */
+  rescue(name: string, expectedEpoch: number, replacing: string | undefined): Promise<RecoveryReport> {
+    return this.start(name, expectedEpoch, false, replacing);
+  }
+
+  private start(name: string, expectedEpoch: number, unsafe: boolean, replacing: string | undefined): Promise<RecoveryReport> {
     const state = this.ctx.logState(name);
     if (state.takeover) {
       if (unsafe) this.feed(name, state, state.takeover, { kind: 'unsafe' });

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { appendRaw, createLog, eventually, http, clusterPerTest } from '../support/cluster.js';
+import { appendRaw, clusterPerTest, createLog, eventually, http, readAll, replicaLogLines } from '../support/cluster.js';
 import { checkLog, load } from '../support/load.js';
 
 const cluster = clusterPerTest();
@@ -48,6 +48,32 @@ describe('controlled shutdown', () => {
       const values = await checkLog(c, log, traffic.ackedIn.get(log)!);
       expect(values.at(-1)).toBe(`after-${log}`);
     }
+  });
+
+  it('stops the whole cluster while a log has no leader (every etcd lease lost in an outage): a replica holding its unflushed entries takes it over and closes it clean, so nothing acknowledged is lost', async () => {
+    const c = await cluster(['--flush-interval-ms', '600000', '--lease-ttl-seconds', '2']);
+    const log = 'leaderless';
+    await createLog(c.replicas[0]!.clientUrl, log);
+    const values = Array.from({ length: 20 }, (_, i) => `v${i}`);
+    for (const v of values) expect((await appendRaw(c.replicas[0]!.clientUrl, log, v)).status).toBe(200);
+    expect((await status(c, log)).flushedId).toBe(-1);
+
+    await c.stopEtcd();
+    // Every replica gives its lease up, and every leadership with it: the log has no leader.
+    await eventually(async () => {
+      for (const r of c.replicas) expect((await http(`${r.clientUrl}/readyz`)).body.toString()).toContain('etcd lease down');
+    }, 15_000, 200);
+    const exits = Promise.all(c.replicas.map((r) => terminate(c, r.id)));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await c.startEtcd();
+    expect((await exits).map((e) => e.code), replicaLogLines(c, log)).toEqual([0, 0, 0]);
+    expect(replicaLogLines(c, log)).toContain('log has no leader and holds unflushed entries here');
+
+    await Promise.all(c.replicas.map((r) => c.restart(r.id)));
+    await eventually(async () => expect((await appendRaw(c.replicas[1]!.clientUrl, log, 'after')).status).toBe(200), 15_000, 50);
+    const read = (await readAll(c.replicas[2]!.clientUrl, log)).map((e) => e.data.toString());
+    expect(read).toEqual([...values, 'after']);
+    expect((await status(c, log)).segments.at(-2), replicaLogLines(c, log)).toMatchObject({ sealed: true, closedClean: true });
   });
 
   it('rolls the cluster twice under load, followers first and the leader last: no loss, no indeterminate answer, no gap of a second', async () => {
