@@ -46,10 +46,12 @@ Options:
   --token TOKEN         bearer token (default: $TERN_TOKEN, else admin-token beside cluster.json)
   --ca FILE             CA certificate of a TLS cluster (default: cluster.json's tls.ca)
   --json                one JSON object per line
+  --timeout-ms MS       give up retrying after this long (default 30000; tail retries for ever)
 Exit codes: 0 ok, 1 other failure, 2 usage, 3 no such log, 4 unavailable, 5 auth, 130 interrupted.`;
 }
 
 interface Common {
+  timeoutMs: number | undefined;
   cluster: string;
   token: string | undefined;
   ca: string | undefined;
@@ -61,6 +63,7 @@ const COMMON_OPTIONS = {
   token: { type: 'string' },
   ca: { type: 'string' },
   json: { type: 'boolean' },
+  'timeout-ms': { type: 'string' },
 } as const;
 
 function parse<O extends Record<string, { type: 'string' | 'boolean' }>>(args: string[], extra: O) {
@@ -72,7 +75,9 @@ function parse<O extends Record<string, { type: 'string' | 'boolean' }>>(args: s
 }
 
 function common(values: Record<string, unknown>): Common {
-  return { cluster: (values.cluster as string | undefined) ?? DEFAULT_CLUSTER_FILE, token: values.token as string | undefined, ca: values.ca as string | undefined, json: values.json === true };
+  const timeoutMs = values['timeout-ms'] === undefined ? undefined : Number(values['timeout-ms']);
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new ConfigError(`--timeout-ms must be a positive number, got "${values['timeout-ms']}"`);
+  return { timeoutMs, cluster: (values.cluster as string | undefined) ?? DEFAULT_CLUSTER_FILE, token: values.token as string | undefined, ca: values.ca as string | undefined, json: values.json === true };
 }
 
 /** The token: --token, else $TERN_TOKEN, else the admin token `tern cluster --auth` keeps beside cluster.json. */
@@ -100,7 +105,7 @@ function nonNegativeInt(value: string | undefined, flag: string): number | undef
 export async function runClientCommand(command: string, argv: string[]): Promise<number> {
   const plan = planCommand(command, argv);
   const c = plan.common;
-  const client = await TernClient.connect({ cluster: c.cluster, ...(tokenFor(c) ? { token: tokenFor(c) } : {}), ...(c.ca ? { ca: c.ca } : {}) }).catch((err) => {
+  const client = await TernClient.connect({ cluster: c.cluster, ...(tokenFor(c) ? { token: tokenFor(c) } : {}), ...(c.ca ? { ca: c.ca } : {}), ...(c.timeoutMs ? { deadlineMs: c.timeoutMs } : {}) }).catch((err) => {
     throw err instanceof TernClientError && err.code === 'BAD_ARGUMENT' ? new ConfigError(err.message) : err;
   });
   const interrupted = new Promise<number>((resolve) => {
