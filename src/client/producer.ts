@@ -72,6 +72,8 @@ export class Producer {
   private lingerDone = false;
   private closing = false;
   private idleWaiters: (() => void)[] = [];
+  /** The first sequence of the batches given up with an unknown outcome since the last answered one. */
+  private unknownSince: number | undefined;
 
   constructor(
     private readonly client: TernClient,
@@ -180,18 +182,24 @@ export class Producer {
       try {
         const firstId = await this.post(body, contentType, { 'tern-producer-id': this.producerId!, 'tern-producer-seq': String(seq) }, 'safe');
         this.seq = seq + n;
+        this.unknownSince = undefined;
         return firstId;
       } catch (err) {
         // An earlier batch given up as unknown was in fact not applied: the server expects
         // its sequence again. Take it (nothing between was applied) and send this batch there.
-        if (!realigned && err instanceof SequenceError && err.code === 'SEQUENCE_GAP' && err.expectedSeq !== undefined && err.expectedSeq < seq && err.expectedSeq >= 0) {
-          this.seq = err.expectedSeq;
+        const expected = err instanceof SequenceError && err.code === 'SEQUENCE_GAP' ? err.expectedSeq : undefined;
+        if (!realigned && expected !== undefined && this.unknownSince !== undefined && expected >= this.unknownSince && expected < seq) {
+          this.seq = expected;
+          this.unknownSince = undefined;
           this.stats.retriedSequences++;
           continue;
         }
         // Unknown outcome: count the sequences as used, so a later batch never reuses them
         // for other data (a gap answer realigns, above). Certainly not applied: reuse them.
-        if ((err as TernClientError).maybeApplied !== false) this.seq = seq + n;
+        if ((err as TernClientError).maybeApplied !== false) {
+          this.unknownSince ??= seq;
+          this.seq = seq + n;
+        }
         throw err;
       }
     }

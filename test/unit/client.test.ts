@@ -289,6 +289,15 @@ describe('producer (against a fake server)', () => {
     expect(log.requests.map((r) => r.seq)).toEqual([1, 0]);
   });
 
+  it('refuses a gap no unknown batch explains: SequenceError, not applied, no realignment', async () => {
+    const log = fakeLog();
+    const { url } = await fakeServer((req, body, res) => (req.method === 'POST' ? log.append(req, body, res) : answer(res, 200, { log: 'l', leader: null })));
+    const err = await client([url]).producer('l', { producerId: 'p1', startSeq: 5, lingerMs: 0 }).append('x').catch((e) => e);
+    expect(err).toBeInstanceOf(SequenceError);
+    expect([err.code, err.expectedSeq, err.maybeApplied]).toEqual(['SEQUENCE_GAP', 0, false]);
+    expect(log.entries).toHaveLength(0);
+  });
+
   it('learns the leader from the status answer and sends appends there', async () => {
     const log = fakeLog();
     const hits: string[] = [];
