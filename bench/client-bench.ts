@@ -10,8 +10,8 @@
  * callers, each on a log of its own, both through the client, both to the
  * log's leader:
  * - batched: one producer (idempotent, the default: its producer id and
- *   sequence on every request); concurrent appends share requests (a 5 ms
- *   linger, up to 1000 entries / 1 MiB, one request in flight);
+ *   sequence on every request); concurrent appends share requests (those
+ *   made while one is in flight form the next; up to 1000 entries / 1 MiB);
  * - unbatched: a producer with batches of one entry, not idempotent, up to N
  *   requests in flight: one append per request, as curl or a naive client sends.
  * Every caller awaits its append's id, then appends again. Latency is from
@@ -160,8 +160,8 @@ async function main(): Promise<number> {
 settings but \`--max-buffer-bytes 3 GiB\`) on this machine (${m.cpus} x ${m.cpuModel}, Node ${process.version}), the
 driver sharing the cores with the replicas. One run per row, ${o.durationS} s measured after ${o.warmupS} s of warm-up,
 each row on a log of its own. *outstanding*: callers in a closed loop, each awaiting its append's id before
-the next. *batched*: one idempotent producer (producer id and sequence on every request; 5 ms linger,
-up to 1000 entries or 1 MiB a request, one request in flight). *unbatched*: the same callers through a
+the next. *batched*: one idempotent producer at its defaults (producer id and sequence on every request; one
+request in flight, the appends made meanwhile forming the next, up to 1000 entries or 1 MiB; no linger). *unbatched*: the same callers through a
 producer with batches of one entry (not idempotent, as many requests in flight as callers): one append per
 request. Latency is from \`append()\` to its id.
 

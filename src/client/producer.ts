@@ -34,7 +34,11 @@ export interface ProducerOptions extends Partial<BatchLimits> {
   producerId?: string;
   /** Sequence of the first entry. @default 0 */
   startSeq?: number;
-  /** How long the first entry of a batch waits for others. 0: only appends made in the same event-loop turn. @default 5 */
+  /**
+   * How long the first entry of a batch waits for others when no request is in flight.
+   * 0: only appends made in the same event-loop turn join it; under load batches still form,
+   * from the appends made while a request is in flight. @default 0
+   */
   lingerMs?: number;
   /** An append gives up after this long, its retries included. @default the client's deadlineMs */
   deadlineMs?: number;
@@ -68,7 +72,8 @@ export class Producer {
   private queue: Pending[] = [];
   private queuedBytes = 0;
   private inFlight = 0;
-  private lingerTimer: NodeJS.Timeout | undefined;
+  /** Cancels the pending linger (a timer, or an immediate for lingerMs 0); undefined when none. */
+  private cancelLinger: (() => void) | undefined;
   private lingerDone = false;
   private closing = false;
   private idleWaiters: (() => void)[] = [];
@@ -87,7 +92,7 @@ export class Producer {
     this.seq = options.startSeq ?? 0;
     if (!Number.isSafeInteger(this.seq) || this.seq < 0) throw new TernClientError('BAD_ARGUMENT', `startSeq must be a non-negative integer, got ${options.startSeq}`);
     this.limits = { maxBatchEntries: options.maxBatchEntries ?? DEFAULT_BATCH_LIMITS.maxBatchEntries, maxBatchBytes: options.maxBatchBytes ?? DEFAULT_BATCH_LIMITS.maxBatchBytes };
-    this.lingerMs = options.lingerMs ?? 5;
+    this.lingerMs = options.lingerMs ?? 0;
     this.maxInFlight = this.idempotent ? 1 : Math.max(1, options.maxInFlight ?? 4);
     this.deadlineMs = options.deadlineMs;
   }
@@ -105,12 +110,20 @@ export class Producer {
       this.queue.push({ data: buf, resolve, reject });
       this.queuedBytes += buf.length;
       if (batchIsFull(this.queue, this.queuedBytes, this.limits)) this.pump();
-      else if (!this.lingerTimer && !this.lingerDone) {
-        this.lingerTimer = setTimeout(() => {
-          this.lingerTimer = undefined;
+      else if (!this.cancelLinger && !this.lingerDone) {
+        const lingered = () => {
+          this.cancelLinger = undefined;
           this.lingerDone = true;
           this.pump();
-        }, this.lingerMs);
+        };
+        // setTimeout(0) waits a millisecond; setImmediate runs once this turn's appends are queued.
+        if (this.lingerMs > 0) {
+          const timer = setTimeout(lingered, this.lingerMs);
+          this.cancelLinger = () => clearTimeout(timer);
+        } else {
+          const immediate = setImmediate(lingered);
+          this.cancelLinger = () => clearImmediate(immediate);
+        }
       }
     });
   }
@@ -145,8 +158,8 @@ export class Producer {
     if (this.queue.length === 0) {
       // The next entry starts a new linger.
       this.lingerDone = false;
-      if (this.lingerTimer) clearTimeout(this.lingerTimer);
-      this.lingerTimer = undefined;
+      this.cancelLinger?.();
+      this.cancelLinger = undefined;
     } else if (this.inFlight >= this.maxInFlight) {
       // Entries waiting behind a batch in flight go as soon as it is answered: they have waited a round trip.
       this.lingerDone = true;
