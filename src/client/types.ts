@@ -1,25 +1,10 @@
 /** The shapes the server answers (README, Client API (v1)). Ids are integers; -1 means none. */
 
-export interface SegmentStatus {
-  epoch: number;
-  firstId: number;
-  lastId: number | null;
-  sealed: boolean;
-  closedClean: boolean;
-  replicas: Record<string, string>;
-}
+import type { LogStatus } from '../replica/types.js';
 
-export interface LogStatus {
-  log: string;
-  /** The leading replica's id, null while none leads. */
-  leader: string | null;
-  epoch: number;
-  committedId: number;
-  flushedId: number;
-  firstId: number;
-  flushLag: { entries: number; bytes: number };
-  segments: SegmentStatus[];
-}
+/** A log's status (`GET /v1/logs/{log}`): the replica's own answer type, one definition for both sides. */
+export type { LogStatus };
+export type SegmentStatus = LogStatus['segments'][number];
 
 export interface ReadPage {
   entries: { id: number; data: Buffer }[];

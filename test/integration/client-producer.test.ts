@@ -7,7 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createClient } from '../../src/client/index.js';
-import { clusterPerTest, eventually, readAll } from '../support/cluster.js';
+import { createLogWithLeader } from '../support/client.js';
+import { clusterPerTest, readAll } from '../support/cluster.js';
 
 describe('idempotent producer on a real cluster', () => {
   const startCluster = clusterPerTest();
@@ -42,12 +43,7 @@ describe('idempotent producer on a real cluster', () => {
     const cluster = await startCluster();
     const client = createClient(cluster.replicas.map((r) => r.clientUrl), { deadlineMs: 60_000, requestTimeoutMs: 3_000 });
     try {
-      await client.createLog('once');
-      const leaderId = await eventually(async () => {
-        const s = await client.status('once');
-        expect(s.leader).not.toBeNull();
-        return s.leader!;
-      });
+      const leaderId = await createLogWithLeader(client, 'once');
       const producer = client.producer('once');
       const results: Promise<number>[] = [];
       for (let i = 0; i < 600; i++) {

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient, LogNotFoundError, TernServerError, type TernClient } from '../../src/client/index.js';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { createLogWithLeader } from '../support/client.js';
 import { clusterPerTest, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
 
 /** The `tern_appends_total{outcome="ok"}` of `log` a replica counted (appends clients sent to it). */
@@ -59,12 +60,7 @@ describe('tern/client on a real cluster', () => {
   });
 
   it('sends a producer straight to the leader it learned, which counts every append', async () => {
-    await client.createLog('cached');
-    const leader = await eventually(async () => {
-      const s = await client.status('cached');
-      expect(s.leader).not.toBeNull();
-      return cluster.replica(s.leader!);
-    });
+    const leader = cluster.replica(await createLogWithLeader(client, 'cached'));
     const fresh = createClient(cluster.replicas.map((r) => r.clientUrl));
     try {
       const producer = fresh.producer('cached', { lingerMs: 0 });
@@ -113,12 +109,7 @@ describe('tern/client through a crash', () => {
     const cluster = await startCluster();
     const client = createClient(cluster.replicas.map((r) => r.clientUrl), { deadlineMs: 30_000 });
     try {
-      await client.createLog('crash');
-      const leaderId = await eventually(async () => {
-        const s = await client.status('crash');
-        expect(s.leader).not.toBeNull();
-        return s.leader!;
-      });
+      const leaderId = await createLogWithLeader(client, 'crash');
       const producer = client.producer('crash');
       const results: Promise<number>[] = [];
       let killed = false;
