@@ -9,6 +9,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../replica/config.js';
@@ -142,6 +143,11 @@ export function exitCodeOf(err: unknown): number {
   return EXIT.failure;
 }
 
+/** Writes a line to stdout, waiting when the pipe is full: a long read never piles up in memory. */
+async function print(line: string): Promise<void> {
+  if (!process.stdout.write(line + '\n')) await once(process.stdout, 'drain');
+}
+
 interface Plan {
   common: Common;
   run(client: TernClient): Promise<number>;
@@ -231,7 +237,7 @@ export function planCommand(command: string, argv: string[]): Plan {
       const from = nonNegativeInt(values.from as string | undefined, '--from') ?? 0;
       const limit = nonNegativeInt(values.limit as string | undefined, '--limit');
       return { common: c, run: async (client) => {
-        for await (const entry of client.entries(log!, { from, ...(limit !== undefined ? { limit } : {}) })) out(c.json ? entryJson(entry) : entryLine(entry));
+        for await (const entry of client.entries(log!, { from, ...(limit !== undefined ? { limit } : {}) })) await print(c.json ? entryJson(entry) : entryLine(entry));
         return EXIT.ok;
       } };
     }
@@ -243,7 +249,7 @@ export function planCommand(command: string, argv: string[]): Plan {
       return { common: c, run: async (client) => {
         // Like tail -f: by default only what is appended from now on.
         const from = fromFlag ?? (await client.status(log!)).committedId + 1;
-        for await (const entry of client.tail(log!, { from })) out(c.json ? entryJson(entry) : entryLine(entry));
+        for await (const entry of client.tail(log!, { from })) await print(c.json ? entryJson(entry) : entryLine(entry));
         return EXIT.ok;
       } };
     }
