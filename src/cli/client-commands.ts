@@ -105,6 +105,11 @@ function nonNegativeInt(value: string | undefined, flag: string): number | undef
 /** Runs a client command; returns its exit code. Usage errors throw ConfigError (exit 2, printed by main). */
 export async function runClientCommand(command: string, argv: string[]): Promise<number> {
   const plan = planCommand(command, argv);
+  // A reader that stops early (`tern read LOG | head`) is no failure.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.ok);
+    throw err;
+  });
   const c = plan.common;
   const client = await TernClient.connect({ cluster: c.cluster, ...(tokenFor(c) ? { token: tokenFor(c) } : {}), ...(c.ca ? { ca: c.ca } : {}), ...(c.timeoutMs ? { deadlineMs: c.timeoutMs } : {}) }).catch((err) => {
     throw err instanceof TernClientError && err.code === 'BAD_ARGUMENT' ? new ConfigError(err.message) : err;
