@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createClient, type Entry, type TernClient } from '../../src/client/index.js';
-import { clusterPerTest, eventually } from '../support/cluster.js';
+import { clusterPerTest, eventually, logStatus } from '../support/cluster.js';
 import { spawnTern } from '../support/tern-cli.js';
 import { stopChild } from '../../src/cli/processes.js';
 
@@ -80,6 +80,8 @@ describe('streaming tail on a real cluster', () => {
     try {
       await client.createLog('cli');
       await client.producer('cli', { lingerMs: 0 }).append('before');
+      // Every replica knows 'before' is committed, so the end tern tail starts from is past it wherever it asks.
+      for (const r of cluster.replicas) await eventually(async () => expect((await logStatus(r.clientUrl, 'cli')).committedId).toBe(0));
       const child = spawnTern(['tail', 'cli', '--json', '--cluster', urls]);
       let out = '';
       child.stdout.on('data', (d) => (out += d));
