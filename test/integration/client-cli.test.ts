@@ -81,3 +81,28 @@ describe('tern client commands', () => {
     expect(down.code, down.stderr).toBe(4);
   });
 });
+
+describe('tern client commands on a TLS cluster that requires tokens', () => {
+  let cluster: LocalCluster;
+  let stop: () => Promise<void>;
+  beforeAll(async () => {
+    ({ cluster, stop } = await startTestCluster([], { tls: true, auth: true }));
+  });
+  afterAll(async () => stop?.());
+
+  it('takes the CA and the admin token from beside cluster.json; exits 5 without a token', async () => {
+    const file = cluster.writeClusterFile();
+    const created = await tern(['log', 'create', 'secure', '--cluster', file]);
+    expect(created.code, created.stderr).toBe(0);
+    const appended = await tern(['append', 'secure', '--cluster', file], 'one\ntwo\n');
+    expect(appended.stdout).toBe('appended: 2 entries, ids 0..1\n');
+
+    const urls = cluster.replicas.map((r) => r.clientUrl).join(',');
+    expect(urls).toMatch(/^https:/);
+    const anonymous = await tern(['read', 'secure', '--cluster', urls, '--ca', cluster.tls!.ca]);
+    expect(anonymous.code, anonymous.stderr).toBe(5);
+    expect(anonymous.stderr).toMatch(/UNAUTHENTICATED/);
+    const withToken = await tern(['read', 'secure', '--cluster', urls, '--ca', cluster.tls!.ca, '--token', cluster.adminToken!]);
+    expect(withToken.stdout).toBe('0\tone\n1\ttwo\n');
+  });
+});
