@@ -52,6 +52,10 @@ export interface ResolvedClientOptions {
 }
 
 const DEFAULTS = { requestTimeoutMs: 10_000, deadlineMs: 30_000, connections: 16 } as const;
+/** A status or /healthz asked only to find a leader gives up after this (the real request follows anyway). */
+const LOOKUP_TIMEOUT_MS = 2_000;
+/** Handoff and recover wait for a recovery on the new leader (fences, etcd transactions): this many request timeouts. */
+const LONG_COMMAND_TIMEOUTS = 3;
 
 function readCa(ca: string | Buffer): string | Buffer {
   if (Buffer.isBuffer(ca) || ca.includes('-----BEGIN')) return ca;
@@ -109,6 +113,8 @@ export interface CallPolicy {
 
 export class TernClient {
   readonly options: ResolvedClientOptions;
+  /** The replicas' client URLs, in the order given. */
+  readonly urls: readonly string[];
   /** @internal */
   readonly transport: Transport;
   /** Each log's leader URL, as last learned. */
@@ -123,6 +129,7 @@ export class TernClient {
 
   constructor(options: ResolvedClientOptions) {
     this.options = options;
+    this.urls = options.replicas.map((r) => r.url);
     this.transport = new Transport({ token: options.token, caPem: options.caPem, connections: options.connections });
     for (const r of options.replicas) if (r.id) this.idToUrl.set(r.id, r.url);
     this.preferred = Math.floor(Math.random() * options.replicas.length);
@@ -141,9 +148,6 @@ export class TernClient {
     return new TernClient(resolveClientOptions({ ...options, cluster: path }, () => text));
   }
 
-  get urls(): string[] {
-    return this.options.replicas.map((r) => r.url);
-  }
 
   // ---- log commands --------------------------------------------------------
 
@@ -178,7 +182,7 @@ export class TernClient {
   /** Moves the log's leadership to replica `to` (an id such as r2); answers once it leads. */
   async handoff(log: string, to: string): Promise<LogStatus> {
     // Handoff waits for a recovery on the new leader: allow it more than a plain request.
-    const status = await this.json<LogStatus>({ mode: 'unsafe', leaderOf: log }, `/v1/logs/${enc(log)}/handoff`, { ...jsonBody({ to }), timeoutMs: this.options.requestTimeoutMs * 3 });
+    const status = await this.json<LogStatus>({ mode: 'unsafe', leaderOf: log }, `/v1/logs/${enc(log)}/handoff`, { ...jsonBody({ to }), timeoutMs: this.options.requestTimeoutMs * LONG_COMMAND_TIMEOUTS });
     this.learnLeader(log, status.leader);
     return status;
   }
@@ -186,7 +190,7 @@ export class TernClient {
   /** UNSAFE: forces recovery of a log that cannot gather two counted fence answers, accepting data loss (README). */
   async recover(log: string, options: { acceptDataLoss: true }): Promise<RecoverAnswer> {
     if (options?.acceptDataLoss !== true) throw new TernClientError('BAD_ARGUMENT', 'recover needs { acceptDataLoss: true }');
-    return this.json({ mode: 'unsafe' }, `/v1/logs/${enc(log)}/recover`, { ...jsonBody({ acceptDataLoss: true }), timeoutMs: this.options.requestTimeoutMs * 3 });
+    return this.json({ mode: 'unsafe' }, `/v1/logs/${enc(log)}/recover`, { ...jsonBody({ acceptDataLoss: true }), timeoutMs: this.options.requestTimeoutMs * LONG_COMMAND_TIMEOUTS });
   }
 
   // ---- reads ---------------------------------------------------------------
@@ -304,7 +308,7 @@ export class TernClient {
     if (known) return known;
     const fallback = this.replicaUrl(attempt);
     try {
-      const answer = await this.send(fallback, `/v1/logs/${enc(log)}`, { timeoutMs: Math.min(this.options.requestTimeoutMs, 2_000) });
+      const answer = await this.send(fallback, `/v1/logs/${enc(log)}`, { timeoutMs: Math.min(this.options.requestTimeoutMs, LOOKUP_TIMEOUT_MS) });
       if (answer.status === 200) {
         const leader = (JSON.parse(answer.body.toString('utf8')) as LogStatus).leader;
         if (leader) {
@@ -342,7 +346,7 @@ export class TernClient {
     if (this.idToUrl.size === this.urls.length) return Promise.resolve();
     this.idsLearned ??= Promise.allSettled(
       this.urls.map(async (url) => {
-        const answer = await this.send(url, '/healthz', { timeoutMs: 2_000 });
+        const answer = await this.send(url, '/healthz', { timeoutMs: LOOKUP_TIMEOUT_MS });
         const id = (JSON.parse(answer.body.toString('utf8')) as { id?: unknown }).id;
         if (typeof id === 'string') this.idToUrl.set(id, url);
       }),

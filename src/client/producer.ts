@@ -18,7 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { FRAMES_CONTENT_TYPE, encodeFrames } from '../frames.js';
-import { ClosedError, SequenceError, TernClientError } from './errors.js';
+import { ClosedError, SequenceError, TernClientError, TernServerError } from './errors.js';
 import { batchIsFull, DEFAULT_BATCH_LIMITS, nextBatchSize, type BatchLimits } from './batch.js';
 import { jsonOf } from './transport.js';
 import { toBuffer, type AppendAnswer, type EntryData } from './types.js';
@@ -180,6 +180,14 @@ export class Producer {
       this.stats.batches++;
       batch.forEach((p, i) => p.resolve(firstId + i));
     } catch (err) {
+      // The server refuses a batch whole (it is atomic): one entry over a limit must not fail the
+      // others that happened to share its request. Halves go on their own (nothing was applied).
+      if (batch.length > 1 && err instanceof TernServerError && err.code === 'TOO_LARGE') {
+        const half = Math.ceil(batch.length / 2);
+        await this.sendBatch(batch.slice(0, half));
+        await this.sendBatch(batch.slice(half));
+        return;
+      }
       for (const p of batch) p.reject(err);
     }
   }

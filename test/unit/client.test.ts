@@ -289,6 +289,20 @@ describe('producer (against a fake server)', () => {
     expect(log.requests.map((r) => r.seq)).toEqual([1, 0]);
   });
 
+  it('splits a batch the server refuses as too large, so only the oversized entry fails', async () => {
+    const log = fakeLog();
+    const { url } = await fakeServer((req, body, res) => {
+      if (req.method !== 'POST') return answer(res, 200, { log: 'l', leader: null });
+      const entries = req.headers['content-type'] === 'application/vnd.tern.frames' ? decodeFrames(body) : [body];
+      if (entries.some((e) => e.length > 10)) return answer(res, 413, { error: { code: 'TOO_LARGE', message: 'entry over 10 bytes' } });
+      log.append(req, body, res);
+    });
+    const producer = client([url]).producer('l', { lingerMs: 5 });
+    const results = await Promise.allSettled(['a', 'b', 'x'.repeat(11), 'c', 'd'].map((v) => producer.append(v)));
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as TernServerError).code))).toEqual([0, 1, 'TOO_LARGE', 2, 3]);
+    expect(log.entries.map(String)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
   it('refuses a gap no unknown batch explains: SequenceError, not applied, no realignment', async () => {
     const log = fakeLog();
     const { url } = await fakeServer((req, body, res) => (req.method === 'POST' ? log.append(req, body, res) : answer(res, 200, { log: 'l', leader: null })));
