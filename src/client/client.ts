@@ -269,7 +269,8 @@ export class TernClient {
     let maybeApplied = false;
     for (let n = 0; ; n++) {
       this.checkOpen();
-      const url = policy.leaderOf !== undefined ? await this.leaderUrl(policy.leaderOf, n) : this.replicaUrl(n);
+      // After a failure `preferred` has moved on to the next replica (below).
+      const url = policy.leaderOf !== undefined ? await this.leaderUrl(policy.leaderOf) : this.replicaUrl(0);
       try {
         const result = await attempt(url);
         if (policy.leaderOf !== undefined && !this.leaders.has(policy.leaderOf)) this.leaders.set(policy.leaderOf, url);
@@ -296,17 +297,17 @@ export class TernClient {
     return this.transport.request(url, path, { ...options, timeoutMs: options.timeoutMs ?? this.options.requestTimeoutMs });
   }
 
-  /** @internal A replica for a call any replica serves: the last that answered, then the others in turn. */
+  /** @internal A replica for a call any replica serves: the last that answered (`attempt` 0), then the others in turn. */
   replicaUrl(attempt: number): string {
     const urls = this.urls;
     return urls[(this.preferred + attempt) % urls.length]!;
   }
 
   /** @internal The leader of `log` as known, else learned from a status answer, else any replica (which forwards). */
-  async leaderUrl(log: string, attempt: number): Promise<string> {
+  async leaderUrl(log: string): Promise<string> {
     const known = this.leaders.get(log);
     if (known) return known;
-    const fallback = this.replicaUrl(attempt);
+    const fallback = this.replicaUrl(0);
     try {
       const answer = await this.send(fallback, `/v1/logs/${enc(log)}`, { timeoutMs: Math.min(this.options.requestTimeoutMs, LOOKUP_TIMEOUT_MS) });
       if (answer.status === 200) {

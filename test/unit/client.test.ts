@@ -18,6 +18,7 @@ import { decodeFrames, encodeFrames } from '../../src/frames.js';
 import { entryJson, entryLine, table, textOf } from '../../src/cli/client-output.js';
 import { exitCodeOf, planCommand } from '../../src/cli/client-commands.js';
 import { ConfigError } from '../../src/replica/config.js';
+import { freePort } from '../../src/cli/processes.js';
 
 describe('backoff and retry rules', () => {
   it('waits uniformly below an exponentially growing, capped ceiling (full jitter)', () => {
@@ -331,6 +332,21 @@ describe('producer (against a fake server)', () => {
     for (let i = 0; i < 5; i++) await p.append(`e${i}`);
     expect(hits.filter((h) => h.includes('POST')).every((h) => h.startsWith('leader'))).toBe(true);
     expect(hits.filter((h) => h.includes('POST'))).toHaveLength(5);
+  });
+});
+
+describe('routing (against fake servers)', () => {
+  it('moves past replicas that refuse connections and sticks to the one that answered', async () => {
+    let hits = 0;
+    const good = await fakeServer((_req, _body, res) => {
+      hits++;
+      answer(res, 200, { logs: ['a'] });
+    });
+    const dead = await Promise.all([freePort(), freePort()]).then((ps) => ps.map((p) => `http://127.0.0.1:${p}`));
+    const c = client([dead[0]!, good.url, dead[1]!]);
+    for (let i = 0; i < 5; i++) expect(await c.listLogs()).toEqual(['a']);
+    expect(hits).toBe(5);
+    expect(c.replicaUrl(0)).toBe(good.url);
   });
 });
 
