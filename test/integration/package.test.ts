@@ -3,7 +3,8 @@
  * tarball installed into an empty directory (offline, from the npm cache),
  * then `npx tern cluster` starts a cluster there (s3rver is a runtime
  * dependency), `npx tern` client commands work, and a script imports
- * `tern/client` by the package's exports and appends and reads.
+ * `tern/client` by the package's exports and appends and reads; a
+ * TypeScript file using it type-checks against the shipped declarations.
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +36,15 @@ await client.close();
 console.log(JSON.stringify({ ids, data: page.entries.map((e) => e.data.toString()), missing }));
 `;
 
+const TYPED_USE = `
+import { TernClient, createClient, LogNotFoundError, type LogStatus, type Entry, type ProducerOptions } from 'tern/client';
+const client: TernClient = createClient(['http://127.0.0.1:7001'], { deadlineMs: 1000 });
+const status: Promise<LogStatus> = client.status('x');
+const options: ProducerOptions = { idempotent: false, lingerMs: 2 };
+const id: Promise<number> = client.producer('x', options).append(Buffer.from('y'));
+export const used: unknown[] = [status, id, LogNotFoundError, undefined as Entry | undefined];
+`;
+
 describe('the installed package', () => {
   it('npm pack, install into an empty directory, npx tern cluster, the CLI and tern/client work there', { timeout: 120_000 }, async () => {
     // dist/ is built before the tests run (npm test's setup); --ignore-scripts skips prepack's rebuild.
@@ -47,6 +57,12 @@ describe('the installed package', () => {
     const installed = join(app, 'node_modules', 'tern');
     expect(existsSync(join(installed, 'dist', 'src', 'client', 'index.d.ts'))).toBe(true);
     expect(existsSync(join(installed, 'dist', 'test'))).toBe(false);
+
+    // A TypeScript project finds the declarations through the package's exports.
+    writeFileSync(join(app, 'check.ts'), TYPED_USE);
+    const typeRoots = join(projectRoot(), 'node_modules', '@types');
+    writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], typeRoots: [typeRoots] }, files: ['check.ts'] }));
+    await run(process.execPath, [join(projectRoot(), 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: app });
 
     const base = await freeBasePort();
     const cluster = spawn('npx', ['tern', 'cluster', '--base-port', String(base), '--', '--log-level', 'warn'], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
