@@ -1,36 +1,18 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN_FILE, TOKENS_FILE } from '../../src/cli/cluster-auth.js';
 import { cliEntry, type ClusterFile } from '../../src/cli/local-cluster.js';
 import { stopChild } from '../../src/cli/processes.js';
+import { freeBasePort } from '../support/base-port.js';
 import { appendRaw, createLog, eventually, http, readAll } from '../support/cluster.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
-
-function canBind(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
-}
-
-/** A base port whose derived ports (base+1..3, base+101..103, base+379, base+380) are all free. */
-async function freeBasePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ports = [1, 2, 3, 101, 102, 103, 379, 380, 390].map((d) => base + d);
-    if ((await Promise.all(ports.map(canBind))).every(Boolean)) return base;
-  }
-  throw new Error('no free base port');
-}
 
 function alive(pid: number): boolean {
   try {

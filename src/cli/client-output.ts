@@ -1,0 +1,52 @@
+/**
+ * How the client commands print: human tables, or one JSON object a line
+ * (`--json`). Pure formatting, so the unit tests pin it.
+ */
+import type { Entry } from '../client/frame-stream.js';
+import type { LogStatus } from '../client/types.js';
+
+/** Columns padded to their widest cell; the last column is not padded. */
+export function table(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+/** An entry's bytes as text when they are printable UTF-8, else undefined. */
+export function textOf(data: Buffer): string | undefined {
+  const text = data.toString('utf8');
+  if (!Buffer.from(text, 'utf8').equals(data)) return undefined;
+  // Control characters (but tab) would break a line-per-entry listing.
+  return /[\u0000-\u0008\u000a-\u001f\u007f]/.test(text) ? undefined : text;
+}
+
+/** One entry as a JSON line: `data` is base64 (lossless), `text` its UTF-8 when printable. */
+export function entryJson(entry: Entry): string {
+  const text = textOf(entry.data);
+  return JSON.stringify({ id: entry.id, data: entry.data.toString('base64'), ...(text === undefined ? {} : { text }) });
+}
+
+/** One entry as a human line: id, tab, the text (or base64: prefix for binary). */
+export function entryLine(entry: Entry): string {
+  const text = textOf(entry.data);
+  return `${entry.id}\t${text ?? `base64:${entry.data.toString('base64')}`}`;
+}
+
+const idText = (id: number | null) => (id === null || id < 0 ? '-' : String(id));
+
+export function statusTable(s: LogStatus): string {
+  const head = table([
+    ['log', s.log],
+    ['leader', s.leader ?? '(none)'],
+    ['epoch', String(s.epoch)],
+    ['committed id', idText(s.committedId)],
+    ['flushed id', idText(s.flushedId)],
+    ['first id', idText(s.firstId)],
+    ['flush lag', `${s.flushLag?.entries ?? 0} entries, ${s.flushLag?.bytes ?? 0} bytes`],
+  ]);
+  const segs = table([
+    ['EPOCH', 'FIRST', 'LAST', 'SEALED', 'CLEAN', 'REPLICAS'],
+    ...(s.segments ?? []).map((g) => [String(g.epoch), idText(g.firstId), idText(g.lastId), g.sealed ? 'yes' : 'no', g.closedClean ? 'yes' : 'no', Object.keys(g.replicas ?? {}).join(',')]),
+  ]);
+  return `${head}\nsegments:\n${segs.replace(/^/gm, '  ')}`;
+}

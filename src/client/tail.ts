@@ -1,0 +1,82 @@
+/**
+ * The streaming tail: `GET /v1/logs/{log}/entries?from=ID&follow=true`
+ * answers a chunked frames body that grows as entries commit, on any replica.
+ * The stream may end at any time (failover, the replica stopping, a slow
+ * reader cut off); the tail then resumes from the last id seen + 1, on the
+ * next replica after a failure. Only answers that no retry can change end it:
+ * the log does not exist, the ids are truncated, the token is refused.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ClosedError, ConnectionError, TernServerError } from './errors.js';
+import { FrameStreamParser, type Entry } from './frame-stream.js';
+import { backoffDelayMs, isTransient, retryDelayMs } from './retry.js';
+import { header, jsonOf } from './transport.js';
+import { FRAMES_CONTENT_TYPE } from '../frames.js';
+import type { TernClient } from './client.js';
+
+export interface TailOptions {
+  /** The first id to deliver. @default 0 */
+  from?: number;
+  /** Ends the tail (the iterator returns). */
+  signal?: AbortSignal;
+  /** A stream silent this long (no entry, no keep-alive) is presumed dead and reopened. @default 30000 */
+  idleTimeoutMs?: number;
+}
+
+const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
+
+export async function* tail(client: TernClient, log: string, options: TailOptions): AsyncGenerator<Entry> {
+  let next = options.from ?? 0;
+  let failures = 0;
+  let replica = 0;
+  const path = (from: number) => `/v1/logs/${encodeURIComponent(log)}/entries?from=${from}&follow=true`;
+  while (!options.signal?.aborted) {
+    client.checkOpen();
+    const url = client.replicaUrl(replica);
+    const abort = new AbortController();
+    const onAbort = () => abort.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let delivered = 0;
+    try {
+      const res = await client.transport.stream(url, path(next), {
+        headers: { accept: FRAMES_CONTENT_TYPE },
+        headersTimeoutMs: client.options.requestTimeoutMs,
+        idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+        signal: abort.signal,
+      });
+      if (res.status >= 400) {
+        const chunks: Buffer[] = [];
+        for await (const c of res.body) chunks.push(c);
+        jsonOf({ status: res.status, headers: res.headers, body: Buffer.concat(chunks) });
+      }
+      const parser = new FrameStreamParser(Number(header(res.headers, 'tern-from-id') ?? next));
+      for await (const chunk of res.body) {
+        for (const entry of parser.push(chunk)) {
+          // A replica that trails may start below what was delivered: never deliver an id twice.
+          if (entry.id < next) continue;
+          next = entry.id + 1;
+          delivered++;
+          failures = 0;
+          yield entry;
+        }
+      }
+      // A clean end (the server closed the stream). With nothing delivered it may be a
+      // server without follow, answering one read: wait before asking again, as a poll.
+      if (delivered === 0) await pause(backoffDelayMs(failures++, client.options.backoff), options.signal);
+    } catch (err) {
+      if (options.signal?.aborted) return;
+      if (err instanceof ClosedError) throw err;
+      const retryable = isTransient(err) || err instanceof ConnectionError || !(err instanceof TernServerError);
+      if (!retryable) throw err;
+      replica++;
+      await pause(retryDelayMs(err, failures++, client.options.backoff), options.signal);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      abort.abort();
+    }
+  }
+}
+
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return sleep(ms, undefined, signal ? { signal } : undefined).catch(() => undefined);
+}

@@ -1,0 +1,141 @@
+/**
+ * tern/client against a real local cluster (etcd, s3rver, three replica
+ * processes): log commands, batching producer, read paging, truncation,
+ * handoff, leader caching (seen in the replicas' own append counters), and a
+ * leader SIGKILLed while a producer appends.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient, LogNotFoundError, TernServerError, type TernClient } from '../../src/client/index.js';
+import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { createLogWithLeader } from '../support/client.js';
+import { clusterPerTest, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
+
+/** The `tern_appends_total{outcome="ok"}` of `log` a replica counted (appends clients sent to it). */
+async function appendsCountedBy(url: string, log: string): Promise<number> {
+  const text = (await http(`${url}/metrics`)).body.toString();
+  const line = text.split('\n').find((l) => l.startsWith('tern_appends_total{') && l.includes(`log="${log}"`) && l.includes('outcome="ok"'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+describe('tern/client on a real cluster', () => {
+  let cluster: LocalCluster;
+  let stop: () => Promise<void>;
+  let client: TernClient;
+  beforeAll(async () => {
+    ({ cluster, stop } = await startTestCluster());
+    client = createClient(cluster.replicas.map((r) => r.clientUrl));
+  });
+  afterAll(async () => {
+    await client?.close();
+    await stop?.();
+  });
+
+  it('creates (idempotently), lists, appends in batches, reads in pages, reports status', async () => {
+    const created = await client.createLog('orders');
+    expect(created.created).toBe(true);
+    expect((await client.createLog('orders')).created).toBe(false);
+    expect(await client.listLogs()).toContain('orders');
+
+    const producer = client.producer('orders');
+    const values = Array.from({ length: 250 }, (_, i) => `order-${i}`);
+    const ids = await Promise.all(values.map((v) => producer.append(v)));
+    expect(ids).toEqual(values.map((_, i) => i));
+    // Concurrent appends went as a few batches, not one request each.
+    expect(producer.stats.batches).toBeLessThan(20);
+
+    const pages = [];
+    for await (const page of client.pages('orders', { from: 0, pageSize: 100 })) pages.push(page);
+    expect(pages.map((p) => p.entries.length)).toEqual([100, 100, 50]);
+    expect(pages.flatMap((p) => p.entries.map((e) => `${e.id}:${e.data}`))).toEqual(values.map((v, i) => `${i}:${v}`));
+    const some = [];
+    for await (const e of client.entries('orders', { from: 240, limit: 5 })) some.push(e.id);
+    expect(some).toEqual([240, 241, 242, 243, 244]);
+
+    const status = await eventually(async () => {
+      const s = await client.status('orders');
+      expect(s.committedId).toBe(249);
+      return s;
+    });
+    expect(cluster.replicas.map((r) => r.id)).toContain(status.leader);
+  });
+
+  it('sends a producer straight to the leader it learned, which counts every append', async () => {
+    const leader = cluster.replica(await createLogWithLeader(client, 'cached'));
+    const fresh = createClient(cluster.replicas.map((r) => r.clientUrl));
+    try {
+      const producer = fresh.producer('cached', { lingerMs: 0 });
+      for (let i = 0; i < 20; i++) await producer.append(`c${i}`);
+    } finally {
+      await fresh.close();
+    }
+    expect(await appendsCountedBy(leader.clientUrl, 'cached')).toBe(20);
+    for (const r of cluster.replicas) if (r !== leader) expect(await appendsCountedBy(r.clientUrl, 'cached')).toBe(0);
+  });
+
+  it('truncates, hands off, and follows the new leader', async () => {
+    await client.createLog('moving');
+    const producer = client.producer('moving');
+    await Promise.all(Array.from({ length: 10 }, (_, i) => producer.append(`m${i}`)));
+    const truncated = await client.truncate('moving', 4);
+    expect(truncated.firstId).toBe(4);
+    const err = await client.read('moving', { from: 0 }).catch((e) => e);
+    expect(err).toBeInstanceOf(TernServerError);
+    expect([err.code, err.status]).toEqual(['TRUNCATED', 410]);
+    expect((await client.read('moving', { from: 4 })).entries[0]?.data.toString()).toBe('m4');
+
+    const before = (await client.status('moving')).leader!;
+    const target = cluster.replicas.map((r) => r.id).find((id) => id !== before)!;
+    const after = await client.handoff('moving', target);
+    expect(after.leader).toBe(target);
+    expect(after.epoch).toBeGreaterThan(truncated.epoch);
+    expect(await producer.append('after handoff')).toBe(10);
+  });
+
+  it('gives typed errors: LogNotFoundError with the server code and status', async () => {
+    const err = await client.status('no-such-log').catch((e) => e);
+    expect(err).toBeInstanceOf(LogNotFoundError);
+    expect([err.code, err.status]).toEqual(['LOG_NOT_FOUND', 404]);
+    const appendErr = await client.producer('no-such-log', { lingerMs: 0 }).append('x').catch((e) => e);
+    expect(appendErr).toBeInstanceOf(LogNotFoundError);
+    expect(appendErr.maybeApplied).not.toBe(true);
+    await expect(client.deleteLog('no-such-log')).rejects.toBeInstanceOf(LogNotFoundError);
+  });
+});
+
+describe('tern/client through a crash', () => {
+  const startCluster = clusterPerTest();
+
+  it('keeps appending through a SIGKILLed leader: every append answered, each value at the id it got', async () => {
+    const cluster = await startCluster();
+    const client = createClient(cluster.replicas.map((r) => r.clientUrl), { deadlineMs: 30_000 });
+    try {
+      const leaderId = await createLogWithLeader(client, 'crash');
+      const producer = client.producer('crash');
+      const results: Promise<number>[] = [];
+      let killed = false;
+      for (let i = 0; i < 400; i++) {
+        results.push(producer.append(`v${i}`));
+        if (i % 20 === 19) await new Promise((r) => setTimeout(r, 5));
+        if (i === 150) {
+          await results[i - 1];
+          await cluster.signal(leaderId, 'SIGKILL');
+          killed = true;
+        }
+      }
+      expect(killed).toBe(true);
+      const ids = await Promise.all(results);
+      expect(new Set(ids).size).toBe(ids.length);
+      const survivor = cluster.replicas.find((r) => r.id !== leaderId)!;
+      const log = await eventually(async () => {
+        const entries = await readAll(survivor.clientUrl, 'crash');
+        expect(entries.length).toBeGreaterThanOrEqual(400);
+        return entries;
+      }, 20_000);
+      ids.forEach((id, i) => expect(log[id]?.data.toString()).toBe(`v${i}`));
+      const status = await client.status('crash');
+      expect(status.leader).not.toBe(leaderId);
+    } finally {
+      await client.close();
+    }
+  });
+});
