@@ -36,6 +36,8 @@ export function exceedsBound(account: MemoryAccount, entries: readonly Buffer[])
   return account.limitBytes !== undefined && account.bytes + memoryCost(entries) > account.limitBytes;
 }
 
+import type { ProducerMark } from './producers.js';
+
 export interface EpochRun {
   firstId: number;
   epoch: number;
@@ -48,6 +50,12 @@ export class EntryBuffer {
   private heldBytes = 0;
   /** Runs of consecutive ids written in the same epoch, ascending by firstId. */
   private runs: EpochRun[] = [];
+  /**
+   * The producer marks of held entries (producers.ts), ascending by firstId:
+   * a mark is held while its first entry is, and goes with it (truncation,
+   * release; the flusher's snapshot has it from then on).
+   */
+  private marks: ProducerMark[] = [];
 
   constructor(
     private startIdValue: number,
@@ -73,8 +81,14 @@ export class EntryBuffer {
     return this.heldBytes;
   }
 
-  append(epoch: number, data: readonly Buffer[]): void {
+  /** Holds `data` at the next ids, with the marks of `marks` whose first id is among them. */
+  append(epoch: number, data: readonly Buffer[], marks?: readonly ProducerMark[]): void {
     if (data.length === 0) return;
+    if (marks) {
+      const first = this.lastId + 1;
+      const last = first + data.length - 1;
+      for (const m of marks) if (m.firstId >= first && m.firstId <= last) this.marks.push(m);
+    }
     const last = this.runs[this.runs.length - 1];
     if (!last || last.epoch !== epoch) this.runs.push({ firstId: this.lastId + 1, epoch });
     let added = 0;
@@ -137,6 +151,13 @@ export class EntryBuffer {
     return out;
   }
 
+  /** The marks whose first id is in [fromId, toId], ascending. */
+  marksBetween(fromId: number, toId: number): ProducerMark[] {
+    const out: ProducerMark[] = [];
+    for (const m of this.marks) if (m.firstId >= fromId && m.firstId <= toId) out.push(m);
+    return out;
+  }
+
   /** Drops ids >= `id`: a divergent tail written in an older epoch. */
   truncateFrom(id: number): void {
     if (id > this.lastId) return;
@@ -149,6 +170,8 @@ export class EntryBuffer {
     this.heldBytes -= dropped;
     this.account.bytes -= dropped + count * ENTRY_OVERHEAD_BYTES;
     while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.firstId >= id) this.runs.pop();
+    // A batch cut in two is not the batch its mark names: the mark goes with its tail.
+    while (this.marks.length > 0 && this.marks[this.marks.length - 1]!.firstId + this.marks[this.marks.length - 1]!.count > id) this.marks.pop();
     // Emptied from startId: a run begun below it (clipped by a release) describes nothing held now.
     if (this.length === 0) this.runs = [];
   }
@@ -167,6 +190,7 @@ export class EntryBuffer {
       this.entries = [];
       this.head = 0;
       this.runs = [];
+      this.marks = [];
       this.startIdValue = id + 1;
       return;
     }
@@ -187,6 +211,9 @@ export class EntryBuffer {
       this.head = 0;
     }
     while (this.runs.length > 1 && this.runs[1]!.firstId <= this.startIdValue) this.runs.shift();
+    let gone = 0;
+    while (gone < this.marks.length && this.marks[gone]!.firstId <= id) gone++;
+    if (gone > 0) this.marks.splice(0, gone);
   }
 }
 
