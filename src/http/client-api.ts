@@ -166,7 +166,8 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
     {
       config: { access: 'append' },
       schema: {
-        summary: 'Append: application/octet-stream = one entry (raw body); application/json {"entries": [base64...]} or application/vnd.tern.frames = an atomic batch',
+        summary:
+          'Append: application/octet-stream = one entry (raw body); application/json {"entries": [base64...]} or application/vnd.tern.frames = an atomic batch. Headers Tern-Producer-Id and Tern-Producer-Seq make it an idempotent producer\'s: a retry is answered with the original ids and duplicate: true (README, Idempotent producer)',
         params: logParams,
         response: {
           200: {

@@ -6,7 +6,7 @@
  * whatever the scrape labels.
  *
  * Label cardinality (README, Metrics): `log` labels grow with the number of
- * logs (6 gauges per log on every replica, plus 3 counters per log and append
+ * logs (7 gauges per log on every replica, plus 3 counters per log and append
  * outcome seen on the replica that processed it); `--metrics-per-log false` folds every log into
  * log="_all"; failed appends to logs that do not exist count under
  * log="_unknown", whatever name they gave. `peer` has two values, `outcome` the error codes, `operation`

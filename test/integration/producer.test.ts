@@ -77,6 +77,13 @@ describe('idempotent producer', () => {
     expect(await values(lead, 'dedup')).toEqual(['a', 'b', 'c', 'd', 'q', 'e4', 'e5', 'e6', 'e7', 'e8']);
     expect(await metric(lead, /tern_producer_duplicates_total/)).toBe(3);
     expect(await metric(lead, /tern_producers/)).toBe(2);
+    // The same append twice at once: the second is judged while the first is in flight (or just
+    // committed) and waits for it: one id, one append.
+    const [x, y] = await Promise.all([produce(lead, 'dedup', 'r', 'p3', 0), produce(follower, 'dedup', 'r', 'p3', 0)]);
+    expect([x.status, y.status]).toEqual([200, 200]);
+    expect(x.json.id).toBe(y.json.id);
+    expect([x.json.duplicate, y.json.duplicate].filter(Boolean)).toEqual([true]);
+    expect((await values(lead, 'dedup')).filter((v) => v === 'r')).toHaveLength(1);
     // Appends without a producer are untouched.
     expect((await http(`${follower}/v1/logs/dedup/entries`, { method: 'POST', contentType: 'application/octet-stream', body: 'plain' })).status).toBe(200);
   });
