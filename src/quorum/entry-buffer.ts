@@ -167,6 +167,18 @@ export class EntryBuffer {
     return out;
   }
 
+  /**
+   * The marks of `marksBetween` whose whole batch is held here in the epoch
+   * that wrote its first entry: what a producer table may be rebuilt from. A
+   * batch that recovery cut short (a follower held only its head when its
+   * leader died, and the next epoch wrote other entries after it) is not the
+   * batch its mark names, and a retry of it must not be answered with ids
+   * that now hold other entries.
+   */
+  completeMarksBetween(fromId: number, toId: number): ProducerMark[] {
+    return this.marksBetween(fromId, toId).filter((m) => this.runLastId(m.firstId) >= m.firstId + m.count - 1);
+  }
+
   /** Drops ids >= `id`: a divergent tail written in an older epoch. */
   truncateFrom(id: number): void {
     if (id > this.lastId) return;

@@ -78,7 +78,7 @@ export class Producers {
   snapshotThrough(state: LogState, firstId: number, lastId: number): Buffer | undefined {
     const table = state.flushedProducers;
     if (!table) return undefined;
-    for (const mark of state.replica.buffer.marksBetween(firstId, lastId)) table.record(mark);
+    for (const mark of state.replica.buffer.completeMarksBetween(firstId, lastId)) table.record(mark);
     table.advanceTo(lastId);
     const now = Date.now();
     table.expire(now);
@@ -101,7 +101,7 @@ export class Producers {
     const flushedId = this.ctx.dir().flushedId(name);
     const buffer = state.replica.buffer;
     const flushed = new ProducerTable(this.limits, snapshot);
-    const below = buffer.marksBetween(flushed.throughId + 1, flushedId);
+    const below = buffer.completeMarksBetween(flushed.throughId + 1, flushedId);
     for (const mark of below) flushed.record(mark);
     flushed.advanceTo(flushedId);
     if (flushed.throughId > (snapshot?.throughId ?? -1) && buffer.startId > (snapshot?.throughId ?? -1) + 1) {
@@ -110,7 +110,7 @@ export class Producers {
       this.ctx.log.warn({ log: name, snapshotThrough: snapshot?.throughId ?? -1, flushedId }, 'idempotent producers of the ids between the newest snapshot and the flushed point are forgotten');
     }
     const live = new ProducerTable(this.limits, flushed.snapshot());
-    for (const mark of buffer.marksBetween(flushedId + 1, buffer.lastId)) live.record(mark);
+    for (const mark of buffer.completeMarksBetween(flushedId + 1, buffer.lastId)) live.record(mark);
     const now = Date.now();
     flushed.expire(now);
     live.expire(now);

@@ -167,6 +167,22 @@ describe('marks travel with their entries', () => {
     expect(buf.marksBetween(0, 10).map((m) => m.producerId)).toEqual(['p']);
   });
 
+  it('a batch recovery cut short is no batch to rebuild from: only whole batches of one epoch run count', () => {
+    const buf = new EntryBuffer(0, { bytes: 0 });
+    // A follower got the head (ids 0-1) of a 4-entry batch of epoch 1 ...
+    buf.append(1, [b('a'), b('b')], [mark('p', 0, 0, 4), mark('q', 0, 1, 1)]);
+    expect(buf.completeMarksBetween(0, 10).map((m) => m.producerId)).toEqual(['q']);
+    // ... and epoch 2's leader, which recovered only ids 0-1, wrote other entries after them.
+    buf.append(2, [b('x'), b('y')]);
+    expect(buf.marksBetween(0, 10).map((m) => m.producerId)).toEqual(['p', 'q']);
+    expect(buf.completeMarksBetween(0, 10).map((m) => m.producerId)).toEqual(['q']);
+    // The whole batch, re-replicated in its own epoch, counts.
+    const whole = new EntryBuffer(0, { bytes: 0 });
+    whole.append(1, [b('a'), b('b'), b('c'), b('d')], [mark('p', 0, 0, 4)]);
+    whole.append(2, [b('x')]);
+    expect(whole.completeMarksBetween(0, 10)).toEqual([mark('p', 0, 0, 4)]);
+  });
+
   const config: LeaderConfig = { self: 'r1', peers: ['r2', 'r3'], epoch: 1, maxInflight: 4, maxBatchEntries: 2, maxBatchBytes: 1 << 20, pipelineMinBytes: 0, ackTimeoutTicks: 10, retransmitTicks: 5, heartbeatTicks: 3, backoffTicks: 1, checkQuorum: false };
 
   it('a leader sends each mark with the message that holds its first entry; a follower keeps it', () => {
