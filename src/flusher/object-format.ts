@@ -39,8 +39,8 @@ export interface DecodedObject {
   epoch: number;
   firstId: number;
   entries: Buffer[];
-  /** The producers' table at the object's last id; undefined in a version 1 object. */
-  snapshot?: ProducerSnapshot;
+  /** The snapshot section (decodeSnapshot), checked by the object's checksum but not parsed: readers of entries never need it. Undefined in a version 1 object. */
+  snapshotSection?: Buffer;
 }
 
 /** Bytes of the object that holds `count` entries of `entryBytes` bytes in all, and a snapshot section of `snapshotBytes` (encodeSnapshot). */
@@ -99,7 +99,7 @@ export function decodeObject(body: Buffer): DecodedObject {
   if (header.readUInt32BE(20) !== count) throw new CorruptObjectError('header and trailer disagree on the entry count');
   const entries = decodeRecords(body, HEADER_BYTES, indexOffset, count);
   const object: DecodedObject = { epoch: header.readUInt32BE(8), firstId: header.readIntBE(12, 6), entries };
-  if (version === VERSION) object.snapshot = decodeSnapshot(body.subarray(indexEnd, body.length - TRAILER_BYTES));
+  if (version === VERSION) object.snapshotSection = body.subarray(indexEnd, body.length - TRAILER_BYTES);
   return object;
 }
 

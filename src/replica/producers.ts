@@ -11,7 +11,7 @@
  * producer appends get NOT_READY; plain appends go on.
  */
 import { TernError, SequenceGapError, SequenceStaleError } from '../errors.js';
-import { decodeObject, encodeSnapshot } from '../flusher/object-format.js';
+import { decodeObject, decodeSnapshot, encodeSnapshot } from '../flusher/object-format.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import { ProducerTable, type ProducerLimits, type ProducerSnapshot } from '../quorum/producers.js';
 import type { ProducerRef } from '../peer/forwarded-appends.js';
@@ -93,8 +93,8 @@ export class Producers {
     let newest: { key: string; lastId: number } | undefined;
     for (const e of this.ctx.dir().manifest(name)) if (e.lastId <= flushedId && (!newest || e.lastId > newest.lastId)) newest = e;
     if (!store || !newest) return undefined;
-    const object = decodeObject(await store.get(newest.key));
-    return object.snapshot ?? { throughId: newest.lastId, producers: [] };
+    const { snapshotSection } = decodeObject(await store.get(newest.key));
+    return snapshotSection ? decodeSnapshot(snapshotSection) : { throughId: newest.lastId, producers: [] };
   }
 
   private install(name: string, state: LogState, snapshot: ProducerSnapshot | undefined): void {

@@ -90,13 +90,13 @@ describe('version 2: the producers snapshot', () => {
     expect(body.readUInt8(4)).toBe(2);
     const obj = decodeObject(body);
     expect(obj.entries.map((e) => e.toString('hex'))).toEqual(entries.map((e) => e.toString('hex')));
-    expect(obj.snapshot).toEqual(snapshot);
+    expect(decodeSnapshot(obj.snapshotSection!)).toEqual(snapshot);
   });
 
   it('still reads version 1 objects, which have no snapshot', () => {
     const body = encodeObject(7, 5, entries);
     expect(body.readUInt8(4)).toBe(1);
-    expect(decodeObject(body).snapshot).toBeUndefined();
+    expect(decodeObject(body).snapshotSection).toBeUndefined();
   });
 
   it('a ranged read by the index is the same in version 2 (the snapshot follows the index)', () => {
