@@ -74,7 +74,13 @@ export class Producers {
     attempt();
   }
 
-  /** The snapshot section of the object that ends at `lastId`: the flushed table, brought up to it. */
+  /**
+   * The snapshot section of the object that ends at `lastId`: the flushed
+   * table, brought up to it. Undefined (a version 1 object, which a loading
+   * leader reads as an empty table) while no producer is remembered: logs
+   * without producers pay nothing, and replicas of the previous version
+   * still read their objects during a rolling update.
+   */
   snapshotThrough(state: LogState, firstId: number, lastId: number): Buffer | undefined {
     const table = state.flushedProducers;
     if (!table) return undefined;
@@ -83,7 +89,7 @@ export class Producers {
     const now = Date.now();
     table.expire(now);
     state.producers?.expire(now);
-    return encodeSnapshot(table.snapshot());
+    return table.size === 0 ? undefined : encodeSnapshot(table.snapshot());
   }
 
   /** The table at the flushed point: the newest object's snapshot, and the marks held between it and that point. */
