@@ -84,6 +84,17 @@ describe('idempotent producer', () => {
     expect(x.json.id).toBe(y.json.id);
     expect([x.json.duplicate, y.json.duplicate].filter(Boolean)).toEqual([true]);
     expect((await values(lead, 'dedup')).filter((v) => v === 'r')).toHaveLength(1);
+    // A planned handoff: the new leader rebuilds the table from the marks it holds.
+    const to = c.replicas.find((r) => r.id !== leader)!.id;
+    const moved = await http(`${lead}/v1/logs/dedup/handoff`, { method: 'POST', contentType: 'application/json', body: JSON.stringify({ to }) });
+    expect(moved.status, moved.body.toString()).toBe(200);
+    const again = await eventually(async () => {
+      const res = await produce(c.replica(to).clientUrl, 'dedup', 'e8', 'p1', 8, 3000);
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      return res;
+    }, 10_000, 50);
+    expect(again.json).toMatchObject({ id: 9, duplicate: true });
+    expect(again.json.epoch).toBeGreaterThan(1);
     // Appends without a producer are untouched.
     expect((await http(`${follower}/v1/logs/dedup/entries`, { method: 'POST', contentType: 'application/octet-stream', body: 'plain' })).status).toBe(200);
   });

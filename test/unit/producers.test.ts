@@ -12,6 +12,7 @@ import { ReplyStatus } from '../../src/quorum/messages.js';
 import { PRODUCER_ID_PATTERN, PRODUCER_WINDOW, ProducerTable, isProducerSeq, type ProducerMark } from '../../src/quorum/producers.js';
 import { decodeEntryRuns, encodeEntryRuns } from '../../src/peer/wire.js';
 import { decodeForwardedAppend, encodeForwardedAppend } from '../../src/peer/forwarded-appends.js';
+import { producerOf } from '../../src/http/bodies.js';
 
 const DAY = 86_400_000;
 const limits = { expiryMs: DAY, maxProducers: 3 };
@@ -146,6 +147,30 @@ describe('header values', () => {
   it('seqs are non-negative safe integers', () => {
     expect([0, 1, Number.MAX_SAFE_INTEGER].every(isProducerSeq)).toBe(true);
     expect([-1, 1.5, Number.MAX_SAFE_INTEGER + 1, Number.NaN].some(isProducerSeq)).toBe(false);
+  });
+});
+
+describe('the producer headers (http/bodies.ts producerOf)', () => {
+  const h = (id?: string | string[], seq?: string) => ({ 'tern-producer-id': id, 'tern-producer-seq': seq });
+  it('takes both or neither', () => {
+    expect(producerOf({}, 1)).toBeUndefined();
+    expect(producerOf(h('p', '7'), 3)).toEqual({ id: 'p', seq: 7 });
+    expect(producerOf(h('p', String(Number.MAX_SAFE_INTEGER)), 1)).toEqual({ id: 'p', seq: Number.MAX_SAFE_INTEGER });
+  });
+  it.each([
+    ['only the id', h('p')],
+    ['only the seq', h(undefined, '1')],
+    ['the id twice', h(['p', 'q'], '1')],
+    ['a bad id', h('a b', '1')],
+    ['a negative seq', h('p', '-1')],
+    ['a fraction', h('p', '1.5')],
+    ['a word', h('p', 'one')],
+    ['a seq past the safe integers', h('p', '9007199254740992')],
+  ])('refuses %s with BAD_REQUEST', (_, headers) => {
+    expect(() => producerOf(headers, 1)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+  it('refuses a batch whose last seq would pass the safe integers', () => {
+    expect(() => producerOf(h('p', String(Number.MAX_SAFE_INTEGER)), 2)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
   });
 });
 
