@@ -164,7 +164,8 @@ export class LeaderLog<T> {
     if (!this.quorumReachable()) return { ok: false, reason: 'NO_QUORUM' };
     const buffer = this.replica.buffer;
     const firstId = buffer.lastId + 1;
-    const mark = producer && entries.length > 0 ? { ...producer, firstId, count: entries.length } : undefined;
+    // Built field by field, not by spread: marks ride every replication message and the flushed snapshot.
+    const mark: ProducerMark | undefined = producer && entries.length > 0 ? { producerId: producer.producerId, firstSeq: producer.firstSeq, firstId, count: entries.length, timeMs: producer.timeMs } : undefined;
     buffer.append(this.config.epoch, entries, mark && [mark]);
     const lastId = firstId + entries.length - 1;
     this.proposals.push({ token, firstId, lastId, tick: this.now });

@@ -128,7 +128,7 @@ export class ProducerTable {
     else p = { producerId: mark.producerId, lastTimeMs: mark.timeMs, batches: [] };
     p.lastTimeMs = Math.max(p.lastTimeMs, mark.timeMs);
     p.batches.push({ firstSeq: mark.firstSeq, count: mark.count, firstId: mark.firstId });
-    if (p.batches.length > PRODUCER_WINDOW) p.batches.splice(0, p.batches.length - PRODUCER_WINDOW);
+    while (p.batches.length > PRODUCER_WINDOW) p.batches.shift();
     this.producers.set(mark.producerId, p);
     this.evictOverLimit();
   }
