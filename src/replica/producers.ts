@@ -11,7 +11,7 @@
  * producer appends get NOT_READY; plain appends go on.
  */
 import { TernError, SequenceGapError, SequenceStaleError } from '../errors.js';
-import { decodeObject, decodeSnapshot, encodeSnapshot } from '../flusher/object-format.js';
+import { CorruptObjectError, decodeObject, decodeSnapshot, encodeSnapshot } from '../flusher/object-format.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import { ProducerTable, type ProducerLimits, type ProducerSnapshot } from '../quorum/producers.js';
 import type { ProducerRef } from '../peer/forwarded-appends.js';
@@ -66,8 +66,16 @@ export class Producers {
           loaded();
         },
         (err: Error) => {
-          this.ctx.log.warn({ log: name, err: err.message }, 'loading the idempotent producers from object storage failed; retrying');
-          setTimeout(attempt, LOAD_RETRY_MS).unref();
+          if (state.leader !== leader || leader.isDeposed) return;
+          if (!lostForGood(err)) {
+            this.ctx.log.warn({ log: name, err: err.message }, 'loading the idempotent producers from object storage failed; retrying');
+            return void setTimeout(attempt, LOAD_RETRY_MS).unref();
+          }
+          // Waiting would not bring it back, and the flusher (whose collector would forget a deleted
+          // object's record) waits for the table: start from an empty one at the flushed point.
+          this.ctx.log.error({ log: name, err: err.message }, 'the object holding the idempotent producers\' snapshot is gone or corrupt: they are forgotten');
+          this.install(name, state, { throughId: this.ctx.dir().flushedId(name), producers: [] });
+          loaded();
         },
       );
     };
@@ -123,4 +131,10 @@ export class Producers {
     state.flushedProducers = flushed;
     state.producers = live;
   }
+}
+
+/** A snapshot that no retry brings back: its object is corrupt, or gone (a truncation deleted it before forgetting its record). */
+function lostForGood(err: Error): boolean {
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return err instanceof CorruptObjectError || err.name === 'NoSuchKey' || status === 404;
 }

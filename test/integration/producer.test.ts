@@ -4,9 +4,12 @@
  * a follower, across a SIGKILLed leader and across a whole-cluster clean
  * restart (the table then comes from the flushed objects' snapshot).
  */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
+import { S3RVER_BUCKET } from '../../src/cli/s3rver.js';
 import { FRAMES_CONTENT_TYPE, encodeFrames } from '../../src/frames.js';
 import { clusterPerTest, createLog, eventually, http, readAll } from '../support/cluster.js';
 
@@ -157,5 +160,33 @@ describe('idempotent producer', () => {
     expect((await produce(c.replicas[2]!.clientUrl, 'restart', 'other', 'q', 7)).json).toMatchObject({ id: 8, duplicate: true });
     expect((await produce(c.replicas[0]!.clientUrl, 'restart', ['a4', 'b4'], 'p', 8)).json).toMatchObject({ firstId: 9, lastId: 10 });
     expect((await values(c.replicas[0]!.clientUrl, 'restart')).length).toBe(11);
+  });
+
+  it('does not hold a log whose snapshot object is corrupt: the new leader forgets the producers and takes appends', async () => {
+    const c = await cluster();
+    const { leader } = await createLog(c.replicas[0]!.clientUrl, 'rot');
+    const lead = c.replica(leader).clientUrl;
+    for (let seq = 0; seq < 3; seq++) expect((await produce(lead, 'rot', `v${seq}`, 'p', seq)).status).toBe(200);
+    await eventually(async () => expect((await statusOf(c, 'rot')).flushedId).toBe(2), 15_000);
+    // Every object of the log (the newest holds the snapshot) gets a flipped byte in its trailer's checksum.
+    const dir = join(c.objectStoreDir, S3RVER_BUCKET, 'tern', 'rot');
+    const files = readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('._S3rver_object'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const bytes = readFileSync(join(dir, f));
+      bytes[bytes.length - 6]! ^= 0x55;
+      writeFileSync(join(dir, f), bytes);
+    }
+    await c.signal(leader, 'SIGKILL');
+    const survivor = c.replicas.find((r) => r.id !== leader)!.clientUrl;
+    // Forgotten, so the retry is a new producer's first append: appended again, as after expiry.
+    const after = await eventually(async () => {
+      const res = await produce(survivor, 'rot', 'v2', 'p', 2, 3000);
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      return res;
+    }, 20_000, 100);
+    expect(after.json).toMatchObject({ id: 3 });
+    expect(after.json.duplicate).toBeUndefined();
+    expect((await produce(survivor, 'rot', 'v3', 'p', 3)).json).toMatchObject({ id: 4 });
   });
 });
