@@ -33,6 +33,15 @@ async function produce(baseUrl: string, log: string, entries: string | string[],
   return { status: res.statusCode, json: await res.body.json() };
 }
 
+/** `produce`, tried again until it is answered 200 (a new leader takes over, or loads its producers: 503 NOT_READY meanwhile). */
+async function produceOnceReady(baseUrl: string, log: string, entries: string | string[], id: string, seq: number, timeoutMs: number): Promise<Answer> {
+  return eventually(async () => {
+    const res = await produce(baseUrl, log, entries, id, seq, 3000);
+    expect(res.status, JSON.stringify(res.json)).toBe(200);
+    return res;
+  }, timeoutMs, 100);
+}
+
 async function statusOf(c: LocalCluster, log: string, via = 0): Promise<any> {
   return (await http(`${c.replicas[via]!.clientUrl}/v1/logs/${log}`)).json();
 }
@@ -91,11 +100,7 @@ describe('idempotent producer', () => {
     const to = c.replicas.find((r) => r.id !== leader)!.id;
     const moved = await http(`${lead}/v1/logs/dedup/handoff`, { method: 'POST', contentType: 'application/json', body: JSON.stringify({ to }) });
     expect(moved.status, moved.body.toString()).toBe(200);
-    const again = await eventually(async () => {
-      const res = await produce(c.replica(to).clientUrl, 'dedup', 'e8', 'p1', 8, 3000);
-      expect(res.status, JSON.stringify(res.json)).toBe(200);
-      return res;
-    }, 10_000, 50);
+    const again = await produceOnceReady(c.replica(to).clientUrl, 'dedup', 'e8', 'p1', 8, 10_000);
     expect(again.json).toMatchObject({ id: 9, duplicate: true });
     expect(again.json.epoch).toBeGreaterThan(1);
     // Appends without a producer are untouched.
@@ -127,11 +132,7 @@ describe('idempotent producer', () => {
     await c.signal(leader, 'SIGKILL');
     const survivor = c.replicas.find((r) => r.id !== leader)!.clientUrl;
     // The last batch, as a producer that never got its answer would send it again.
-    const retry = await eventually(async () => {
-      const res = await produce(survivor, 'failover', 'v5', 'p', 5, 3000);
-      expect(res.status, JSON.stringify(res.json)).toBe(200);
-      return res;
-    }, 20_000, 100);
+    const retry = await produceOnceReady(survivor, 'failover', 'v5', 'p', 5, 20_000);
     expect(retry.json).toMatchObject({ id: ids[5], duplicate: true });
     expect(retry.json.epoch).toBeGreaterThan(1);
     expect((await produce(survivor, 'failover', 'v3', 'p', 3)).json).toMatchObject({ id: ids[3], duplicate: true });
@@ -151,11 +152,7 @@ describe('idempotent producer', () => {
     await Promise.all(c.replicas.map((r) => c.signal(r.id, 'SIGTERM')));
     await Promise.all(c.replicas.map((r) => c.restart(r.id)));
     // Nothing is in memory any more: the table can only come from the snapshot.
-    const retry = await eventually(async () => {
-      const res = await produce(c.replicas[1]!.clientUrl, 'restart', ['a3', 'b3'], 'p', 6, 3000);
-      expect(res.status, JSON.stringify(res.json)).toBe(200);
-      return res;
-    }, 20_000, 100);
+    const retry = await produceOnceReady(c.replicas[1]!.clientUrl, 'restart', ['a3', 'b3'], 'p', 6, 20_000);
     expect(retry.json).toMatchObject({ firstId: 6, lastId: 7, duplicate: true });
     expect((await produce(c.replicas[2]!.clientUrl, 'restart', 'other', 'q', 7)).json).toMatchObject({ id: 8, duplicate: true });
     expect((await produce(c.replicas[0]!.clientUrl, 'restart', ['a4', 'b4'], 'p', 8)).json).toMatchObject({ firstId: 9, lastId: 10 });
@@ -180,11 +177,7 @@ describe('idempotent producer', () => {
     await c.signal(leader, 'SIGKILL');
     const survivor = c.replicas.find((r) => r.id !== leader)!.clientUrl;
     // Forgotten, so the retry is a new producer's first append: appended again, as after expiry.
-    const after = await eventually(async () => {
-      const res = await produce(survivor, 'rot', 'v2', 'p', 2, 3000);
-      expect(res.status, JSON.stringify(res.json)).toBe(200);
-      return res;
-    }, 20_000, 100);
+    const after = await produceOnceReady(survivor, 'rot', 'v2', 'p', 2, 20_000);
     expect(after.json).toMatchObject({ id: 3 });
     expect(after.json.duplicate).toBeUndefined();
     expect((await produce(survivor, 'rot', 'v3', 'p', 3)).json).toMatchObject({ id: 4 });
