@@ -55,6 +55,12 @@ export interface FlushSource {
   entries(fromId: number, maxCount: number, maxBytes: number): Buffer[];
   /** Memory through `id` may go: it is durable. */
   release(id: number): void;
+  /**
+   * The snapshot section (object-format.ts) of the object about to hold
+   * firstId..lastId: the idempotent producers' table as it stands at lastId.
+   * Called once per object, in id order; undefined writes a version 1 object.
+   */
+  snapshot?(firstId: number, lastId: number): Buffer | undefined;
 }
 
 /** The manifest in etcd, as the flusher needs it (ClusterDirectory). */
@@ -164,8 +170,9 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     nextId = lastId + 1;
     waitingSince = undefined;
     const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch, src.uid);
-    const buffer = options.buffers?.take(encodedSize(entries.length, bytes));
-    const body = encodeObject(src.epoch, firstId, entries, buffer);
+    const snapshot = src.snapshot?.(firstId, lastId);
+    const buffer = options.buffers?.take(encodedSize(entries.length, bytes, snapshot?.length ?? 0));
+    const body = encodeObject(src.epoch, firstId, entries, buffer, snapshot);
     uploading++;
     const cutAt = performance.now();
     const stored = putWithRetry(src, store, key, body, log);

@@ -2,10 +2,18 @@
  * The format of a flushed object: one object per batch of consecutive
  * entries of one log. All integers big-endian.
  *
- *   header  (24 B)  "TERN" | u8 version (1) | u8 0 | u16 0 | u32 epoch | i48 firstId | u16 0 | u32 count
+ *   header  (24 B)  "TERN" | u8 version (2) | u8 0 | u16 0 | u32 epoch | i48 firstId | u16 0 | u32 count
  *   records         per entry: u32 length | u32 CRC-32C of the data | data
  *   index           per entry: u32 offset of its record from the start of the object
- *   trailer (16 B)  u32 index offset | u32 count | u32 CRC-32C of header and index | "TIDX"
+ *   snapshot        (version 2) the idempotent producers' table as it stands at
+ *                   the object's last id (quorum/producers.ts): i48 throughId |
+ *                   u32 producers | per producer (least recently used first):
+ *                   u8 id length | id (ASCII) | f64 lastTimeMs | u8 batches |
+ *                   per batch: f64 firstSeq | u32 count | i48 firstId
+ *   trailer (16 B)  u32 index offset | u32 count | u32 CRC-32C of header, index (and snapshot) | "TIDX"
+ *
+ * Version 1 objects (no snapshot: index and trailer meet) are still read; a
+ * new leader that finds one at its flushed point starts with an empty table.
  *
  * A reader that knows the index (the trailer and index are one suffix-ranged
  * GET, cacheable) fetches entries i..j with one ranged GET of
@@ -13,10 +21,12 @@
  * corruption is an error, never data.
  */
 import { crc32c } from '@node-rs/crc32';
+import type { ProducerSnapshot } from '../quorum/producers.js';
 
 const MAGIC = Buffer.from('TERN');
 const TRAILER_MAGIC = Buffer.from('TIDX');
-const VERSION = 1;
+const VERSION = 2;
+const V1 = 1;
 export const HEADER_BYTES = 24;
 export const TRAILER_BYTES = 16;
 const RECORD_OVERHEAD = 8;
@@ -29,21 +39,27 @@ export interface DecodedObject {
   epoch: number;
   firstId: number;
   entries: Buffer[];
+  /** The snapshot section (decodeSnapshot), checked by the object's checksum but not parsed: readers of entries never need it. Undefined in a version 1 object. */
+  snapshotSection?: Buffer;
 }
 
-/** Bytes of the object that holds `count` entries of `entryBytes` bytes in all. */
-export function encodedSize(count: number, entryBytes: number): number {
-  return HEADER_BYTES + TRAILER_BYTES + (4 + RECORD_OVERHEAD) * count + entryBytes;
+/** Bytes of the object that holds `count` entries of `entryBytes` bytes in all, and a snapshot section of `snapshotBytes` (encodeSnapshot). */
+export function encodedSize(count: number, entryBytes: number, snapshotBytes = 0): number {
+  return HEADER_BYTES + TRAILER_BYTES + (4 + RECORD_OVERHEAD) * count + entryBytes + snapshotBytes;
 }
 
-/** The object, written at the start of `into` when it is big enough (a view of it), else in a new buffer. */
-export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[], into?: Buffer): Buffer {
+/**
+ * The object, written at the start of `into` when it is big enough (a view
+ * of it), else in a new buffer. With `snapshot` (encodeSnapshot's bytes) a
+ * version 2 object, else version 1.
+ */
+export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[], into?: Buffer, snapshot?: Buffer): Buffer {
   let entryBytes = 0;
   for (const e of entries) entryBytes += e.length;
-  const size = encodedSize(entries.length, entryBytes);
+  const size = encodedSize(entries.length, entryBytes, snapshot?.length ?? 0);
   const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   MAGIC.copy(out, 0);
-  out.writeUInt8(VERSION, 4);
+  out.writeUInt8(snapshot ? VERSION : V1, 4);
   out.writeUInt8(0, 5);
   out.writeUInt16BE(0, 6);
   out.writeUInt32BE(epoch, 8);
@@ -61,6 +77,7 @@ export function encodeObject(epoch: number, firstId: number, entries: readonly B
   }
   const indexOffset = o;
   for (const off of offsets) o = out.writeUInt32BE(off, o);
+  if (snapshot) o += snapshot.copy(out, o);
   out.writeUInt32BE(indexOffset, o);
   out.writeUInt32BE(entries.length, o + 4);
   out.writeUInt32BE(metaChecksum(out.subarray(0, HEADER_BYTES), out.subarray(indexOffset, o)), o + 8);
@@ -72,14 +89,67 @@ export function encodeObject(epoch: number, firstId: number, entries: readonly B
 export function decodeObject(body: Buffer): DecodedObject {
   if (body.length < HEADER_BYTES + TRAILER_BYTES) throw new CorruptObjectError(`object of ${body.length} bytes is too short`);
   const { indexOffset, count } = readTrailer(body.subarray(body.length - TRAILER_BYTES));
-  if (indexOffset + 4 * count + TRAILER_BYTES !== body.length) throw new CorruptObjectError('index does not end where the trailer starts');
   const header = body.subarray(0, HEADER_BYTES);
-  const index = body.subarray(indexOffset, indexOffset + 4 * count);
-  if (metaChecksum(header, index) !== body.readUInt32BE(body.length - 8)) throw new CorruptObjectError('header or index checksum mismatch');
-  if (!header.subarray(0, 4).equals(MAGIC) || header.readUInt8(4) !== VERSION) throw new CorruptObjectError('not a Tern object of a known version');
+  const version = header.readUInt8(4);
+  const indexEnd = indexOffset + 4 * count;
+  if (version === V1 ? indexEnd + TRAILER_BYTES !== body.length : indexEnd + TRAILER_BYTES > body.length) throw new CorruptObjectError('index does not end where the trailer starts');
+  const meta = body.subarray(indexOffset, body.length - TRAILER_BYTES);
+  if (metaChecksum(header, meta) !== body.readUInt32BE(body.length - 8)) throw new CorruptObjectError('header or index checksum mismatch');
+  if (!header.subarray(0, 4).equals(MAGIC) || (version !== VERSION && version !== V1)) throw new CorruptObjectError('not a Tern object of a known version');
   if (header.readUInt32BE(20) !== count) throw new CorruptObjectError('header and trailer disagree on the entry count');
   const entries = decodeRecords(body, HEADER_BYTES, indexOffset, count);
-  return { epoch: header.readUInt32BE(8), firstId: header.readIntBE(12, 6), entries };
+  const object: DecodedObject = { epoch: header.readUInt32BE(8), firstId: header.readIntBE(12, 6), entries };
+  if (version === VERSION) object.snapshotSection = body.subarray(indexEnd, body.length - TRAILER_BYTES);
+  return object;
+}
+
+/** The snapshot section of a version 2 object. */
+export function encodeSnapshot(snapshot: ProducerSnapshot): Buffer {
+  let size = 6 + 4;
+  for (const p of snapshot.producers) size += 1 + p.producerId.length + 8 + 1 + p.batches.length * (8 + 4 + 6);
+  const out = Buffer.allocUnsafe(size);
+  let o = out.writeIntBE(snapshot.throughId, 0, 6);
+  o = out.writeUInt32BE(snapshot.producers.length, o);
+  for (const p of snapshot.producers) {
+    o = out.writeUInt8(p.producerId.length, o);
+    o += out.write(p.producerId, o, 'latin1');
+    o = out.writeDoubleBE(p.lastTimeMs, o);
+    o = out.writeUInt8(p.batches.length, o);
+    for (const b of p.batches) {
+      o = out.writeDoubleBE(b.firstSeq, o);
+      o = out.writeUInt32BE(b.count, o);
+      o = out.writeIntBE(b.firstId, o, 6);
+    }
+  }
+  return out;
+}
+
+export function decodeSnapshot(section: Buffer): ProducerSnapshot {
+  let o = 0;
+  const need = (n: number) => {
+    if (o + n > section.length) throw new CorruptObjectError('producer snapshot is cut short');
+  };
+  need(10);
+  const throughId = section.readIntBE(0, 6);
+  const n = section.readUInt32BE(6);
+  o = 10;
+  const producers: ProducerSnapshot['producers'] = [];
+  for (let i = 0; i < n; i++) {
+    need(1);
+    const idLength = section.readUInt8(o++);
+    need(idLength + 9);
+    const producerId = section.toString('latin1', o, o + idLength);
+    o += idLength;
+    const lastTimeMs = section.readDoubleBE(o);
+    const batchCount = section.readUInt8(o + 8);
+    o += 9;
+    need(batchCount * 18);
+    const batches = [];
+    for (let b = 0; b < batchCount; b++, o += 18) batches.push({ firstSeq: section.readDoubleBE(o), count: section.readUInt32BE(o + 8), firstId: section.readIntBE(o + 12, 6) });
+    producers.push({ producerId, lastTimeMs, batches });
+  }
+  if (o !== section.length) throw new CorruptObjectError('producer snapshot has trailing bytes');
+  return { throughId, producers };
 }
 
 /** Parses the fixed trailer (the last TRAILER_BYTES of an object). */

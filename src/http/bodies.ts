@@ -5,7 +5,8 @@
  */
 import { TernError } from '../errors.js';
 import { FRAMES_CONTENT_TYPE, FrameLimitError, decodeFrames } from '../frames.js';
-import type { ClientAppend } from '../peer/forwarded-appends.js';
+import type { ClientAppend, ProducerRef } from '../peer/forwarded-appends.js';
+import { PRODUCER_ID_PATTERN, isProducerSeq } from '../quorum/producers.js';
 import type { HttpLimits } from '../replica/api.js';
 
 /**
@@ -43,6 +44,30 @@ export function parseAppendBody(type: string, body: Buffer | undefined, limits: 
     if (e.length > maxEntryBytes) throw new TernError('TOO_LARGE', `entry of ${e.length} bytes is over the ${maxEntryBytes}-byte limit`);
   }
   return { entries, single: type === OCTETS };
+}
+
+/** The headers of an idempotent producer's append (Client API, Idempotent producer). */
+export const PRODUCER_ID_HEADER = 'tern-producer-id';
+export const PRODUCER_SEQ_HEADER = 'tern-producer-seq';
+
+/**
+ * The producer of an append of `count` entries from its headers: both or
+ * neither, a valid id and a seq whose batch (seq..seq+count-1) stays a safe
+ * integer. BAD_REQUEST otherwise.
+ */
+export function producerOf(headers: Record<string, string | string[] | undefined>, count: number): ProducerRef | undefined {
+  const id = headers[PRODUCER_ID_HEADER];
+  const seq = headers[PRODUCER_SEQ_HEADER];
+  if (id === undefined && seq === undefined) return undefined;
+  if (typeof id !== 'string' || typeof seq !== 'string') throw new TernError('BAD_REQUEST', 'Tern-Producer-Id and Tern-Producer-Seq go together, once each');
+  return checkedProducer({ id, seq: /^\d{1,16}$/.test(seq) ? Number(seq) : Number.NaN }, count);
+}
+
+/** A producer id and seq as the headers must carry them; BAD_REQUEST otherwise. */
+export function checkedProducer(producer: ProducerRef, count: number): ProducerRef {
+  if (!PRODUCER_ID_PATTERN.test(producer.id)) throw new TernError('BAD_REQUEST', 'Tern-Producer-Id must be 1-128 characters of [A-Za-z0-9._:-]');
+  if (!isProducerSeq(producer.seq) || !isProducerSeq(producer.seq + Math.max(0, count - 1))) throw new TernError('BAD_REQUEST', 'Tern-Producer-Seq must be a non-negative safe integer (seq + entries - 1 too)');
+  return producer;
 }
 
 /** Frames as entries, with a frame over the entry limit or frames over the count limit reported as TOO_LARGE and any other damage as BAD_REQUEST. */

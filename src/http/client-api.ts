@@ -16,7 +16,7 @@ import { AppendForwarder } from '../peer/append-forwarder.js';
 import type { ClientAppend } from '../peer/forwarded-appends.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { appendHere, entryBytes } from './append.js';
-import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject } from './bodies.js';
+import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject, producerOf } from './bodies.js';
 import { installAuth, visibleLogs, type TokenLookup } from './auth.js';
 import { installErrorHandling, toTernError } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
@@ -45,7 +45,7 @@ const errorSchema = {
   properties: {
     error: {
       type: 'object',
-      properties: { code: { type: 'string' }, message: { type: 'string' }, maybeApplied: { type: 'boolean' }, epoch: { type: 'integer' } },
+      properties: { code: { type: 'string' }, message: { type: 'string' }, maybeApplied: { type: 'boolean' }, epoch: { type: 'integer' }, expectedSeq: { type: 'integer' } },
       required: ['code', 'message'],
     },
   },
@@ -166,12 +166,13 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
     {
       config: { access: 'append' },
       schema: {
-        summary: 'Append: application/octet-stream = one entry (raw body); application/json {"entries": [base64...]} or application/vnd.tern.frames = an atomic batch',
+        summary:
+          'Append: application/octet-stream = one entry (raw body); application/json {"entries": [base64...]} or application/vnd.tern.frames = an atomic batch. Headers Tern-Producer-Id and Tern-Producer-Seq make it an idempotent producer\'s: a retry is answered with the original ids and duplicate: true (README, Idempotent producer)',
         params: logParams,
         response: {
           200: {
             type: 'object',
-            properties: { id: { type: 'integer' }, firstId: { type: 'integer' }, lastId: { type: 'integer' }, epoch: { type: 'integer' } },
+            properties: { id: { type: 'integer' }, firstId: { type: 'integer' }, lastId: { type: 'integer' }, epoch: { type: 'integer' }, duplicate: { type: 'boolean' } },
           },
           '4xx': errorSchema,
           '5xx': errorSchema,
@@ -186,6 +187,8 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
       try {
         // Checked where it arrived, whoever leads: bad input never crosses the network.
         append = parseAppendBody(mediaType(req.headers['content-type']), req.body, config);
+        const producer = producerOf(req.headers, append.entries.length);
+        if (producer) append.producer = producer;
         const leader = await replica.leaderElsewhere(name);
         if (!leader) {
           countedByAppend = true;

@@ -9,6 +9,11 @@
  *   u32 epoch            u32 seq              i48 firstId
  *   i32 prevEpoch        u32 entryEpoch       i48 commitId   u32 entry count
  *   per entry: u32 length, bytes
+ *   version 3 adds, after the entry lengths and before the entries: u32 mark
+ *   count, per mark (a producer batch whose first entry is in this message,
+ *   quorum/producers.ts): u8 producer id length, producer id (ASCII),
+ *   f64 firstSeq, i48 firstId, u32 count, f64 timeMs (seqs and times are safe
+ *   integers, exact in a float64)
  * AppendReply:
  *   u8 version (1)  u8 status  u32 epoch  u32 seq  i48 lastId
  *   version 2 adds: u32 incarnation tag of the answering replica
@@ -17,6 +22,9 @@
  * leader reads version 2 replies", and a follower answers in the request's
  * version, so replicas of both versions replicate to each other during a
  * rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
+ * Version 3 requests are sent only when they carry producer marks (runs
+ * too), so replicas of version 2 still replicate plain appends with version
+ * 3 ones; an idempotent producer's batches need every replica at version 3.
  *
  * Decoding also checks what the fields' widths allow but the protocol does
  * not: ids below -1 (below 0 for an entry), an entry id past MAX_ID, a
@@ -28,9 +36,15 @@
  * Full asks for.
  */
 import { MAX_ID, ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from '../quorum/messages.js';
+import { PRODUCER_ID_PATTERN, isProducerSeq, type ProducerMark } from '../quorum/producers.js';
 
+/** The reply version, and the request version of messages without marks. */
 const VERSION = 2;
+/** Requests that carry producer marks. */
+const V3 = 3;
 const V1 = 1;
+/** Bytes of a mark besides its producer id. */
+const MARK_BYTES = 1 + 8 + 6 + 4 + 8;
 const V1_REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
 
 export class WireError extends Error {}
@@ -39,7 +53,14 @@ export class WireError extends Error {}
 export function encodeAppendRequest(req: AppendRequest, version: number = VERSION): { chunks: Buffer[]; length: number } {
   const log = Buffer.from(req.log, 'latin1');
   const leader = Buffer.from(req.leader, 'latin1');
-  const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 4 + 6 + 4 + 4 * req.entries.length);
+  const marks = req.marks ?? [];
+  if (marks.length > 0) version = V3;
+  let marksBytes = 0;
+  if (version === V3) {
+    marksBytes = 4;
+    for (const m of marks) marksBytes += MARK_BYTES + m.producerId.length;
+  }
+  const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 4 + 6 + 4 + 4 * req.entries.length + marksBytes);
   let o = header.writeUInt8(version, 0);
   o = header.writeUInt8(log.length, o);
   o += log.copy(header, o);
@@ -58,6 +79,17 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
     o = header.writeUInt32BE(entry.length, o);
     length += entry.length;
   }
+  if (version === V3) {
+    o = header.writeUInt32BE(marks.length, o);
+    for (const m of marks) {
+      o = header.writeUInt8(m.producerId.length, o);
+      o += header.write(m.producerId, o, 'latin1');
+      o = header.writeDoubleBE(m.firstSeq, o);
+      o = header.writeIntBE(m.firstId, o, 6);
+      o = header.writeUInt32BE(m.count, o);
+      o = header.writeDoubleBE(m.timeMs, o);
+    }
+  }
   return { chunks: [header, ...req.entries], length };
 }
 
@@ -65,7 +97,7 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
 export function decodeAppendRequest(body: Buffer): AppendRequest {
   const r = new Reader(body);
   const version = r.u8();
-  if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer message version');
+  if (version !== V1 && version !== VERSION && version !== V3) throw new WireError('unsupported peer message version');
   const log = r.bytes(r.u8()).toString('latin1');
   const leader = r.bytes(r.u8()).toString('latin1');
   const epoch = r.u32();
@@ -77,13 +109,32 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   const count = r.u32();
   const lengths = new Array<number>(count);
   for (let i = 0; i < count; i++) lengths[i] = r.u32();
+  const marks = version === V3 ? readMarks(r, firstId, count) : undefined;
   const entries = new Array<Buffer>(count);
   for (let i = 0; i < count; i++) entries[i] = r.bytes(lengths[i]!);
   r.end();
   if (firstId < 0 || firstId + count - 1 > MAX_ID) throw new WireError(`ids ${firstId}+${count} out of range`);
   if (commitId < -1 || prevEpoch < -1) throw new WireError(`commitId ${commitId} or prevEpoch ${prevEpoch} out of range`);
   if (entryEpoch > epoch) throw new WireError(`entries of epoch ${entryEpoch} sent in epoch ${epoch}`);
-  return { log, leader, epoch, seq, firstId, prevEpoch, entryEpoch, commitId, entries };
+  const req: AppendRequest = { log, leader, epoch, seq, firstId, prevEpoch, entryEpoch, commitId, entries };
+  if (marks && marks.length > 0) req.marks = marks;
+  return req;
+}
+
+/** The marks of a version 3 request: each must name a valid producer and a batch that starts among the message's entries, in ascending order. */
+function readMarks(r: Reader, firstId: number, count: number): ProducerMark[] {
+  const n = r.u32();
+  const marks: ProducerMark[] = [];
+  let after = firstId - 1;
+  for (let i = 0; i < n; i++) {
+    const producerId = r.bytes(r.u8()).toString('latin1');
+    const mark: ProducerMark = { producerId, firstSeq: r.f64(), firstId: r.i48(), count: r.u32(), timeMs: r.f64() };
+    if (!PRODUCER_ID_PATTERN.test(producerId) || !isProducerSeq(mark.firstSeq) || !isProducerSeq(mark.timeMs) || mark.count < 1) throw new WireError('bad producer mark');
+    if (mark.firstId <= after || mark.firstId >= firstId + count) throw new WireError(`producer mark at ${mark.firstId} outside or out of order`);
+    after = mark.firstId + mark.count - 1;
+    marks.push(mark);
+  }
+  return marks;
 }
 
 /** The version of an encoded request: its reply must be encoded in the same one. */
@@ -138,6 +189,12 @@ class Reader {
     this.o += 4;
     return v;
   }
+  f64(): number {
+    this.need(8);
+    const v = this.b.readDoubleBE(this.o);
+    this.o += 8;
+    return v;
+  }
   i48(): number {
     this.need(6);
     const v = this.b.readIntBE(this.o, 6);
@@ -159,7 +216,9 @@ class Reader {
 export function encodeEntryRuns(log: string, runs: readonly EntryRun[]): Buffer {
   const parts: Buffer[] = [];
   for (const run of runs) {
-    const { chunks, length } = encodeAppendRequest({ log, epoch: run.epoch, leader: '', seq: 0, firstId: run.firstId, prevEpoch: -1, entryEpoch: run.epoch, commitId: -1, entries: run.entries }, V1);
+    const req: AppendRequest = { log, epoch: run.epoch, leader: '', seq: 0, firstId: run.firstId, prevEpoch: -1, entryEpoch: run.epoch, commitId: -1, entries: run.entries };
+    if (run.marks && run.marks.length > 0) req.marks = run.marks;
+    const { chunks, length } = encodeAppendRequest(req, V1);
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32BE(length, 0);
     parts.push(len, ...chunks);
@@ -174,7 +233,9 @@ export function decodeEntryRuns(body: Buffer): EntryRun[] {
     const len = body.readUInt32BE(o);
     if (o + 4 + len > body.length) throw new WireError('truncated run');
     const req = decodeAppendRequest(body.subarray(o + 4, o + 4 + len));
-    runs.push({ firstId: req.firstId, epoch: req.entryEpoch, entries: req.entries });
+    const run: EntryRun = { firstId: req.firstId, epoch: req.entryEpoch, entries: req.entries };
+    if (req.marks) run.marks = req.marks;
+    runs.push(run);
     o += 4 + len;
   }
   return runs;

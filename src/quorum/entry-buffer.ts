@@ -36,6 +36,8 @@ export function exceedsBound(account: MemoryAccount, entries: readonly Buffer[])
   return account.limitBytes !== undefined && account.bytes + memoryCost(entries) > account.limitBytes;
 }
 
+import type { ProducerMark } from './producers.js';
+
 export interface EpochRun {
   firstId: number;
   epoch: number;
@@ -48,6 +50,12 @@ export class EntryBuffer {
   private heldBytes = 0;
   /** Runs of consecutive ids written in the same epoch, ascending by firstId. */
   private runs: EpochRun[] = [];
+  /**
+   * The producer marks of held entries (producers.ts), ascending by firstId:
+   * a mark is held while its first entry is, and goes with it (truncation,
+   * release; the flusher's snapshot has it from then on).
+   */
+  private marks: ProducerMark[] = [];
 
   constructor(
     private startIdValue: number,
@@ -73,8 +81,14 @@ export class EntryBuffer {
     return this.heldBytes;
   }
 
-  append(epoch: number, data: readonly Buffer[]): void {
+  /** Holds `data` at the next ids, with the marks of `marks` whose first id is among them. */
+  append(epoch: number, data: readonly Buffer[], marks?: readonly ProducerMark[]): void {
     if (data.length === 0) return;
+    if (marks) {
+      const first = this.lastId + 1;
+      const last = first + data.length - 1;
+      for (const m of marks) if (m.firstId >= first && m.firstId <= last) this.marks.push(m);
+    }
     const last = this.runs[this.runs.length - 1];
     if (!last || last.epoch !== epoch) this.runs.push({ firstId: this.lastId + 1, epoch });
     let added = 0;
@@ -137,6 +151,34 @@ export class EntryBuffer {
     return out;
   }
 
+  /** The marks whose first id is in [fromId, toId], ascending. */
+  marksBetween(fromId: number, toId: number): ProducerMark[] {
+    const out: ProducerMark[] = [];
+    if (this.marks.length === 0) return out;
+    // Every replication message asks: a binary search keeps it O(log n) however many marks are held.
+    let lo = 0;
+    let hi = this.marks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.marks[mid]!.firstId < fromId) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = lo; i < this.marks.length && this.marks[i]!.firstId <= toId; i++) out.push(this.marks[i]!);
+    return out;
+  }
+
+  /**
+   * The marks of `marksBetween` whose whole batch is held here in the epoch
+   * that wrote its first entry: what a producer table may be rebuilt from. A
+   * batch that recovery cut short (a follower held only its head when its
+   * leader died, and the next epoch wrote other entries after it) is not the
+   * batch its mark names, and a retry of it must not be answered with ids
+   * that now hold other entries.
+   */
+  completeMarksBetween(fromId: number, toId: number): ProducerMark[] {
+    return this.marksBetween(fromId, toId).filter((m) => this.runLastId(m.firstId) >= m.firstId + m.count - 1);
+  }
+
   /** Drops ids >= `id`: a divergent tail written in an older epoch. */
   truncateFrom(id: number): void {
     if (id > this.lastId) return;
@@ -149,6 +191,8 @@ export class EntryBuffer {
     this.heldBytes -= dropped;
     this.account.bytes -= dropped + count * ENTRY_OVERHEAD_BYTES;
     while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.firstId >= id) this.runs.pop();
+    // A batch cut in two is not the batch its mark names: the mark goes with its tail.
+    while (this.marks.length > 0 && this.marks[this.marks.length - 1]!.firstId + this.marks[this.marks.length - 1]!.count > id) this.marks.pop();
     // Emptied from startId: a run begun below it (clipped by a release) describes nothing held now.
     if (this.length === 0) this.runs = [];
   }
@@ -167,6 +211,7 @@ export class EntryBuffer {
       this.entries = [];
       this.head = 0;
       this.runs = [];
+      this.marks = [];
       this.startIdValue = id + 1;
       return;
     }
@@ -187,6 +232,9 @@ export class EntryBuffer {
       this.head = 0;
     }
     while (this.runs.length > 1 && this.runs[1]!.firstId <= this.startIdValue) this.runs.shift();
+    let gone = 0;
+    while (gone < this.marks.length && this.marks[gone]!.firstId <= id) gone++;
+    if (gone > 0) this.marks.splice(0, gone);
   }
 }
 

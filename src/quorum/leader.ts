@@ -8,6 +8,7 @@
 import { majorityOf, quorumMatchId } from './majority.js';
 import { LogReplica } from './log-replica.js';
 import { ReplyStatus, type AppendReply, type AppendRequest } from './messages.js';
+import type { ProducerMark } from './producers.js';
 import { PeerProgress } from './progress.js';
 
 /** Acknowledged proposals are compacted away once at least this many (and half the queue) are done: below it, copying costs more than the slots. */
@@ -105,6 +106,8 @@ export class LeaderLog<T> {
   private readonly progress: PeerProgress[];
   private proposals: Proposal<T>[] = [];
   private proposalHead = 0;
+  /** Tokens waiting for ids proposed earlier to commit (awaitCommit), in no particular order. */
+  private commitWaiters: Proposal<T>[] = [];
   private outbox: Outgoing[] = [];
   private acked: Acked<T>[] = [];
   private failed: Failed<T>[] = [];
@@ -148,19 +151,37 @@ export class LeaderLog<T> {
 
   /** Proposals given ids and not yet acked or failed. */
   get pendingCount(): number {
-    return this.proposals.length - this.proposalHead;
+    return this.proposals.length - this.proposalHead + this.commitWaiters.length;
   }
 
-  /** Assigns consecutive ids to `entries` (all or none) and starts replicating them. */
-  propose(entries: Buffer[], token: T): ProposeResult {
+  /**
+   * Assigns consecutive ids to `entries` (all or none) and starts replicating
+   * them; `producer` makes them a producer batch whose mark (producers.ts)
+   * travels with them. On success the mark is in `mark`.
+   */
+  propose(entries: Buffer[], token: T, producer?: Omit<ProducerMark, 'firstId' | 'count'>): ProposeResult & { mark?: ProducerMark } {
     if (this.isDeposed) return { ok: false, reason: 'FENCED' };
     if (!this.quorumReachable()) return { ok: false, reason: 'NO_QUORUM' };
     const buffer = this.replica.buffer;
     const firstId = buffer.lastId + 1;
-    buffer.append(this.config.epoch, entries);
+    // Built field by field, not by spread: marks ride every replication message and the flushed snapshot.
+    const mark: ProducerMark | undefined = producer && entries.length > 0 ? { producerId: producer.producerId, firstSeq: producer.firstSeq, firstId, count: entries.length, timeMs: producer.timeMs } : undefined;
+    buffer.append(this.config.epoch, entries, mark && [mark]);
     const lastId = firstId + entries.length - 1;
     this.proposals.push({ token, firstId, lastId, tick: this.now });
-    return { ok: true, firstId, lastId };
+    return mark ? { ok: true, firstId, lastId, mark } : { ok: true, firstId, lastId };
+  }
+
+  /**
+   * Acks `token` (with ids firstId..lastId) once the commit point reaches
+   * lastId, at once when it already has: a retry of a producer batch still
+   * in flight waits for the original. Fails as a proposal would: ACK_TIMEOUT
+   * after the ack timeout, FENCED when the leader steps down.
+   */
+  awaitCommit(firstId: number, lastId: number, token: T): void {
+    if (lastId <= this.replica.commitId) this.acked.push({ token, firstId, lastId });
+    else if (this.isDeposed) this.failed.push({ token, firstId, lastId, reason: 'FENCED' });
+    else this.commitWaiters.push({ token, firstId, lastId, tick: this.now });
   }
 
   handleReply(from: string, reply: AppendReply): void {
@@ -225,6 +246,13 @@ export class LeaderLog<T> {
       this.proposalHead++;
     }
     this.compactProposals();
+    if (this.commitWaiters.length > 0) {
+      this.commitWaiters = this.commitWaiters.filter((w) => {
+        if (this.now - w.tick < this.config.ackTimeoutTicks) return true;
+        this.failed.push({ token: w.token, firstId: w.firstId, lastId: w.lastId, reason: 'ACK_TIMEOUT' });
+        return false;
+      });
+    }
     if (this.config.checkQuorum && this.quorumLost()) {
       // Proposals still waiting were made less than ackTimeoutTicks ago: no quorum took them yet.
       this.stepDown('ACK_TIMEOUT');
@@ -246,6 +274,8 @@ export class LeaderLog<T> {
     }
     this.proposals = [];
     this.proposalHead = 0;
+    for (const w of this.commitWaiters) this.failed.push({ token: w.token, firstId: w.firstId, lastId: w.lastId, reason });
+    this.commitWaiters = [];
   }
 
   /** True when there is something for `ready()` to return. */
@@ -331,6 +361,10 @@ export class LeaderLog<T> {
       commitId: this.replica.commitId,
       entries,
     };
+    if (entries.length > 0) {
+      const marks = this.replica.buffer.marksBetween(firstId, firstId + entries.length - 1);
+      if (marks.length > 0) req.marks = marks;
+    }
     p.inflight.push({ seq, lastId: firstId + entries.length - 1, sentTick: this.now });
     p.nextId += entries.length;
     p.lastSentTick = this.now;
@@ -371,6 +405,13 @@ export class LeaderLog<T> {
       this.proposalHead++;
     }
     this.compactProposals();
+    if (this.commitWaiters.length > 0) {
+      this.commitWaiters = this.commitWaiters.filter((w) => {
+        if (w.lastId > commit) return true;
+        this.acked.push({ token: w.token, firstId: w.firstId, lastId: w.lastId });
+        return false;
+      });
+    }
   }
 
   private compactProposals(): void {

@@ -6,6 +6,7 @@
  */
 import { EntryBuffer, type MemoryAccount } from './entry-buffer.js';
 import { ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from './messages.js';
+import type { ProducerMark } from './producers.js';
 
 export class LogReplica {
   readonly buffer: EntryBuffer;
@@ -58,7 +59,7 @@ export class LogReplica {
       return this.reply(ReplyStatus.Gap, req.seq, buffer.lastId);
     }
     // The prefix up to prevId matches the leader's (checked above); what follows needs room.
-    const written = this.extend(req.firstId, req.entryEpoch, req.entries, true);
+    const written = this.extend(req.firstId, req.entryEpoch, req.entries, true, req.marks);
     const matchId = written ?? prevId;
     // Only ids this message proved to match the leader may count as committed here.
     const commit = Math.min(req.commitId, matchId);
@@ -71,9 +72,9 @@ export class LogReplica {
    * most of the old segment: its own divergent or missing tail is replaced.
    * The caller has checked that `firstId - 1` matches.
    */
-  adopt(firstId: number, epoch: number, entries: Buffer[]): void {
+  adopt(firstId: number, epoch: number, entries: Buffer[], marks?: readonly ProducerMark[]): void {
     if (firstId > this.buffer.lastId + 1) throw new RangeError(`log ${this.log}: adopting at ${firstId} would leave a gap after ${this.buffer.lastId}`);
-    this.extend(firstId, epoch, entries, false);
+    this.extend(firstId, epoch, entries, false, marks);
   }
 
   /** Entries from fromId to toId (inclusive) grouped by epoch, about maxBytes at most (always at least one entry). */
@@ -84,7 +85,10 @@ export class LogReplica {
       const last = Math.min(toId, this.buffer.runLastId(id));
       const entries = this.buffer.slice(id, last - id + 1, Math.max(1, maxBytes - bytes));
       for (const e of entries) bytes += e.length;
-      runs.push({ firstId: id, epoch: this.buffer.epochOf(id)!, entries });
+      const run: EntryRun = { firstId: id, epoch: this.buffer.epochOf(id)!, entries };
+      const marks = this.buffer.marksBetween(id, id + entries.length - 1);
+      if (marks.length > 0) run.marks = marks;
+      runs.push(run);
       id += entries.length;
     }
     return runs;
@@ -111,7 +115,7 @@ export class LogReplica {
    * undefined when `bounded` and the new entries would pass the memory
    * bound: then nothing is written (a divergent tail may have been dropped).
    */
-  private extend(firstId: number, epoch: number, entries: Buffer[], bounded: boolean): number | undefined {
+  private extend(firstId: number, epoch: number, entries: Buffer[], bounded: boolean, marks?: readonly ProducerMark[]): number | undefined {
     const buffer = this.buffer;
     // Entries below our buffer were released after being made durable; they match by definition.
     let i = Math.max(0, buffer.startId - firstId);
@@ -126,7 +130,7 @@ export class LogReplica {
     if (i < entries.length) {
       const fresh = i === 0 ? entries : entries.slice(i);
       if (bounded && !buffer.hasRoomFor(fresh)) return undefined;
-      buffer.append(epoch, fresh);
+      buffer.append(epoch, fresh, marks);
     }
     return firstId + entries.length - 1;
   }

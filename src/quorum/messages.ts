@@ -2,6 +2,7 @@
  * Replica-to-replica messages of the replication protocol. They are plain
  * data: `src/peer/wire.ts` turns them into bytes, the peer transport carries them.
  */
+import type { ProducerMark } from './producers.js';
 
 /**
  * The range of the protocol's numbers, fixed by the formats that carry them:
@@ -38,6 +39,8 @@ export interface AppendRequest {
   /** Leader's commit point: every id up to it is held by a quorum. */
   commitId: number;
   entries: Buffer[];
+  /** The producer marks (producers.ts) of batches whose first entry is in `entries`, ascending: the dedup table travels with its entries. */
+  marks?: ProducerMark[];
 }
 
 export const ReplyStatus = {
@@ -78,6 +81,8 @@ export interface EntryRun {
   firstId: number;
   epoch: number;
   entries: Buffer[];
+  /** The producer marks of batches whose first entry is in `entries`. */
+  marks?: ProducerMark[];
 }
 
 /** A replica incarnation (a UUID) as the u32 that replies carry: its first 32 bits. */

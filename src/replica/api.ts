@@ -8,6 +8,7 @@
 import type { MemberInfo } from '../fencing/keys.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
+import type { ProducerRef } from '../peer/forwarded-appends.js';
 import type { ReplicaConfig } from './config.js';
 import type { AppendResult, LogStatus, ReadResult, Readiness, RecoveryReport } from './types.js';
 
@@ -56,7 +57,8 @@ export interface ReplicaApi {
   status(name: string): Promise<LogStatus>;
   /** The log's leader when it is another replica; undefined when this one leads. */
   leaderElsewhere(name: string): Promise<ReplicaAddress | undefined>;
-  append(name: string, entries: Buffer[]): Promise<AppendResult>;
+  /** With `producer`, an idempotent producer's append: a retry resolves with the original ids and `duplicate`. */
+  append(name: string, entries: Buffer[], producer?: ProducerRef): Promise<AppendResult>;
   read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult>;
   deleteLog(name: string): Promise<{ log: string; deleted: true }>;
   truncate(name: string, beforeId: number): Promise<LogStatus>;

@@ -53,6 +53,8 @@ export const replicaOptions = {
   maxWaitMs: { kind: 'int', default: 60_000, min: 0, max: 3_600_000, doc: 'Longest `waitMs` of a tail read.' },
   maxRequestEntries: { kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'Most entries one append request may carry (413 TOO_LARGE above): each entry costs memory beyond its bytes, so many tiny or empty entries are bounded by count.' },
   maxLogs: { kind: 'int', default: 10_000, min: 1, max: 10_000_000, doc: 'Most logs the cluster holds: creating one more gets 409 TOO_MANY_LOGS (checked against this replica\'s view of etcd, so replicas creating at once may pass it by a few).' },
+  producerExpiryMs: { kind: 'int', default: 86_400_000, min: 1000, max: 365 * 86_400_000, doc: 'An idempotent producer (Tern-Producer-Id) with no append for this long, by the leader\'s clock, is forgotten: a retry after that is appended again (24 h, as Kafka\'s transactional.id window).' },
+  maxProducers: { kind: 'int', default: 10_000, min: 1, max: 10_000_000, doc: 'Idempotent producers remembered per log; one more forgets the least recently used.' },
   maxConnections: { kind: 'int', default: 1024, min: 1, max: 1_000_000, doc: 'Open connections the client listener serves; a request on a connection beyond it gets 503 TOO_MANY and the connection is closed (a few dozen more are dropped at once).' },
   maxTailReads: { kind: 'int', default: 1000, min: 0, max: 1_000_000, doc: 'Tail reads (`waitMs` > 0) held at once on this replica; one more gets 503 TOO_MANY.' },
   maxConcurrentReads: { kind: 'int', default: 256, min: 1, max: 1_000_000, doc: 'Reads served at once on this replica, not counting held tail reads while they wait (reads from object storage take a while); one more gets 503 TOO_MANY.' },

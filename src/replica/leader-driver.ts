@@ -60,7 +60,12 @@ export class LeaderDriver {
       const ready = leader.ready();
       this.carryOut(state, leader, ready);
       for (const watch of state.leaderWatchers) watch();
-      if (leader.isDeposed && leader.pendingCount === 0) state.leader = undefined;
+      if (leader.isDeposed && leader.pendingCount === 0) {
+        state.leader = undefined;
+        // Only a leader judges producers; the next one loads the table afresh.
+        state.producers = undefined;
+        state.flushedProducers = undefined;
+      }
     }
   }
 

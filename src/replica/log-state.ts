@@ -10,12 +10,14 @@ import type { TernError } from '../errors.js';
 import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import type { LeaderConfig, LeaderLog } from '../quorum/leader.js';
 import { LogReplica } from '../quorum/log-replica.js';
+import type { ProducerTable } from '../quorum/producers.js';
 import type { ObjectStore } from '../flusher/object-store.js';
 import type { PeerTransport } from '../peer/transport.js';
 import type { ReplicaConfig } from './config.js';
 import type { Failover } from './failover.js';
 import type { ReplicaMetrics } from './metrics.js';
 import type { Storage } from './storage.js';
+import type { Producers } from './producers.js';
 import type { TakeoverRun } from './takeover.js';
 import type { AppendResult, LogStatus, Logger, RecoveryReport } from './types.js';
 
@@ -44,11 +46,19 @@ export interface LogState {
    * before the segment may count them again.
    */
   rejoining: Map<string, { incarnation: string; throughId: number }>;
+  /**
+   * The leader's idempotent producers (quorum/producers.ts): undefined until
+   * loaded after a takeover (producer appends get NOT_READY until then) and
+   * on followers.
+   */
+  producers: ProducerTable | undefined;
+  /** The same table as it stands at the flusher's point (what the next object's snapshot is made from). */
+  flushedProducers: ProducerTable | undefined;
 }
 
 /** A log this replica has just heard of: it starts right after what object storage already holds. */
 export function newLogState(name: string, memory: MemoryAccount, flushedId: number): LogState {
-  const state: LogState = { replica: new LogReplica(name, memory), leader: undefined, takeover: undefined, handingOff: false, leaderWatchers: new Set(), wokenCommitId: -1, rejoining: new Map() };
+  const state: LogState = { replica: new LogReplica(name, memory), leader: undefined, takeover: undefined, handingOff: false, leaderWatchers: new Set(), wokenCommitId: -1, rejoining: new Map(), producers: undefined, flushedProducers: undefined };
   state.replica.releaseThrough(flushedId);
   return state;
 }
@@ -86,6 +96,7 @@ export interface ReplicaContext {
   readonly leaderTicks: LeaderTicks;
   readonly failover: Failover;
   readonly storage: Storage;
+  readonly producers: Producers;
   /** Undefined before start. */
   readonly directory: ClusterDirectory | undefined;
   /** True from the start of a controlled shutdown: no new leadership. */

@@ -29,7 +29,8 @@ export function metricsSource(replica: MetricsView): MetricsSource {
         const committedId = replica.committedId(name);
         const flushedId = replica.directory?.flushedId(name) ?? -1;
         const epoch = Math.max(replica.directory?.log(name)?.epoch ?? 0, state.replica.epoch);
-        out.push({ log: name, committedId, flushedId, flushLagEntries: Math.max(0, committedId - flushedId), flushLagBytes: state.replica.buffer.bytes, epoch, leader: replica.localLeader(name) !== undefined });
+        const leader = replica.localLeader(name) !== undefined;
+        out.push({ log: name, committedId, flushedId, flushLagEntries: Math.max(0, committedId - flushedId), flushLagBytes: state.replica.buffer.bytes, epoch, leader, producers: leader ? (state.producers?.size ?? 0) : 0 });
       }
       return out;
     },

@@ -6,7 +6,7 @@
  * whatever the scrape labels.
  *
  * Label cardinality (README, Metrics): `log` labels grow with the number of
- * logs (6 gauges per log on every replica, plus 3 counters per log and append
+ * logs (7 gauges per log on every replica, plus 3 counters per log and append
  * outcome seen on the replica that processed it); `--metrics-per-log false` folds every log into
  * log="_all"; failed appends to logs that do not exist count under
  * log="_unknown", whatever name they gave. `peer` has two values, `outcome` the error codes, `operation`
@@ -26,6 +26,8 @@ export interface LogGauges {
   flushLagBytes: number;
   epoch: number;
   leader: boolean;
+  /** Idempotent producers the leader remembers for the log (0 on a follower). */
+  producers: number;
 }
 
 /** What the replica reports at scrape time. */
@@ -77,6 +79,7 @@ export class ReplicaMetrics {
   private readonly etcdErrors = this.counter('tern_etcd_errors_total', 'etcd requests that failed, by operation (request: one a client request needed; lease: keep-alive deadline passed; record: a manifest or segment write retried).', ['operation']);
   private readonly authRefusals = this.counter('tern_auth_refusals_total', 'Client requests refused by authentication (UNAUTHENTICATED) or authorization (FORBIDDEN).', ['code']);
   private readonly authReloads = this.counter('tern_auth_reloads_total', 'Re-reads of the tokens file, by result (ok, failed: the old tokens stay).', ['result']);
+  private readonly producerDuplicates = this.counter('tern_producer_duplicates_total', 'Idempotent producer appends answered as duplicates (with the original ids) by the leader.', ['log']);
   private readonly authOpen = new Gauge({ name: 'tern_auth_open', help: '1 when no tokens file is configured: the client API is open to anyone who reaches it.', registers: [this.registry] });
   private readonly authTokens = new Gauge({ name: 'tern_auth_tokens', help: 'Tokens loaded from the tokens file (0 when open).', registers: [this.registry] });
 
@@ -124,6 +127,11 @@ export class ReplicaMetrics {
   /** A successful append answered to the client that sent it here, after `seconds`. */
   acknowledged(seconds: number): void {
     this.ackSeconds.observe(seconds);
+  }
+
+  /** A producer's retry answered with the ids of the batch it repeats. */
+  producerDuplicate(log: string): void {
+    this.producerDuplicates.inc({ log: this.logLabel(log) });
   }
 
   quorumReached(seconds: number): void {
@@ -207,6 +215,7 @@ export class ReplicaMetrics {
       ['tern_flush_lag_bytes', 'Bytes of the log this replica holds in memory, not yet released after a flush.', (l) => l.flushLagBytes],
       ['tern_log_epoch', 'Epoch of the log as this replica knows it.', (l) => l.epoch],
       ['tern_log_leader', '1 when this replica leads the log.', (l) => (l.leader ? 1 : 0)],
+      ['tern_producers', 'Idempotent producers the leader of the log remembers (0 on followers).', (l) => l.producers],
     ];
     for (const [name, help, value] of perLog) {
       const folded = name === 'tern_log_epoch' || name === 'tern_committed_id' || name === 'tern_flushed_id' ? Math.max : (a: number, b: number) => a + b;

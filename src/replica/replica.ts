@@ -9,6 +9,7 @@
  *   placement.ts      the coordinator, first leaders, rejoined followers
  *   failover.ts       fast failover (a dead leader's logs taken at once)
  *   storage.ts        flushers, reads from object storage, deleted logs
+ *   producers.ts      idempotent producers: judging appends, loading the table, snapshots
  *   tail-readers.ts   reads waiting for commits
  */
 import { performance } from 'node:perf_hooks';
@@ -35,6 +36,8 @@ import { ReplicaMetrics } from './metrics.js';
 import { Placement } from './placement.js';
 import { Reads } from './reads.js';
 import { Storage } from './storage.js';
+import { Producers } from './producers.js';
+import type { ProducerRef } from '../peer/forwarded-appends.js';
 import { TailReaders } from './tail-readers.js';
 import { Takeover } from './takeover.js';
 import type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport } from './types.js';
@@ -52,6 +55,7 @@ export class Replica implements ReplicaContext {
   readonly metrics: ReplicaMetrics;
   readonly failover: Failover;
   readonly storage: Storage;
+  readonly producers: Producers;
   private readonly tailReaders = new TailReaders();
   private readonly driver: LeaderDriver;
   private readonly takeover: Takeover;
@@ -76,6 +80,7 @@ export class Replica implements ReplicaContext {
     this.memory = { bytes: 0, limitBytes: config.maxBufferBytes };
     this.leaderTicks = leaderTicksOf(config);
     this.storage = new Storage(this);
+    this.producers = new Producers(this);
     this.driver = new LeaderDriver(this, this.tailReaders);
     this.takeover = new Takeover(this, this.driver);
     this.placement = new Placement(this);
@@ -230,20 +235,34 @@ export class Replica implements ReplicaContext {
     return leader;
   }
 
-  /** Appends entries as one atomic batch on this replica, which must lead the log. Resolves once a quorum holds them. */
-  async append(name: string, entries: Buffer[]): Promise<AppendResult> {
+  /**
+   * Appends entries as one atomic batch on this replica, which must lead the
+   * log. Resolves once a quorum holds them. With `producer`, a retry of a
+   * batch the producer already appended resolves with its original ids
+   * (`duplicate`), once they are committed.
+   */
+  async append(name: string, entries: Buffer[], producer?: ProducerRef): Promise<AppendResult> {
     await this.requireLog(name);
     const state = this.logs.get(name);
     const leader = state && this.localLeader(name);
     if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.id} does not lead log ${name}`);
     if (state.handingOff) throw new TernError('NOT_READY', `log ${name} is being handed off`, { maybeApplied: false });
     if (state.takeover) throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}`, { maybeApplied: false });
+    const verdict = producer && this.producers.judge(name, state, producer, entries.length);
+    if (verdict?.kind === 'duplicate') {
+      return new Promise<AppendResult>((resolve, reject) => {
+        leader.awaitCommit(verdict.firstId, verdict.lastId, { resolve: (r) => resolve({ ...r, duplicate: true }), reject, takenAt: performance.now() });
+        this.driver.schedule(state);
+      });
+    }
     if (exceedsBound(this.memory, entries)) {
       throw new TernError('BUFFER_FULL', `replica ${this.id} holds ${this.memory.bytes} bytes of unflushed entries (limit ${this.config.maxBufferBytes})`);
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      const result = leader.propose(entries, { resolve, reject, takenAt: performance.now() });
+      const mark = producer && verdict ? { producerId: producer.id, firstSeq: producer.seq, timeMs: verdict.timeMs } : undefined;
+      const result = leader.propose(entries, { resolve, reject, takenAt: performance.now() }, mark);
       if (!result.ok) return reject(refusalError(name, result.reason, leader.epoch));
+      if (result.mark) state.producers?.record(result.mark);
       this.driver.schedule(state);
     });
   }

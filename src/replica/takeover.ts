@@ -155,6 +155,8 @@ export class Takeover {
       case 'fetch':
         return this.fetch(name, effect, later);
       case 'lead':
+        state.producers = undefined;
+        state.flushedProducers = undefined;
         state.leader = new LeaderLog<Waiting>(state.replica, { ...this.ctx.leaderTicks, self: this.ctx.id, peers: effect.peers, epoch: effect.epoch });
         state.leaderWatchers.add(run.watchLeader);
         return void this.driver.schedule(state);
@@ -196,7 +198,9 @@ export class Takeover {
     this.end(state, run);
     const record = this.ctx.directory?.log(name);
     // Flushes whatever the previous leaders had not, sealed segments included, before anything is released.
-    if (state.leader && record) this.ctx.storage.startFlusher(name, record.meta.uid, state, state.leader);
+    // The idempotent producers' table is loaded first: the flusher's snapshots start from it.
+    const leader = state.leader;
+    if (leader && record) this.ctx.producers.load(name, state, leader, () => this.ctx.storage.startFlusher(name, record.meta.uid, state, leader));
     this.ctx.metrics.recovered('ok', (Date.now() - run.startedAt) / 1000);
     this.ctx.metrics.leadershipChanged('acquired');
     const sealed = done.sealed.map((seg) => ({ epoch: seg.epoch, lastId: seg.lastId }));

@@ -14,6 +14,8 @@ export interface AppendResult {
   firstId: number;
   lastId: number;
   epoch: number;
+  /** Set when an idempotent producer's retry was answered with the ids of the batch it repeats. */
+  duplicate?: true;
 }
 
 export interface ReadResult {

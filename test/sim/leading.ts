@@ -52,7 +52,9 @@ export class Leading {
     const leader = log?.leader;
     if (!log || !leader || leader.isDeposed || !this.r.registered) return answer({ kind: 'fail', reason: 'not the leader', ...leaderHint(this.r, name) });
     if (log.takeover || log.drain) return answer({ kind: 'fail', reason: 'recovering or handing off' });
-    const res = leader.propose([data], answer);
+    // Every append is a producer batch named after its (unique) value, so the final check can see
+    // each mark travel with its entry (checkMarks in simulate.ts).
+    const res = leader.propose([data], answer, { producerId: data.toString(), firstSeq: 0, timeMs: 0 });
     if (!res.ok) return answer({ kind: 'fail', reason: res.reason });
     this.schedule(log);
   }

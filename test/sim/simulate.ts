@@ -127,6 +127,8 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
   // Let commit points reach every follower before the final reads.
   sched.runUntil(sched.now + 2_000);
 
+  for (const r of replicas) checkMarks(r);
+
   const final: FinalState = {};
   for (const name of logs) {
     const fromObjects = objectEntries(etcd, parts.store, name);
@@ -161,6 +163,24 @@ function unjudgedLoss(verdict: Verdict, unavailable: ReadonlySet<string>): Verdi
     }),
   );
   return { valid: Object.values(logs).every((v) => v.valid), logs };
+}
+
+/**
+ * The idempotent producers' marks travel with their entries (replication,
+ * recovery fetches, truncation, release): every entry a replica holds has
+ * exactly the mark it was proposed with (the workload names each one-entry
+ * batch after its value), and no mark outlives its entry. Throws: the seed fails.
+ */
+function checkMarks(r: SimReplica): void {
+  for (const [name, log] of r.logs) {
+    const buffer = log.replica.buffer;
+    const marks = buffer.marksBetween(buffer.startId, buffer.lastId);
+    if (marks.length !== buffer.length) throw new Error(`marks: ${r.id} holds ${buffer.length} entries of ${name} but ${marks.length} marks`);
+    for (const m of marks) {
+      const value = buffer.get(m.firstId)?.toString();
+      if (value !== m.producerId || m.count !== 1) throw new Error(`marks: ${r.id} ${name} id ${m.firstId} holds "${value}" under the mark of "${m.producerId}" (count ${m.count})`);
+    }
+  }
 }
 
 /** Calls `done` once replica `id` is ready (polled, as a rolling restart polls /readyz). */

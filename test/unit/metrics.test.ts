@@ -15,7 +15,7 @@ function source(logs: LogGauges[]): MetricsSource {
   };
 }
 
-const gauges = (log: string, committedId: number, leader: boolean): LogGauges => ({ log, committedId, flushedId: committedId - 5, flushLagEntries: 5, flushLagBytes: 500, epoch: 3, leader });
+const gauges = (log: string, committedId: number, leader: boolean): LogGauges => ({ log, committedId, flushedId: committedId - 5, flushLagEntries: 5, flushLagBytes: 500, epoch: 3, leader, producers: leader ? 2 : 0 });
 
 /** The value of one series in the exposition text, or undefined when absent. */
 function valueOf(text: string, series: string): number | undefined {

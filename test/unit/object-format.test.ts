@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ObjectBuffers } from '../../src/flusher/flusher.js';
-import { CorruptObjectError, HEADER_BYTES, TRAILER_BYTES, decodeObject, decodeRecords, encodeObject, encodedSize, objectKey, readTrailer, recordRange } from '../../src/flusher/object-format.js';
+import { CorruptObjectError, HEADER_BYTES, TRAILER_BYTES, decodeObject, decodeRecords, decodeSnapshot, encodeObject, encodeSnapshot, encodedSize, objectKey, readTrailer, recordRange } from '../../src/flusher/object-format.js';
+import type { ProducerSnapshot } from '../../src/quorum/producers.js';
 
 const entries = [Buffer.from('first'), Buffer.alloc(0), randomBytes(3000), Buffer.from([0, 255, 0])];
 
@@ -64,6 +65,53 @@ describe('flushed object format', () => {
     expect([...keys].sort()).toEqual([keys[1], keys[0], keys[2]]);
     expect(keys[0]).toBe('p/c/log/0000000000000100-0000000000000199-e0000000003.tern');
     expect(objectKey('p/', 'c', 'log', 100, 199, 3, 'ab12')).toBe('p/c/log/ab12/0000000000000100-0000000000000199-e0000000003.tern');
+  });
+});
+
+describe('version 2: the producers snapshot', () => {
+  const snapshot: ProducerSnapshot = {
+    throughId: 2 ** 40 + 3,
+    producers: [
+      { producerId: 'a', lastTimeMs: 1_800_000_000_000, batches: [{ firstSeq: 0, count: 2, firstId: 5 }] },
+      { producerId: 'x'.repeat(128), lastTimeMs: 1_800_000_000_123, batches: [{ firstSeq: 2 ** 53 - 10, count: 1, firstId: 2 ** 40 }, { firstSeq: 2 ** 53 - 9, count: 3, firstId: 2 ** 40 + 1 }] },
+      { producerId: 'empty', lastTimeMs: 0, batches: [] },
+    ],
+  };
+
+  it('round-trips a snapshot section', () => {
+    expect(decodeSnapshot(encodeSnapshot(snapshot))).toEqual(snapshot);
+    expect(decodeSnapshot(encodeSnapshot({ throughId: -1, producers: [] }))).toEqual({ throughId: -1, producers: [] });
+  });
+
+  it('round-trips entries and the snapshot in one object, and sizes it', () => {
+    const section = encodeSnapshot(snapshot);
+    const body = encodeObject(7, 2 ** 40, entries, undefined, section);
+    expect(body.length).toBe(encodedSize(entries.length, entries.reduce((n, e) => n + e.length, 0), section.length));
+    expect(body.readUInt8(4)).toBe(2);
+    const obj = decodeObject(body);
+    expect(obj.entries.map((e) => e.toString('hex'))).toEqual(entries.map((e) => e.toString('hex')));
+    expect(decodeSnapshot(obj.snapshotSection!)).toEqual(snapshot);
+  });
+
+  it('still reads version 1 objects, which have no snapshot', () => {
+    const body = encodeObject(7, 5, entries);
+    expect(body.readUInt8(4)).toBe(1);
+    expect(decodeObject(body).snapshotSection).toBeUndefined();
+  });
+
+  it('a ranged read by the index is the same in version 2 (the snapshot follows the index)', () => {
+    const body = encodeObject(1, 0, entries, undefined, encodeSnapshot(snapshot));
+    const { indexOffset, count } = readTrailer(body.subarray(body.length - TRAILER_BYTES));
+    const offsets = Array.from({ length: count }, (_, i) => body.readUInt32BE(indexOffset + 4 * i));
+    const { start, end } = recordRange(offsets, indexOffset, 2, 3);
+    expect(decodeRecords(body.subarray(start, end), 0, end - start, 2).map((e) => e.length)).toEqual([3000, 3]);
+  });
+
+  it('reports a damaged snapshot as corruption', () => {
+    const body = encodeObject(1, 0, entries, undefined, encodeSnapshot(snapshot));
+    body[body.length - TRAILER_BYTES - 3]! ^= 1;
+    expect(() => decodeObject(body)).toThrow(/checksum/);
+    expect(() => decodeSnapshot(encodeSnapshot(snapshot).subarray(0, 20))).toThrow(CorruptObjectError);
   });
 });
 

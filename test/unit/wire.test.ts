@@ -93,6 +93,45 @@ describe('AppendRequest round trip', () => {
   });
 });
 
+describe('producer marks (version 3)', () => {
+  const marks = [
+    { producerId: 'p:1', firstSeq: 2 ** 53 - 1, firstId: 10, count: 2, timeMs: 1_800_000_000_000 },
+    { producerId: 'q', firstSeq: 0, firstId: 12, count: 1, timeMs: 0 },
+  ];
+
+  it('round-trips a request with marks as version 3', () => {
+    const r = req({ entries: [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')], marks });
+    const b = body(r);
+    expect(requestVersion(b)).toBe(3);
+    expect(decodeAppendRequest(b)).toEqual(r);
+  });
+
+  it('a request without marks stays version 2, so replicas of the previous version read it', () => {
+    expect(requestVersion(body(req()))).toBe(2);
+    expect(decodeAppendRequest(body(req())).marks).toBeUndefined();
+  });
+
+  it('a version 3 request is answered with a version 2 reply', () => {
+    expect(decodeAppendReply(encodeAppendReply({ status: ReplyStatus.Ok, epoch: 3, seq: 1, lastId: 5, incarnation: 9 }, 3))).toEqual({ status: ReplyStatus.Ok, epoch: 3, seq: 1, lastId: 5, incarnation: 9 });
+  });
+
+  it.each([
+    { name: 'a mark past the entries', m: [{ ...marks[0]!, firstId: 13 }] },
+    { name: 'a mark before the entries', m: [{ ...marks[0]!, firstId: 9 }] },
+    { name: 'overlapping marks', m: [marks[0]!, { ...marks[1]!, firstId: 11 }] },
+    { name: 'a bad producer id', m: [{ ...marks[0]!, producerId: 'a b' }] },
+    { name: 'a seq that is no safe integer', m: [{ ...marks[0]!, firstSeq: 0.5 }] },
+    { name: 'an empty batch', m: [{ ...marks[0]!, count: 0 }] },
+  ])('refuses $name', ({ m }) => {
+    expect(() => decodeAppendRequest(body(req({ entries: [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')], marks: m })))).toThrow(WireError);
+  });
+
+  it('throws WireError on every truncation of a version 3 request', () => {
+    const b = body(req({ entries: [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')], marks }));
+    for (let n = 0; n < b.length; n++) expect(() => decodeAppendRequest(b.subarray(0, n))).toThrow(WireError);
+  });
+});
+
 describe('AppendRequest bad bodies', () => {
   const good = body(req({ entries: [Buffer.from('abc'), Buffer.alloc(0), Buffer.from('de')] }));
 
