@@ -13,7 +13,7 @@ export const ErrorCodes = {
   PEER_REFUSED: { status: 403, doc: 'Peer API only: a message whose sender is not the replica its TLS client certificate names, or a fence, takeover or replication message whose claim etcd does not show (the sender does not hold that epoch\'s leader key, or a takeover from neither the log\'s leader, the coordinator nor its creator). Nothing changed.' },
   REQUEST_TIMEOUT: { status: 408, doc: 'The request headers or body did not arrive within --headers-timeout-ms or --request-timeout-ms; the connection is closed (not applied).' },
   SEQUENCE_GAP: { status: 409, doc: 'An idempotent producer\'s Tern-Producer-Seq skips ahead of the next one the leader expects (expectedSeq in the body): an earlier append of it is missing. Not applied.' },
-  SEQUENCE_STALE: { status: 409, doc: 'An idempotent producer\'s Tern-Producer-Seq is older than the batches the leader remembers (the last 5), or overlaps one without being it: it cannot be answered with ids. Not applied (expectedSeq in the body).' },
+  SEQUENCE_STALE: { status: 409, doc: 'An idempotent producer\'s Tern-Producer-Seq is older than the batches the leader remembers (the last 5), or spans two of them: it cannot be answered with one run of ids. Not applied (expectedSeq in the body).' },
   TOO_MANY_LOGS: { status: 409, doc: 'Creating the log would pass --max-logs; delete a log first (retrying does not help).' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },
   TRUNCATED: { status: 410, doc: 'The ids asked for are below the first retained id (truncated); the message names it.' },
@@ -67,7 +67,7 @@ export class SequenceGapError extends TernError {
 /** An idempotent producer's append at a seq the leader no longer remembers (or that overlaps a remembered batch): not applied, and no ids to answer. */
 export class SequenceStaleError extends TernError {
   constructor(log: string, producerId: string, seq: number, expectedSeq: number) {
-    super('SEQUENCE_STALE', `log ${log}: producer ${producerId} sent seq ${seq}, which matches no batch it remembers (next expected ${expectedSeq}); not applied`, { maybeApplied: false, expectedSeq });
+    super('SEQUENCE_STALE', `log ${log}: producer ${producerId} sent seq ${seq}, which lies inside no batch it remembers (next expected ${expectedSeq}); not applied`, { maybeApplied: false, expectedSeq });
     this.name = 'SequenceStaleError';
   }
 }

@@ -74,7 +74,7 @@ export type Judgement =
   | { kind: 'duplicate'; firstId: number; lastId: number }
   /** The seq skips ahead of the next one expected: refuse (not applied). */
   | { kind: 'gap'; expectedSeq: number }
-  /** The seq is below the window, or overlaps a remembered batch without being one: refuse (cannot be answered with ids). */
+  /** The seq is below the window, or its run of seqs is not inside one remembered batch: refuse (cannot be answered with one run of ids). */
   | { kind: 'stale'; expectedSeq: number };
 
 export class ProducerTable {
@@ -110,8 +110,13 @@ export class ProducerTable {
     const expectedSeq = last.firstSeq + last.count;
     if (seq === expectedSeq) return { kind: 'new' };
     if (seq > expectedSeq) return { kind: 'gap', expectedSeq };
-    const batch = p.batches.find((b) => b.firstSeq === seq && b.count === count);
-    if (batch) return { kind: 'duplicate', firstId: batch.firstId, lastId: batch.firstId + batch.count - 1 };
+    // A retry may be the batch itself or a part of it (a writer that restarted and resends entry by entry):
+    // the ids of a batch are consecutive, so any run of seqs inside one batch maps to a run of ids.
+    const batch = p.batches.find((b) => b.firstSeq <= seq && seq + count <= b.firstSeq + b.count);
+    if (batch) {
+      const firstId = batch.firstId + (seq - batch.firstSeq);
+      return { kind: 'duplicate', firstId, lastId: firstId + count - 1 };
+    }
     return { kind: 'stale', expectedSeq };
   }
 

@@ -48,11 +48,21 @@ describe('judging an append', () => {
     for (let i = 2; i < PRODUCER_WINDOW + 2; i++) expect(t.judge('p', i * 2, 2, T0)).toEqual({ kind: 'duplicate', firstId: 50 + i * 2, lastId: 51 + i * 2 });
   });
 
-  it('calls a seq inside the window that is not a remembered batch stale (it cannot be answered with ids)', () => {
+  it('answers a run of seqs inside one remembered batch with the ids those seqs got (a writer resending entry by entry)', () => {
+    const t = new ProducerTable(limits);
+    t.record(mark('p', 0, 10, 4));
+    expect(t.judge('p', 1, 1, T0)).toEqual({ kind: 'duplicate', firstId: 11, lastId: 11 });
+    expect(t.judge('p', 2, 2, T0)).toEqual({ kind: 'duplicate', firstId: 12, lastId: 13 });
+    // Partly applied, partly new: neither a duplicate nor a new batch.
+    expect(t.judge('p', 3, 2, T0)).toEqual({ kind: 'stale', expectedSeq: 4 });
+  });
+
+  it('calls a run of seqs that spans two remembered batches stale (no one run of ids answers it)', () => {
     const t = new ProducerTable(limits);
     t.record(mark('p', 0, 0, 4));
-    expect(t.judge('p', 1, 1, T0)).toEqual({ kind: 'stale', expectedSeq: 4 });
-    expect(t.judge('p', 0, 2, T0)).toEqual({ kind: 'stale', expectedSeq: 4 });
+    t.record(mark('p', 4, 20, 4));
+    expect(t.judge('p', 3, 2, T0)).toEqual({ kind: 'stale', expectedSeq: 8 });
+    expect(t.judge('p', 0, 8, T0)).toEqual({ kind: 'stale', expectedSeq: 8 });
   });
 
   it('keeps producers apart', () => {
