@@ -42,3 +42,56 @@ export function encodeFrames(entries: readonly Buffer[]): Buffer[] {
   }
   return chunks;
 }
+
+/**
+ * The keep-alive frame of a streaming tail (README, Client API): the length
+ * 0xFFFFFFFF with no data after it. No entry can have that length (entries are
+ * at most --max-entry-bytes, far below 4 GiB), so a reader tells it from an
+ * entry by its length alone; it carries no id and does not advance the stream.
+ */
+export const KEEP_ALIVE_LENGTH = 0xffffffff;
+export const KEEP_ALIVE_FRAME: Buffer = Buffer.from([0xff, 0xff, 0xff, 0xff]);
+
+/** What a chunk of a frames stream held: the entries completed by it, and keep-alive frames seen. */
+export interface FrameStreamChunk {
+  entries: Buffer[];
+  keepAlives: number;
+}
+
+/**
+ * Decodes a frames stream (a streaming tail's body) that arrives in chunks cut
+ * anywhere: push each chunk, get the entries it completes, in order. Pure: no
+ * sockets. `pending` tells the bytes of an incomplete frame held back; a
+ * stream that ends with pending > 0 was cut off mid-frame.
+ */
+export class FrameStreamDecoder {
+  private held: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly maxFrameBytes = Infinity) {}
+
+  get pending(): number {
+    return this.held.length;
+  }
+
+  push(chunk: Buffer): FrameStreamChunk {
+    const buf = this.held.length === 0 ? chunk : Buffer.concat([this.held, chunk]);
+    const entries: Buffer[] = [];
+    let keepAlives = 0;
+    let o = 0;
+    while (o + 4 <= buf.length) {
+      const len = buf.readUInt32BE(o);
+      if (len === KEEP_ALIVE_LENGTH) {
+        keepAlives++;
+        o += 4;
+        continue;
+      }
+      if (len > this.maxFrameBytes) throw new FrameLimitError(`frame of ${len} bytes is over the ${this.maxFrameBytes}-byte entry limit`);
+      if (o + 4 + len > buf.length) break;
+      // A copy when the frame spans chunks (buf is then a fresh concat anyway); a view otherwise.
+      entries.push(buf.subarray(o + 4, o + 4 + len));
+      o += 4 + len;
+    }
+    this.held = o === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(o));
+    return { entries, keepAlives };
+  }
+}

@@ -10,6 +10,7 @@
  *   failover.ts       fast failover (a dead leader's logs taken at once)
  *   storage.ts        flushers, reads from object storage, deleted logs
  *   tail-readers.ts   reads waiting for commits
+ *   tail-stream.ts    streaming tails (follow=true)
  */
 import { performance } from 'node:perf_hooks';
 import { leadershipLost, releasesOnFlush } from '../control/follower.js';
@@ -36,6 +37,7 @@ import { Placement } from './placement.js';
 import { Reads } from './reads.js';
 import { Storage } from './storage.js';
 import { TailReaders } from './tail-readers.js';
+import { TailStreams, type TailFormat, type TailStream } from './tail-stream.js';
 import { Takeover } from './takeover.js';
 import type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport } from './types.js';
 
@@ -58,6 +60,7 @@ export class Replica implements ReplicaContext {
   private readonly handoffs: Handoffs;
   private readonly placement: Placement;
   private readonly reads: Reads;
+  private readonly tailStreams: TailStreams;
   private readonly follower: Follower;
   private ticker: NodeJS.Timeout | undefined;
   private coordinatorTimer: NodeJS.Timeout | undefined;
@@ -81,6 +84,7 @@ export class Replica implements ReplicaContext {
     this.placement = new Placement(this);
     this.handoffs = new Handoffs(this, this.driver, this.placement);
     this.reads = new Reads(this, this.tailReaders);
+    this.tailStreams = new TailStreams(this, this.reads, this.tailReaders);
     this.follower = new Follower(this, this.driver, this.tailReaders);
     const self = this;
     this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog === 'true' }, metricsSource({
@@ -253,6 +257,11 @@ export class Replica implements ReplicaContext {
     return this.reads.read(name, fromId, limit, waitMs);
   }
 
+  /** See TailStreams.openStream. */
+  openTail(name: string, fromId: number, format: TailFormat): Promise<TailStream> {
+    return this.tailStreams.openStream(name, fromId, format);
+  }
+
 
   /**
    * Deletes a log: its metadata in etcd (every replica then drops what it
@@ -351,7 +360,8 @@ export class Replica implements ReplicaContext {
   /** Drops everything this replica holds of a deleted log. */
   private forgetLog(name: string): void {
     const state = this.logs.get(name);
-    if (!state) return;
+    // Streams end at once, also when the watch reports a delete this replica already carried out.
+    if (!state) return this.tailReaders.wake(name, Number.MAX_SAFE_INTEGER);
     this.driver.stepDown(state);
     this.driver.flush();
     state.replica.buffer.releaseThrough(state.replica.buffer.lastId);
