@@ -12,11 +12,13 @@
  * AppendReply:
  *   u8 version (1)  u8 status  u32 epoch  u32 seq  i48 lastId
  *   version 2 adds: u32 incarnation tag of the answering replica
+ *   version 3 adds: u8 flags (bit 0: following, the replica has tail readers
+ *                   of the log and asks for each commit point at once)
  *
- * Requests are the same in versions 1 and 2: a version 2 request says "this
- * leader reads version 2 replies", and a follower answers in the request's
- * version, so replicas of both versions replicate to each other during a
- * rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
+ * Requests are the same in versions 1 to 3: a version N request says "this
+ * leader reads version N replies", and a follower answers in the request's
+ * version (or its own, if older), so replicas of every version replicate to
+ * each other during a rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
  *
  * Decoding also checks what the fields' widths allow but the protocol does
  * not: ids below -1 (below 0 for an entry), an entry id past MAX_ID, a
@@ -29,9 +31,11 @@
  */
 import { MAX_ID, ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from '../quorum/messages.js';
 
-const VERSION = 2;
+const VERSION = 3;
 const V1 = 1;
+const V2 = 2;
 const V1_REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
+const FOLLOWING_FLAG = 0x01;
 
 export class WireError extends Error {}
 
@@ -65,7 +69,7 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
 export function decodeAppendRequest(body: Buffer): AppendRequest {
   const r = new Reader(body);
   const version = r.u8();
-  if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer message version');
+  if (version < V1 || version > VERSION) throw new WireError('unsupported peer message version');
   const log = r.bytes(r.u8()).toString('latin1');
   const leader = r.bytes(r.u8()).toString('latin1');
   const epoch = r.u32();
@@ -92,25 +96,27 @@ export function requestVersion(body: Buffer): number {
 }
 
 export function encodeAppendReply(reply: AppendReply, version: number = VERSION): Buffer {
-  const v2 = version >= VERSION;
-  const b = Buffer.allocUnsafe(V1_REPLY_BYTES + (v2 ? 4 : 0));
-  let o = b.writeUInt8(v2 ? VERSION : V1, 0);
+  const v = Math.max(V1, Math.min(version, VERSION));
+  const b = Buffer.allocUnsafe(V1_REPLY_BYTES + (v >= V2 ? 4 : 0) + (v >= 3 ? 1 : 0));
+  let o = b.writeUInt8(v, 0);
   o = b.writeUInt8(reply.status, o);
   o = b.writeUInt32BE(reply.epoch, o);
   o = b.writeUInt32BE(reply.seq >>> 0, o);
   o = b.writeIntBE(reply.lastId, o, 6);
-  if (v2) b.writeUInt32BE((reply.incarnation ?? 0) >>> 0, o);
+  if (v >= V2) o = b.writeUInt32BE((reply.incarnation ?? 0) >>> 0, o);
+  if (v >= 3) b.writeUInt8(reply.following ? FOLLOWING_FLAG : 0, o);
   return b;
 }
 
 export function decodeAppendReply(body: Buffer): AppendReply {
   const r = new Reader(body);
   const version = r.u8();
-  if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer reply version');
+  if (version < V1 || version > VERSION) throw new WireError('unsupported peer reply version');
   const status = r.u8();
   if (status > ReplyStatus.Full) throw new WireError(`unknown reply status ${status}`);
   const reply: AppendReply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
-  if (version === VERSION) reply.incarnation = r.u32();
+  if (version >= V2) reply.incarnation = r.u32();
+  if (version >= 3 && (r.u8() & FOLLOWING_FLAG) !== 0) reply.following = true;
   r.end();
   if (reply.lastId < -1) throw new WireError(`lastId ${reply.lastId} out of range`);
   return reply;

@@ -58,6 +58,11 @@ export class TailReaders {
     for (const readers of this.waiting.values()) for (const r of readers) r.wake();
   }
 
+  /** Whether anything waits on the commit point of `name`: a stream, or a held tail read. */
+  hasReaders(name: string): boolean {
+    return this.followers.has(name) || this.waiting.has(name);
+  }
+
   /** Held tail reads (not streams). */
   get count(): number {
     let n = 0;

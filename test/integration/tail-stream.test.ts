@@ -108,7 +108,7 @@ describe('streaming tail (follow=true)', () => {
     }, 4 * KEEP_ALIVE_MS);
     await appendMany(leader, 'idle', ['after the silence']);
     await eventually(async () => expect(onFollower.entries.map((e) => e.data.toString())).toEqual(['after the silence']));
-    expect(onLeader.entries.map((e) => e.data.toString())).toEqual(['after the silence']);
+    await eventually(async () => expect(onLeader.entries.map((e) => e.data.toString())).toEqual(['after the silence']));
   }, 30_000);
 
   it('ends cleanly on every replica when the log is deleted', async () => {
