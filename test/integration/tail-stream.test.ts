@@ -5,9 +5,10 @@
  * the outcome.
  */
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { KEEP_ALIVE_MS } from '../../src/replica/tail-stream.js';
+import { BLOCKED_TIMEOUT_MS, KEEP_ALIVE_MS } from '../../src/replica/tail-stream.js';
 import { appendMany, createLog, eventually, http, logStatus, startTestCluster } from '../support/cluster.js';
 import { openTail, type OpenTail } from '../support/tail-stream.js';
 
@@ -125,6 +126,30 @@ describe('streaming tail (follow=true)', () => {
     expect(onLeader.entries.map((e) => e.data.toString())).toEqual(['a', 'b']);
     await eventually(async () => expect(await gauge(follower, 'tern_tail_streams')).toBe(streamsBefore));
   });
+
+  it('cuts off a reader that stops reading once 1 MiB waits unread for 10 s', async () => {
+    const { leader } = await leaderAndFollower('slow');
+    const streamsBefore = await gauge(leader, 'tern_tail_streams');
+    // A raw connection that sends the request and then reads nothing: the kernel's buffers fill, then the stream's.
+    const { hostname, host, port } = new URL(leader);
+    const socket = connect({ host: hostname, port: Number(port) });
+    let closedAt: number | undefined;
+    socket.on('close', () => (closedAt = Date.now()));
+    socket.on('error', () => undefined);
+    socket.write(`GET /v1/logs/slow/entries?from=0&follow=true HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    socket.pause();
+    await eventually(async () => expect(await gauge(leader, 'tern_tail_streams')).toBe(streamsBefore + 1));
+    const openedAt = Date.now();
+    const mib = Buffer.alloc(1024 * 1024, 1);
+    await appendMany(leader, 'slow', Array.from({ length: 24 }, () => mib));
+    await eventually(async () => expect(await gauge(leader, 'tern_tail_streams')).toBe(streamsBefore), 30_000, 200);
+    // Not before the 10 s a blocked stream is given (it blocked after it opened).
+    expect(Date.now() - openedAt).toBeGreaterThanOrEqual(BLOCKED_TIMEOUT_MS);
+    // Its connection was closed: reading again, the reader finds the end behind what was buffered.
+    socket.resume();
+    await eventually(async () => expect(closedAt).toBeDefined());
+    socket.destroy();
+  }, 60_000);
 
   it('streams newline-delimited JSON for Accept: application/json', async () => {
     const { leader } = await leaderAndFollower('ndjson');
