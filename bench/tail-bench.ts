@@ -35,7 +35,7 @@ import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { openTail, type OpenTail } from '../test/support/tail-stream.js';
 import { ms, table } from './lib/format.js';
 import { OCTET_STREAM_HEADERS, append, createLog } from './lib/http.js';
-import { cpuFigures, cpuSnapshot, machine, stopOwnChildren, aborted } from './lib/proc.js';
+import { cpuFigures, cpuSnapshot, machine, runCommand, startedUnlessAborted } from './lib/proc.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
 const USAGE = `Usage: node dist/bench/tail-bench.js [options] [-- REPLICA FLAGS]   (or: npm run bench:tail -- [options])
@@ -219,14 +219,9 @@ async function main(argv: string[]): Promise<number> {
   let cluster: LocalCluster | undefined;
   const results: RunResult[] = [];
   try {
-    const starting = LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: [...REPLICA_ARGS, ...opts.replicaArgs] });
-    const first = await Promise.race([starting, aborted(abort.signal)]);
-    if (first === 'aborted') {
-      starting.then((c) => c.stop(), () => undefined);
-      await stopOwnChildren();
-      return 130;
-    }
-    cluster = first;
+    const started = await startedUnlessAborted(LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: [...REPLICA_ARGS, ...opts.replicaArgs] }), abort.signal);
+    if (started === 'aborted') return 130;
+    cluster = started;
     for (let run = 1; run <= opts.runs && !abort.signal.aborted; run++) {
       const r = await runOnce(cluster, run, opts, abort.signal, progress);
       results.push(r);
@@ -247,10 +242,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error('tail-bench: fatal:', err);
-    process.exit(1);
-  },
-);
+runCommand('tail-bench', main);
