@@ -184,6 +184,20 @@ describe('streaming tail (follow=true)', () => {
     expect(truncated.status).toBe(410);
     expect(truncated.json().error.code).toBe('TRUNCATED');
   });
+
+  // Last: it stops a replica of the shared cluster.
+  it('ends with tern-end: stopping when its replica stops (SIGTERM), and resumes from the next id on another replica', async () => {
+    const { leader, follower } = await leaderAndFollower('stopping');
+    await appendMany(leader, 'stopping', ['0', '1']);
+    const t = await tail(follower, 'stopping', 0);
+    await eventually(async () => expect(t.entries.length).toBe(2));
+    const id = c.replicas.find((r) => r.clientUrl === follower)!.id;
+    await c.signal(id, 'SIGTERM');
+    expect(await t.ended).toBe('stopping');
+    await appendMany(leader, 'stopping', ['2']);
+    const resumed = await tail(leader, 'stopping', 2);
+    await eventually(async () => expect(resumed.entries.map((e) => [e.id, e.data.toString()])).toEqual([[2, '2']]));
+  });
 });
 
 /** Reads this replica served from object storage so far. */
