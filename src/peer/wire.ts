@@ -17,8 +17,10 @@
  *
  * Requests are the same in versions 1 to 3: a version N request says "this
  * leader reads version N replies", and a follower answers in the request's
- * version (or its own, if older), so replicas of every version replicate to
- * each other during a rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
+ * version (or its own, if older). A replica of an older release refuses a
+ * newer request as unknown (400 UNSUPPORTED_VERSION_MESSAGE, before applying
+ * anything); the sender (transport.ts) then sends it again one version older,
+ * so replicas of every version replicate to each other during a rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
  *
  * Decoding also checks what the fields' widths allow but the protocol does
  * not: ids below -1 (below 0 for an entry), an entry id past MAX_ID, a
@@ -32,6 +34,11 @@
 import { MAX_ID, ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from '../quorum/messages.js';
 
 const VERSION = 3;
+/** The newest and the oldest request versions this replica speaks (a sender steps down to an older peer's, transport.ts). */
+export const NEWEST_WIRE_VERSION = VERSION;
+export const OLDEST_WIRE_VERSION = 1;
+/** What a replica of any version says of a request version it does not know (the sender then steps down one). */
+export const UNSUPPORTED_VERSION_MESSAGE = 'unsupported peer message version';
 const V1 = 1;
 const V2 = 2;
 const V1_REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
@@ -69,7 +76,7 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
 export function decodeAppendRequest(body: Buffer): AppendRequest {
   const r = new Reader(body);
   const version = r.u8();
-  if (version < V1 || version > VERSION) throw new WireError('unsupported peer message version');
+  if (version < V1 || version > VERSION) throw new WireError(UNSUPPORTED_VERSION_MESSAGE);
   const log = r.bytes(r.u8()).toString('latin1');
   const leader = r.bytes(r.u8()).toString('latin1');
   const epoch = r.u32();
