@@ -61,20 +61,35 @@ export interface FrameStreamChunk {
 /**
  * Decodes a frames stream (a streaming tail's body) that arrives in chunks cut
  * anywhere: push each chunk, get the entries it completes, in order. Pure: no
- * sockets. `pending` tells the bytes of an incomplete frame held back; a
- * stream that ends with pending > 0 was cut off mid-frame.
+ * sockets. Entries are views into the chunks (which must stay unmodified), or
+ * into one copy when a frame spans chunks; the chunks of an incomplete frame
+ * are held, not joined, until it is complete, so a large entry arriving in
+ * many chunks is copied once. `pending` tells the bytes held back; a stream
+ * that ends with pending > 0 was cut off mid-frame.
  */
 export class FrameStreamDecoder {
-  private held: Buffer = Buffer.alloc(0);
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  /** Bytes the held frame needs in all, its length prefix included; 0 while its prefix is incomplete. */
+  private needed = 0;
 
   constructor(private readonly maxFrameBytes = Infinity) {}
 
   get pending(): number {
-    return this.held.length;
+    return this.heldBytes;
   }
 
   push(chunk: Buffer): FrameStreamChunk {
-    const buf = this.held.length === 0 ? chunk : Buffer.concat([this.held, chunk]);
+    let buf = chunk;
+    if (this.heldBytes > 0) {
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+      if (this.needed > 0 && this.heldBytes < this.needed) return { entries: [], keepAlives: 0 };
+      buf = Buffer.concat(this.held, this.heldBytes);
+      this.held = [];
+      this.heldBytes = 0;
+      this.needed = 0;
+    }
     const entries: Buffer[] = [];
     let keepAlives = 0;
     let o = 0;
@@ -86,12 +101,17 @@ export class FrameStreamDecoder {
         continue;
       }
       if (len > this.maxFrameBytes) throw new FrameLimitError(`frame of ${len} bytes is over the ${this.maxFrameBytes}-byte entry limit`);
-      if (o + 4 + len > buf.length) break;
-      // A copy when the frame spans chunks (buf is then a fresh concat anyway); a view otherwise.
+      if (o + 4 + len > buf.length) {
+        this.needed = 4 + len;
+        break;
+      }
       entries.push(buf.subarray(o + 4, o + 4 + len));
       o += 4 + len;
     }
-    this.held = o === buf.length ? Buffer.alloc(0) : Buffer.from(buf.subarray(o));
+    if (o < buf.length) {
+      this.held = [buf.subarray(o)];
+      this.heldBytes = buf.length - o;
+    }
     return { entries, keepAlives };
   }
 }
