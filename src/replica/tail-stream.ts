@@ -177,7 +177,12 @@ export class TailStreams {
           continue;
         }
         // Committed but not readable now (the store is down, the read bound is full, or the
-        // flush that released it from memory is not in this replica's view yet): try again soon.
+        // flush that released it from memory is not in this replica's view yet): try again soon,
+        // keeping the reader's stream alive meanwhile.
+        if (Date.now() - lastSentAt >= KEEP_ALIVE_MS) {
+          sink.write(keepAliveChunk(format));
+          lastSentAt = Date.now();
+        }
         await wakeup.wait(RETRY_MS);
         continue;
       }
