@@ -57,7 +57,7 @@ import { Agent, Pool, setGlobalDispatcher } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
 import { OCTET_STREAM_HEADERS, append, authHeaders, committedEntries, createLog as createLogVia } from './lib/http.js';
-import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, stopOwnChildren, type CpuFigures, type CpuSnapshot, aborted } from './lib/proc.js';
+import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, runCommand, startedUnlessAborted, type CpuFigures, type CpuSnapshot } from './lib/proc.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
 const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
@@ -404,15 +404,9 @@ async function main(argv: string[]): Promise<number> {
     const startedAt = performance.now();
     // Run Tern as users run it: with its object store, flushing as it goes.
     const starting = LocalCluster.start({ dataDir, ...(await freeClusterPorts()), replicaArgs: REPLICA_ARGS, auth: opts.auth, tls: opts.tls });
-    const first = await Promise.race([starting, aborted(abort.signal)]);
-    if (first === 'aborted') {
-      // A terminal's Ctrl-C also reaches etcd and the replicas, and LocalCluster.start would
-      // then wait out its readiness timeout (30 s) before it gives up: do not wait for it.
-      starting.then((c) => c.stop(), () => undefined);
-      await stopOwnChildren();
-      return 130;
-    }
-    cluster = first;
+    const started = await startedUnlessAborted(starting, abort.signal);
+    if (started === 'aborted') return 130;
+    cluster = started;
     // The helpers that create logs and read them back (bench/lib/http.ts) go through undici's global dispatcher.
     if (cluster.tls) setGlobalDispatcher(new Agent({ connect: { ca: cluster.tls.caPem } }));
     progress(`cluster ready in ${((performance.now() - startedAt) / 1000).toFixed(1)} s: ${cluster.replicas.map((r) => `${r.id} ${r.clientUrl}`).join(', ')}`);
@@ -455,10 +449,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error('append-bench: fatal:', err);
-    process.exit(1);
-  },
-);
+runCommand('append-bench', main);

@@ -47,7 +47,7 @@ import { REPLICA_NODE_FLAGS } from '../src/replica/node-flags.js';
 import { markdownTable, median, ms, round1, round2, table } from './lib/format.js';
 import { NATS_INSTALL_HINT, NatsCluster, ensureNatsServer } from './lib/nats-cluster.js';
 import { objectStoreDir, type ObjectStoreDir } from './lib/object-store-dir.js';
-import { machine, ownChildren, signalPids, stopOwnChildren, aborted } from './lib/proc.js';
+import { machine, ownChildren, runCommand, signalPids, startedUnlessAborted, stopOwnChildren } from './lib/proc.js';
 import { cdfSvg, type CdfSeries } from './lib/svg.js';
 import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
 import { SYSTEM_NAMES, type System, type SystemName } from './lib/targets.js';
@@ -341,14 +341,9 @@ async function main(argv: string[]): Promise<number> {
       progress(`starting Tern: etcd, s3rver and 3 replicas at default settings (data and replica logs in ${tempDir}/tern, objects on ${storeDir.where})`);
       const t = performance.now();
       const starting = LocalCluster.start({ dataDir: join(tempDir, 'tern'), s3Dir: storeDir.dir, ...(await freeClusterPorts()) });
-      const first = await Promise.race([starting, aborted(abort.signal)]);
-      if (first === 'aborted') {
-        // A terminal's Ctrl-C also reaches etcd and the replicas; LocalCluster.start would then wait out its readiness timeout.
-        starting.then((c) => c.stop(), () => undefined);
-        await stopOwnChildren();
-        return 130;
-      }
-      cluster = first;
+      const started = await startedUnlessAborted(starting, abort.signal);
+      if (started === 'aborted') return 130;
+      cluster = started;
       for (const r of cluster.replicas) watch(`tern replica ${r.id}`, r.process);
       progress(`  ready in ${((performance.now() - t) / 1000).toFixed(1)} s: ${cluster.replicas.map((r) => `${r.id} ${r.clientUrl}`).join(', ')}`);
     }
@@ -565,10 +560,4 @@ function printLogTails(dir: string): void {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error('compare: fatal:', err);
-    process.exit(1);
-  },
-);
+runCommand('compare', main);

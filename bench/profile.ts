@@ -29,7 +29,7 @@ import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/fla
 import { markdownTable, ms, round1 } from './lib/format.js';
 import { createLog } from './lib/http.js';
 import { objectStoreDir } from './lib/object-store-dir.js';
-import { machine } from './lib/proc.js';
+import { machine, runCommand } from './lib/proc.js';
 import { PROJECT_ROOT, ternVersion } from './lib/project.js';
 import { HttpTarget } from './lib/targets.js';
 import { DEFAULT_RATE, runScenario, scenarios, type Scenario } from './lib/workload.js';
@@ -220,10 +220,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    console.error('profile: fatal:', err);
-    process.exit(1);
-  },
-);
+runCommand('profile', main);

@@ -22,7 +22,7 @@ export const ErrorCodes = {
   NO_QUORUM: { status: 503, doc: 'Fewer than two replicas of the log answer; the append was refused before it got an id (not applied).' },
   ACK_TIMEOUT: { status: 503, doc: 'The append got an id but no quorum acknowledged it in time: its outcome is unknown (maybeApplied: true).' },
   BUFFER_FULL: { status: 503, doc: 'The replica holds its configured maximum of unflushed bytes (each entry counted with a fixed overhead); retry later (not applied).' },
-  TOO_MANY: { status: 503, doc: 'The replica serves its configured maximum of connections (--max-connections), held tail reads (--max-tail-reads) or reads (--max-concurrent-reads); retry later (not applied).' },
+  TOO_MANY: { status: 503, doc: 'The replica serves its configured maximum of connections (--max-connections), held tail reads and streams (--max-tail-reads) or reads (--max-concurrent-reads); retry later (not applied).' },
   NOT_READY: { status: 503, doc: 'The log has no reachable leader right now (creation or leadership change in progress), or the replica is starting or stopping. Not applied, unless maybeApplied is true (a forward to the leader broke after sending).' },
   CORRUPT_OBJECT: { status: 500, doc: 'An object read from object storage failed its checksums: reported, never served as data.' },
   STORE_UNAVAILABLE: { status: 503, doc: 'The entries asked for are in object storage, which does not answer right now.' },

@@ -149,3 +149,29 @@ export function aborted(signal: AbortSignal): Promise<'aborted'> {
     signal.addEventListener('abort', () => resolve('aborted'), { once: true });
   });
 }
+
+/**
+ * The started cluster (or other set of processes), or 'aborted' when `signal`
+ * fires first. A terminal's Ctrl-C also reaches etcd and the replicas, and a
+ * start would then wait out its readiness timeout (30 s) before it gives up:
+ * on abort it is not waited for; what it started is stopped, and this
+ * process's children with it.
+ */
+export async function startedUnlessAborted<T extends { stop(): Promise<void> }>(starting: Promise<T>, signal: AbortSignal): Promise<T | 'aborted'> {
+  const first = await Promise.race([starting, aborted(signal)]);
+  if (first !== 'aborted') return first;
+  starting.then((c) => c.stop(), () => undefined);
+  await stopOwnChildren();
+  return 'aborted';
+}
+
+/** Runs a benchmark command's `main` on this process's arguments and exits with its code (1, after printing it, on an error it did not catch). */
+export function runCommand(name: string, main: (argv: string[]) => Promise<number>): void {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err) => {
+      console.error(`${name}: fatal:`, err);
+      process.exit(1);
+    },
+  );
+}

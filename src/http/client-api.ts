@@ -23,6 +23,7 @@ import { FORWARDED_HEADER, Forwarder } from './forward.js';
 import { buildServer, capConnections } from './server-options.js';
 import { listenerTls, outgoingTls, type TlsMaterial } from '../peer/tls.js';
 import { addMetricsRoute } from './metrics-api.js';
+import { streamTail } from './tail.js';
 
 /**
  * A forwarded log command (handoff) fails after the leader's ack timeout and
@@ -250,12 +251,14 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
     },
   );
 
-  app.get<{ Params: { log: string }; Querystring: { from: number; limit: number; waitMs: number } }>(
+  app.get<{ Params: { log: string }; Querystring: { from: number; limit: number; waitMs: number; follow: boolean } }>(
     '/v1/logs/:log/entries',
     {
       config: { access: 'read' },
       schema: {
-        summary: 'Read committed entries from `from`; JSON with base64 data, or frames with Accept: application/octet-stream (ids in headers tern-from-id, tern-next-id, tern-committed-id)',
+        summary:
+          'Read committed entries from `from`; JSON with base64 data, or frames with Accept: application/octet-stream (ids in headers tern-from-id, tern-next-id, tern-committed-id). ' +
+          'With follow=true (no limit or waitMs): a streaming tail, one chunked answer that carries every entry from `from` as it commits, as frames (keep-alive frame: length 0xFFFFFFFF, no data) or, with Accept: application/json, as application/x-ndjson; the trailer tern-end says why it ended',
         params: logParams,
         querystring: {
           type: 'object',
@@ -263,6 +266,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
             from: { type: 'integer', minimum: 0, default: 0 },
             limit: { type: 'integer', minimum: 1, maximum: config.maxReadEntries, default: Math.min(DEFAULT_READ_LIMIT, config.maxReadEntries) },
             waitMs: { type: 'integer', minimum: 0, maximum: config.maxWaitMs, default: 0 },
+            follow: { type: 'boolean', default: false },
           },
           additionalProperties: false,
         },
@@ -270,7 +274,8 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
       },
     },
     async (req, reply) => {
-      const { from, limit, waitMs } = req.query;
+      const { from, limit, waitMs, follow } = req.query;
+      if (follow) return streamTail(replica, req, reply, req.params.log, from);
       const r = await replica.read(req.params.log, from, limit, waitMs);
       if (wantsBinary(req)) {
         const accept = req.headers.accept?.includes(FRAMES_CONTENT_TYPE) ? FRAMES_CONTENT_TYPE : OCTETS;

@@ -13,7 +13,7 @@ import { PeerLink } from './link.js';
 import { PEER_APPEND_PATH, PEER_CONTENT_TYPE } from './paths.js';
 import { probePeer } from './probe.js';
 import type { OutgoingTls } from './tls.js';
-import { decodeAppendReply, encodeAppendRequest } from './wire.js';
+import { NEWEST_WIRE_VERSION, OLDEST_WIRE_VERSION, UNSUPPORTED_VERSION_MESSAGE, decodeAppendReply, encodeAppendRequest } from './wire.js';
 
 /**
  * Commands in flight to one peer at once. A controlled shutdown hands every
@@ -31,6 +31,12 @@ const COMMAND_CONNECTIONS_PER_PEER = 64;
 const COMMAND_TIMEOUT_MS = 60_000;
 /** An idle command connection is kept this long: commands come in bursts (handoffs, takeovers) minutes apart at most. */
 const COMMAND_KEEP_ALIVE_MS = 60_000;
+/**
+ * A peer that refused the newest replication version (a replica of an older
+ * release, during a rolling update) is sent the older one it took; this
+ * long after, the newest is tried again, as the peer may have been updated.
+ */
+const VERSION_RETRY_MS = 60_000;
 /** Characters of a peer's error answer quoted in the error thrown here: enough for its code and message. */
 const ERROR_SNIPPET_CHARS = 200;
 
@@ -43,16 +49,39 @@ export interface PeerTransportOptions {
 
 export class PeerTransport {
   private readonly links = new Map<string, PeerLink>();
+  /** Peers that refused a newer request version: the version they took, and since when (performance.now()). */
+  private readonly olderPeers = new Map<string, { version: number; since: number }>();
   /** Commands get their own connections: a recovery taking seconds must not stall the replication pipeline. */
   private readonly commandPools = new Map<string, Pool>();
 
   constructor(private readonly options: PeerTransportOptions) {}
 
+  /**
+   * Sends a replication message in the newest version the peer takes: a peer
+   * that refuses a version as unknown (before applying anything) is sent the
+   * same message again one version older, and that version from then on.
+   */
   async sendAppend(peerUrl: string, req: AppendRequest): Promise<AppendReply> {
-    const { chunks, length } = encodeAppendRequest(req);
-    const res = await this.link(peerUrl).post(PEER_APPEND_PATH, PEER_CONTENT_TYPE, chunks, length);
-    if (res.status !== 200) throw new Error(`peer ${peerUrl} answered ${res.status}: ${res.body.toString('utf8', 0, ERROR_SNIPPET_CHARS)}`);
-    return decodeAppendReply(res.body);
+    for (;;) {
+      const version = this.versionFor(peerUrl);
+      const { chunks, length } = encodeAppendRequest(req, version);
+      const res = await this.link(peerUrl).post(PEER_APPEND_PATH, PEER_CONTENT_TYPE, chunks, length);
+      if (res.status === 200) return decodeAppendReply(res.body);
+      const text = res.body.toString('utf8', 0, ERROR_SNIPPET_CHARS);
+      if (res.status === 400 && version > OLDEST_WIRE_VERSION && text.includes(UNSUPPORTED_VERSION_MESSAGE)) {
+        this.olderPeers.set(peerUrl, { version: version - 1, since: performance.now() });
+        continue;
+      }
+      throw new Error(`peer ${peerUrl} answered ${res.status}: ${text}`);
+    }
+  }
+
+  private versionFor(peerUrl: string): number {
+    const older = this.olderPeers.get(peerUrl);
+    if (!older) return NEWEST_WIRE_VERSION;
+    if (performance.now() - older.since < VERSION_RETRY_MS) return older.version;
+    this.olderPeers.delete(peerUrl);
+    return NEWEST_WIRE_VERSION;
   }
 
   /** POSTs a JSON request and returns the raw binary answer (recovery fetches). */

@@ -17,14 +17,19 @@
  * AppendReply:
  *   u8 version (1)  u8 status  u32 epoch  u32 seq  i48 lastId
  *   version 2 adds: u32 incarnation tag of the answering replica
+ *   version 3 adds: u8 flags (bit 0: following, the replica has tail readers
+ *                   of the log and asks for each commit point at once)
  *
- * Requests are the same in versions 1 and 2: a version 2 request says "this
- * leader reads version 2 replies", and a follower answers in the request's
- * version, so replicas of both versions replicate to each other during a
- * rolling update. Recovery fetches (entry runs) stay version 1 for the same reason.
- * Version 3 requests are sent only when they carry producer marks (runs
- * too), so replicas of version 2 still replicate plain appends with version
- * 3 ones; an idempotent producer's batches need every replica at version 3.
+ * Requests are the same in versions 1 to 3 but for version 3's marks: a
+ * version N request says "this leader reads version N replies", and a
+ * follower answers in the request's version (or its own, if older). A
+ * replica of an older release refuses a newer request as unknown (400
+ * UNSUPPORTED_VERSION_MESSAGE, before applying anything); the sender
+ * (transport.ts) then sends it again one version older, without the marks
+ * below version 3, so replicas of every version replicate to each other
+ * during a rolling update (an idempotent producer's batches need every
+ * replica at version 3 to be judged after a failover). Recovery fetches
+ * (entry runs) stay version 1 unless they carry marks.
  *
  * Decoding also checks what the fields' widths allow but the protocol does
  * not: ids below -1 (below 0 for an entry), an entry id past MAX_ID, a
@@ -38,14 +43,20 @@
 import { MAX_ID, ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from '../quorum/messages.js';
 import { PRODUCER_ID_PATTERN, isProducerSeq, type ProducerMark } from '../quorum/producers.js';
 
-/** The reply version, and the request version of messages without marks. */
-const VERSION = 2;
-/** Requests that carry producer marks. */
-const V3 = 3;
+const VERSION = 3;
+/** The newest and the oldest request versions this replica speaks (a sender steps down to an older peer's, transport.ts). */
+export const NEWEST_WIRE_VERSION = VERSION;
+export const OLDEST_WIRE_VERSION = 1;
+/** What a replica of any version says of a request version it does not know (the sender then steps down one). */
+export const UNSUPPORTED_VERSION_MESSAGE = 'unsupported peer message version';
 const V1 = 1;
+const V2 = 2;
+/** The first request version with producer marks. */
+const MARKS_VERSION = 3;
 /** Bytes of a mark besides its producer id. */
 const MARK_BYTES = 1 + 8 + 6 + 4 + 8;
 const V1_REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
+const FOLLOWING_FLAG = 0x01;
 
 export class WireError extends Error {}
 
@@ -53,10 +64,10 @@ export class WireError extends Error {}
 export function encodeAppendRequest(req: AppendRequest, version: number = VERSION): { chunks: Buffer[]; length: number } {
   const log = Buffer.from(req.log, 'latin1');
   const leader = Buffer.from(req.leader, 'latin1');
-  const marks = req.marks ?? [];
-  if (marks.length > 0) version = V3;
+  const withMarks = version >= MARKS_VERSION;
+  const marks = withMarks ? (req.marks ?? []) : [];
   let marksBytes = 0;
-  if (version === V3) {
+  if (withMarks) {
     marksBytes = 4;
     for (const m of marks) marksBytes += MARK_BYTES + m.producerId.length;
   }
@@ -79,7 +90,7 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
     o = header.writeUInt32BE(entry.length, o);
     length += entry.length;
   }
-  if (version === V3) {
+  if (withMarks) {
     o = header.writeUInt32BE(marks.length, o);
     for (const m of marks) {
       o = header.writeUInt8(m.producerId.length, o);
@@ -97,7 +108,7 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
 export function decodeAppendRequest(body: Buffer): AppendRequest {
   const r = new Reader(body);
   const version = r.u8();
-  if (version !== V1 && version !== VERSION && version !== V3) throw new WireError('unsupported peer message version');
+  if (version < V1 || version > VERSION) throw new WireError(UNSUPPORTED_VERSION_MESSAGE);
   const log = r.bytes(r.u8()).toString('latin1');
   const leader = r.bytes(r.u8()).toString('latin1');
   const epoch = r.u32();
@@ -109,7 +120,7 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   const count = r.u32();
   const lengths = new Array<number>(count);
   for (let i = 0; i < count; i++) lengths[i] = r.u32();
-  const marks = version === V3 ? readMarks(r, firstId, count) : undefined;
+  const marks = version >= MARKS_VERSION ? readMarks(r, firstId, count) : undefined;
   const entries = new Array<Buffer>(count);
   for (let i = 0; i < count; i++) entries[i] = r.bytes(lengths[i]!);
   r.end();
@@ -121,7 +132,7 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   return req;
 }
 
-/** The marks of a version 3 request: each must name a valid producer and a batch that starts among the message's entries, in ascending order. */
+/** The marks of a request of MARKS_VERSION or later: each must name a valid producer and a batch that starts among the message's entries, in ascending order. */
 function readMarks(r: Reader, firstId: number, count: number): ProducerMark[] {
   const n = r.u32();
   const marks: ProducerMark[] = [];
@@ -143,25 +154,27 @@ export function requestVersion(body: Buffer): number {
 }
 
 export function encodeAppendReply(reply: AppendReply, version: number = VERSION): Buffer {
-  const v2 = version >= VERSION;
-  const b = Buffer.allocUnsafe(V1_REPLY_BYTES + (v2 ? 4 : 0));
-  let o = b.writeUInt8(v2 ? VERSION : V1, 0);
+  const v = Math.max(V1, Math.min(version, VERSION));
+  const b = Buffer.allocUnsafe(V1_REPLY_BYTES + (v >= V2 ? 4 : 0) + (v >= 3 ? 1 : 0));
+  let o = b.writeUInt8(v, 0);
   o = b.writeUInt8(reply.status, o);
   o = b.writeUInt32BE(reply.epoch, o);
   o = b.writeUInt32BE(reply.seq >>> 0, o);
   o = b.writeIntBE(reply.lastId, o, 6);
-  if (v2) b.writeUInt32BE((reply.incarnation ?? 0) >>> 0, o);
+  if (v >= V2) o = b.writeUInt32BE((reply.incarnation ?? 0) >>> 0, o);
+  if (v >= 3) b.writeUInt8(reply.following ? FOLLOWING_FLAG : 0, o);
   return b;
 }
 
 export function decodeAppendReply(body: Buffer): AppendReply {
   const r = new Reader(body);
   const version = r.u8();
-  if (version !== V1 && version !== VERSION) throw new WireError('unsupported peer reply version');
+  if (version < V1 || version > VERSION) throw new WireError('unsupported peer reply version');
   const status = r.u8();
   if (status > ReplyStatus.Full) throw new WireError(`unknown reply status ${status}`);
   const reply: AppendReply = { status: status as ReplyStatus, epoch: r.u32(), seq: r.u32(), lastId: r.i48() };
-  if (version === VERSION) reply.incarnation = r.u32();
+  if (version >= V2) reply.incarnation = r.u32();
+  if (version >= 3 && (r.u8() & FOLLOWING_FLAG) !== 0) reply.following = true;
   r.end();
   if (reply.lastId < -1) throw new WireError(`lastId ${reply.lastId} out of range`);
   return reply;
@@ -218,7 +231,7 @@ export function encodeEntryRuns(log: string, runs: readonly EntryRun[]): Buffer 
   for (const run of runs) {
     const req: AppendRequest = { log, epoch: run.epoch, leader: '', seq: 0, firstId: run.firstId, prevEpoch: -1, entryEpoch: run.epoch, commitId: -1, entries: run.entries };
     if (run.marks && run.marks.length > 0) req.marks = run.marks;
-    const { chunks, length } = encodeAppendRequest(req, V1);
+    const { chunks, length } = encodeAppendRequest(req, req.marks ? MARKS_VERSION : V1);
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32BE(length, 0);
     parts.push(len, ...chunks);

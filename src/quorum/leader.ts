@@ -194,6 +194,7 @@ export class LeaderLog<T> {
     }
     p.lastReplyTick = this.now;
     p.refused = false;
+    p.following = reply.following === true;
     if (reply.incarnation !== undefined && reply.incarnation !== p.incarnation) {
       // A new process answers: whatever the old one held is gone (amnesia), so progress starts over.
       if (p.incarnation !== undefined) {
@@ -311,10 +312,12 @@ export class LeaderLog<T> {
    * An idle follower learns a new commit point (for its readers) at the next
    * tick, unless the next entries carry it first. Telling it at once would cost
    * a message each way per commit: at one append at a time, twice the requests
-   * on every replica for nothing the quorum needs.
+   * on every replica for nothing the quorum needs. A follower that asked for it
+   * (`following`: it has tail readers) is told at once all the same: its readers
+   * would otherwise wait up to a tick for every entry.
    */
   private heartbeatDue(p: PeerProgress): boolean {
-    const commitToTell = p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && this.now > this.commitTick;
+    const commitToTell = p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && (this.now > this.commitTick || p.following);
     return commitToTell || this.now - p.lastSentTick >= this.config.heartbeatTicks;
   }
 

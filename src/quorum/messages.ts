@@ -74,6 +74,12 @@ export interface AppendReply {
    * forgot what it held: the leader's progress for it starts over.
    */
   incarnation?: number;
+  /**
+   * The follower has readers waiting on the log's commit point (streaming
+   * tails, held tail reads): the leader tells it each new commit point at once
+   * instead of at its next tick. Absent from replicas that predate it.
+   */
+  following?: boolean;
 }
 
 /** A run of consecutive entries written in one epoch (what a recovering leader fetches). */

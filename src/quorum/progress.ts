@@ -28,6 +28,8 @@ export class PeerProgress {
   lastSentTick = -Infinity;
   /** Commit point last told to this follower. */
   sentCommitId = -1;
+  /** The follower's last reply asked for each commit point at once (it has tail readers). */
+  following = false;
   /** Incarnation tag of the follower's last reply (undefined: none yet, or a replica too old to send it). */
   incarnation: number | undefined;
 

@@ -10,6 +10,7 @@ import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
 import type { ProducerRef } from '../peer/forwarded-appends.js';
 import type { ReplicaConfig } from './config.js';
+import type { TailFormat, TailStream } from './tail-stream.js';
 import type { AppendResult, LogStatus, ReadResult, Readiness, RecoveryReport } from './types.js';
 
 /** The counters the HTTP layer keeps about requests (ReplicaMetrics has them). */
@@ -60,6 +61,8 @@ export interface ReplicaApi {
   /** With `producer`, an idempotent producer's append: a retry resolves with the original ids and `duplicate`. */
   append(name: string, entries: Buffer[], producer?: ProducerRef): Promise<AppendResult>;
   read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult>;
+  /** A streaming tail from `fromId`, checked (LOG_NOT_FOUND, TRUNCATED, TOO_MANY) before any byte is sent. */
+  openTail(name: string, fromId: number, format: TailFormat): Promise<TailStream>;
   deleteLog(name: string): Promise<{ log: string; deleted: true }>;
   truncate(name: string, beforeId: number): Promise<LogStatus>;
   handoff(name: string, to: string): Promise<LogStatus>;

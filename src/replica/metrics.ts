@@ -80,6 +80,7 @@ export class ReplicaMetrics {
   private readonly authRefusals = this.counter('tern_auth_refusals_total', 'Client requests refused by authentication (UNAUTHENTICATED) or authorization (FORBIDDEN).', ['code']);
   private readonly authReloads = this.counter('tern_auth_reloads_total', 'Re-reads of the tokens file, by result (ok, failed: the old tokens stay).', ['result']);
   private readonly producerDuplicates = this.counter('tern_producer_duplicates_total', 'Idempotent producer appends answered as duplicates (with the original ids) by the leader.', ['log']);
+  private readonly tailStreams = new Gauge({ name: 'tern_tail_streams', help: 'Streaming tails (GET entries with follow=true) open on this replica.', registers: [this.registry] });
   private readonly authOpen = new Gauge({ name: 'tern_auth_open', help: '1 when no tokens file is configured: the client API is open to anyone who reaches it.', registers: [this.registry] });
   private readonly authTokens = new Gauge({ name: 'tern_auth_tokens', help: 'Tokens loaded from the tokens file (0 when open).', registers: [this.registry] });
 
@@ -183,6 +184,11 @@ export class ReplicaMetrics {
   authState(state: { open: true } | { open: false; tokens: number }): void {
     this.authOpen.set(state.open ? 1 : 0);
     this.authTokens.set(state.open ? 0 : state.tokens);
+  }
+
+  /** A streaming tail opened (+1) or ended (-1). */
+  tailStreamsChanged(delta: 1 | -1): void {
+    this.tailStreams.inc(delta);
   }
 
   authReloaded(result: 'ok' | 'failed'): void {

@@ -22,20 +22,21 @@ export class Reads {
   /**
    * Committed entries from `fromId`, waiting up to `waitMs` for the first one
    * when none is committed yet. Entries below this replica's memory come from
-   * object storage through the manifest. TOO_MANY past either bound.
+   * object storage through the manifest. TOO_MANY past either bound. At most
+   * about `maxBytes` of entries (at least one).
    */
-  async read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
+  async read(name: string, fromId: number, limit: number, waitMs: number, maxBytes = this.ctx.config.maxReadBytes): Promise<ReadResult> {
     const { maxConcurrentReads } = this.ctx.config;
     if (this.active >= maxConcurrentReads) throw new TernError('TOO_MANY', `replica ${this.ctx.id} serves ${this.active} reads, the most --max-concurrent-reads allows (${maxConcurrentReads})`);
     this.active++;
     try {
-      return await this.readCounted(name, fromId, limit, waitMs);
+      return await this.readCounted(name, fromId, limit, waitMs, maxBytes);
     } finally {
       this.active--;
     }
   }
 
-  private async readCounted(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
+  private async readCounted(name: string, fromId: number, limit: number, waitMs: number, maxBytes: number): Promise<ReadResult> {
     await this.ctx.requireLog(name);
     const dir = this.ctx.dir();
     const retained = dir.retainedFrom(name);
@@ -54,9 +55,9 @@ export class Reads {
     const flushedId = dir.flushedId(name);
     const fromStore = !inMemory && fromId <= flushedId;
     const entries = inMemory
-      ? replica.buffer.slice(fromId, Math.min(count, memoryEnd - fromId + 1), this.ctx.config.maxReadBytes)
+      ? replica.buffer.slice(fromId, Math.min(count, memoryEnd - fromId + 1), maxBytes)
       : fromStore
-        ? await this.ctx.storage.readFlushed(name, fromId, Math.min(count, flushedId - fromId + 1))
+        ? await this.ctx.storage.readFlushed(name, fromId, Math.min(count, flushedId - fromId + 1), maxBytes)
         : [];
     let bytes = 0;
     for (const e of entries) bytes += e.length;

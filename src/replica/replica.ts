@@ -11,6 +11,7 @@
  *   storage.ts        flushers, reads from object storage, deleted logs
  *   producers.ts      idempotent producers: judging appends, loading the table, snapshots
  *   tail-readers.ts   reads waiting for commits
+ *   tail-stream.ts    streaming tails (follow=true)
  */
 import { performance } from 'node:perf_hooks';
 import { leadershipLost, releasesOnFlush } from '../control/follower.js';
@@ -39,6 +40,7 @@ import { Storage } from './storage.js';
 import { Producers } from './producers.js';
 import type { ProducerRef } from '../peer/forwarded-appends.js';
 import { TailReaders } from './tail-readers.js';
+import { TailStreams, type TailFormat, type TailStream } from './tail-stream.js';
 import { Takeover } from './takeover.js';
 import type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport } from './types.js';
 
@@ -62,6 +64,7 @@ export class Replica implements ReplicaContext {
   private readonly handoffs: Handoffs;
   private readonly placement: Placement;
   private readonly reads: Reads;
+  private readonly tailStreams: TailStreams;
   private readonly follower: Follower;
   private ticker: NodeJS.Timeout | undefined;
   private coordinatorTimer: NodeJS.Timeout | undefined;
@@ -86,6 +89,7 @@ export class Replica implements ReplicaContext {
     this.placement = new Placement(this);
     this.handoffs = new Handoffs(this, this.driver, this.placement, this.takeover);
     this.reads = new Reads(this, this.tailReaders);
+    this.tailStreams = new TailStreams(this, this.reads, this.tailReaders);
     this.follower = new Follower(this, this.driver, this.tailReaders);
     const self = this;
     this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog === 'true' }, metricsSource({
@@ -272,6 +276,11 @@ export class Replica implements ReplicaContext {
     return this.reads.read(name, fromId, limit, waitMs);
   }
 
+  /** See TailStreams.openStream. */
+  openTail(name: string, fromId: number, format: TailFormat): Promise<TailStream> {
+    return this.tailStreams.openStream(name, fromId, format);
+  }
+
 
   /**
    * Deletes a log: its metadata in etcd (every replica then drops what it
@@ -370,7 +379,8 @@ export class Replica implements ReplicaContext {
   /** Drops everything this replica holds of a deleted log. */
   private forgetLog(name: string): void {
     const state = this.logs.get(name);
-    if (!state) return;
+    // Streams end at once, also when the watch reports a delete this replica already carried out.
+    if (!state) return this.tailReaders.wake(name, Number.MAX_SAFE_INTEGER);
     this.driver.stepDown(state);
     this.driver.flush();
     state.replica.buffer.releaseThrough(state.replica.buffer.lastId);

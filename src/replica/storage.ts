@@ -20,10 +20,11 @@ export class Storage {
     this.reader = ctx.store && new ObjectReader(ctx.store, ctx.config.readCacheBytes);
   }
 
-  async readFlushed(name: string, fromId: number, count: number): Promise<Buffer[]> {
+  /** At most `count` entries from `fromId` and about `maxBytes` (at least one entry). */
+  async readFlushed(name: string, fromId: number, count: number, maxBytes = this.ctx.config.maxReadBytes): Promise<Buffer[]> {
     if (!this.reader) throw new TernError('STORE_UNAVAILABLE', `log ${name}: id ${fromId} is no longer in memory and no object store is configured`);
     try {
-      return await this.reader.read(this.ctx.dir().manifest(name), fromId, count, this.ctx.config.maxReadBytes);
+      return await this.reader.read(this.ctx.dir().manifest(name), fromId, count, maxBytes);
     } catch (err) {
       if (err instanceof CorruptObjectError) {
         this.ctx.log.error({ log: name, fromId, err: err.message }, 'corrupt object in the object store');

@@ -1,7 +1,8 @@
 /**
  * Readers waiting for entries not committed yet (long-poll tail reads, and a
  * recovering leader waiting for its quorum): woken when the commit point they
- * wait for moves, or when their time is up.
+ * wait for moves, or when their time is up. Streaming tails (tail-stream.ts)
+ * follow a log instead: told of every wake of it until they stop following.
  */
 interface TailReader {
   fromId: number;
@@ -10,6 +11,19 @@ interface TailReader {
 
 export class TailReaders {
   private readonly waiting = new Map<string, Set<TailReader>>();
+  /** Streaming tails, per log: called on every wake of it (and of all). */
+  private readonly followers = new Map<string, Set<() => void>>();
+
+  /** Calls `listener` at every wake of `name` until the returned function is called. */
+  follow(name: string, listener: () => void): () => void {
+    let set = this.followers.get(name);
+    if (!set) this.followers.set(name, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.followers.get(name) === set) this.followers.delete(name);
+    };
+  }
 
   /** Resolves once `wake` reports a commit point at or past `fromId` for `name`, or after `waitMs`. */
   wait(name: string, fromId: number, waitMs: number): Promise<void> {
@@ -31,6 +45,8 @@ export class TailReaders {
   }
 
   wake(name: string, committedId: number): void {
+    const followers = this.followers.get(name);
+    if (followers) for (const f of followers) f();
     const readers = this.waiting.get(name);
     if (!readers) return;
     for (const r of readers) if (r.fromId <= committedId) r.wake();
@@ -38,9 +54,16 @@ export class TailReaders {
 
   /** Every reader answers now (the replica stops). */
   wakeAll(): void {
+    for (const followers of this.followers.values()) for (const f of followers) f();
     for (const readers of this.waiting.values()) for (const r of readers) r.wake();
   }
 
+  /** Whether anything waits on the commit point of `name`: a stream, or a held tail read. */
+  hasReaders(name: string): boolean {
+    return this.followers.has(name) || this.waiting.has(name);
+  }
+
+  /** Held tail reads (not streams). */
   get count(): number {
     let n = 0;
     for (const readers of this.waiting.values()) n += readers.size;

@@ -40,6 +40,8 @@ class Net {
   sent: { to: string; req: AppendRequest }[] = [];
   /** Incarnation tag each follower puts in its replies (none: a follower of the previous version). */
   readonly incarnations = new Map<string, number>();
+  /** Followers whose replies ask for each commit point at once (they have tail readers). */
+  readonly following = new Set<string>();
 
   /** `viaWire`: messages and replies go through the binary encoding, as between processes. */
   constructor(
@@ -87,6 +89,7 @@ class Net {
         const reply: AppendReply = this.f(p.to).handleAppend(p.req);
         const incarnation = this.incarnations.get(p.to);
         if (incarnation !== undefined) reply.incarnation = incarnation;
+        if (this.following.has(p.to)) reply.following = true;
         this.wire.push({ kind: 'reply', from: p.to, reply: this.viaWire ? decodeAppendReply(encodeAppendReply(reply)) : reply });
       } else {
         this.leader.handleReply(p.from, p.reply);
@@ -621,6 +624,31 @@ describe('commit point and heartbeats', () => {
     expect([net.f('r2').commitId, net.f('r3').commitId]).toEqual([1, 1]);
     net.tick();
     expect(net.ready().messages).toEqual([]); // nothing new to say
+  });
+
+  it('tells a follower that asked for it (tail readers) each commit point at once, the others at the next tick', () => {
+    const net = new Net({ heartbeatTicks: 1000 }, true);
+    net.following.add('r2');
+    net.ready();
+    net.deliverAll(); // the first heartbeat's replies carry the flag
+    net.propose('a', 'x');
+    net.ready();
+    net.deliverAll();
+    const ready = net.ready();
+    expect(tokens(ready.acked)).toEqual(['a']);
+    expect(ready.messages.map((m) => [m.to, m.req.entries.length, m.req.commitId])).toEqual([['r2', 0, 0]]);
+    net.deliverAll();
+    expect([net.f('r2').commitId, net.f('r3').commitId]).toEqual([0, -1]);
+    expect(net.ready().messages).toEqual([]); // told once, not again
+    net.tick();
+    expect(net.ready().messages.map((m) => [m.to, m.req.commitId])).toEqual([['r3', 0]]);
+    // Once its readers are gone its replies stop asking, and it waits for the tick like the others.
+    net.following.delete('r2');
+    net.deliverAll();
+    net.propose('b', 'y');
+    net.ready();
+    net.deliverAll();
+    expect(net.ready().messages).toEqual([]);
   });
 
   it('an idle leader sends heartbeats every heartbeatTicks', () => {

@@ -106,13 +106,17 @@ describe('producer marks (version 3)', () => {
     expect(decodeAppendRequest(b)).toEqual(r);
   });
 
-  it('a request without marks stays version 2, so replicas of the previous version read it', () => {
-    expect(requestVersion(body(req()))).toBe(2);
-    expect(decodeAppendRequest(body(req())).marks).toBeUndefined();
+  it('a request stepped down to version 2 (for a replica of the previous release) leaves the marks out', () => {
+    const { chunks } = encodeAppendRequest(req({ entries: [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')], marks }), 2);
+    const stepped = Buffer.concat(chunks);
+    expect(requestVersion(stepped)).toBe(2);
+    expect(decodeAppendRequest(stepped).marks).toBeUndefined();
+    expect(decodeAppendRequest(stepped).entries.map(String)).toEqual(['a', 'b', 'c']);
   });
 
-  it('a version 3 request is answered with a version 2 reply', () => {
-    expect(decodeAppendReply(encodeAppendReply({ status: ReplyStatus.Ok, epoch: 3, seq: 1, lastId: 5, incarnation: 9 }, 3))).toEqual({ status: ReplyStatus.Ok, epoch: 3, seq: 1, lastId: 5, incarnation: 9 });
+  it('a request without marks is version 3 with an empty marks section', () => {
+    expect(requestVersion(body(req()))).toBe(3);
+    expect(decodeAppendRequest(body(req())).marks).toBeUndefined();
   });
 
   it.each([
@@ -147,7 +151,7 @@ describe('AppendRequest bad bodies', () => {
   });
 
   it('throws WireError on an unknown version', () => {
-    for (const version of [0, 3, 255]) {
+    for (const version of [0, 4, 255]) {
       const bad = Buffer.from(good);
       bad[0] = version;
       expect(() => decodeAppendRequest(bad)).toThrow(WireError);
@@ -200,9 +204,13 @@ describe('AppendReply', () => {
     { status: ReplyStatus.Fenced, epoch: 2 ** 32 - 1, seq: 0, lastId: -1 },
     { status: ReplyStatus.Gap, epoch: 3, seq: 12345, lastId: -1 },
     { status: ReplyStatus.Gap, epoch: 3, seq: 12345, lastId: 2 ** 47 - 1 },
-  ] satisfies AppendReply[])('round-trips status $status lastId $lastId, with the incarnation tag in version 2 and without it in version 1', (reply) => {
+  ] satisfies AppendReply[])('round-trips status $status lastId $lastId, with the following flag in version 3, the incarnation tag in versions 2 and 3, neither in version 1', (reply) => {
     const tagged = { ...reply, incarnation: 0xdeadbeef };
-    const v2 = encodeAppendReply(tagged);
+    const v3 = encodeAppendReply({ ...tagged, following: true });
+    expect(v3.length).toBe(21);
+    expect(decodeAppendReply(v3)).toEqual({ ...tagged, following: true });
+    expect(decodeAppendReply(encodeAppendReply(tagged))).toEqual(tagged);
+    const v2 = encodeAppendReply({ ...tagged, following: true }, 2);
     expect(v2.length).toBe(20);
     expect(decodeAppendReply(v2)).toEqual(tagged);
     const v1 = encodeAppendReply(tagged, 1);
@@ -216,7 +224,8 @@ describe('AppendReply', () => {
     expect(decodeAppendRequest(body).log).toBe('l');
     expect(requestVersion(body)).toBe(1);
     expect(encodeAppendReply({ status: ReplyStatus.Ok, epoch: 1, seq: 1, lastId: -1, incarnation: 7 }, requestVersion(body))[0]).toBe(1);
-    expect(requestVersion(Buffer.concat(encodeAppendRequest({ log: 'l', epoch: 1, leader: 'r', seq: 1, firstId: 0, prevEpoch: -1, entryEpoch: 1, commitId: -1, entries: [] }).chunks))).toBe(2);
+    expect(encodeAppendReply({ status: ReplyStatus.Ok, epoch: 1, seq: 1, lastId: -1, incarnation: 7, following: true }, 2)[0]).toBe(2);
+    expect(requestVersion(Buffer.concat(encodeAppendRequest({ log: 'l', epoch: 1, leader: 'r', seq: 1, firstId: 0, prevEpoch: -1, entryEpoch: 1, commitId: -1, entries: [] }).chunks))).toBe(3);
   });
 
   const good = encodeAppendReply({ status: ReplyStatus.Gap, epoch: 3, seq: 4, lastId: 99 });
@@ -232,7 +241,7 @@ describe('AppendReply', () => {
 
   it('throws WireError on an unknown version or status', () => {
     const badVersion = Buffer.from(good);
-    badVersion[0] = 3;
+    badVersion[0] = 4;
     expect(() => decodeAppendReply(badVersion)).toThrow(WireError);
     for (const status of [4, 5, 255]) {
       const bad = Buffer.from(good);
