@@ -29,6 +29,8 @@ export interface AppendOp {
   outcome: Outcome;
   /** The id the server gave, when ok. */
   id?: number;
+  /** Appended through the client's idempotent producer, which retried it with the same sequence until answered. */
+  idempotent?: boolean;
 }
 
 export interface ReadOp {

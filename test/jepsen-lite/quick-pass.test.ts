@@ -11,12 +11,12 @@ import { NEMESIS_NAMES } from './nemesis.js';
 import { runJepsen } from './run.js';
 
 describe('jepsen-lite quick pass', () => {
-  it('runs every nemesis once against a real cluster: no anomaly, and the cluster serves every log again after healing', async () => {
+  it('runs every nemesis once against a real cluster, half the clients idempotent producers that retry until answered: no anomaly (no duplicate), every idempotent append answered, and the cluster serves every log again after healing', async () => {
     const seed = Number(process.env.JEPSEN_SEED ?? Date.now() % 1_000_000);
     const outDir = mkdtempSync(join(tmpdir(), 'tern-jepsen-report-'));
     console.log(`jepsen-lite quick pass: seed ${seed} (JEPSEN_SEED=${seed} repeats it), report in ${outDir}`);
     const result = await runJepsen(
-      { nemeses: NEMESIS_NAMES, rounds: 1, timeS: 0, seed, logs: 2, clientsPerLog: 4, faultMs: 4000, quietMs: 2000, healS: 4, outDir },
+      { nemeses: NEMESIS_NAMES, rounds: 1, timeS: 0, seed, logs: 2, clientsPerLog: 4, producers: 'mixed', faultMs: 4000, quietMs: 2000, healS: 4, outDir },
       (line) => console.log(line),
     );
     for (const n of result.nemeses) console.log(`${n.nemesis}: ok ${n.ok} fail ${n.fail} info ${n.info}, longest unavailable ${Math.round(n.longestUnavailableMs)} ms`);

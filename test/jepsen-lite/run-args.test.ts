@@ -18,6 +18,12 @@ describe('jepsen-lite run options', () => {
     expect(parseRunArgs([]).rounds).toBeUndefined();
   });
 
+  it('mixes plain appenders and idempotent producers unless told otherwise, and refuses other modes', () => {
+    expect(parseRunArgs([]).producers).toBe('mixed');
+    expect(parseRunArgs(['--producers', 'idempotent']).producers).toBe('idempotent');
+    expect(() => parseRunArgs(['--producers', 'sometimes'])).toThrow(/--producers must be one of plain, idempotent, mixed/);
+  });
+
   it('runs plain HTTP unless --tls is given', () => {
     expect(parseRunArgs([]).tls).toBe(false);
     expect(parseRunArgs(['--tls', '--rounds', '1']).tls).toBe(true);

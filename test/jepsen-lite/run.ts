@@ -2,7 +2,7 @@
  * jepsen-lite: one fault-injection run against a real local cluster.
  *
  *   npm run jepsen -- [--nemesis all|none|kill-leader,partition-leader,...] [--time S]
- *                     [--seed N] [--logs N] [--clients N] [--out DIR]
+ *                     [--seed N] [--logs N] [--clients N] [--producers mixed|plain|idempotent] [--out DIR]
  *
  * Phases, as in Jepsen and TigerBeetle's VOPR: a safety phase (workload plus
  * faults on a seeded schedule), a healing phase (every fault removed, every
@@ -21,7 +21,7 @@ import { check, type FinalState, type Verdict } from './checker.js';
 import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
 import { NEMESIS_NAMES, allServed, healAll, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
 import { renderReport, summarizeByNemesis, type FaultWindow, type NemesisSummary } from './report.js';
-import { History, Workload, decodeValue } from './workload.js';
+import { History, PRODUCER_MODES, Workload, decodeValue, type ProducerMode } from './workload.js';
 
 export interface RunOptions {
   nemeses: NemesisName[];
@@ -31,6 +31,8 @@ export interface RunOptions {
   seed: number;
   logs: number;
   clientsPerLog: number;
+  /** Plain appenders, idempotent producers (retrying until answered), or half of each. */
+  producers: ProducerMode;
   /** How long a fault lasts, and the quiet between two faults. */
   faultMs: number;
   quietMs: number;
@@ -82,7 +84,7 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
   progress(`cluster up (data in ${pc.dataDir}); logs ${logs.join(', ')}; seed ${options.seed}`);
   const history = new History(join(options.outDir, 'history.jsonl'));
   const replicas = pc.cluster.replicas.map((r) => ({ id: r.id, url: r.clientUrl }));
-  const workload = new Workload(history, { logs, replicas, clientsPerLog: options.clientsPerLog, thinkMs: 20, appendTimeoutMs: 5000, random, ca: pc.cluster.tls?.caPem });
+  const workload = new Workload(history, { logs, replicas, clientsPerLog: options.clientsPerLog, thinkMs: 20, appendTimeoutMs: 5000, random, ca: pc.cluster.tls?.caPem, producers: options.producers });
   const ctx: NemesisContext = { pc, logs, random };
   const faults: FaultWindow[] = [];
   const liveness: string[] = [];
@@ -99,6 +101,8 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
     progress('final reads');
     const final = await finalReads(pc, logs, liveness);
     const verdict = check(history.ops, final);
+    const unanswered = history.ops.filter((op) => op.type === 'append' && op.idempotent && op.outcome === 'info').length;
+    if (unanswered > 0) liveness.push(`${unanswered} idempotent appends got no answer however long their producers retried`);
     const summary = summarizeByNemesis(history.ops, faults);
     const result: RunResult = { valid: verdict.valid && liveness.length === 0, verdict, liveness, nemeses: summary, faults, outDir: options.outDir };
     writeReport(options, result, history, logs);
@@ -220,12 +224,14 @@ const USAGE = `Usage: npm run jepsen -- [options]
   --seed N         seed of every random choice (default: from the clock, printed)
   --logs N         logs under test (default 3)
   --clients N      appending clients per log (default 8)
+  --producers M    mixed (default): odd clients append through the client library's idempotent
+                   producer, retrying every indeterminate append until answered; plain or idempotent: all
   --fault-ms MS    how long one fault lasts (default 5000), --quiet-ms MS the gap between faults (default 3000)
   --heal S         seconds the workload runs after healing (default 8)
   --out DIR        report directory (default jepsen-reports/<time>-seed<N>)
   --tls            run the cluster with TLS (HTTPS, mutual TLS between replicas through the proxies)`;
 
-const VALUE_OPTIONS = ['nemesis', 'time', 'rounds', 'seed', 'logs', 'clients', 'fault-ms', 'quiet-ms', 'heal', 'out'] as const;
+const VALUE_OPTIONS = ['nemesis', 'time', 'rounds', 'seed', 'logs', 'clients', 'producers', 'fault-ms', 'quiet-ms', 'heal', 'out'] as const;
 
 export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
   const { values } = parseArgs({
@@ -244,6 +250,8 @@ export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
   const unknown = chosen.filter((n) => !(n in nemeses));
   if (unknown.length > 0) throw new Error(`unknown nemesis ${unknown.join(', ')}; known: ${NEMESIS_NAMES.join(', ')}`);
   const seed = int('seed', now.getTime() % 1_000_000, 0);
+  const producers = (values.producers ?? 'mixed') as ProducerMode;
+  if (!PRODUCER_MODES.includes(producers)) throw new Error(`--producers must be one of ${PRODUCER_MODES.join(', ')}, got "${values.producers}"`);
   return {
     nemeses: chosen as NemesisName[],
     timeS: int('time', 60, 1),
@@ -251,6 +259,7 @@ export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
     seed,
     logs: int('logs', 3, 1),
     clientsPerLog: int('clients', 8, 1),
+    producers,
     faultMs: int('fault-ms', 5000, 100),
     quietMs: int('quiet-ms', 3000, 0),
     healS: int('heal', 8, 0),
@@ -280,7 +289,7 @@ async function main(): Promise<number> {
     console.error(`${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  console.log(`jepsen-lite: nemeses ${options.nemeses.join(', ') || 'none'}; ${options.timeS} s; seed ${options.seed}${options.tls ? '; TLS' : ''}`);
+  console.log(`jepsen-lite: nemeses ${options.nemeses.join(', ') || 'none'}; ${options.timeS} s; seed ${options.seed}; ${options.producers} producers${options.tls ? '; TLS' : ''}`);
   const result = await runJepsen(options, (line) => console.log(line));
   printSummary(result);
   return result.valid ? 0 : 1;

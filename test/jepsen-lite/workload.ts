@@ -8,21 +8,37 @@
  *   info  unknown: a timeout, a broken connection, or an error that says the
  *         append may still appear (maybeApplied)
  *
- * An append is never retried with the same value: every attempt is a new
+ * A plain appender never retries with the same value: every attempt is a new
  * operation with a new value `<process>.<seq>:<crc32 hex>`, so the checker can
- * tell every value's one origin and spot a corrupted one.
+ * tell every value's one origin and spot a corrupted one. An idempotent
+ * appender appends through the client's producer (src/client), which retries
+ * every indeterminate attempt with the same producer sequence until the
+ * server answers: one operation per value however many attempts it took, and
+ * the checker's `duplicated` anomaly catches any retry that was applied twice.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { Agent, request } from 'undici';
+import { createClient, type TernClient } from '../../src/client/index.js';
 import type { AppendOp, Op, ReadOp } from './checker.js';
 
 export interface Endpoint {
   id: string;
   url: string;
 }
+
+/** How the appending clients append: plain appends, the client's idempotent producer, or half of each (odd clients idempotent). */
+export type ProducerMode = 'plain' | 'idempotent' | 'mixed';
+export const PRODUCER_MODES: readonly ProducerMode[] = ['plain', 'idempotent', 'mixed'];
+
+/**
+ * How long an idempotent append keeps retrying before it gives up (and is
+ * recorded `info`): longer than any fault window plus the time a log takes to
+ * serve again, so every such append gets an answer.
+ */
+const IDEMPOTENT_DEADLINE_MS = 60_000;
 
 export interface WorkloadOptions {
   logs: readonly string[];
@@ -35,6 +51,7 @@ export interface WorkloadOptions {
   random: () => number;
   /** The CA of a TLS cluster, which the clients must trust. */
   ca?: string;
+  producers: ProducerMode;
 }
 
 /** Codes that the server documents as "refused before it got an id" when maybeApplied is absent. */
@@ -79,18 +96,30 @@ export class Workload {
   private running = false;
   private readonly tasks: Promise<void>[] = [];
   private readonly agent: Agent;
+  /** The client behind the idempotent appenders (undefined when every appender is plain). */
+  private readonly client: TernClient | undefined;
 
   constructor(
     private readonly history: History,
     private readonly options: WorkloadOptions,
   ) {
     this.agent = new Agent({ connections: 64, connectTimeout: 2000, keepAliveTimeout: 4000, ...(options.ca ? { connect: { ca: options.ca } } : {}) });
+    this.client =
+      options.producers === 'plain'
+        ? undefined
+        : createClient(
+            options.replicas.map((r) => r.url),
+            { requestTimeoutMs: options.appendTimeoutMs, deadlineMs: IDEMPOTENT_DEADLINE_MS, ...(options.ca ? { ca: options.ca } : {}) },
+          );
   }
 
   start(): void {
     this.running = true;
     for (const log of this.options.logs) {
-      for (let c = 0; c < this.options.clientsPerLog; c++) this.tasks.push(this.appender(log, `${log}/c${c}`));
+      for (let c = 0; c < this.options.clientsPerLog; c++) {
+        const process = `${log}/c${c}`;
+        this.tasks.push(this.isIdempotent(c) ? this.idempotentAppender(log, process) : this.appender(log, process));
+      }
       for (const replica of this.options.replicas) this.tasks.push(this.tailReader(log, replica, `${log}/tail-${replica.id}`));
       this.tasks.push(this.catchUpReader(log, `${log}/catchup`));
     }
@@ -100,6 +129,11 @@ export class Workload {
     this.running = false;
     await Promise.all(this.tasks);
     await this.agent.close();
+    await this.client?.close();
+  }
+
+  private isIdempotent(client: number): boolean {
+    return this.options.producers === 'idempotent' || (this.options.producers === 'mixed' && client % 2 === 1);
   }
 
   /** Appends to `log` (new value each try) until one is acknowledged; false if none is within `timeoutMs`. */
@@ -121,6 +155,33 @@ export class Workload {
     for (let seq = 0; this.running; seq++) {
       await this.append(log, process, seq, this.pick());
       await sleep(this.options.thinkMs * (0.5 + this.options.random()));
+    }
+  }
+
+  /**
+   * Appends through one producer of the client, one value at a time: the
+   * producer picks the replica (the leader it knows) and retries until it has
+   * an answer, so the operation records where it was first sent as `client`.
+   */
+  private async idempotentAppender(log: string, process: string): Promise<void> {
+    const producer = this.client!.producer(log, { producerId: `${process.replace('/', '.')}.${Math.floor(this.options.random() * 1e9)}`, lingerMs: 0 });
+    try {
+      for (let seq = 0; this.running; seq++) {
+        const value = valueFor(process, seq);
+        const invokeMs = this.history.now();
+        let outcome: AppendOp['outcome'];
+        let id: number | undefined;
+        try {
+          id = await producer.append(value);
+          outcome = 'ok';
+        } catch (err) {
+          outcome = (err as { maybeApplied?: boolean }).maybeApplied === false ? 'fail' : 'info';
+        }
+        this.history.record({ type: 'append', process, log, replica: 'client', value, invokeMs, completeMs: this.history.now(), outcome, idempotent: true, ...(id === undefined ? {} : { id }) });
+        await sleep(this.options.thinkMs * (0.5 + this.options.random()));
+      }
+    } finally {
+      await producer.close().catch(() => undefined);
     }
   }
 
