@@ -157,8 +157,15 @@ export class TernClient {
     return { ...jsonOf<LogStatus>(answer), created: answer.status === 201 };
   }
 
+  /** Every log's name, sorted, read a page at a time (GET /v1/logs?after=...). */
   async listLogs(): Promise<string[]> {
-    return (await this.json<{ logs: string[] }>({ mode: 'safe' }, '/v1/logs')).logs;
+    const names: string[] = [];
+    for (let after: string | undefined; ; ) {
+      const page = await this.json<{ logs: string[]; next?: string }>({ mode: 'safe' }, after === undefined ? '/v1/logs' : `/v1/logs?after=${enc(after)}`);
+      names.push(...page.logs);
+      if (page.next === undefined) return names;
+      after = page.next;
+    }
   }
 
   /** The log's status as a replica knows it; also refreshes the cached leader. */

@@ -31,6 +31,9 @@ import { streamTail } from './tail.js';
  * takes a recovery (fences, etcd transactions) beyond the ack timeout.
  */
 const COMMAND_FORWARD_SLACK_MS = 5_000;
+/** Logs in one page of GET /v1/logs, unless `limit` says otherwise, and the most a page holds. */
+const DEFAULT_LIST_LIMIT = 1000;
+const MAX_LIST_LIMIT = 10_000;
 /**
  * A batch of forwarded appends fails after the leader's ack timeout and this
  * much more: the leader answers every append by its ack timeout (ACK_TIMEOUT
@@ -135,10 +138,24 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
 
   if (options.metrics) addMetricsRoute(app, metrics);
 
-  app.get(
+  app.get<{ Querystring: { after?: string; limit: number } }>(
     '/v1/logs',
-    { config: { access: 'read' }, schema: { summary: "List logs (those the token's prefixes cover)", response: { 200: { type: 'object', properties: { logs: { type: 'array', items: { type: 'string' } } } } } } },
-    async (req) => ({ logs: visibleLogs(req, replica.listLogs()) }),
+    {
+      config: { access: 'read' },
+      schema: {
+        summary: "List logs (those the token's prefixes cover) by name, a page at a time: names after `after`, at most `limit`; `next`, when present, is the `after` of the next page",
+        querystring: {
+          type: 'object',
+          properties: {
+            after: { type: 'string', maxLength: 256 },
+            limit: { type: 'integer', minimum: 1, maximum: MAX_LIST_LIMIT, default: DEFAULT_LIST_LIMIT },
+          },
+          additionalProperties: false,
+        },
+        response: { 200: { type: 'object', properties: { logs: { type: 'array', items: { type: 'string' } }, next: { type: 'string' } } }, '4xx': errorSchema },
+      },
+    },
+    async (req) => logPage(visibleLogs(req, replica.listLogs()), req.query.after, req.query.limit),
   );
 
   app.put<{ Params: { log: string } }>(
@@ -302,3 +319,21 @@ function wantsBinary(req: FastifyRequest): boolean {
   return accept.includes(OCTETS) || accept.includes(FRAMES_CONTENT_TYPE);
 }
 
+/**
+ * One page of `names` (sorted): the names after `after`, at most `limit`,
+ * with `next` when more follow (S3's ListObjectsV2 and etcd's ranges page the same way).
+ */
+export function logPage(names: readonly string[], after: string | undefined, limit: number): { logs: string[]; next?: string } {
+  let start = 0;
+  if (after !== undefined) {
+    // Binary search: the first name greater than `after`.
+    let hi = names.length;
+    while (start < hi) {
+      const mid = (start + hi) >>> 1;
+      if (names[mid]! <= after) start = mid + 1;
+      else hi = mid;
+    }
+  }
+  const logs = names.slice(start, start + limit);
+  return start + limit < names.length ? { logs, next: logs[logs.length - 1]! } : { logs };
+}

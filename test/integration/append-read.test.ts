@@ -33,6 +33,28 @@ describe('appends and reads on a real three-replica cluster', () => {
     expect(again.json()).toMatchObject({ log: 'spread-a', leader: leaders[0], epoch: 1, committedId: -1, flushedId: -1, firstId: -1 });
     const list = (await http(`${url(2)}/v1/logs`)).json();
     expect(list.logs).toEqual(expect.arrayContaining(['spread-a', 'spread-b', 'spread-c']));
+    expect(list.next).toBeUndefined();
+  });
+
+  it('lists logs a page at a time: names after `after`, at most `limit`, and `next` while more follow', async () => {
+    for (const name of ['page-c', 'page-a', 'page-b']) await createLog(url(0), name);
+    const all = (await http(`${url(1)}/v1/logs`)).json().logs as string[];
+    expect(all).toEqual([...all].sort());
+    const paged: string[] = [];
+    let pages = 0;
+    for (let after: string | undefined; ; pages++) {
+      const page = (await http(`${url(1)}/v1/logs?limit=2${after === undefined ? '' : `&after=${after}`}`)).json();
+      expect(page.logs.length).toBeLessThanOrEqual(2);
+      paged.push(...page.logs);
+      if (page.next === undefined) break;
+      expect(page.next).toBe(page.logs.at(-1));
+      after = page.next;
+    }
+    expect(paged).toEqual(all);
+    expect(pages).toBeGreaterThanOrEqual(Math.ceil(all.length / 2) - 1);
+    expect((await http(`${url(1)}/v1/logs?after=page-a&limit=2`)).json().logs).toEqual(['page-b', 'page-c']);
+    expect((await http(`${url(1)}/v1/logs?limit=0`)).status).toBe(400);
+    expect((await http(`${url(1)}/v1/logs?limit=10001`)).status).toBe(400);
   });
 
   it('gives concurrent appends through all three replicas dense ids, and every replica reads the same bytes in the same order', async () => {
