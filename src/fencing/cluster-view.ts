@@ -27,6 +27,9 @@ export class ClusterView {
   private readonly retentions = new Map<string, number>();
   /** keys.flushedThrough per log: flushed ids whose manifest entries are gone (truncated). */
   private readonly flushedThrough = new Map<string, number>();
+  /** Highest last id among each log's manifest entries, kept until they change: flushedId is asked on every flusher poll and status. */
+  private readonly manifestMax = new Map<string, number>();
+  private sortedNames: readonly string[] | undefined;
   /** Revision of the newest change applied per key. */
   private readonly revisions = new Map<string, bigint>();
 
@@ -41,8 +44,14 @@ export class ClusterView {
     return this.members.get(id);
   }
 
-  logNames(): string[] {
-    return [...this.logs.keys()].sort();
+  /** Every log's name, sorted; the same array until a log comes or goes (failure detection walks it every pass). */
+  logNames(): readonly string[] {
+    return (this.sortedNames ??= [...this.logs.keys()].sort());
+  }
+
+  private setLogMeta(name: string, meta: LogMeta): void {
+    if (!this.logs.has(name)) this.sortedNames = undefined;
+    this.logs.set(name, meta);
   }
 
   log(name: string): LogRecord | undefined {
@@ -64,9 +73,13 @@ export class ClusterView {
    * stays flushed up to its head.
    */
   flushedId(name: string): number {
-    let max = this.flushedThrough.get(name) ?? -1;
-    for (const e of this.manifests.get(name)?.values() ?? []) if (e.lastId > max) max = e.lastId;
-    return max;
+    let max = this.manifestMax.get(name);
+    if (max === undefined) {
+      max = -1;
+      for (const e of this.manifests.get(name)?.values() ?? []) if (e.lastId > max) max = e.lastId;
+      this.manifestMax.set(name, max);
+    }
+    return Math.max(max, this.flushedThrough.get(name) ?? -1);
   }
 
   /** The log's flushed-through mark as this replica knows it (undefined: the key is not there). */
@@ -110,13 +123,14 @@ export class ClusterView {
   }
 
   setLog(meta: LogMeta, epoch: number): void {
-    this.logs.set(meta.name, meta);
+    this.setLogMeta(meta.name, meta);
     this.epochs.set(meta.name, epoch);
   }
 
   /** Forgets every key of a deleted log but its epoch (which outlives it). */
   forget(name: string): void {
-    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.retentions, this.flushedThrough]) map.delete(name);
+    if (this.logs.has(name)) this.sortedNames = undefined;
+    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.manifestMax, this.retentions, this.flushedThrough]) map.delete(name);
   }
 
   /** `leader` raised the log's epoch to its own and holds the leader key. */
@@ -139,12 +153,18 @@ export class ClusterView {
     let m = this.manifests.get(name);
     if (!m) this.manifests.set(name, (m = new Map()));
     m.set(entry.firstId, entry);
+    this.manifestMax.delete(name);
+  }
+
+  private deleteManifestEntry(name: string, firstId: number): void {
+    this.manifests.get(name)?.delete(firstId);
+    this.manifestMax.delete(name);
   }
 
   /** Forgets manifest entries of truncated objects, whose ids the flushed-through mark now counts. */
   forgetFlushed(name: string, entries: readonly ManifestEntry[], mark: number): void {
     this.flushedThrough.set(name, mark);
-    for (const e of entries) this.manifests.get(name)?.delete(e.firstId);
+    for (const e of entries) this.deleteManifestEntry(name, e.firstId);
   }
 
   setRetention(name: string, retainedFrom: number): void {
@@ -205,14 +225,14 @@ export class ClusterView {
     switch (parsed.kind) {
       case 'log':
         if (value === undefined) this.forget(name);
-        else this.logs.set(name, JSON.parse(value) as LogMeta);
+        else this.setLogMeta(name, JSON.parse(value) as LogMeta);
         return;
       case 'leader':
         if (value === undefined) this.leaders.delete(name);
         else this.leaders.set(name, JSON.parse(value) as LeaderInfo);
         return;
       case 'manifestEntry':
-        if (value === undefined) this.manifests.get(name)?.delete(parsed.firstId);
+        if (value === undefined) this.deleteManifestEntry(name, parsed.firstId);
         else this.setManifest(name, JSON.parse(value) as ManifestEntry);
         return;
       case 'segment':

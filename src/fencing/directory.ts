@@ -118,7 +118,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.member(id);
   }
 
-  logNames(): string[] {
+  logNames(): readonly string[] {
     return this.view.logNames();
   }
 

@@ -69,7 +69,7 @@ export function authorize(tokens: TokenLookup, authorization: string | undefined
 }
 
 /** The logs a request may see listed: those its token's prefixes cover (all on an open cluster). */
-export function visibleLogs(req: FastifyRequest, logs: string[]): string[] {
+export function visibleLogs(req: FastifyRequest, logs: readonly string[]): readonly string[] {
   const principal = req.principal;
   return principal === undefined ? logs : logs.filter((log) => coversLog(principal, log));
 }

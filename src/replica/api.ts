@@ -53,7 +53,7 @@ export interface ReplicaApi {
 
   // The client API.
   readiness(): Readiness;
-  listLogs(): string[];
+  listLogs(): readonly string[];
   createLog(name: string): Promise<{ created: boolean; status: LogStatus }>;
   status(name: string): Promise<LogStatus>;
   /** The log's leader when it is another replica; undefined when this one leads. */

@@ -179,7 +179,7 @@ export class Replica implements ReplicaContext {
 
   // ---- client operations ----
 
-  listLogs(): string[] {
+  listLogs(): readonly string[] {
     return this.dir().logNames();
   }
 
