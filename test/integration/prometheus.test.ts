@@ -20,6 +20,7 @@ import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
 import YAML from 'yaml';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { freePort, stopChild, waitForHttp } from '../../src/cli/processes.js';
@@ -219,6 +220,13 @@ describe.skipIf(!HAVE_PROMETHEUS)('a real Prometheus scraping a real cluster: ev
     for (const [i, log] of logs.entries()) await createLog(cluster.replicas[i]!.clientUrl, log);
     // One refused append, so an error outcome has a series too.
     await http(`${cluster.replicas[0]!.clientUrl}/v1/logs/prom-a/entries`, { method: 'POST', body: '{"entries": ["%%"]}', contentType: 'application/json' });
+    // One idempotent append, sent twice, so the producer metrics have series (the second is a duplicate).
+    for (let i = 0; i < 2; i++) {
+      const res = await request(`${cluster.replicas[1]!.clientUrl}/v1/logs/prom-b/entries`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'tern-producer-id': 'prom.producer', 'tern-producer-seq': '0' }, body: 'once' });
+      const answer = (await res.body.json()) as { duplicate?: boolean };
+      expect(res.statusCode).toBe(200);
+      expect(answer.duplicate === true).toBe(i === 1);
+    }
     loadRunning = true;
     load = drive(logs, 10_000).finally(() => {
       loadRunning = false;
