@@ -6,7 +6,8 @@
  *
  * It starts a local cluster as bench/append-bench.ts does (etcd, s3rver and
  * three replica processes on loopback) and reports, in this order:
- *   - the idle CPU (% of one core) and RSS of each replica and of etcd with no log;
+ *   - the idle CPU (% of one core) and RSS of each replica and of etcd with no
+ *     log, and the series each replica's /metrics exposes;
  *   - the creation of `--logs` logs by `--concurrency` concurrent creators,
  *     spread over the replicas: logs a second;
  *   - the same idle figures with every log created and given one entry, and
@@ -62,6 +63,8 @@ interface Options {
 interface Idle {
   cpuPct: Record<string, number>;
   rssMiB: Record<string, number | undefined>;
+  /** Series each replica's /metrics exposes (samples, comment lines aside): what a scrape costs Prometheus. */
+  metricSeries: Record<string, number>;
 }
 
 interface Results {
@@ -105,7 +108,12 @@ async function measureIdle(cluster: LocalCluster, seconds: number, signal: Abort
   const figures = cpuFigures(before, cpuSnapshot(pids));
   const rssMiB: Record<string, number | undefined> = {};
   for (const [name, pid] of Object.entries(pids)) rssMiB[name] = procRssMiB(pid);
-  return { cpuPct: figures.processCpuPct, rssMiB };
+  const metricSeries: Record<string, number> = {};
+  for (const r of cluster.replicas) {
+    const res = await fetch(`${r.clientUrl}/metrics`);
+    metricSeries[r.id] = (await res.text()).split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
+  }
+  return { cpuPct: figures.processCpuPct, rssMiB, metricSeries };
 }
 
 /** Runs `work(i)` for i in [0, n), `concurrency` at a time; counts the ones that threw. */
@@ -181,12 +189,12 @@ async function run(opts: Options, cluster: LocalCluster, signal: AbortSignal, pr
 }
 
 function idleRows(label: string, idle: Idle): string[][] {
-  return Object.keys(idle.cpuPct).map((name) => [label, name, `${idle.cpuPct[name]} %`, `${idle.rssMiB[name] ?? '?'} MiB`]);
+  return Object.keys(idle.cpuPct).map((name) => [label, name, `${idle.cpuPct[name]} %`, `${idle.rssMiB[name] ?? '?'} MiB`, String(idle.metricSeries[name] ?? '-')]);
 }
 
 function report(r: Results): string {
   const head = `${r.options.logs} logs, ${r.options.concurrency} at a time, idle windows of ${r.options.idleS} s${r.options.replicaArgs.length > 0 ? `, replica flags ${r.options.replicaArgs.join(' ')}` : ''}`;
-  const idle = markdownTable(['logs', 'process', 'idle CPU (% of a core)', 'RSS'], [...idleRows('0', r.idleEmpty), ...idleRows(String(r.options.logs), r.idleFull)], 2);
+  const idle = markdownTable(['logs', 'process', 'idle CPU (% of a core)', 'RSS', 'metric series'], [...idleRows('0', r.idleEmpty), ...idleRows(String(r.options.logs), r.idleFull)], 2);
   const rest = markdownTable(
     ['creation', 'etcd keys per log', 'one append to each: p50', 'p99', 'max', 'failed (create / append)'],
     [[`${r.createdPerSecond.toFixed(0)} logs/s`, r.etcdKeysPerLog.toFixed(1), `${r.appends.p50Ms} ms`, `${r.appends.p99Ms} ms`, `${r.appends.maxMs} ms`, `${r.createFailures} / ${r.appends.failures}`]],

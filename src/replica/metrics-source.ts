@@ -43,6 +43,7 @@ export function metricsSource(replica: MetricsView): MetricsSource {
     },
     tailWaiters: () => replica.tailWaiters,
     hasLog: (name) => replica.directory?.log(name) !== undefined,
+    logCount: () => replica.logs.size,
     leaseUp: () => replica.directory?.leaseUp ?? false,
     coordinator: () => replica.directory?.isCoordinator ?? false,
     peersUp: () => {

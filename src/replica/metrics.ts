@@ -39,6 +39,8 @@ export interface MetricsSource {
   tailWaiters(): number;
   /** Whether a log of that name exists (as this replica's view of etcd has it). */
   hasLog(name: string): boolean;
+  /** Logs this replica holds. */
+  logCount(): number;
   leaseUp(): boolean;
   coordinator(): boolean;
   /** Per peer this replica has exchanged replication messages with: whether one succeeded within the ack timeout. */
@@ -84,9 +86,14 @@ export class ReplicaMetrics {
   private readonly authOpen = new Gauge({ name: 'tern_auth_open', help: '1 when no tokens file is configured: the client API is open to anyone who reaches it.', registers: [this.registry] });
   private readonly authTokens = new Gauge({ name: 'tern_auth_tokens', help: 'Tokens loaded from the tokens file (0 when open).', registers: [this.registry] });
 
-  constructor(replica: string, options: { perLog: boolean }, source: MetricsSource) {
+  /**
+   * `perLog`: label per-log series with the log's name; with `perLogMax`, only
+   * while the replica holds at most that many logs (--metrics-per-log auto).
+   */
+  constructor(replica: string, options: { perLog: boolean; perLogMax?: number }, source: MetricsSource) {
     this.registry.setDefaultLabels({ replica });
-    this.logLabel = options.perLog ? (log) => log : () => ALL_LOGS;
+    const max = options.perLogMax;
+    this.logLabel = !options.perLog ? () => ALL_LOGS : max === undefined ? (log) => log : (log) => (source.logCount() <= max ? log : ALL_LOGS);
     this.source = source;
     collectDefaultMetrics({ register: this.registry });
     this.stateGauges(source);

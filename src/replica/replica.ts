@@ -92,7 +92,7 @@ export class Replica implements ReplicaContext {
     this.tailStreams = new TailStreams(this, this.reads, this.tailReaders);
     this.follower = new Follower(this, this.driver, this.tailReaders);
     const self = this;
-    this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog === 'true' }, metricsSource({
+    this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog !== 'false', ...(config.metricsPerLog === 'auto' ? { perLogMax: config.metricsPerLogMax } : {}) }, metricsSource({
       config, logs: this.logs, memory: this.memory, peerContact: this.driver.peerContact,
       get directory() { return self.directory; },
       get tailWaiters() { return self.tailReaders.count; },

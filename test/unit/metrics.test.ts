@@ -9,6 +9,7 @@ function source(logs: LogGauges[]): MetricsSource {
     bufferEntries: () => 30,
     tailWaiters: () => 2,
     hasLog: (name) => logs.some((l) => l.log === name),
+    logCount: () => logs.length,
     leaseUp: () => true,
     coordinator: () => false,
     peersUp: () => ({ r2: true, r3: false }),
@@ -48,6 +49,22 @@ describe('replica metrics', () => {
     expect(valueOf(body, 'tern_append_entries_total{log="_all",outcome="ok",replica="r1"}')).toBe(2);
     expect(valueOf(body, 'tern_appends_total{log="_all",outcome="NO_QUORUM",replica="r1"}')).toBe(1);
     expect(body).not.toContain('log="a"');
+  });
+
+  it('labels logs one by one while the replica holds at most perLogMax of them, and folds them beyond (--metrics-per-log auto)', async () => {
+    const logs = [gauges('a', 10, true), gauges('b', 20, true)];
+    const m = new ReplicaMetrics('r1', { perLog: true, perLogMax: 2 }, source(logs));
+    m.appended('a', 'ok', 1, 10);
+    let body = (await m.render()).body;
+    expect(valueOf(body, 'tern_committed_id{log="a",replica="r1"}')).toBe(10);
+    expect(valueOf(body, 'tern_appends_total{log="a",outcome="ok",replica="r1"}')).toBe(1);
+    logs.push(gauges('c', 30, false));
+    m.appended('a', 'ok', 1, 10);
+    body = (await m.render()).body;
+    expect(valueOf(body, 'tern_committed_id{log="_all",replica="r1"}')).toBe(30);
+    expect(valueOf(body, 'tern_log_leader{log="_all",replica="r1"}')).toBe(2);
+    expect(body).not.toContain('tern_committed_id{log="a"');
+    expect(valueOf(body, 'tern_appends_total{log="_all",outcome="ok",replica="r1"}')).toBe(1);
   });
 
   it('counts failed appends to logs that do not exist under one label, whatever their names', async () => {
