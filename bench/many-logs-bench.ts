@@ -14,12 +14,12 @@
  *     the etcd keys each log costs;
  *   - one append to each log, sent to a replica in turn (a follower forwards
  *     to the leader), `--concurrency` at a time: p50/p99/max and failures.
- * The results go to stdout and to bench/results/<date>-many-logs.md.
+ * The results go to stdout and are appended to bench/results/<date>-many-logs.md.
  *
  * Exit codes: 0 done, 1 the cluster or the run failed, 2 bad flags, 130
  * interrupted. The temp data dir is removed in every case.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -222,7 +222,9 @@ async function main(argv: string[]): Promise<number> {
     if (abort.signal.aborted) return 130;
     const text = report(results);
     const file = join(PROJECT_ROOT, 'bench', 'results', `${new Date().toISOString().slice(0, 10)}-many-logs.md`);
-    writeFileSync(file, `# bench:many-logs, ${new Date().toISOString()}\n\nmachine: ${results.machine.cpus} x ${results.machine.cpuModel}, node ${results.machine.node}\n\n${text}`);
+    // Appended, not written over: the day's file also holds the notes on earlier runs.
+    if (!existsSync(file)) writeFileSync(file, `# bench:many-logs, ${new Date().toISOString().slice(0, 10)}\n`);
+    appendFileSync(file, `\n## Run of ${new Date().toISOString()}\n\nmachine: ${results.machine.cpus} x ${results.machine.cpuModel}, node ${results.machine.node}\n\n${text}`);
     process.stdout.write(opts.json ? `${JSON.stringify(results)}\n` : `${text}\nwritten to ${file}\n`);
     return 0;
   } finally {
