@@ -2,7 +2,7 @@
  * How the client commands print: human tables, or one JSON object a line
  * (`--json`). Pure formatting, so the unit tests pin it.
  */
-import type { Entry } from '../client/frame-stream.js';
+import type { Entry } from '../client/types.js';
 import type { LogStatus } from '../client/types.js';
 
 /** Columns padded to their widest cell; the last column is not padded. */

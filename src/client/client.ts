@@ -13,10 +13,9 @@ import { looksLikeUrls, normalizeUrl, parseClusterFile, parseUrlList, type Clust
 import { DEFAULT_BACKOFF, leaderMayHaveMoved, retryDelayMs, shouldRetry, type BackoffOptions, type RetryMode } from './retry.js';
 import { header, jsonOf, throwIfError, Transport, type Answer } from './transport.js';
 import { decodeFrames, FRAMES_CONTENT_TYPE } from '../frames.js';
-import type { LogStatus, ReadPage, RecoverAnswer } from './types.js';
+import type { Entry, LogStatus, ReadPage, RecoverAnswer } from './types.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { tail, type TailOptions } from './tail.js';
-import type { Entry } from './frame-stream.js';
 
 /** Where `TernClient.connect` looks when given neither urls nor cluster: what `tern cluster` writes. */
 export const DEFAULT_CLUSTER_FILE = '.tern/cluster.json';

@@ -9,8 +9,7 @@
 export { TernClient, createClient, DEFAULT_CLUSTER_FILE, type ClientOptions, type ResolvedClientOptions } from './client.js';
 export { Producer, PRODUCER_ID_PATTERN, type ProducerOptions, type ProducerStats } from './producer.js';
 export type { TailOptions } from './tail.js';
-export type { Entry } from './frame-stream.js';
-export type { AppendAnswer, EntryData, LogStatus, ReadPage, RecoverAnswer, SegmentStatus } from './types.js';
+export type { AppendAnswer, Entry, EntryData, LogStatus, ReadPage, RecoverAnswer, SegmentStatus } from './types.js';
 export type { BackoffOptions, RetryMode } from './retry.js';
 export type { BatchLimits } from './batch.js';
 export { parseClusterFile, parseUrlList, type ClusterDescription, type ReplicaAddress } from './cluster-file.js';

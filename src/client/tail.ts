@@ -8,10 +8,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ClosedError, ConnectionError, TernServerError } from './errors.js';
-import { FrameStreamParser, type Entry } from './frame-stream.js';
 import { backoffDelayMs, isTransient, retryDelayMs } from './retry.js';
 import { header, jsonOf } from './transport.js';
-import { FRAMES_CONTENT_TYPE } from '../frames.js';
+import { FRAMES_CONTENT_TYPE, FrameStreamDecoder } from '../frames.js';
+import type { Entry } from './types.js';
 import type { TernClient } from './client.js';
 
 export interface TailOptions {
@@ -49,15 +49,19 @@ export async function* tail(client: TernClient, log: string, options: TailOption
         for await (const c of res.body) chunks.push(c);
         jsonOf({ status: res.status, headers: res.headers, body: Buffer.concat(chunks) });
       }
-      const parser = new FrameStreamParser(Number(header(res.headers, 'tern-from-id') ?? next));
+      // Ids are implied: the first is the tern-from-id header's (else the `from` asked for), each entry the next.
+      let id = Number(header(res.headers, 'tern-from-id') ?? next);
+      const decoder = new FrameStreamDecoder();
       for await (const chunk of res.body) {
-        for (const entry of parser.push(chunk)) {
+        for (const data of decoder.push(chunk).entries) {
+          const entryId = id++;
           // A replica that trails may start below what was delivered: never deliver an id twice.
-          if (entry.id < next) continue;
-          next = entry.id + 1;
+          if (entryId < next) continue;
+          next = entryId + 1;
           delivered++;
           failures = 0;
-          yield entry;
+          // A copy, so an entry the caller keeps does not pin the whole chunk.
+          yield { id: entryId, data: Buffer.from(data) };
         }
       }
       // A clean end (the server closed the stream). With nothing delivered it may be a

@@ -6,6 +6,12 @@ import type { LogStatus } from '../replica/types.js';
 export type { LogStatus };
 export type SegmentStatus = LogStatus['segments'][number];
 
+/** An entry of a log: its id and its bytes. */
+export interface Entry {
+  id: number;
+  data: Buffer;
+}
+
 export interface ReadPage {
   entries: { id: number; data: Buffer }[];
   /** The id to read from next. */

@@ -11,10 +11,9 @@ import { createClient, type TernClient } from '../../src/client/index.js';
 import { AuthError, ConnectionError, LogNotFoundError, SequenceError, TernServerError, UnavailableError, errorFromAnswer, connectionError } from '../../src/client/errors.js';
 import { backoffDelayMs, retryDelayMs, shouldRetry } from '../../src/client/retry.js';
 import { batchIsFull, nextBatchSize } from '../../src/client/batch.js';
-import { FrameStreamParser, KEEP_ALIVE_LENGTH } from '../../src/client/frame-stream.js';
 import { looksLikeUrls, parseClusterFile, parseUrlList } from '../../src/client/cluster-file.js';
 import { resolveClientOptions } from '../../src/client/client.js';
-import { decodeFrames, encodeFrames } from '../../src/frames.js';
+import { FrameStreamDecoder, KEEP_ALIVE_LENGTH, decodeFrames, encodeFrames } from '../../src/frames.js';
 import { entryJson, entryLine, table, textOf } from '../../src/cli/client-output.js';
 import { exitCodeOf, planCommand } from '../../src/cli/client-commands.js';
 import { ConfigError } from '../../src/replica/config.js';
@@ -78,18 +77,23 @@ describe('batching', () => {
   });
 });
 
-describe('frame stream parser', () => {
-  it('reassembles frames split anywhere, numbers them from the first id and skips keep-alives', () => {
+describe('frame stream decoding, as the tail reads it', () => {
+  it('reassembles frames split anywhere and skips keep-alives', () => {
     const keepAlive = Buffer.alloc(4);
     keepAlive.writeUInt32BE(KEEP_ALIVE_LENGTH);
     const body = Buffer.concat([keepAlive, ...encodeFrames([Buffer.from('a'), Buffer.alloc(0), Buffer.from('hello')]), keepAlive, ...encodeFrames([Buffer.from('z')])]);
     for (let cut = 1; cut <= body.length; cut++) {
-      const parser = new FrameStreamParser(40);
-      const got = [];
-      for (let o = 0; o < body.length; o += cut) got.push(...parser.push(body.subarray(o, o + cut)));
-      expect(got.map((e) => [e.id, e.data.toString()])).toEqual([[40, 'a'], [41, ''], [42, 'hello'], [43, 'z']]);
-      expect(parser.keepAlives).toBe(2);
-      expect(parser.partialBytes).toBe(0);
+      const decoder = new FrameStreamDecoder();
+      const got: string[] = [];
+      let keepAlives = 0;
+      for (let o = 0; o < body.length; o += cut) {
+        const chunk = decoder.push(body.subarray(o, o + cut));
+        got.push(...chunk.entries.map(String));
+        keepAlives += chunk.keepAlives;
+      }
+      expect(got).toEqual(['a', '', 'hello', 'z']);
+      expect(keepAlives).toBe(2);
+      expect(decoder.pending).toBe(0);
     }
   });
 });
