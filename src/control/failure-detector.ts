@@ -144,6 +144,17 @@ export class FailureDetector {
     this.watched.delete(log);
   }
 
+  /** The detector's clock, in ticks. */
+  get nowTick(): number {
+    return this.now;
+  }
+
+  /** True when `log`'s leader was heard from (a replication message) after tick `since`. */
+  heardSince(log: string, since: number): boolean {
+    const w = this.watched.get(log);
+    return w !== undefined && w.heardTick > since;
+  }
+
   /** A replication message for `log` arrived from `leader` at `epoch`. */
   heard(log: string, leader: string, epoch: number): void {
     const w = this.watched.get(log);

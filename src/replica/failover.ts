@@ -62,8 +62,6 @@ export class Failover {
   private contacts = 0;
   /** Logs given up for lost quorum, with `contacts` at that moment. */
   private readonly quorumLost = new Map<string, number>();
-  /** When each followed log's leader was last heard from. */
-  private readonly lastHeardMs = new Map<string, number>();
 
   constructor(
     private readonly host: FailoverHost,
@@ -78,7 +76,6 @@ export class Failover {
   /** A replication message for `log` arrived from its leader. */
   heard(log: string, leader: string, epoch: number): void {
     this.contacts++;
-    this.lastHeardMs.set(log, Date.now());
     this.detector.heard(log, leader, epoch);
   }
 
@@ -93,9 +90,14 @@ export class Failover {
     this.quorumLost.set(log, this.contacts);
   }
 
-  /** True when a replication message of `log` arrived from its leader after `sinceMs` (Date.now()). */
-  heardSince(log: string, sinceMs: number): boolean {
-    return (this.lastHeardMs.get(log) ?? -Infinity) > sinceMs;
+  /** Now, in failure detection's ticks: a mark for heardSince. */
+  get clock(): number {
+    return this.detector.nowTick;
+  }
+
+  /** True when a replication message of `log` arrived from its leader after tick `since` (a `clock` reading). */
+  heardSince(log: string, since: number): boolean {
+    return this.detector.heardSince(log, since);
   }
 
   /** False while this replica gave `log` up for lost quorum and no other leader has reached it since. */

@@ -117,7 +117,7 @@ export class Handoffs {
     const epoch = this.unflushedHere(name, state);
     if (epoch === undefined) return;
     const held = state.replica.buffer.lastId;
-    const since = Date.now();
+    const since = this.ctx.failover.clock;
     let warned = false;
     for (;;) {
       const record = this.ctx.stopping ? undefined : this.ctx.directory?.log(name);

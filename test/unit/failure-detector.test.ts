@@ -21,6 +21,24 @@ function ticks(d: FailureDetector, n: number): void {
   for (let i = 0; i < n; i++) d.tick();
 }
 
+describe('heard since a mark (a draining follower asks whether its leader stays)', () => {
+  it('is true only after a message from the log\'s own leader at its epoch or later, past the mark', () => {
+    const d = detector();
+    ticks(d, 2);
+    const mark = d.nowTick;
+    expect(d.heardSince('log', mark)).toBe(false);
+    d.heard('log', 'r1', 3);
+    expect(d.heardSince('log', mark)).toBe(false);
+    d.tick();
+    d.heard('log', 'r3', 3);
+    d.heard('log', 'r1', 2);
+    expect(d.heardSince('log', mark)).toBe(false);
+    d.heard('log', 'r1', 3);
+    expect(d.heardSince('log', mark)).toBe(true);
+    expect(d.heardSince('other', mark)).toBe(false);
+  });
+});
+
 describe('probing a silent leader', () => {
   it('probes once the leader has been silent for suspectTicks, not before', () => {
     const d = detector();
