@@ -57,7 +57,7 @@ import { Agent, Pool, setGlobalDispatcher } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { ms, round1, round2, sizeLabel, table } from './lib/format.js';
 import { OCTET_STREAM_HEADERS, append, authHeaders, committedEntries, createLog as createLogVia } from './lib/http.js';
-import { cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, runCommand, startedUnlessAborted, type CpuFigures, type CpuSnapshot } from './lib/proc.js';
+import { clusterPids, cpuFigures, cpuSnapshot, machine, ownChildren, procRssMiB, runCommand, startedUnlessAborted, type CpuFigures, type CpuSnapshot } from './lib/proc.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
 const USAGE = `Usage: node dist/bench/append-bench.js [options]   (or: npm run bench -- [options])
@@ -146,13 +146,6 @@ interface ScenarioResult {
 
 // ---------------------------------------------------------------------------
 // /proc sampling (Linux): CPU time and RSS of the cluster's processes
-
-function clusterPids(cluster: LocalCluster): Record<string, number | undefined> {
-  const out: Record<string, number | undefined> = {};
-  for (const r of cluster.replicas) out[r.id] = r.process.pid;
-  out.etcd = cluster.describe().etcd.pid ?? undefined;
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // HTTP helpers (setup only; the hot loop uses the pools directly; see lib/http.ts)

@@ -31,7 +31,7 @@ import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
 import { keys } from '../src/fencing/keys.js';
 import { markdownTable, ms } from './lib/format.js';
 import { OCTET_STREAM_HEADERS, append, httpJson } from './lib/http.js';
-import { cpuFigures, cpuSnapshot, machine, procRssMiB, runCommand, startedUnlessAborted } from './lib/proc.js';
+import { clusterPids, cpuFigures, cpuSnapshot, machine, procRssMiB, runCommand, startedUnlessAborted } from './lib/proc.js';
 import { numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 import { PROJECT_ROOT } from './lib/project.js';
 
@@ -94,15 +94,8 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   };
 }
 
-function processPids(cluster: LocalCluster): Record<string, number | undefined> {
-  const out: Record<string, number | undefined> = {};
-  for (const r of cluster.replicas) out[r.id] = r.process.pid;
-  out.etcd = cluster.describe().etcd.pid ?? undefined;
-  return out;
-}
-
 async function measureIdle(cluster: LocalCluster, seconds: number, signal: AbortSignal): Promise<Idle> {
-  const pids = processPids(cluster);
+  const pids = clusterPids(cluster);
   const before = cpuSnapshot(pids);
   await sleep(seconds * 1000, undefined, { signal });
   const figures = cpuFigures(before, cpuSnapshot(pids));
@@ -230,6 +223,8 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     await cluster?.stop();
     rmSync(dataDir, { recursive: true, force: true });
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

@@ -175,3 +175,11 @@ export function runCommand(name: string, main: (argv: string[]) => Promise<numbe
     },
   );
 }
+
+/** The pids of a local cluster's replicas (by id) and of its etcd: what the CPU snapshots follow. */
+export function clusterPids(cluster: { replicas: readonly { id: string; process: { pid?: number | undefined } }[]; describe(): { etcd: { pid: number | null } } }): Record<string, number | undefined> {
+  const out: Record<string, number | undefined> = {};
+  for (const r of cluster.replicas) out[r.id] = r.process.pid;
+  out.etcd = cluster.describe().etcd.pid ?? undefined;
+  return out;
+}
