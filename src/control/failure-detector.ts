@@ -144,6 +144,11 @@ export class FailureDetector {
     this.watched.delete(log);
   }
 
+  /** The logs watched now. */
+  watchedLogs(): IterableIterator<string> {
+    return this.watched.keys();
+  }
+
   /** The detector's clock, in ticks. */
   get nowTick(): number {
     return this.now;

@@ -9,7 +9,7 @@
  */
 import type { IKeyValue } from 'etcd3';
 import type { DirectoryContext } from './context.js';
-import { keys, parseKey, type LeaderInfo, type ParsedKey, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
+import { isQuiesced, keys, parseKey, type LeaderInfo, type ParsedKey, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
 
 /** The part of the coordinator election that the coordinator key feeds. */
 export interface CoordinatorKeyObserver {
@@ -30,6 +30,9 @@ export class ClusterView {
   /** Highest last id among each log's manifest entries, kept until they change: flushedId is asked on every flusher poll and status. */
   private readonly manifestMax = new Map<string, number>();
   private sortedNames: readonly string[] | undefined;
+  /** Logs etcd shows quiesced (keys.ts isQuiesced), kept as their keys change. */
+  private readonly quiescedNames = new Set<string>();
+  private sortedAwake: readonly string[] | undefined;
   /** Revision of the newest change applied per key. */
   private readonly revisions = new Map<string, bigint>();
 
@@ -49,9 +52,40 @@ export class ClusterView {
     return (this.sortedNames ??= [...this.logs.keys()].sort());
   }
 
+  /**
+   * The logs not quiesced, sorted; the same array until one comes, goes,
+   * quiesces or wakes. What failure detection, the coordinator and readiness
+   * walk: a quiesced log has no leader to watch and none to assign.
+   */
+  awakeLogNames(): readonly string[] {
+    return (this.sortedAwake ??= this.logNames().filter((name) => !this.quiescedNames.has(name)));
+  }
+
+  /** True when etcd shows the log quiesced. */
+  isQuiesced(name: string): boolean {
+    return this.quiescedNames.has(name);
+  }
+
+  quiescedCount(): number {
+    return this.quiescedNames.size;
+  }
+
   private setLogMeta(name: string, meta: LogMeta): void {
-    if (!this.logs.has(name)) this.sortedNames = undefined;
+    if (!this.logs.has(name)) this.sortedNames = this.sortedAwake = undefined;
     this.logs.set(name, meta);
+    this.recheckQuiesced(name);
+  }
+
+  /** After a change of the log's leader or segments: is it quiesced now? */
+  private recheckQuiesced(name: string): void {
+    const segs = this.segments.get(name);
+    let last: SegmentMeta | undefined;
+    for (const seg of segs?.values() ?? []) if (!last || seg.epoch > last.epoch) last = seg;
+    const quiesced = this.logs.has(name) && isQuiesced({ leader: this.leaders.get(name), segments: last ? [last] : [] });
+    if (quiesced === this.quiescedNames.has(name)) return;
+    if (quiesced) this.quiescedNames.add(name);
+    else this.quiescedNames.delete(name);
+    this.sortedAwake = undefined;
   }
 
   log(name: string): LogRecord | undefined {
@@ -107,7 +141,7 @@ export class ClusterView {
     for (const r of res.responses) for (const kv of r.response_range?.kvs ?? []) this.apply('put', kv);
     // A leader key etcd no longer has is gone, whatever the watch said.
     const leader = res.responses[single.indexOf(keys.leader(name))];
-    if (!leader?.response_range?.kvs?.length && BigInt(res.header.revision) >= (this.revisions.get(keys.leader(name)) ?? 0n)) this.leaders.delete(name);
+    if (!leader?.response_range?.kvs?.length && BigInt(res.header.revision) >= (this.revisions.get(keys.leader(name)) ?? 0n)) this.deleteLeader(name);
     return this.log(name);
   }
 
@@ -129,24 +163,28 @@ export class ClusterView {
 
   /** Forgets every key of a deleted log but its epoch (which outlives it). */
   forget(name: string): void {
-    if (this.logs.has(name)) this.sortedNames = undefined;
+    if (this.logs.has(name)) this.sortedNames = this.sortedAwake = undefined;
     for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.manifestMax, this.retentions, this.flushedThrough]) map.delete(name);
+    this.quiescedNames.delete(name);
   }
 
   /** `leader` raised the log's epoch to its own and holds the leader key. */
   setLeader(name: string, leader: LeaderInfo): void {
     this.epochs.set(name, leader.epoch);
     this.leaders.set(name, leader);
+    this.recheckQuiesced(name);
   }
 
   deleteLeader(name: string): void {
     this.leaders.delete(name);
+    this.recheckQuiesced(name);
   }
 
   setSegment(name: string, seg: SegmentMeta): void {
     let segs = this.segments.get(name);
     if (!segs) this.segments.set(name, (segs = new Map()));
     segs.set(seg.epoch, seg);
+    this.recheckQuiesced(name);
   }
 
   setManifest(name: string, entry: ManifestEntry): void {
@@ -230,7 +268,7 @@ export class ClusterView {
       case 'leader':
         if (value === undefined) this.leaders.delete(name);
         else this.leaders.set(name, JSON.parse(value) as LeaderInfo);
-        return;
+        return this.recheckQuiesced(name);
       case 'manifestEntry':
         if (value === undefined) this.deleteManifestEntry(name, parsed.firstId);
         else this.setManifest(name, JSON.parse(value) as ManifestEntry);

@@ -122,6 +122,21 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.logNames();
   }
 
+  /** See ClusterView.awakeLogNames. */
+  awakeLogNames(): readonly string[] {
+    return this.view.awakeLogNames();
+  }
+
+  /** True when etcd shows the log quiesced (keys.ts isQuiesced). */
+  isQuiesced(name: string): boolean {
+    return this.view.isQuiesced(name);
+  }
+
+  /** Logs etcd shows quiesced. */
+  quiescedCount(): number {
+    return this.view.quiescedCount();
+  }
+
   log(name: string): LogRecord | undefined {
     return this.view.log(name);
   }
@@ -186,9 +201,14 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.transactions.updateSegment(name, epoch, segment);
   }
 
+  /** Raises the epoch of a quiesced log, takes its leader key and opens its next segment; see LogTransactions.reopen. */
+  reopen(name: string, expectedEpoch: number, open: SegmentMeta): Promise<number | undefined> {
+    return this.transactions.reopen(name, expectedEpoch, open);
+  }
+
   /** Seals the open segment closed clean and gives up the leader key; see LogTransactions.closeSegmentClean. */
-  closeSegmentClean(name: string, epoch: number, segment: SegmentMeta): Promise<boolean> {
-    return this.transactions.closeSegmentClean(name, epoch, segment);
+  closeSegmentClean(name: string, epoch: number, segment: SegmentMeta, quiesced = false): Promise<boolean> {
+    return this.transactions.closeSegmentClean(name, epoch, segment, quiesced);
   }
 
   /** Gives up the leader key of `epoch` (handoff); the epoch stays, so the next leader raises it. */

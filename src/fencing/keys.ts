@@ -129,6 +129,12 @@ export interface SegmentMeta {
    * acknowledged (BookKeeper's closed ledger).
    */
   closedClean?: boolean;
+  /**
+   * Set with closedClean when the leader closed the log because it went idle
+   * (quiescence), not because it stopped: the log then has no leader, and no
+   * replica takes it until an append reopens it (README, Quiescence).
+   */
+  quiesced?: boolean;
 }
 
 export interface MemberInfo {
@@ -171,4 +177,14 @@ export interface LogRecord {
   leader: LeaderInfo | undefined;
   /** Ascending by epoch. */
   segments: SegmentMeta[];
+}
+
+/**
+ * True when the log is quiesced (README, Quiescence): no leader key, and its
+ * last segment was sealed closed clean because the log went idle. Nobody
+ * takes such a log until an append reopens it.
+ */
+export function isQuiesced(log: { leader: unknown; segments: readonly Pick<SegmentMeta, 'lastId' | 'closedClean' | 'quiesced'>[] }): boolean {
+  const last = log.segments.at(-1);
+  return log.leader === undefined && last !== undefined && last.quiesced === true && last.closedClean === true && last.lastId !== null;
 }

@@ -137,15 +137,40 @@ export class LogTransactions {
    * clean and gives up the leader key. The caller has flushed every committed
    * id up to the seal, so the next leader recovers without fence answers.
    */
-  async closeSegmentClean(name: string, epoch: number, segment: SegmentMeta): Promise<boolean> {
+  async closeSegmentClean(name: string, epoch: number, segment: SegmentMeta, quiesced = false): Promise<boolean> {
     const { ns } = this.ctx;
-    const sealed: SegmentMeta = { ...segment, closedClean: true };
+    const sealed: SegmentMeta = { ...segment, closedClean: true, ...(quiesced ? { quiesced } : {}) };
     const key = keys.segment(name, segment.epoch);
     const txn = this.ifStillLeader(name, epoch).then(ns.put(key).value(JSON.stringify(sealed)), ns.delete().key(keys.leader(name)));
     return this.commitAndCache(txn, [key, keys.leader(name)], () => {
       this.view.setSegment(name, sealed);
       this.view.deleteLeader(name);
     });
+  }
+
+  /**
+   * Reopens a quiesced log, in one transaction: raises the epoch from
+   * `expectedEpoch`, takes the leader key (leased) and opens the segment
+   * `open`. Compared on the epoch and on the key being free: a quiesced
+   * segment is only ever written by the leader of its epoch, which gave its
+   * key up with the seal, so an unmoved epoch with no leader key means the
+   * seal stands. Answers the new epoch, or undefined when another replica
+   * got there first (or the log moved on).
+   */
+  async reopen(name: string, expectedEpoch: number, open: SegmentMeta): Promise<number | undefined> {
+    const { ns } = this.ctx;
+    const epoch = expectedEpoch + 1;
+    const leader = this.leaderValue(epoch);
+    const segmentKey = keys.segment(name, epoch);
+    const txn = ns
+      .if(keys.epoch(name), 'Value', '==', String(expectedEpoch))
+      .and(keys.leader(name), 'Create', '==', 0)
+      .then(ns.put(keys.epoch(name)).value(String(epoch)), ns.put(keys.leader(name)).value(leader).lease(await this.session.currentLeaseId()), ns.put(segmentKey).value(JSON.stringify(open)));
+    const reopened = await this.commitAndCache(txn, [keys.epoch(name), keys.leader(name), segmentKey], () => {
+      this.view.setLeader(name, JSON.parse(leader) as LeaderInfo);
+      this.view.setSegment(name, open);
+    });
+    return reopened ? epoch : undefined;
   }
 
   /** Records a flushed object, only if this replica still leads the log at `epoch`. */

@@ -51,6 +51,12 @@ export interface FlushSource {
   /** True while the leader closes the log (controlled shutdown): cut objects at once, however small. */
   closing(): boolean;
   committedId(): number;
+  /**
+   * Resolves once the commit point passes `afterId`, the leader steps down,
+   * or `maxMs` pass: an idle log's flusher sleeps until there is work instead
+   * of polling. Without it the flusher polls.
+   */
+  waitForCommit?(afterId: number, maxMs: number): Promise<void>;
   /** Committed entries from `fromId`, at most `maxCount` and about `maxBytes`. */
   entries(fromId: number, maxCount: number, maxBytes: number): Buffer[];
   /** Memory through `id` may go: it is durable. */
@@ -152,8 +158,13 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     }
     nextId = Math.max(nextId, manifest.flushedId(src.log) + 1);
     const pending = src.committedId() - nextId + 1;
-    if (pending <= 0 || uploading >= UPLOADS_IN_FLIGHT) {
-      if (pending <= 0) waitingSince = undefined;
+    if (pending <= 0) {
+      waitingSince = undefined;
+      // Woken by the next commit, or in time for the next garbage collection.
+      await (src.waitForCommit ? src.waitForCommit(nextId - 1, GC_EVERY_MS) : sleep(pollMs));
+      continue;
+    }
+    if (uploading >= UPLOADS_IN_FLIGHT) {
       await sleep(pollMs);
       continue;
     }

@@ -60,6 +60,7 @@ const statusSchema = {
   properties: {
     log: { type: 'string' },
     leader: { type: ['string', 'null'] },
+    quiesced: { type: 'boolean' },
     epoch: { type: 'integer' },
     committedId: { type: 'integer' },
     flushedId: { type: 'integer' },
@@ -75,6 +76,7 @@ const statusSchema = {
           lastId: { type: ['integer', 'null'] },
           sealed: { type: 'boolean' },
           closedClean: { type: 'boolean' },
+          quiesced: { type: 'boolean' },
           replicas: { type: 'object', additionalProperties: { type: 'string' } },
         },
       },

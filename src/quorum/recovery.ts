@@ -43,6 +43,8 @@ export interface SegmentView {
   lastId: number | null;
   replicas: Record<string, string>;
   closedClean?: boolean;
+  /** Closed clean because the log went idle (control/quiescence.ts). */
+  quiesced?: boolean;
 }
 
 export type RecoveryDecision =

@@ -122,7 +122,9 @@ export class Failover {
   private pass(): void {
     const dir = this.host.directory();
     if (!dir) return;
-    for (const name of dir.logNames()) {
+    // A quiesced log has no leader to watch, and none must be claimed: it waits for an append.
+    for (const name of this.detector.watchedLogs()) if (dir.isQuiesced(name) || !dir.log(name)) this.detector.forget(name);
+    for (const name of dir.awakeLogNames()) {
       const record = dir.log(name);
       this.detector.follow(name, record && watchedLeader(this.host.id, record, this.host.leadsOrTakingOver(name)));
     }

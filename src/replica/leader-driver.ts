@@ -17,6 +17,8 @@ const REPLY_RESULTS = { [ReplyStatus.Ok]: 'ok', [ReplyStatus.Gap]: 'ok', [ReplyS
 
 export class LeaderDriver {
   private readonly dirty = new Set<LogState>();
+  /** The logs this replica leads (or is taking over, holding appends): only they are ticked. */
+  readonly led = new Set<LogState>();
   private flushScheduled = false;
   /** When a replication exchange with each peer last succeeded (either direction), by performance.now(). */
   readonly peerContact = new Map<string, number>();
@@ -34,11 +36,22 @@ export class LeaderDriver {
     this.schedule(state);
   }
 
-  /** One protocol tick for every log this replica leads. */
+  /** From now on `leader` leads the log: ticked, and its Ready carried out. */
+  lead(state: LogState, leader: LeaderLog<Waiting>): void {
+    state.leader = leader;
+    state.lastAppendAt = performance.now();
+    this.led.add(state);
+    this.schedule(state);
+  }
+
+  /** One protocol tick for every log this replica leads; the logs it does not lead cost nothing here. */
   tick(): void {
-    for (const state of this.ctx.logs.values()) {
+    for (const state of this.led) {
       const leader = state.leader;
-      if (!leader) continue;
+      if (!leader) {
+        this.led.delete(state);
+        continue;
+      }
       leader.tick();
       if (leader.hasReady()) this.schedule(state);
     }
@@ -62,6 +75,7 @@ export class LeaderDriver {
       for (const watch of state.leaderWatchers) watch();
       if (leader.isDeposed && leader.pendingCount === 0) {
         state.leader = undefined;
+        this.led.delete(state);
         // Only a leader judges producers; the next one loads the table afresh.
         state.producers = undefined;
         state.flushedProducers = undefined;

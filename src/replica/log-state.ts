@@ -54,11 +54,32 @@ export interface LogState {
   producers: ProducerTable | undefined;
   /** The same table as it stands at the flusher's point (what the next object's snapshot is made from). */
   flushedProducers: ProducerTable | undefined;
+  /** performance.now() of the last append the leader took, or of the start of its leadership (quiescence waits from there). */
+  lastAppendAt: number;
+  /** Set while the leader seals the log for quiescence: appends wait for the outcome (a seal must not cut one). */
+  quiescing: Promise<void> | undefined;
 }
 
-/** A log this replica has just heard of: it starts right after what object storage already holds. */
-export function newLogState(name: string, memory: MemoryAccount, flushedId: number): LogState {
-  const state: LogState = { replica: new LogReplica(name, memory), leader: undefined, takeover: undefined, handingOff: false, leaderWatchers: new Set(), wokenCommitId: -1, rejoining: new Map(), producers: undefined, flushedProducers: undefined };
+/**
+ * A log this replica has just heard of (or heard of again after it
+ * quiesced): it starts right after what object storage already holds, fenced
+ * at the epoch etcd shows, so a leader deposed before this replica dropped
+ * its state of the log is refused as before.
+ */
+export function newLogState(name: string, memory: MemoryAccount, flushedId: number, epoch: number): LogState {
+  const state: LogState = {
+    replica: new LogReplica(name, memory, { epoch }),
+    leader: undefined,
+    takeover: undefined,
+    handingOff: false,
+    leaderWatchers: new Set(),
+    wokenCommitId: -1,
+    rejoining: new Map(),
+    producers: undefined,
+    flushedProducers: undefined,
+    lastAppendAt: 0,
+    quiescing: undefined,
+  };
   state.replica.releaseThrough(flushedId);
   return state;
 }

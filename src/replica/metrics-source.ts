@@ -43,7 +43,8 @@ export function metricsSource(replica: MetricsView): MetricsSource {
     },
     tailWaiters: () => replica.tailWaiters,
     hasLog: (name) => replica.directory?.log(name) !== undefined,
-    logCount: () => replica.logs.size,
+    logCount: () => replica.directory?.logNames().length ?? replica.logs.size,
+    quiescedLogs: () => replica.directory?.quiescedCount() ?? 0,
     leaseUp: () => replica.directory?.leaseUp ?? false,
     coordinator: () => replica.directory?.isCoordinator ?? false,
     peersUp: () => {

@@ -39,8 +39,10 @@ export interface MetricsSource {
   tailWaiters(): number;
   /** Whether a log of that name exists (as this replica's view of etcd has it). */
   hasLog(name: string): boolean;
-  /** Logs this replica holds. */
+  /** Logs in the cluster (per-log labels stop above --metrics-per-log-max of them). */
   logCount(): number;
+  /** Logs etcd shows quiesced. */
+  quiescedLogs(): number;
   leaseUp(): boolean;
   coordinator(): boolean;
   /** Per peer this replica has exchanged replication messages with: whether one succeeded within the ack timeout. */
@@ -81,6 +83,8 @@ export class ReplicaMetrics {
   private readonly etcdErrors = this.counter('tern_etcd_errors_total', 'etcd requests that failed, by operation (request: one a client request needed; lease: keep-alive deadline passed; record: a manifest or segment write retried).', ['operation']);
   private readonly authRefusals = this.counter('tern_auth_refusals_total', 'Client requests refused by authentication (UNAUTHENTICATED) or authorization (FORBIDDEN).', ['code']);
   private readonly authReloads = this.counter('tern_auth_reloads_total', 'Re-reads of the tokens file, by result (ok, failed: the old tokens stay).', ['result']);
+  private readonly quiescence = this.counter('tern_quiescence_total', 'Logs this replica sealed because they went idle (quiesced), and quiesced logs it reopened for an append (reopened).', ['event']);
+  private readonly reopenSeconds = this.histogram('tern_reopen_duration_seconds', 'Reopening a quiesced log for an append: the etcd transaction and taking the leadership.');
   private readonly producerDuplicates = this.counter('tern_producer_duplicates_total', 'Idempotent producer appends answered as duplicates (with the original ids) by the leader.', ['log']);
   private readonly tailStreams = new Gauge({ name: 'tern_tail_streams', help: 'Streaming tails (GET entries with follow=true) open on this replica.', registers: [this.registry] });
   private readonly authOpen = new Gauge({ name: 'tern_auth_open', help: '1 when no tokens file is configured: the client API is open to anyone who reaches it.', registers: [this.registry] });
@@ -106,6 +110,7 @@ export class ReplicaMetrics {
     for (const sweep of ['at_delete', 'late']) this.deletedLogSweeps.inc({ sweep }, 0);
     for (const code of ['UNAUTHENTICATED', 'FORBIDDEN']) this.authRefusals.inc({ code }, 0);
     for (const result of ['ok', 'failed']) this.authReloads.inc({ result }, 0);
+    for (const event of ['quiesced', 'reopened']) this.quiescence.inc({ event }, 0);
   }
 
   /**
@@ -153,6 +158,17 @@ export class ReplicaMetrics {
   replicationAnswered(peer: string, result: 'ok' | 'fenced' | 'full' | 'error', seconds?: number): void {
     this.replicationMessages.inc({ peer, result });
     if (seconds !== undefined) this.replicationRtt.observe({ peer }, seconds);
+  }
+
+  /** This replica sealed an idle log it led. */
+  quiesced(): void {
+    this.quiescence.inc({ event: 'quiesced' });
+  }
+
+  /** This replica reopened a quiesced log for an append, in `seconds`. */
+  reopened(seconds: number): void {
+    this.quiescence.inc({ event: 'reopened' });
+    this.reopenSeconds.observe(seconds);
   }
 
   leadershipChanged(change: 'acquired' | 'lost'): void {
@@ -256,6 +272,8 @@ export class ReplicaMetrics {
       ['tern_tail_waiters', 'Tail reads (waitMs) waiting for an entry.', () => source.tailWaiters()],
       ['tern_etcd_lease_up', '1 while this replica holds a live etcd lease (registered).', () => (source.leaseUp() ? 1 : 0)],
       ['tern_coordinator', '1 when this replica is the coordinator.', () => (source.coordinator() ? 1 : 0)],
+      ['tern_logs', 'Logs in the cluster, as this replica\'s view of etcd has them.', () => source.logCount()],
+      ['tern_logs_quiesced', 'Logs of the cluster that are quiesced (idle, sealed in etcd, no leader until an append).', () => source.quiescedLogs()],
     ];
     for (const [name, help, value] of scalar) {
       new Gauge({ name, help, registers: [this.registry], collect() { this.set(value()); } });

@@ -78,10 +78,11 @@ export class Placement {
     return this.ctx.transport.command(this.ctx.dir().member(candidate)!.peerUrl, peerPaths.takeover(name), { expectedEpoch, from: this.ctx.id });
   }
 
+  /** The logs not quiesced: a quiesced one has no leader to count and gets none assigned. */
   private placedLogs(): PlacedLog[] {
     const dir = this.ctx.dir();
     const logs: PlacedLog[] = [];
-    for (const name of dir.logNames()) {
+    for (const name of dir.awakeLogNames()) {
       const record = dir.log(name);
       if (record) logs.push(placed(record));
     }
@@ -122,7 +123,8 @@ export class Placement {
       return { ready: false, catchingUp: 0, reason: this.ctx.draining || this.ctx.stopping ? 'stopping' : dir ? 'etcd lease down' : 'starting' };
     }
     let catchingUp = 0;
-    for (const name of dir.logNames()) {
+    // A quiesced log's last segment is sealed: it needs no replica's memory.
+    for (const name of dir.awakeLogNames()) {
       const record = dir.log(name);
       if (!record?.meta.replicas.includes(this.ctx.id) || this.ctx.localLeader(name)) continue;
       const last = record.segments.at(-1);

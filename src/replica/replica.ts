@@ -12,6 +12,7 @@
  *   producers.ts      idempotent producers: judging appends, loading the table, snapshots
  *   tail-readers.ts   reads waiting for commits
  *   tail-stream.ts    streaming tails (follow=true)
+ *   quiescence.ts     idle logs sealed, reopened by the next append
  */
 import { performance } from 'node:perf_hooks';
 import { leadershipLost, releasesOnFlush } from '../control/follower.js';
@@ -38,6 +39,7 @@ import { Placement } from './placement.js';
 import { Reads } from './reads.js';
 import { Storage } from './storage.js';
 import { Producers } from './producers.js';
+import { Quiescence } from './quiescence.js';
 import type { ProducerRef } from '../peer/forwarded-appends.js';
 import { TailReaders } from './tail-readers.js';
 import { TailStreams, type TailFormat, type TailStream } from './tail-stream.js';
@@ -66,6 +68,7 @@ export class Replica implements ReplicaContext {
   private readonly reads: Reads;
   private readonly tailStreams: TailStreams;
   private readonly follower: Follower;
+  private readonly quiescence: Quiescence;
   private ticker: NodeJS.Timeout | undefined;
   private coordinatorTimer: NodeJS.Timeout | undefined;
   directory: ClusterDirectory | undefined;
@@ -91,6 +94,7 @@ export class Replica implements ReplicaContext {
     this.reads = new Reads(this, this.tailReaders);
     this.tailStreams = new TailStreams(this, this.reads, this.tailReaders);
     this.follower = new Follower(this, this.driver, this.tailReaders);
+    this.quiescence = new Quiescence(this, this.driver);
     const self = this;
     this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog !== 'false', ...(config.metricsPerLog === 'auto' ? { perLogMax: config.metricsPerLogMax } : {}) }, metricsSource({
       config, logs: this.logs, memory: this.memory, peerContact: this.driver.peerContact,
@@ -155,12 +159,13 @@ export class Replica implements ReplicaContext {
       this.takeover.tick();
       this.handoffs.tick();
       this.failover.tick();
+      this.quiescence.tick();
     }, this.config.tickMs);
     // The coordinator (one replica, elected through a leased etcd key) gives leaderless logs a leader.
     this.coordinatorTimer = setInterval(() => {
       if (this.stopping || this.draining) return;
       if (directory.isCoordinator) this.placement.assignLeaderless();
-      for (const [name, state] of this.logs) this.placement.recordRejoinedReplicas(name, state);
+      for (const state of this.driver.led) this.placement.recordRejoinedReplicas(state.replica.log, state);
     }, COORDINATOR_PASS_MS);
   }
 
@@ -211,12 +216,13 @@ export class Replica implements ReplicaContext {
     return {
       log: name,
       leader: record.leader?.id ?? null,
+      quiesced: dir.isQuiesced(name),
       epoch: Math.max(record.epoch, state?.replica.epoch ?? 0),
       committedId,
       flushedId,
       firstId: committedId >= retained ? retained : -1,
       flushLag: { entries: committedId - flushedId, bytes: state?.replica.buffer.bytes ?? 0 },
-      segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null, closedClean: s.closedClean === true, replicas: s.replicas })),
+      segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null, closedClean: s.closedClean === true, quiesced: s.quiesced === true, replicas: s.replicas })),
     };
   }
 
@@ -226,6 +232,7 @@ export class Replica implements ReplicaContext {
    * there is none.
    */
   async leaderElsewhere(name: string): Promise<MemberInfo | undefined> {
+    await this.wakeIfQuiesced(name);
     const record = await this.requireLog(name);
     if (this.localLeader(name)) return undefined;
     const state = this.logs.get(name);
@@ -246,7 +253,8 @@ export class Replica implements ReplicaContext {
    * (`duplicate`), once they are committed.
    */
   async append(name: string, entries: Buffer[], producer?: ProducerRef): Promise<AppendResult> {
-    await this.requireLog(name);
+    await this.wakeIfQuiesced(name);
+    // Nothing awaited from here to the proposal: a seal for quiescence cannot start in between.
     const state = this.logs.get(name);
     const leader = state && this.localLeader(name);
     if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.id} does not lead log ${name}`);
@@ -262,6 +270,7 @@ export class Replica implements ReplicaContext {
     if (exceedsBound(this.memory, entries)) {
       throw new TernError('BUFFER_FULL', `replica ${this.id} holds ${this.memory.bytes} bytes of unflushed entries (limit ${this.config.maxBufferBytes})`);
     }
+    state.lastAppendAt = performance.now();
     return new Promise<AppendResult>((resolve, reject) => {
       const mark = producer && verdict ? { producerId: producer.id, firstSeq: producer.seq, timeMs: verdict.timeMs } : undefined;
       const result = leader.propose(entries, { resolve, reject, takenAt: performance.now() }, mark);
@@ -269,6 +278,12 @@ export class Replica implements ReplicaContext {
       if (result.mark) state.producers?.record(result.mark);
       this.driver.schedule(state);
     });
+  }
+
+  /** A quiesced log (or one being sealed here) is reopened here before an append is routed; see Quiescence.wake. */
+  private async wakeIfQuiesced(name: string): Promise<void> {
+    await this.requireLog(name);
+    if (this.logs.get(name)?.quiescing || this.dir().isQuiesced(name)) await this.quiescence.wake(name);
   }
 
   /** See Reads.read. */
@@ -397,7 +412,7 @@ export class Replica implements ReplicaContext {
 
   logState(name: string): LogState {
     let state = this.logs.get(name);
-    if (!state) this.logs.set(name, (state = newLogState(name, this.memory, this.directory?.flushedId(name) ?? -1)));
+    if (!state) this.logs.set(name, (state = newLogState(name, this.memory, this.directory?.flushedId(name) ?? -1, this.directory?.log(name)?.epoch ?? 0)));
     return state;
   }
 
@@ -412,6 +427,7 @@ export class Replica implements ReplicaContext {
   private onDirectoryChange(name: string): void {
     const state = this.logs.get(name);
     const leader = state?.leader;
+    if (state && !leader) this.quiescence.dropIfQuiesced(name, state);
     if (!state || !leader) return;
     const record = this.directory?.log(name);
     if (leadershipLost(record, leader.epoch)) {

@@ -45,6 +45,7 @@ export class Storage {
       isCurrent: () => state.leader === leader && !leader.isDeposed && !this.ctx.stopping,
       closing: () => state.handingOff,
       committedId: () => replica.commitId,
+      waitForCommit: (afterId: number, maxMs: number) => waitForCommit(state, afterId, maxMs),
       entries: (fromId: number, maxCount: number, maxBytes: number) => replica.buffer.slice(fromId, maxCount, maxBytes),
       release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
       snapshot: (firstId: number, lastId: number) => this.ctx.producers.snapshotThrough(state, firstId, lastId),
@@ -72,4 +73,21 @@ export class Storage {
     await sweep('at_delete');
     setTimeout(() => sweep('late').catch((err) => this.ctx.log.warn({ log: name, err: (err as Error).message }, 'late sweep of a deleted log failed')), LATE_SWEEP_MS).unref();
   }
+}
+
+/** Resolves once the log's commit point passes `afterId`, its leader made any other progress or stepped down, or `maxMs` passed. */
+function waitForCommit(state: LogState, afterId: number, maxMs: number): Promise<void> {
+  if (state.replica.commitId > afterId || !state.leader || state.leader.isDeposed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      state.leaderWatchers.delete(watch);
+      resolve();
+    };
+    const watch = () => {
+      if (state.replica.commitId > afterId || !state.leader || state.leader.isDeposed) done();
+    };
+    const timer = setTimeout(done, maxMs);
+    state.leaderWatchers.add(watch);
+  });
 }

@@ -45,6 +45,8 @@ export interface TakeoverRun {
 
 export class Takeover {
   private readonly settings: Omit<TakeoverSettings, 'incarnation'>;
+  /** The takeovers in progress, by log: only they are ticked (an ended one leaves at the next tick). */
+  private readonly running = new Map<string, LogState>();
 
 
   constructor(
@@ -86,6 +88,7 @@ export class Takeover {
     const done = new Promise<RecoveryReport>((res, rej) => ((resolve = res), (reject = rej)));
     const run: TakeoverRun = { machine, done, startedAt: Date.now(), resolve, reject, watchLeader: () => this.leaderProgress(name, state) };
     state.takeover = run;
+    this.running.set(name, state);
     this.pump(name, state, run);
     return done;
   }
@@ -109,7 +112,10 @@ export class Takeover {
 
   /** One tick for every takeover in progress (fence timeouts, retries, the hold deadline). */
   tick(): void {
-    for (const [name, state] of this.ctx.logs) if (state.takeover) this.feed(name, state, state.takeover, { kind: 'tick' });
+    for (const [name, state] of this.running) {
+      if (state.takeover) this.feed(name, state, state.takeover, { kind: 'tick' });
+      else this.running.delete(name);
+    }
   }
 
   /** The log's leader made progress: a takeover holding appends may be done. */
@@ -157,9 +163,8 @@ export class Takeover {
       case 'lead':
         state.producers = undefined;
         state.flushedProducers = undefined;
-        state.leader = new LeaderLog<Waiting>(state.replica, { ...this.ctx.leaderTicks, self: this.ctx.id, peers: effect.peers, epoch: effect.epoch });
         state.leaderWatchers.add(run.watchLeader);
-        return void this.driver.schedule(state);
+        return void this.driver.lead(state, new LeaderLog<Waiting>(state.replica, { ...this.ctx.leaderTicks, self: this.ctx.id, peers: effect.peers, epoch: effect.epoch }));
       case 'seal':
         return later(dir.openSegment(name, effect.epoch, effect.seals as SegmentMeta[], effect.open as SegmentMeta).then((ok) => ({ kind: 'sealed', ok })));
       case 'blocked':

@@ -28,12 +28,14 @@ export interface ReadResult {
 export interface LogStatus {
   log: string;
   leader: string | null;
+  /** Idle and sealed in etcd (README, Quiescence): no leader until the next append reopens it. */
+  quiesced: boolean;
   epoch: number;
   committedId: number;
   flushedId: number;
   firstId: number;
   /** `replicas`: the incarnation of each replica the segment counts for recovery (a restarted one counts again once caught up). */
-  segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean; closedClean: boolean; replicas: Record<string, string> }[];
+  segments: { epoch: number; firstId: number; lastId: number | null; sealed: boolean; closedClean: boolean; quiesced: boolean; replicas: Record<string, string> }[];
   /** Committed entries and bytes not yet in object storage (bytes as this replica holds them). */
   flushLag: { entries: number; bytes: number };
 }

@@ -10,6 +10,7 @@ function source(logs: LogGauges[]): MetricsSource {
     tailWaiters: () => 2,
     hasLog: (name) => logs.some((l) => l.log === name),
     logCount: () => logs.length,
+    quiescedLogs: () => 0,
     leaseUp: () => true,
     coordinator: () => false,
     peersUp: () => ({ r2: true, r3: false }),
