@@ -187,6 +187,12 @@ export class ClusterView {
     this.recheckQuiesced(name);
   }
 
+  /** A segment a reopen forgot (keys.ts isQuiesced, LogTransactions.reopen). */
+  deleteSegment(name: string, epoch: number): void {
+    this.segments.get(name)?.delete(epoch);
+    this.recheckQuiesced(name);
+  }
+
   setManifest(name: string, entry: ManifestEntry): void {
     let m = this.manifests.get(name);
     if (!m) this.manifests.set(name, (m = new Map()));
@@ -275,6 +281,7 @@ export class ClusterView {
         return;
       case 'segment':
         if (value !== undefined) this.setSegment(name, JSON.parse(value) as SegmentMeta);
+        else this.deleteSegment(name, parsed.epoch);
         return;
       case 'epoch':
         if (value !== undefined) raise(this.epochs, name, Number(value), 0);

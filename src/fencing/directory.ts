@@ -202,8 +202,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
   }
 
   /** Raises the epoch of a quiesced log, takes its leader key and opens its next segment; see LogTransactions.reopen. */
-  reopen(name: string, expectedEpoch: number, open: SegmentMeta): Promise<number | undefined> {
-    return this.transactions.reopen(name, expectedEpoch, open);
+  reopen(name: string, expectedEpoch: number, open: SegmentMeta, forget: readonly number[]): Promise<number | undefined> {
+    return this.transactions.reopen(name, expectedEpoch, open, forget);
   }
 
   /** Seals the open segment closed clean and gives up the leader key; see LogTransactions.closeSegmentClean. */

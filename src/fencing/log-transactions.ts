@@ -150,25 +150,35 @@ export class LogTransactions {
 
   /**
    * Reopens a quiesced log, in one transaction: raises the epoch from
-   * `expectedEpoch`, takes the leader key (leased) and opens the segment
-   * `open`. Compared on the epoch and on the key being free: a quiesced
-   * segment is only ever written by the leader of its epoch, which gave its
-   * key up with the seal, so an unmoved epoch with no leader key means the
-   * seal stands. Answers the new epoch, or undefined when another replica
-   * got there first (or the log moved on).
+   * `expectedEpoch`, takes the leader key (leased), opens the segment `open`
+   * and forgets the segments of epochs `forget` (those before the quiesced
+   * one: all their ids are in object storage, and recovery counts ids before
+   * the first recorded segment as agreed, so a log woken a thousand times
+   * keeps two segment keys, not a thousand). Compared on the epoch and on the
+   * key being free: a quiesced segment is only ever written by the leader of
+   * its epoch, which gave its key up with the seal, so an unmoved epoch with
+   * no leader key means the seal stands. Answers the new epoch, or undefined
+   * when another replica got there first (or the log moved on).
    */
-  async reopen(name: string, expectedEpoch: number, open: SegmentMeta): Promise<number | undefined> {
+  async reopen(name: string, expectedEpoch: number, open: SegmentMeta, forget: readonly number[]): Promise<number | undefined> {
     const { ns } = this.ctx;
     const epoch = expectedEpoch + 1;
     const leader = this.leaderValue(epoch);
     const segmentKey = keys.segment(name, epoch);
+    const forgotten = forget.map((e) => keys.segment(name, e));
     const txn = ns
       .if(keys.epoch(name), 'Value', '==', String(expectedEpoch))
       .and(keys.leader(name), 'Create', '==', 0)
-      .then(ns.put(keys.epoch(name)).value(String(epoch)), ns.put(keys.leader(name)).value(leader).lease(await this.session.currentLeaseId()), ns.put(segmentKey).value(JSON.stringify(open)));
-    const reopened = await this.commitAndCache(txn, [keys.epoch(name), keys.leader(name), segmentKey], () => {
+      .then(
+        ns.put(keys.epoch(name)).value(String(epoch)),
+        ns.put(keys.leader(name)).value(leader).lease(await this.session.currentLeaseId()),
+        ns.put(segmentKey).value(JSON.stringify(open)),
+        ...forgotten.map((key) => ns.delete().key(key)),
+      );
+    const reopened = await this.commitAndCache(txn, [keys.epoch(name), keys.leader(name), segmentKey, ...forgotten], () => {
       this.view.setLeader(name, JSON.parse(leader) as LeaderInfo);
       this.view.setSegment(name, open);
+      for (const e of forget) this.view.deleteSegment(name, e);
     });
     return reopened ? epoch : undefined;
   }

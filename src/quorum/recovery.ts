@@ -59,9 +59,14 @@ export type RecoveryDecision =
     }
   | { kind: 'unavailable'; reason: string };
 
-/** Highest id of `answer` that agrees with the segments (its ids before startId were flushed and agree by definition). */
+/**
+ * Highest id of `answer` that agrees with the segments. Its ids before
+ * startId were flushed and agree by definition; so do ids before the first
+ * segment etcd still records (a reopen after quiescence forgets the segments
+ * before the quiesced one, whose ids are all in object storage).
+ */
 export function validLastId(answer: FenceAnswer, segments: readonly SegmentView[]): number {
-  let valid = answer.startId - 1;
+  let valid = Math.max(answer.startId - 1, Math.min(answer.lastId, (segments[0]?.firstId ?? 0) - 1));
   for (let i = 0; i < answer.runs.length; i++) {
     const run = answer.runs[i]!;
     const runLast = i + 1 < answer.runs.length ? answer.runs[i + 1]!.firstId - 1 : answer.lastId;

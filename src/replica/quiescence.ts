@@ -122,7 +122,8 @@ export class Quiescence {
     const open = reopenedSegment(quiesced, record.epoch + 1, this.ctx.incarnationsOf(record.meta.replicas)) as SegmentMeta;
     let epoch: number | undefined;
     try {
-      epoch = await dir.reopen(name, record.epoch, open);
+      const before = record.segments.filter((seg) => seg.epoch < quiesced.epoch).map((seg) => seg.epoch);
+      epoch = await dir.reopen(name, record.epoch, open, before);
     } catch (err) {
       throw new TernError('NOT_READY', `log ${name}: reopening it failed (${(err as Error).message})`, { maybeApplied: false, cause: err });
     }

@@ -57,6 +57,13 @@ describe('quiescence', () => {
     for (const r of c.replicas) {
       await eventually(async () => expect((await readAll(r.clientUrl, log)).map((e) => e.data.toString())).toEqual(['a', 'b', 'c', 'd', 'e0', 'e1', 'e2']), 5000);
     }
+
+    // Asleep and woken once more: the reopen forgets the segments before the quiesced one.
+    await eventually(() => allQuiesced(c, [log]), 10_000, 100);
+    expect((await appendRaw(c.replicas[2]!.clientUrl, log, 'f')).json()).toMatchObject({ id: 7, epoch: epoch + 2 });
+    const again = await logStatus(c.replicas[2]!.clientUrl, log);
+    expect(again.segments.map((seg: { epoch: number }) => seg.epoch)).toEqual([epoch + 1, epoch + 2]);
+    expect((await readAll(c.replicas[0]!.clientUrl, log)).map((e) => e.data.toString())).toEqual(['a', 'b', 'c', 'd', 'e0', 'e1', 'e2', 'f']);
   });
 
   it('wakes a quiesced log hit at every replica at once: one reopen wins, every append is acknowledged once, ids stay dense', async () => {

@@ -27,6 +27,29 @@ describe('validLastId', () => {
   });
 });
 
+describe('validLastId after a reopen forgot the segments before the quiesced one', () => {
+  // Epoch 5 quiesced at 150 (its ids all flushed); epoch 6 reopened the log at 151.
+  const pruned = [{ ...seg(5, 100, 150), closedClean: true, quiesced: true }, seg(6, 151, null)];
+
+  it('counts ids before the first recorded segment as agreed, so an older run held in memory does not hide the current tail', () => {
+    const runs = [{ firstId: 40, epoch: 3 }, { firstId: 100, epoch: 5 }, { firstId: 151, epoch: 6 }];
+    expect(validLastId(answer('a', 'a1', 170, runs, 40), pruned)).toBe(170);
+  });
+
+  it('still cuts a run whose epoch disagrees with a recorded segment', () => {
+    const runs = [{ firstId: 40, epoch: 3 }, { firstId: 151, epoch: 6 }];
+    // ids 100..150 belong to epoch 5: held as epoch 3 they are a divergent tail.
+    expect(validLastId(answer('a', 'a1', 170, runs, 40), pruned)).toBe(99);
+  });
+
+  it('decides the tail a quorum holds, as it would with every segment recorded', () => {
+    const full = [seg(3, 0, 99), ...pruned];
+    const answers = [answer('a', 'a1', 160, [{ firstId: 151, epoch: 6 }], 151), answer('b', 'b1', 155, [{ firstId: 120, epoch: 5 }, { firstId: 151, epoch: 6 }], 120)];
+    expect(decideRecovery(pruned, answers, 3)).toEqual(decideRecovery(full, answers, 3));
+    expect(decideRecovery(pruned, answers, 3)).toMatchObject({ kind: 'recover', endId: 160, source: 'a' });
+  });
+});
+
 describe('decideRecovery', () => {
   const open = [seg(1, 0, null)];
 
