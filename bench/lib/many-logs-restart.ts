@@ -19,13 +19,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { build as buildHistogram } from 'hdr-histogram-js';
 import { Pool } from 'undici';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import type { AckedEntries } from './acked-entries.js';
 import { ms, round2 } from './format.js';
 import { OCTET_STREAM_HEADERS, append, httpJson } from './http.js';
 import { readWholeLog, runPool, waitFlushed } from './tern-logs.js';
-import { newHistogram } from './workload.js';
 
 /** Between two polls of /readyz, and before a first append or a read is tried again. */
 const RETRY_MS = 100;
@@ -147,7 +147,8 @@ interface Pending {
  */
 async function appendOnceEach(urls: string[], o: KillRestartOptions, signal: AbortSignal) {
   const pools = urls.map((u) => new Pool(u, { connections: o.concurrency, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs }));
-  const hist = newHistogram();
+  // Microseconds, up to the longest --restart-timeout (an hour).
+  const hist = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
   const queue: Pending[] = o.logs.map((_, i) => ({ i, firstAt: NaN, notBefore: 0 }));
   const failuresByCode: Record<string, number> = {};
   let inFlight = 0;
