@@ -35,12 +35,12 @@
  * entry was not read back after the restart, 2 bad flags or no nats-server,
  * 130 interrupted. The temp data dir is removed in every case.
  */
-
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { build as buildHistogram } from 'hdr-histogram-js';
 import { Etcd3 } from 'etcd3';
 import { Pool } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
@@ -55,7 +55,6 @@ import { clusterPids, cpuFigures, cpuSnapshot, machine, procRssMiB, runCommand, 
 import { numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 import { PROJECT_ROOT } from './lib/project.js';
 import { runPool, waitFlushed } from './lib/tern-logs.js';
-import { newHistogram } from './lib/workload.js';
 
 const USAGE = `Usage: node dist/bench/many-logs-bench.js [options] [-- REPLICA FLAGS]   (or: npm run bench:many-logs -- [options])
   --logs N              logs to create (default 10000)
@@ -245,7 +244,7 @@ async function run(opts: Options, cluster: LocalCluster, dataDir: string, signal
 
   progress(`one append to each log, ${opts.concurrency} at a time`);
   const pools = urls.map((u) => new Pool(u, { connections: opts.concurrency, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS }));
-  const hist = newHistogram();
+  const hist = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
   const appendStart = performance.now();
   const appendFailures = await runPool(opts.logs, opts.concurrency, signal, async (i) => {
     const sent = performance.now();
