@@ -48,13 +48,13 @@ import { keys } from '../src/fencing/keys.js';
 import { AckedEntries, evenSample } from './lib/acked-entries.js';
 import { markdownTable, ms } from './lib/format.js';
 import { OCTET_STREAM_HEADERS, append, httpJson } from './lib/http.js';
-import { killAndRestart, type KillRestartResult } from './lib/many-logs-restart.js';
+import { appendOnceEach, killAndRestart, type KillRestartResult } from './lib/many-logs-restart.js';
 import { ENTRY_BYTES, NatsManyStreams, TernManyLogsTarget, WARMUP_S, measureThroughput, type ThroughputRow } from './lib/many-logs-throughput.js';
 import { NATS_INSTALL_HINT, NatsCluster, ensureNatsServer } from './lib/nats-cluster.js';
 import { clusterPids, cpuFigures, cpuSnapshot, machine, procRssMiB, runCommand, startedUnlessAborted, stopOwnChildren } from './lib/proc.js';
 import { numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 import { PROJECT_ROOT } from './lib/project.js';
-import { runPool, waitFlushed } from './lib/tern-logs.js';
+import { runPool, waitFlushed, waitQuiesced } from './lib/tern-logs.js';
 
 const USAGE = `Usage: node dist/bench/many-logs-bench.js [options] [-- REPLICA FLAGS]   (or: npm run bench:many-logs -- [options])
   --logs N              logs to create (default 10000)
@@ -77,8 +77,10 @@ Flags after -- go to every replica (an A/B comparison of a replica setting).`;
 
 const REPLICA_ARGS = ['--log-level', 'warn'];
 const REQUEST_TIMEOUT_MS = 60_000;
-/** Between the last append and the idle measurement: the default flush interval (1 s) and then some. */
+/** Between the last append and the idle measurement when logs do not quiesce: the default flush interval (1 s) and then some. */
 const SETTLE_MS = 5_000;
+/** How long every log has to quiesce (--quiesce-after-ms, 10 s, then one etcd transaction each) before the idle measurement. */
+const QUIESCE_WAIT_MS = 300_000;
 /** The cluster's name in etcd: the replicas' default (--cluster). */
 const CLUSTER = 'tern';
 /** Logs read back after the kill: spread evenly over all of them. */
@@ -129,6 +131,10 @@ interface Results {
   idleFull: Idle;
   etcdKeysPerLog: number;
   appends: { p50Ms: number; p99Ms: number; maxMs: number; failures: number; seconds: number };
+  /** From the last of those appends until every log was quiesced (or the wait ran out), and how many were. */
+  quiescence: { seconds: number; quiesced: number };
+  /** Then one append to each quiesced log: the first append, which reopens it (one etcd transaction). */
+  wakeAppends: { p50Ms: number; p99Ms: number; maxMs: number; failures: number };
   throughput?: Throughput;
   killRestart?: KillRestartResult;
 }
@@ -172,6 +178,12 @@ async function measureIdle(cluster: LocalCluster, seconds: number, signal: Abort
     metricSeries[r.id] = (await res.text()).split('\n').filter((line) => line !== '' && !line.startsWith('#')).length;
   }
   return { cpuPct: figures.processCpuPct, rssMiB, metricSeries };
+}
+
+/** False when the replica flags turn quiescence off (--quiesce-after-ms 0). */
+function quiesces(replicaArgs: readonly string[]): boolean {
+  const i = replicaArgs.indexOf('--quiesce-after-ms');
+  return i < 0 || Number(replicaArgs[i + 1]) !== 0;
 }
 
 async function etcdKeyCount(endpoint: string): Promise<number> {
@@ -256,12 +268,17 @@ async function run(opts: Options, cluster: LocalCluster, dataDir: string, signal
   });
   const appendSeconds = (performance.now() - appendStart) / 1000;
   await Promise.all(pools.map((p) => p.close()));
-  progress(`appended in ${appendSeconds.toFixed(1)} s (${appendFailures} failed); idle with every log, ${opts.idleS} s once flushed`);
-  // The appends' flushes are work, not idleness: wait them out first.
+  progress(`appended in ${appendSeconds.toFixed(1)} s (${appendFailures} failed); waiting for the logs to quiesce`);
+  // The appends' flushes and the seals are work, not idleness: wait them out first.
   await sleep(SETTLE_MS, undefined, { signal });
+  const quiescence = quiesces(opts.replicaArgs) ? await waitQuiesced(cluster, opts.logs, QUIESCE_WAIT_MS, signal) : { seconds: 0, quiesced: 0 };
+  progress(`${quiescence.quiesced} logs quiesced ${quiescence.seconds} s after the settle; idle with every log, ${opts.idleS} s`);
 
   const idleFull = await measureIdle(cluster, opts.idleS, signal);
   const etcdKeysPerLog = ((await etcdKeyCount(cluster.etcdEndpoint)) - keysBefore) / opts.logs;
+  progress(`one append to each quiesced log (it reopens), ${opts.concurrency} at a time`);
+  const wake = await appendOnceEach(urls, { logs: names, concurrency: opts.concurrency, timeoutMs: opts.restartTimeoutS * 1000, acked }, signal);
+  progress(`woken: p50 ${wake.p50Ms} ms, p99 ${wake.p99Ms} ms, ${wake.failed} failed`);
   const results: Results = {
     machine: machine(),
     options: {
@@ -282,6 +299,8 @@ async function run(opts: Options, cluster: LocalCluster, dataDir: string, signal
     idleFull,
     etcdKeysPerLog,
     appends: { p50Ms: ms(hist.getValueAtPercentile(50)), p99Ms: ms(hist.getValueAtPercentile(99)), maxMs: ms(hist.maxValue), failures: appendFailures, seconds: appendSeconds },
+    quiescence,
+    wakeAppends: { p50Ms: wake.p50Ms, p99Ms: wake.p99Ms, maxMs: wake.maxMs, failures: wake.failed },
   };
   hist.destroy();
   if (opts.throughputLogs > 0 && !signal.aborted) results.throughput = await throughputPhase(opts, cluster, dataDir, acked, signal, progress);
@@ -312,7 +331,7 @@ function killRestartReport(k: KillRestartResult, logs: number): string {
   const fa = k.firstAppends;
   const codes = Object.entries(fa.failuresByCode).map(([c, n]) => `${c} x${n}`).join(', ');
   const lines = [
-    `Whole-cluster crash: ${logs} logs flushed (${k.flushWaitS} s${k.notFlushed ? `, ${k.notFlushed} not flushed in time` : ''})${k.killAfterS ? `, idle ${k.killAfterS} s` : ''}, the 3 replicas SIGKILLed at once and restarted on the same data:`,
+    `Whole-cluster crash: ${logs} logs flushed (${k.flushWaitS} s${k.notFlushed ? `, ${k.notFlushed} not flushed in time` : ''}), ${k.quiescedAtKill} quiesced (${k.quiesceWaitS} s more)${k.killAfterS ? `, idle ${k.killAfterS} s` : ''}, the 3 replicas SIGKILLed at once and restarted on the same data:`,
     '',
     markdownTable(
       ['all 3 ready', 'every log appended to', 'first append: p50', 'p99', 'max', 'taken / failed', 'entries read back (logs)', 'missing', 'logs unreadable'],
@@ -333,7 +352,12 @@ function report(r: Results): string {
     ['creation', 'etcd keys per log', 'one append to each: p50', 'p99', 'max', 'failed (create / append)'],
     [[`${r.createdPerSecond.toFixed(0)} logs/s`, r.etcdKeysPerLog.toFixed(1), `${r.appends.p50Ms} ms`, `${r.appends.p99Ms} ms`, `${r.appends.maxMs} ms`, `${r.createFailures} / ${r.appends.failures}`]],
   );
-  const parts = [head, idle, rest];
+  const w = r.wakeAppends;
+  const wake = markdownTable(
+    ['quiesced before the idle window', 'then one append to each quiesced log (wake): p50', 'p99', 'max', 'failed'],
+    [[`${r.quiescence.quiesced} of ${o.logs} (${r.quiescence.seconds} s after the settle)`, `${num(w.p50Ms, 1)} ms`, `${num(w.p99Ms, 1)} ms`, `${num(w.maxMs, 1)} ms`, String(w.failures)]],
+  );
+  const parts = [head, idle, rest, wake];
   if (r.throughput) parts.push(throughputReport(r.throughput));
   if (r.killRestart) parts.push(killRestartReport(r.killRestart, o.logs));
   return `${parts.join('\n\n')}\n`;

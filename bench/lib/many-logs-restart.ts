@@ -11,11 +11,10 @@
  *   - a sample of logs read back whole: every entry acknowledged on them
  *     before the kill must be there.
  *
- * Today a log whose last segment was not closed clean stays NOT_READY after
- * such a crash (README, "A replica that restarted has forgotten its
- * memory"), so its first append fails; a replica flag that seals idle logs
- * (passed after `--`, with `killAfterS` past its idle time) is what should
- * bring them back.
+ * The kill waits until every log is quiesced as well (README, Quiescence:
+ * idle past --quiesce-after-ms, sealed in etcd), since only those are promised
+ * to come back on their own; a log whose last segment was not closed clean
+ * stays NOT_READY after such a crash, so its first append fails.
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,7 +24,7 @@ import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import type { AckedEntries } from './acked-entries.js';
 import { ms, round2 } from './format.js';
 import { OCTET_STREAM_HEADERS, append, httpJson } from './http.js';
-import { readWholeLog, runPool, waitFlushed } from './tern-logs.js';
+import { readWholeLog, runPool, waitFlushed, waitQuiesced } from './tern-logs.js';
 
 /** Between two polls of /readyz, and before a first append or a read is tried again. */
 const RETRY_MS = 100;
@@ -37,15 +36,21 @@ export interface KillRestartOptions {
   concurrency: number;
   /** How long to wait for the flushes before the kill, for readiness after it, and for each log's first append. */
   timeoutMs: number;
-  /** Seconds the logs stay idle between their flush and the kill. */
+  /** Seconds the logs stay idle between their flush (and quiescence) and the kill. */
   killAfterS: number;
   acked: AckedEntries;
 }
+
+/** What one append to each of `logs` needs. */
+export type AppendOnceOptions = Pick<KillRestartOptions, 'logs' | 'concurrency' | 'timeoutMs' | 'acked'>;
 
 export interface KillRestartResult {
   /** Waiting for every log's leader to flush what it committed, before the kill. */
   flushWaitS: number;
   notFlushed: number;
+  /** Waiting until every log was quiesced, after the flushes; and how many were when the kill came. */
+  quiesceWaitS: number;
+  quiescedAtKill: number;
   killAfterS: number;
   /** From the restart until all three replicas answered /readyz with 200; null when not within the timeout. */
   readyS: number | null;
@@ -64,6 +69,9 @@ export async function killAndRestart(cluster: LocalCluster, o: KillRestartOption
   const flushStart = performance.now();
   const late = await waitFlushed(cluster, o.logs, o.concurrency, o.timeoutMs, signal);
   const flushWaitS = round2((performance.now() - flushStart) / 1000);
+  progress(`flushed in ${flushWaitS} s; waiting for every log to quiesce`);
+  const quiescence = await waitQuiesced(cluster, o.logs.length, o.timeoutMs, signal);
+  progress(`${quiescence.quiesced} logs quiesced after ${quiescence.seconds} s`);
   if (o.killAfterS > 0) {
     progress(`flushed in ${flushWaitS} s; idle ${o.killAfterS} s before the kill`);
     await sleep(o.killAfterS * 1000, undefined, { signal });
@@ -111,7 +119,7 @@ export async function killAndRestart(cluster: LocalCluster, o: KillRestartOption
     }
   });
   const { lastAckAt: _, ...fa } = firstAppends;
-  return { flushWaitS, notFlushed: late.length, killAfterS: o.killAfterS, readyS, notReady, allAppendedS, firstAppends: fa, check };
+  return { flushWaitS, notFlushed: late.length, quiesceWaitS: quiescence.seconds, quiescedAtKill: quiescence.quiesced, killAfterS: o.killAfterS, readyS, notReady, allAppendedS, firstAppends: fa, check };
 }
 
 async function waitReady(urls: string[], since: number, timeoutMs: number, signal: AbortSignal): Promise<{ readyS: number | null; notReady: Record<string, string> }> {
@@ -141,11 +149,12 @@ interface Pending {
 }
 
 /**
- * One append to each log, `concurrency` in flight; a log whose append fails
- * with a retryable key goes back at the end of the queue until `timeoutMs`
- * after its first attempt, so that every log's window starts near the restart.
+ * One append to each log, `concurrency` in flight, acknowledged entries kept
+ * in `acked`; a log whose append fails with a retryable key goes back at the
+ * end of the queue until `timeoutMs` after its first attempt, so that every
+ * log's window starts near the restart.
  */
-async function appendOnceEach(urls: string[], o: KillRestartOptions, signal: AbortSignal) {
+export async function appendOnceEach(urls: string[], o: AppendOnceOptions, signal: AbortSignal) {
   const pools = urls.map((u) => new Pool(u, { connections: o.concurrency, headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs }));
   // Microseconds, up to the longest --restart-timeout (an hour).
   const hist = buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
@@ -169,10 +178,12 @@ async function appendOnceEach(urls: string[], o: KillRestartOptions, signal: Abo
           if (wait > 0) await sleep(wait);
           const sent = performance.now();
           if (Number.isNaN(p.firstAt)) p.firstAt = sent;
-          const key = await append(pools[p.i % pools.length]!, `/v1/logs/${o.logs[p.i]}/entries`, o.acked.entry(), OCTET_STREAM_HEADERS);
+          const entry = o.acked.entry();
+          const key = await append(pools[p.i % pools.length]!, `/v1/logs/${o.logs[p.i]}/entries`, entry, OCTET_STREAM_HEADERS);
           const done = performance.now();
           inFlight--;
           if (key === undefined) {
+            o.acked.ack(o.logs[p.i]!, entry);
             taken++;
             lastAckAt = done;
             hist.recordValue(Math.max(1, Math.round((done - p.firstAt) * 1000)));

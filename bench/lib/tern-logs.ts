@@ -55,8 +55,9 @@ export async function leaderStatus(cluster: LocalCluster, log: string, via: stri
 
 /**
  * Waits until each log's leader has flushed everything it committed (the
- * entries are in the object store), `concurrency` logs at a time. Resolves to
- * the logs still not flushed (or not answering) when `timeoutMs` ran out.
+ * entries are in the object store), or the log is quiesced (sealed once all
+ * of it was flushed), `concurrency` logs at a time. Resolves to the logs
+ * still not flushed (or not answering) when `timeoutMs` ran out.
  */
 export async function waitFlushed(cluster: LocalCluster, logs: readonly string[], concurrency: number, timeoutMs: number, signal: AbortSignal): Promise<string[]> {
   const urls = cluster.replicas.map((r) => r.clientUrl);
@@ -65,8 +66,10 @@ export async function waitFlushed(cluster: LocalCluster, logs: readonly string[]
   await runPool(logs.length, concurrency, signal, async (i) => {
     const log = logs[i]!;
     for (;;) {
-      const s = await leaderStatus(cluster, log, urls[i % urls.length]!).catch(() => undefined);
+      const via = urls[i % urls.length]!;
+      const s = await leaderStatus(cluster, log, via).catch(() => undefined);
       if (s !== undefined && s.flushedId >= s.committedId) return;
+      if (s === undefined && (await httpJson(`${via}/v1/logs/${log}`, 'GET').catch(() => undefined))?.body?.quiesced === true) return;
       if (Date.now() > deadline || signal.aborted) {
         late.push(log);
         return;
@@ -90,4 +93,27 @@ export async function readWholeLog(url: string, log: string): Promise<Buffer[]> 
     if (entries.length === 0 || nextId > Number(res.body.committedId)) return out;
     from = nextId;
   }
+}
+
+/** Logs of the cluster that are quiesced, as the replica at `url` counts them (its tern_logs_quiesced gauge). */
+export async function quiescedLogs(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('tern_logs_quiesced'));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/**
+ * Waits until `count` logs are quiesced (idle past --quiesce-after-ms and
+ * sealed: README, Quiescence) or `timeoutMs` ran out: how long it took, and
+ * how many were quiesced then.
+ */
+export async function waitQuiesced(cluster: LocalCluster, count: number, timeoutMs: number, signal: AbortSignal): Promise<{ seconds: number; quiesced: number }> {
+  const started = Date.now();
+  let quiesced = 0;
+  while (!signal.aborted) {
+    quiesced = await quiescedLogs(cluster.replicas[0]!.clientUrl).catch(() => quiesced);
+    if (quiesced >= count || Date.now() - started > timeoutMs) break;
+    await sleep(FLUSH_POLL_MS);
+  }
+  return { seconds: Math.round((Date.now() - started) / 100) / 10, quiesced };
 }
