@@ -42,6 +42,8 @@ export interface AppendOp {
   id?: number;
   /** Appended through the client's idempotent producer, which retried it with the same sequence until answered. */
   idempotent?: boolean;
+  /** The server's error code, when it answered with one (SEQUENCE_GAP: a producer it forgot). */
+  error?: string;
 }
 
 export interface ReadOp {

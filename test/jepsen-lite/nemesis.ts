@@ -130,15 +130,20 @@ async function incarnation(url: string): Promise<string | undefined> {
  * restarted or was away is caught up and would count for recovery. Or
  * quiesced: no leader, and none needed (an append reopens it).
  */
-async function whole(ctx: NemesisContext, log: string, restarted?: string, epochBefore = 0): Promise<boolean> {
+async function whole(ctx: NemesisContext, log: string, restarted?: string, epochBefore = 0, incarnations?: ReadonlyMap<string, string | undefined>): Promise<boolean> {
   const leader = await ctx.pc.leaderOf(log);
   if (!leader) return isQuiesced(await anyStatus(ctx, log));
   const s = await status(ctx.pc.cluster.replica(leader).clientUrl, log);
   const open = s?.segments.at(-1);
   if (!s || s.leader !== leader || !open || open.sealed || open.epoch !== s.epoch) return false;
   if (leader === restarted && s.epoch <= epochBefore) return false;
-  for (const r of ctx.pc.cluster.replicas) if (open.replicas[r.id] === undefined || open.replicas[r.id] !== (await incarnation(r.clientUrl))) return false;
+  const now = incarnations ?? (await incarnationsNow(ctx));
+  for (const r of ctx.pc.cluster.replicas) if (open.replicas[r.id] === undefined || open.replicas[r.id] !== now.get(r.id)) return false;
   return true;
+}
+
+async function incarnationsNow(ctx: NemesisContext): Promise<Map<string, string | undefined>> {
+  return new Map(await Promise.all(ctx.pc.cluster.replicas.map(async (r) => [r.id, await incarnation(r.clientUrl)] as const)));
 }
 
 /**
@@ -148,14 +153,27 @@ async function whole(ctx: NemesisContext, log: string, restarted?: string, epoch
  * restarts in a row without this wait can rightly leave a log unavailable).
  */
 export async function allServed(ctx: NemesisContext, timeoutMs: number, restarted?: string, epochsBefore?: ReadonlyMap<string, number>): Promise<boolean> {
+  return (await notServed(ctx, timeoutMs, restarted, epochsBefore)).length === 0;
+}
+
+/**
+ * allServed, naming the logs that are still not whole when time is up. Logs
+ * are checked 16 at a time against the replicas' incarnations read once a
+ * pass (with hundreds of idle logs, one at a time took longer than a fault).
+ */
+export async function notServed(ctx: NemesisContext, timeoutMs: number, restarted?: string, epochsBefore?: ReadonlyMap<string, number>): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
-  for (const log of everyLog(ctx)) {
-    while (!(await whole(ctx, log, restarted, epochsBefore?.get(log)))) {
-      if (Date.now() > deadline) return false;
-      await sleep(100);
+  let pending = everyLog(ctx);
+  for (;;) {
+    const incarnations = await incarnationsNow(ctx);
+    const ok: boolean[] = [];
+    for (let i = 0; i < pending.length; i += 16) {
+      ok.push(...(await Promise.all(pending.slice(i, i + 16).map((log) => whole(ctx, log, restarted, epochsBefore?.get(log), incarnations)))));
     }
+    pending = pending.filter((_, i) => !ok[i]);
+    if (pending.length === 0 || Date.now() > deadline) return pending;
+    await sleep(100);
   }
-  return true;
 }
 
 /** Restarts a killed replica and waits until every log counts it again (see allServed). */

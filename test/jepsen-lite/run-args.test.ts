@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_NEMESES, NEMESIS_NAMES } from './nemesis.js';
-import { idleEveryMs, parseRunArgs, seeded } from './run.js';
+import type { AppendOp } from './checker.js';
+import { forgottenProducers, idleEveryMs, parseRunArgs, seeded } from './run.js';
 
 describe('jepsen-lite run options', () => {
   it('takes a list of nemeses, all or none, and refuses unknown ones by name', () => {
@@ -63,5 +64,14 @@ describe('jepsen-lite run options', () => {
     expect(idleEveryMs(50, 0)).toBe(1200);
     // 1,000 logs: capped at 20 appends a second (each client every 100 ms).
     expect(idleEveryMs(1000, 1000)).toBe(100);
+  });
+
+  it('fails a run whose producer was forgotten (SEQUENCE_GAP) unless a kill-all met its log unquiesced before', () => {
+    const gap = (log: string, at: number): AppendOp => ({ type: 'append', process: `${log}/c1`, log, replica: 'client', value: 'v', invokeMs: at, completeMs: at + 1, outcome: 'fail', idempotent: true, error: 'SEQUENCE_GAP' });
+    const kill = { killMs: 100, restartMs: 110, quiesced: ['q'] };
+    expect(forgottenProducers([gap('L', 200)], [kill])).toEqual([]);
+    expect(forgottenProducers([gap('L', 50)], [kill])).toHaveLength(1);
+    expect(forgottenProducers([gap('q', 200)], [kill])).toHaveLength(1);
+    expect(forgottenProducers([gap('L', 200)], [])[0]).toMatch(/1 producer appends refused SEQUENCE_GAP/);
   });
 });

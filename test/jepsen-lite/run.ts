@@ -18,11 +18,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, setGlobalDispatcher } from 'undici';
-import { check, type FinalState, type KillAll, type LogVerdict, type Verdict } from './checker.js';
+import { check, type AppendOp, type FinalState, type KillAll, type LogVerdict, type Op, type Verdict } from './checker.js';
 import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
-import { DEFAULT_NEMESES, NEMESIS_NAMES, OPT_IN_NEMESES, allServed, healAll, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
+import { DEFAULT_NEMESES, NEMESIS_NAMES, OPT_IN_NEMESES, healAll, notServed, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
 import { renderReport, summarizeByNemesis, type FaultWindow, type NemesisSummary } from './report.js';
-import { History, IDLE_CLIENTS, PRODUCER_MODES, Workload, decodeValue, type ProducerMode } from './workload.js';
+import { History, IDLE_CLIENTS, PRODUCER_MODES, Workload, decodeValue, forgotten, type ProducerMode } from './workload.js';
 
 export interface RunOptions {
   nemeses: NemesisName[];
@@ -146,6 +146,7 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
     const verdict = check(history.ops, final, killAlls);
     const unanswered = history.ops.filter((op) => op.type === 'append' && op.idempotent && op.outcome === 'info').length;
     if (unanswered > 0) liveness.push(`${unanswered} idempotent appends got no answer however long their producers retried`);
+    liveness.push(...forgottenProducers(history.ops, killAlls));
     const summary = summarizeByNemesis(history.ops, faults);
     const result: RunResult = { valid: verdict.valid && liveness.length === 0, verdict, liveness, nemeses: summary, faults, killAlls, outDir: options.outDir };
     writeReport(options, result, history, allLogs);
@@ -159,6 +160,20 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
     }
     await pc.stop();
   }
+}
+
+/**
+ * A producer's sequence refused (SEQUENCE_GAP/STALE) means the cluster forgot
+ * what it had acknowledged to the producer: a failure unless a kill-all before
+ * it met the log not quiesced (then the loss, and this, are outside the promise).
+ */
+export function forgottenProducers(history: readonly Op[], killAlls: readonly KillAll[]): string[] {
+  const unexplained = history.filter(
+    (op): op is AppendOp => op.type === 'append' && forgotten(op) && !killAlls.some((k) => k.killMs < op.completeMs && !k.quiesced.includes(op.log)),
+  );
+  if (unexplained.length === 0) return [];
+  const first = unexplained[0]!;
+  return [`${unexplained.length} producer appends refused ${first.error} (the cluster forgot the producer) with no kill-all of their log unquiesced before them; first: ${first.process} on ${first.log} at ${(first.invokeMs / 1000).toFixed(1)} s`];
 }
 
 /** Faults one at a time: a seeded order that cycles through every chosen nemesis, a quiet gap between two. */
@@ -175,10 +190,13 @@ async function schedule(ctx: NemesisContext, options: RunOptions, history: Histo
     }
     const name = order.shift()!;
     // One fault at a time: the next waits until the last one's damage is repaired.
-    if (!(await allServed(ctx, 30_000))) {
-      liveness.push(`some log had no serving leader 30 s after the fault before ${name} ended; stopped injecting faults`);
+    const waitStart = Date.now();
+    const stuck = await notServed(ctx, 30_000);
+    if (stuck.length > 0) {
+      liveness.push(`${stuck.slice(0, 5).join(', ')}${stuck.length > 5 ? ` and ${stuck.length - 5} more logs` : ''} had no serving leader 30 s after the fault before ${name} ended; stopped injecting faults`);
       return;
     }
+    if (Date.now() - waitStart > 5000) progress(`${(history.now() / 1000).toFixed(1)} s  every log whole again after ${((Date.now() - waitStart) / 1000).toFixed(1)} s`);
     const startMs = history.now();
     let active: ActiveFault | undefined;
     try {

@@ -69,6 +69,15 @@ export const IDLE_CLIENTS = 2;
 /** Codes that the server documents as "refused before it got an id" when maybeApplied is absent. */
 const NOT_APPLIED = new Set(['BAD_REQUEST', 'LOG_NOT_FOUND', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'NO_QUORUM', 'BUFFER_FULL', 'NOT_READY']);
 
+/**
+ * The server refused a producer's sequence (SEQUENCE_GAP or SEQUENCE_STALE):
+ * it no longer remembers the producer as the producer remembers itself, which
+ * only a loss outside the promise explains (a kill-all of a log not quiesced).
+ * The appender goes on with a new producer; the run judges whether a kill-all
+ * explains it (run.ts).
+ */
+export const forgotten = (op: AppendOp): boolean => op.error === 'SEQUENCE_GAP' || op.error === 'SEQUENCE_STALE';
+
 export function valueFor(process: string, seq: number): string {
   const body = `${process}.${seq}`;
   return `${body}:${crc32(body).toString(16).padStart(8, '0')}`;
@@ -222,10 +231,14 @@ export class Workload {
    * an answer, so the operation records where it was first sent as `client`.
    */
   private async idempotentAppender(log: string, process: string): Promise<void> {
-    const producer = this.newProducer(log, process);
+    let producer = this.newProducer(log, process);
     try {
       for (let seq = 0; this.running; seq++) {
-        await this.producerAppend(producer, log, process, seq);
+        const op = await this.producerAppend(producer, log, process, seq);
+        if (forgotten(op)) {
+          await producer.close().catch(() => undefined);
+          producer = this.newProducer(log, process);
+        }
         await sleep(this.options.thinkMs * (0.5 + this.options.random()));
       }
     } finally {
@@ -238,21 +251,26 @@ export class Workload {
   }
 
   /** One value through `producer`, which retries it until answered; recorded as one operation sent to `client`. */
-  private async producerAppend(producer: Producer, log: string, process: string, seq: number): Promise<void> {
+  private async producerAppend(producer: Producer, log: string, process: string, seq: number): Promise<AppendOp> {
     const value = valueFor(process, seq);
     const done = await this.invoke(log);
     const invokeMs = this.history.now();
     let outcome: AppendOp['outcome'];
     let id: number | undefined;
+    let error: string | undefined;
     try {
       id = await producer.append(value);
       outcome = 'ok';
     } catch (err) {
       outcome = (err as { maybeApplied?: boolean }).maybeApplied === false ? 'fail' : 'info';
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string') error = code;
     } finally {
       done();
     }
-    this.history.record({ type: 'append', process, log, replica: 'client', value, invokeMs, completeMs: this.history.now(), outcome, idempotent: true, ...(id === undefined ? {} : { id }) });
+    const op: AppendOp = { type: 'append', process, log, replica: 'client', value, invokeMs, completeMs: this.history.now(), outcome, idempotent: true, ...(id === undefined ? {} : { id }), ...(error === undefined ? {} : { error }) };
+    this.history.record(op);
+    return op;
   }
 
   /**
@@ -273,7 +291,10 @@ export class Workload {
         if (idempotent) {
           let producer = producers.get(log);
           if (!producer) producers.set(log, (producer = this.newProducer(log, `${process}.${log}`)));
-          await this.producerAppend(producer, log, process, seq);
+          if (forgotten(await this.producerAppend(producer, log, process, seq))) {
+            producers.delete(log);
+            await producer.close().catch(() => undefined);
+          }
         } else {
           await this.append(log, process, seq, this.pick());
         }
@@ -299,9 +320,9 @@ export class Workload {
     const value = valueFor(process, seq);
     const inFlight = await this.invoke(log);
     const invokeMs = this.history.now();
-    const op = (outcome: AppendOp['outcome'], id?: number): AppendOp => {
+    const op = (outcome: AppendOp['outcome'], id?: number, error?: string): AppendOp => {
       inFlight();
-      const done: AppendOp = { type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }) };
+      const done: AppendOp = { type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }), ...(error === undefined ? {} : { error }) };
       this.history.record(done);
       return done;
     };
@@ -318,7 +339,7 @@ export class Workload {
       const body = (await res.body.json()) as { id?: number; error?: { code: string; maybeApplied?: boolean } };
       if (res.statusCode === 200 && typeof body.id === 'number') return op('ok', body.id);
       const notApplied = body.error?.maybeApplied === false || (body.error?.maybeApplied === undefined && NOT_APPLIED.has(body.error?.code ?? ''));
-      return op(notApplied ? 'fail' : 'info');
+      return op(notApplied ? 'fail' : 'info', undefined, body.error?.code);
     } catch {
       return op('info');
     }
