@@ -28,7 +28,8 @@ export interface KillAllHooks {
   now(): number;
   /** Holds every appender and waits for the appends in flight (Workload.hold); the logs still with one. */
   hold(timeoutMs: number): Promise<Set<string>>;
-  release(): void;
+  /** Lets the appenders of `logs` go on, or of every log. */
+  release(logs?: Iterable<string>): void;
   /** Appends to `log` until one is acknowledged (Workload.probe). */
   probe(log: string, timeoutMs: number): Promise<boolean>;
   /** kill-all records each kill here, for the checker. */
@@ -298,7 +299,8 @@ export const nemeses = {
    * started again at the end of the window. Beyond the promise for a log with
    * acknowledged entries not yet flushed, so the run records, for the checker,
    * which logs were quiesced at the kill (their status read with every
-   * appender held, so none is woken in between; see isQuiesced): those are
+   * appender held, and those quiesced held until the kill, so none is woken
+   * in between; see isQuiesced): those are
    * judged in full and each must acknowledge an append within 30 s of the
    * restart, without a forced recovery; the others are forced back
    * (`recover` with acceptDataLoss, as an operator would) and their losses
@@ -317,6 +319,12 @@ export const nemeses = {
         const statuses = await Promise.all(batch.map((log) => anyStatus(ctx, log)));
         batch.forEach((log, j) => isQuiesced(statuses[j]) && quiesced.push(log));
       }
+      // The logs not quiesced are judged only after the restart: let their appenders go on, and kill
+      // within about a flush interval, so they have appends in flight and entries acknowledged but
+      // not yet flushed, as in a real crash. The quiesced ones stay held until every replica is dead.
+      const held = new Set(quiesced);
+      hooks.release(logs.filter((log) => !held.has(log)));
+      await sleep(400 * ctx.random());
       killMs = hooks.now();
       await Promise.all(REPLICA_IDS.map((id) => ctx.pc.cluster.signal(id, 'SIGKILL')));
     } finally {

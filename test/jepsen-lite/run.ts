@@ -129,7 +129,7 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
     logs,
     idleLogs,
     random,
-    run: { now: () => history.now(), hold: (ms) => workload.hold(ms), release: () => workload.release(), probe: (log, ms) => workload.probe(log, ms), killAlls, liveness },
+    run: { now: () => history.now(), hold: (ms) => workload.hold(ms), release: (logs) => workload.release(logs), probe: (log, ms) => workload.probe(log, ms), killAlls, liveness },
   };
   try {
     await inBatches(allLogs, 8, (log) => createLog(pc, log));

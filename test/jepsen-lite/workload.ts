@@ -78,6 +78,12 @@ const NOT_APPLIED = new Set(['BAD_REQUEST', 'LOG_NOT_FOUND', 'TOO_LARGE', 'UNSUP
  */
 export const forgotten = (op: AppendOp): boolean => op.error === 'SEQUENCE_GAP' || op.error === 'SEQUENCE_STALE';
 
+function signal(): { next: Promise<void>; changed(): void } {
+  let changed!: () => void;
+  const next = new Promise<void>((resolve) => (changed = resolve));
+  return { next, changed };
+}
+
 export function valueFor(process: string, seq: number): string {
   const body = `${process}.${seq}`;
   return `${body}:${crc32(body).toString(16).padStart(8, '0')}`;
@@ -119,8 +125,8 @@ export class Workload {
   private readonly agent: Agent;
   /** The client behind the idempotent appenders (undefined when every appender is plain). */
   private readonly client: TernClient | undefined;
-  /** Set by hold(): appenders wait on it before invoking an append. */
-  private gate: { promise: Promise<void>; open(): void } | undefined;
+  /** Set by hold(): the appenders of a log not released wait for `next` (a change) before invoking an append. */
+  private held: { released: Set<string>; next: Promise<void>; changed(): void } | undefined;
   /** Appends invoked and not yet answered, per log (idempotent ones included, however long they retry). */
   private readonly inFlight = new Map<string, number>();
   private readonly probes = new Map<string, number>();
@@ -161,29 +167,36 @@ export class Workload {
   /**
    * Holds every appender before its next append and waits (at most
    * `timeoutMs`) until no append is in flight; returns the logs that still
-   * have one. Between hold() and release() no append can reach the cluster,
-   * so a log's status read then stays true (kill-all reads which logs are
-   * quiesced, then kills).
+   * have one. Until release() lets a log go, no append can reach it, so its
+   * status read meanwhile stays true (kill-all reads which logs are quiesced,
+   * lets the others go, then kills).
    */
   async hold(timeoutMs: number): Promise<Set<string>> {
-    if (!this.gate) {
-      let open!: () => void;
-      const promise = new Promise<void>((resolve) => (open = resolve));
-      this.gate = { promise, open };
-    }
+    this.held ??= { released: new Set(), ...signal() };
     const deadline = Date.now() + timeoutMs;
     while ([...this.inFlight.values()].some((n) => n > 0) && Date.now() < deadline) await sleep(10);
     return new Set([...this.inFlight].filter(([, n]) => n > 0).map(([log]) => log));
   }
 
-  release(): void {
-    this.gate?.open();
-    this.gate = undefined;
+  /** Lets the appenders of `logs` go on, or of every log when none are named. */
+  release(logs?: Iterable<string>): void {
+    const held = this.held;
+    if (!held) return;
+    if (logs === undefined) this.held = undefined;
+    else {
+      for (const log of logs) held.released.add(log);
+      this.held = { released: held.released, ...signal() };
+    }
+    held.changed();
+  }
+
+  private isHeld(log: string): boolean {
+    return this.held !== undefined && !this.held.released.has(log);
   }
 
   /** Waits while held, then counts an append to `log` in flight until `done` is called. */
   private async invoke(log: string): Promise<() => void> {
-    while (this.gate) await this.gate.promise;
+    while (this.isHeld(log)) await this.held!.next;
     this.inFlight.set(log, (this.inFlight.get(log) ?? 0) + 1);
     return () => void this.inFlight.set(log, this.inFlight.get(log)! - 1);
   }
