@@ -203,6 +203,7 @@ export class Workload {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.release(); // an appender still held would never finish
     await Promise.all(this.tasks);
     await this.agent.close();
     await this.client?.close();
