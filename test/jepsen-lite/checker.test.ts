@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { check, type AppendOp, type FinalState, type Op, type ReadOp } from './checker.js';
+import { check, unquiescedRestarts, type AppendOp, type FinalState, type KillAll, type Op, type ReadOp } from './checker.js';
 
 let clock = 0;
 const append = (value: string, outcome: AppendOp['outcome'], id?: number, times?: [number, number]): AppendOp => {
@@ -82,5 +82,64 @@ describe('jepsen-lite checker', () => {
   it('measures the longest stretch without an acknowledged append', () => {
     const history = [append('a', 'ok', 0, [0, 10]), append('b', 'ok', 1, [20, 30]), append('c', 'ok', 2, [900, 1000])];
     expect(check(history, finalOf(['a', 'b', 'c'])).logs.L).toMatchObject({ longestUnavailableMs: 970, longestUnavailableFromMs: 30 });
+  });
+
+  describe('after a kill-all (every replica SIGKILLed at once)', () => {
+    // a and b acknowledged before the kill (10..20), b lost: the log restarted after a and took c at b's id.
+    const before = [append('a', 'ok', 0, [0, 1]), append('b', 'ok', 1, [2, 3]), read([[0, 'a'], [1, 'b']], { invokeMs: 4, completeMs: 5 })];
+    const after = [append('c', 'ok', 1, [30, 31]), append('d', 'ok', 2, [32, 33])];
+    const killAt = (quiesced: string[]): KillAll[] => [{ killMs: 10, restartMs: 20, quiesced }];
+
+    it('reports a loss on a log not quiesced at the kill as lost_outside_promise, with its consequences, not as anomalies', () => {
+      const v = check([...before, ...after], finalOf(['a', 'c', 'd']), killAt([])).logs.L!;
+      expect(v.anomalies).toEqual([]);
+      expect(v.valid).toBe(true);
+      // b lost; the read before the restart saw b at id 1 (divergent); b's id 1 is not below c's (order across the kill).
+      expect(v.outsidePromise.map((a) => a.kind).sort()).toEqual(['divergent', 'lost_outside_promise', 'order']);
+      expect(v.counts.lostOutsidePromise).toBe(1);
+      expect(v.lossesExemptBeforeMs).toBe(20);
+    });
+
+    it('judges a log quiesced at the kill in full: the same loss is an anomaly', () => {
+      const v = check([...before, ...after], finalOf(['a', 'c', 'd']), killAt(['L'])).logs.L!;
+      expect(v.anomalies.map((a) => a.kind).sort()).toEqual(['divergent', 'lost', 'order']);
+      expect(v.outsidePromise).toEqual([]);
+      expect(v.lossesExemptBeforeMs).toBeUndefined();
+    });
+
+    it('still judges what was acknowledged or read after the restart on an unquiesced log', () => {
+      // d acknowledged after the restart and lost: an anomaly whatever the kill.
+      expect(kinds([...before, ...after], finalOf(['a', 'c']))).toContain('lost');
+      const v = check([...before, ...after], finalOf(['a', 'c']), killAt([])).logs.L!;
+      expect(v.anomalies.map((a) => a.kind)).toEqual(['lost']);
+      expect(v.anomalies[0]!.detail).toMatch(/"d"/);
+      // A read after the restart of an id the final log lacks, or of another value, is an anomaly.
+      const lateRead = read([[1, 'c'], [2, 'd']], { invokeMs: 34, completeMs: 35 });
+      expect(check([...before, ...after, lateRead], finalOf(['a', 'c', 'd']), killAt([])).logs.L!.anomalies).toEqual([]);
+      expect(check([...before, ...after, lateRead], finalOf(['a', 'c']), killAt([])).logs.L!.anomalies.map((a) => a.kind).sort()).toEqual(['beyond', 'lost']);
+      // A read before the restart past the end the log restarted from: outside the promise.
+      const v2 = check([...before], finalOf(['a']), killAt([])).logs.L!;
+      expect(v2.anomalies).toEqual([]);
+      expect(v2.outsidePromise.map((a) => a.kind).sort()).toEqual(['beyond', 'lost_outside_promise']);
+    });
+
+    it('checks real-time order within each stretch between kills, not across one', () => {
+      // After the restart: e acknowledged, then f invoked and given a lower id: an order anomaly even on an unquiesced log.
+      const history = [...before, append('e', 'ok', 3, [30, 31]), append('f', 'ok', 2, [32, 33])];
+      const v = check(history, finalOf(['a', 'b', 'f', 'e']), killAt([])).logs.L!;
+      expect(v.anomalies.map((a) => a.kind)).toEqual(['order']);
+    });
+
+    it('leaves logs alone that no kill-all met unquiesced, and takes the last such kill as the bound', () => {
+      expect(check(clean, finalOf(['a', 'b']), killAt(['L'])).logs.L!.outsidePromise).toEqual([]);
+      const kills: KillAll[] = [{ killMs: 50, restartMs: 60, quiesced: ['L'] }, { killMs: 10, restartMs: 20, quiesced: [] }, { killMs: 80, restartMs: 90, quiesced: ['other'] }];
+      expect(unquiescedRestarts(kills, 'L')).toEqual([20, 90]);
+      expect(unquiescedRestarts(kills, 'other')).toEqual([20, 60]);
+      // g acknowledged between the two kills and lost: outside the promise (the second kill met L unquiesced).
+      const v = check([...before, append('g', 'ok', 2, [62, 63])], finalOf(['a', 'b']), kills).logs.L!;
+      expect(v.anomalies).toEqual([]);
+      expect(v.counts.lostOutsidePromise).toBe(1);
+      expect(v.lossesExemptBeforeMs).toBe(90);
+    });
   });
 });

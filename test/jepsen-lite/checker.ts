@@ -12,6 +12,17 @@
  * - gaps:       final ids not dense from the first retained id
  * - backwards:  a reader's tail reads returning an id lower than one it already had
  * - beyond:     a read returning an id the final read does not have (an entry later discarded)
+ *
+ * Outside the promise: a whole-cluster SIGKILL (the kill-all nemesis) fails
+ * three replicas at once, and Tern promises nothing then for a log with
+ * acknowledged entries not yet in object storage. Such a log (one not
+ * quiesced at the kill) is judged on everything after the kill, but its
+ * losses of entries acknowledged before the restart, and what follows from
+ * them (a read before the restart that saw a value since lost, or an id past
+ * the end the log restarted from; a later append given an id lower than one
+ * acknowledged before), are listed under `outsidePromise` (a loss as
+ * `lost_outside_promise`), not as anomalies. A log that was quiesced at the
+ * kill is judged in full: it had nothing unflushed, so it must lose nothing.
  */
 
 export type Outcome = 'ok' | 'fail' | 'info';
@@ -31,6 +42,8 @@ export interface AppendOp {
   id?: number;
   /** Appended through the client's idempotent producer, which retried it with the same sequence until answered. */
   idempotent?: boolean;
+  /** The server's error code, when it answered with one (SEQUENCE_GAP: a producer it forgot). */
+  error?: string;
 }
 
 export interface ReadOp {
@@ -53,8 +66,21 @@ export interface FinalState {
   [log: string]: { firstId: number; replicas: Record<string, { id: number; value: string }[]> };
 }
 
+/**
+ * A whole-cluster SIGKILL (nemesis kill-all), in history time. Nothing can be
+ * acknowledged between the kill and the restart except answers already on
+ * their way, so "acknowledged before the restart" is "acknowledged before the kill".
+ */
+export interface KillAll {
+  killMs: number;
+  /** When the replicas were started again. */
+  restartMs: number;
+  /** The logs whose status showed them quiesced at the kill (appends held meanwhile): judged in full. Every other log is not. */
+  quiesced: readonly string[];
+}
+
 export interface Anomaly {
-  kind: 'lost' | 'phantom' | 'duplicated' | 'divergent' | 'order' | 'gap' | 'backwards' | 'beyond';
+  kind: 'lost' | 'phantom' | 'duplicated' | 'divergent' | 'order' | 'gap' | 'backwards' | 'beyond' | 'lost_outside_promise';
   detail: string;
   ops: Op[];
 }
@@ -62,7 +88,15 @@ export interface Anomaly {
 export interface LogVerdict {
   valid: boolean;
   anomalies: Anomaly[];
-  counts: { ok: number; fail: number; info: number; reads: number; finalEntries: number };
+  /**
+   * What a kill-all while the log was not quiesced explains (see the top of
+   * this file): not anomalies, reported for what they are. Empty when the log
+   * never met a kill-all unquiesced.
+   */
+  outsidePromise: Anomaly[];
+  /** Set when a kill-all met the log unquiesced: the restart of the last such, before which losses are outside the promise. */
+  lossesExemptBeforeMs?: number;
+  counts: { ok: number; fail: number; info: number; reads: number; finalEntries: number; lostOutsidePromise: number };
   /** Longest stretch (ms) between two ok appends, with where it started. */
   longestUnavailableMs: number;
   longestUnavailableFromMs: number;
@@ -74,20 +108,35 @@ export interface Verdict {
   logs: Record<string, LogVerdict>;
 }
 
-export function check(history: readonly Op[], final: FinalState): Verdict {
+export function check(history: readonly Op[], final: FinalState, killAlls: readonly KillAll[] = []): Verdict {
   const logs: Record<string, LogVerdict> = {};
   const names = new Set([...history.map((op) => op.log), ...Object.keys(final)]);
   for (const name of names) {
     logs[name] = checkLog(
       history.filter((op) => op.log === name),
       final[name] ?? { firstId: 0, replicas: {} },
+      unquiescedRestarts(killAlls, name),
     );
   }
   return { valid: Object.values(logs).every((l) => l.valid), logs };
 }
 
-function checkLog(history: readonly Op[], final: FinalState[string]): LogVerdict {
+/** The restart times (sorted) of the kill-alls that met `log` not quiesced. */
+export function unquiescedRestarts(killAlls: readonly KillAll[], log: string): number[] {
+  return killAlls.filter((k) => !k.quiesced.includes(log)).map((k) => k.restartMs).sort((x, y) => x - y);
+}
+
+/**
+ * `cuts`: the restarts of the kill-alls that met this log unquiesced. Before
+ * the last one, losses are outside the promise; so is each consequence of one
+ * that involves an operation completed before it.
+ */
+function checkLog(history: readonly Op[], final: FinalState[string], cuts: readonly number[] = []): LogVerdict {
   const anomalies: Anomaly[] = [];
+  const outsidePromise: Anomaly[] = [];
+  const exemptBeforeMs = cuts.length ? cuts[cuts.length - 1]! : -Infinity;
+  /** A loss, or a consequence of one, that a kill-all explains: it involves an operation completed before the restart. */
+  const explained = (ops: readonly (Op | undefined)[]) => ops.some((op) => op !== undefined && op.completeMs < exemptBeforeMs);
   const appends = history.filter((op): op is AppendOp => op.type === 'append');
   const reads = history.filter((op): op is ReadOp => op.type === 'read' && op.outcome === 'ok');
   const byValue = new Map(appends.map((a) => [a.value, a]));
@@ -98,7 +147,7 @@ function checkLog(history: readonly Op[], final: FinalState[string]): LogVerdict
     const prior = seen.get(id);
     if (!prior) seen.set(id, { value, op, where });
     else if (prior.value !== value) {
-      anomalies.push({ kind: 'divergent', detail: `id ${id}: "${prior.value}" (${prior.where}) vs "${value}" (${where})`, ops: [prior.op, op].filter((o): o is Op => o !== undefined) });
+      (explained([prior.op, op]) ? outsidePromise : anomalies).push({ kind: 'divergent', detail: `id ${id}: "${prior.value}" (${prior.where}) vs "${value}" (${where})`, ops: [prior.op, op].filter((o): o is Op => o !== undefined) });
     }
   };
   const replicas = Object.entries(final.replicas);
@@ -126,15 +175,24 @@ function checkLog(history: readonly Op[], final: FinalState[string]): LogVerdict
   for (const a of appends) {
     if (a.outcome !== 'ok' || a.id === undefined || a.id < final.firstId) continue;
     const at = finalById.get(a.id);
-    if (at !== a.value) anomalies.push({ kind: 'lost', detail: `"${a.value}" acknowledged at id ${a.id}, final read has ${at === undefined ? 'nothing' : `"${at}"`} there`, ops: [a] });
+    if (at === a.value) continue;
+    const detail = `"${a.value}" acknowledged at id ${a.id}, final read has ${at === undefined ? 'nothing' : `"${at}"`} there`;
+    if (explained([a])) outsidePromise.push({ kind: 'lost_outside_promise', detail: `${detail} (acknowledged before a kill-all that met the log unquiesced)`, ops: [a] });
+    else anomalies.push({ kind: 'lost', detail, ops: [a] });
   }
 
-  anomalies.push(...orderViolations(appends));
+  // Order holds within each stretch between two unquiesced kill-alls; across one, ids acknowledged
+  // before may have been lost and given again (an earlier append with the higher id), which the losses explain.
+  const era = (op: AppendOp) => cuts.filter((c) => c <= op.completeMs).length;
+  const eras = new Map<number, AppendOp[]>();
+  for (const a of appends) eras.set(era(a), [...(eras.get(era(a)) ?? []), a]);
+  for (const inEra of eras.values()) anomalies.push(...orderViolations(inEra));
+  if (cuts.length) outsidePromise.push(...orderViolations(appends).filter((v) => era(v.ops[0] as AppendOp) !== era(v.ops[1] as AppendOp)));
 
   const lastTail = new Map<string, { id: number; op: ReadOp }>();
   for (const r of [...reads].sort((x, y) => x.invokeMs - y.invokeMs)) {
     for (const e of r.entries ?? []) {
-      if (e.id > lastFinalId) anomalies.push({ kind: 'beyond', detail: `read of id ${e.id} on ${r.replica}, past the final log's end ${lastFinalId}`, ops: [r] });
+      if (e.id > lastFinalId) (explained([r]) ? outsidePromise : anomalies).push({ kind: 'beyond', detail: `read of id ${e.id} on ${r.replica}, past the final log's end ${lastFinalId}`, ops: [r] });
     }
     if (!r.tail || !r.entries?.length) continue;
     const prev = lastTail.get(r.process);
@@ -150,12 +208,15 @@ function checkLog(history: readonly Op[], final: FinalState[string]): LogVerdict
   return {
     valid: anomalies.length === 0,
     anomalies,
+    outsidePromise,
+    ...(cuts.length ? { lossesExemptBeforeMs: exemptBeforeMs } : {}),
     counts: {
       ok: oks.length,
       fail: appends.filter((a) => a.outcome === 'fail').length,
       info: appends.filter((a) => a.outcome === 'info').length,
       reads: reads.length,
       finalEntries: longest.length,
+      lostOutsidePromise: outsidePromise.filter((a) => a.kind === 'lost_outside_promise').length,
     },
     longestUnavailableMs: gap.ms,
     longestUnavailableFromMs: gap.fromMs,

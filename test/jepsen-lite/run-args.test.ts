@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { NEMESIS_NAMES } from './nemesis.js';
-import { parseRunArgs, seeded } from './run.js';
+import { DEFAULT_NEMESES, NEMESIS_NAMES } from './nemesis.js';
+import type { AppendOp } from './checker.js';
+import { forgottenProducers, idleEveryMs, parseRunArgs, seeded } from './run.js';
 
 describe('jepsen-lite run options', () => {
   it('takes a list of nemeses, all or none, and refuses unknown ones by name', () => {
     expect(parseRunArgs(['--nemesis', 'kill-leader,partition-leader', '--seed', '42']).nemeses).toEqual(['kill-leader', 'partition-leader']);
-    expect(parseRunArgs(['--nemesis', 'all']).nemeses).toEqual(NEMESIS_NAMES);
+    expect(parseRunArgs(['--nemesis', 'all']).nemeses).toEqual(DEFAULT_NEMESES);
+    expect(parseRunArgs([]).nemeses).toEqual(DEFAULT_NEMESES);
     expect(parseRunArgs(['--nemesis', 'none']).nemeses).toEqual([]);
     expect(() => parseRunArgs(['--nemesis', 'kill-leader,meteor'])).toThrow(/unknown nemesis meteor/);
     expect(() => parseRunArgs(['--time', 'soon'])).toThrow(/--time must be an integer/);
@@ -34,5 +36,42 @@ describe('jepsen-lite run options', () => {
     expect(draw(42)).toEqual(draw(42));
     expect(draw(42)).not.toEqual(draw(43));
     expect(draw(42).every((x) => x >= 0 && x < 1)).toBe(true);
+  });
+
+  it('leaves kill-all out of all (opt-in), and adds it to all when named', () => {
+    expect(NEMESIS_NAMES).toContain('kill-all');
+    expect(DEFAULT_NEMESES).not.toContain('kill-all');
+    expect(parseRunArgs(['--nemesis', 'all,kill-all']).nemeses).toEqual([...DEFAULT_NEMESES, 'kill-all']);
+    expect(parseRunArgs(['--nemesis', 'kill-all,kill-leader,kill-all']).nemeses).toEqual(['kill-all', 'kill-leader']);
+  });
+
+  it('takes --idle-logs (default 0) and passes --quiesce-after-ms only when given', () => {
+    expect(parseRunArgs([]).idleLogs).toBe(0);
+    expect(parseRunArgs(['--idle-logs', '50']).idleLogs).toBe(50);
+    expect(() => parseRunArgs(['--idle-logs', 'many'])).toThrow(/--idle-logs must be an integer >= 0/);
+    expect(parseRunArgs([]).quiesceAfterMs).toBeUndefined();
+    expect('quiesceAfterMs' in parseRunArgs([])).toBe(false);
+    expect(parseRunArgs(['--quiesce-after-ms', '0']).quiesceAfterMs).toBe(0);
+    expect(parseRunArgs(['--quiesce-after-ms', '1500']).quiesceAfterMs).toBe(1500);
+    expect(() => parseRunArgs(['--quiesce-after-ms', 'soon'])).toThrow(/--quiesce-after-ms must be an integer/);
+  });
+
+  it('paces the idle logs so each waits about three quiescence delays between appends, within 20 appends a second in all', () => {
+    // Two clients, 50 logs, 1 s delay: each client every 2 * 3000 / 50 = 120 ms, a log every 3 s on average.
+    expect(idleEveryMs(50, 1000)).toBe(120);
+    // The server's default delay (10 s) when none is given, and when 0 (never) is.
+    expect(idleEveryMs(50)).toBe(1200);
+    expect(idleEveryMs(50, 0)).toBe(1200);
+    // 1,000 logs: capped at 20 appends a second (each client every 100 ms).
+    expect(idleEveryMs(1000, 1000)).toBe(100);
+  });
+
+  it('fails a run whose producer was forgotten (SEQUENCE_GAP) unless a kill-all met its log unquiesced before', () => {
+    const gap = (log: string, at: number): AppendOp => ({ type: 'append', process: `${log}/c1`, log, replica: 'client', value: 'v', invokeMs: at, completeMs: at + 1, outcome: 'fail', idempotent: true, error: 'SEQUENCE_GAP' });
+    const kill = { killMs: 100, restartMs: 110, quiesced: ['q'] };
+    expect(forgottenProducers([gap('L', 200)], [kill])).toEqual([]);
+    expect(forgottenProducers([gap('L', 50)], [kill])).toHaveLength(1);
+    expect(forgottenProducers([gap('q', 200)], [kill])).toHaveLength(1);
+    expect(forgottenProducers([gap('L', 200)], [])[0]).toMatch(/1 producer appends refused SEQUENCE_GAP/);
   });
 });

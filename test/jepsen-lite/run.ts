@@ -3,6 +3,7 @@
  *
  *   npm run jepsen -- [--nemesis all|none|kill-leader,partition-leader,...] [--time S]
  *                     [--seed N] [--logs N] [--clients N] [--producers mixed|plain|idempotent] [--out DIR]
+ *                     [--idle-logs N] [--quiesce-after-ms MS]
  *
  * Phases, as in Jepsen and TigerBeetle's VOPR: a safety phase (workload plus
  * faults on a seeded schedule), a healing phase (every fault removed, every
@@ -17,11 +18,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, setGlobalDispatcher } from 'undici';
-import { check, type FinalState, type Verdict } from './checker.js';
+import { check, type AppendOp, type FinalState, type KillAll, type LogVerdict, type Op, type Verdict } from './checker.js';
 import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
-import { NEMESIS_NAMES, allServed, healAll, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
+import { DEFAULT_NEMESES, NEMESIS_NAMES, OPT_IN_NEMESES, healAll, notServed, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
 import { renderReport, summarizeByNemesis, type FaultWindow, type NemesisSummary } from './report.js';
-import { History, PRODUCER_MODES, Workload, decodeValue, type ProducerMode } from './workload.js';
+import { History, IDLE_CLIENTS, PRODUCER_MODES, Workload, decodeValue, forgotten, type ProducerMode } from './workload.js';
 
 export interface RunOptions {
   nemeses: NemesisName[];
@@ -40,6 +41,10 @@ export interface RunOptions {
   outDir: string;
   /** Mutual TLS between replicas and HTTPS for the clients (a throwaway CA); plain HTTP when absent. */
   tls?: boolean;
+  /** Extra logs `jepsen-idle-<i>`, appended to rarely so that they quiesce and are woken, judged like the others (0: none). */
+  idleLogs?: number;
+  /** Passed to the replicas as --quiesce-after-ms when set; their default otherwise. */
+  quiesceAfterMs?: number;
 }
 
 export interface RunResult {
@@ -49,7 +54,23 @@ export interface RunResult {
   liveness: string[];
   nemeses: NemesisSummary[];
   faults: FaultWindow[];
+  /** The kill-alls, with the logs quiesced at each. */
+  killAlls: KillAll[];
   outDir: string;
+}
+
+/** At most this many appends a second to all idle logs together (two clients), however many there are. */
+const IDLE_MAX_RATE = 20;
+
+/**
+ * How often each idle-log client appends to one idle log chosen at random:
+ * so that a log's mean gap between two appends is three times the quiescence
+ * delay (the server's default, 10 s, when not given): most gaps long enough
+ * to quiesce, some not. Within IDLE_MAX_RATE.
+ */
+export function idleEveryMs(idleLogs: number, quiesceAfterMs = 10_000): number {
+  const meanGapMs = 3 * (quiesceAfterMs > 0 ? quiesceAfterMs : 10_000);
+  return Math.max(Math.round((meanGapMs * IDLE_CLIENTS) / Math.max(1, idleLogs)), Math.round((1000 * IDLE_CLIENTS) / IDLE_MAX_RATE));
 }
 
 /** A small seeded generator (mulberry32): the same seed gives the same schedule and choices. */
@@ -77,35 +98,58 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
   mkdirSync(options.outDir, { recursive: true });
   const random = seeded(options.seed);
   const logs = Array.from({ length: options.logs }, (_, i) => `jepsen-${i}`);
+  const idleLogs = Array.from({ length: options.idleLogs ?? 0 }, (_, i) => `jepsen-idle-${i}`);
+  const allLogs = [...logs, ...idleLogs];
   // A short lease makes leader loss quick to detect; flushing often makes reads cross into object storage.
-  const pc = await startProxiedCluster({ replicaArgs: ['--lease-ttl-seconds', '3', '--flush-interval-ms', '300', '--flush-max-bytes', '65536', '--orphan-grace-ms', '5000'], tls: options.tls });
+  // --quiesce-after-ms only when asked: a replica that does not know a flag refuses to start.
+  const replicaArgs = ['--lease-ttl-seconds', '3', '--flush-interval-ms', '300', '--flush-max-bytes', '65536', '--orphan-grace-ms', '5000', ...(options.quiesceAfterMs === undefined ? [] : ['--quiesce-after-ms', String(options.quiesceAfterMs)])];
+  const pc = await startProxiedCluster({ replicaArgs, tls: options.tls });
   // The harness's own requests (status, creation, final reads, the nemeses' checks) must trust the cluster's CA too.
   if (pc.cluster.tls) setGlobalDispatcher(new Agent({ connect: { ca: pc.cluster.tls.caPem } }));
-  progress(`cluster up (data in ${pc.dataDir}); logs ${logs.join(', ')}; seed ${options.seed}`);
+  progress(`cluster up (data in ${pc.dataDir}); logs ${logs.join(', ')}${idleLogs.length ? ` and ${idleLogs.length} idle (jepsen-idle-0..${idleLogs.length - 1}, each client appends to one every ${idleEveryMs(idleLogs.length, options.quiesceAfterMs)} ms)` : ''}; seed ${options.seed}`);
   const history = new History(join(options.outDir, 'history.jsonl'));
   const replicas = pc.cluster.replicas.map((r) => ({ id: r.id, url: r.clientUrl }));
-  const workload = new Workload(history, { logs, replicas, clientsPerLog: options.clientsPerLog, thinkMs: 20, appendTimeoutMs: 5000, random, ca: pc.cluster.tls?.caPem, producers: options.producers });
-  const ctx: NemesisContext = { pc, logs, random };
+  const workload = new Workload(history, {
+    logs,
+    replicas,
+    clientsPerLog: options.clientsPerLog,
+    thinkMs: 20,
+    appendTimeoutMs: 5000,
+    random,
+    ca: pc.cluster.tls?.caPem,
+    producers: options.producers,
+    idleLogs,
+    idleEveryMs: idleEveryMs(idleLogs.length, options.quiesceAfterMs),
+  });
   const faults: FaultWindow[] = [];
   const liveness: string[] = [];
+  const killAlls: KillAll[] = [];
+  const ctx: NemesisContext = {
+    pc,
+    logs,
+    idleLogs,
+    random,
+    run: { now: () => history.now(), hold: (ms) => workload.hold(ms), release: (logs) => workload.release(logs), probe: (log, ms) => workload.probe(log, ms), killAlls, liveness },
+  };
   try {
-    for (const log of logs) await createLog(pc, log);
+    await inBatches(allLogs, 8, (log) => createLog(pc, log));
     workload.start();
     await schedule(ctx, options, history, faults, liveness, progress);
     progress('healing: every fault removed, every process up');
     await healAll(ctx);
-    for (const log of logs) if (!(await workload.probe(log, 30_000))) liveness.push(`${log} acknowledged no append within 30 s after healing`);
+    for (const log of allLogs) if (!(await workload.probe(log, 30_000))) liveness.push(`${log} acknowledged no append within 30 s after healing`);
     await sleep(options.healS * 1000);
     await workload.stop();
     await history.close();
     progress('final reads');
-    const final = await finalReads(pc, logs, liveness);
-    const verdict = check(history.ops, final);
+    const final = await finalReads(pc, allLogs, liveness);
+    const verdict = check(history.ops, final, killAlls);
     const unanswered = history.ops.filter((op) => op.type === 'append' && op.idempotent && op.outcome === 'info').length;
     if (unanswered > 0) liveness.push(`${unanswered} idempotent appends got no answer however long their producers retried`);
+    liveness.push(...forgottenProducers(history.ops, killAlls));
     const summary = summarizeByNemesis(history.ops, faults);
-    const result: RunResult = { valid: verdict.valid && liveness.length === 0, verdict, liveness, nemeses: summary, faults, outDir: options.outDir };
-    writeReport(options, result, history, logs);
+    const result: RunResult = { valid: verdict.valid && liveness.length === 0, verdict, liveness, nemeses: summary, faults, killAlls, outDir: options.outDir };
+    writeReport(options, result, history, allLogs);
     return result;
   } finally {
     await workload.stop().catch(() => {});
@@ -116,6 +160,20 @@ export async function runJepsen(options: RunOptions, progress: (line: string) =>
     }
     await pc.stop();
   }
+}
+
+/**
+ * A producer's sequence refused (SEQUENCE_GAP/STALE) means the cluster forgot
+ * what it had acknowledged to the producer: a failure unless a kill-all before
+ * it met the log not quiesced (then the loss, and this, are outside the promise).
+ */
+export function forgottenProducers(history: readonly Op[], killAlls: readonly KillAll[]): string[] {
+  const unexplained = history.filter(
+    (op): op is AppendOp => op.type === 'append' && forgotten(op) && !killAlls.some((k) => k.killMs < op.completeMs && !k.quiesced.includes(op.log)),
+  );
+  if (unexplained.length === 0) return [];
+  const first = unexplained[0]!;
+  return [`${unexplained.length} producer appends refused ${first.error} (the cluster forgot the producer) with no kill-all of their log unquiesced before them; first: ${first.process} on ${first.log} at ${(first.invokeMs / 1000).toFixed(1)} s`];
 }
 
 /** Faults one at a time: a seeded order that cycles through every chosen nemesis, a quiet gap between two. */
@@ -132,10 +190,13 @@ async function schedule(ctx: NemesisContext, options: RunOptions, history: Histo
     }
     const name = order.shift()!;
     // One fault at a time: the next waits until the last one's damage is repaired.
-    if (!(await allServed(ctx, 30_000))) {
-      liveness.push(`some log had no serving leader 30 s after the fault before ${name} ended; stopped injecting faults`);
+    const waitStart = Date.now();
+    const stuck = await notServed(ctx, 30_000);
+    if (stuck.length > 0) {
+      liveness.push(`${stuck.slice(0, 5).join(', ')}${stuck.length > 5 ? ` and ${stuck.length - 5} more logs` : ''} had no serving leader 30 s after the fault before ${name} ended; stopped injecting faults`);
       return;
     }
+    if (Date.now() - waitStart > 5000) progress(`${(history.now() / 1000).toFixed(1)} s  every log whole again after ${((Date.now() - waitStart) / 1000).toFixed(1)} s`);
     const startMs = history.now();
     let active: ActiveFault | undefined;
     try {
@@ -149,6 +210,10 @@ async function schedule(ctx: NemesisContext, options: RunOptions, history: Histo
     await sleep(Math.max(0, Math.min(options.quietMs, endMs - history.now())));
   }
   if (endMs !== Infinity) await sleep(Math.max(0, endMs - history.now()));
+}
+
+async function inBatches<T>(items: readonly T[], size: number, each: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(each));
 }
 
 async function json(url: string, init: { method?: 'GET' | 'PUT' } = {}): Promise<{ status: number; body: any }> {
@@ -208,7 +273,7 @@ async function readAll(url: string, log: string): Promise<{ id: number; value: s
 }
 
 function writeReport(options: RunOptions, result: RunResult, history: History, logs: readonly string[]): void {
-  const verdictFile = { valid: result.valid, liveness: result.liveness, nemeses: result.nemeses, faults: result.faults, logs: result.verdict.logs };
+  const verdictFile = { valid: result.valid, liveness: result.liveness, nemeses: result.nemeses, faults: result.faults, killAlls: result.killAlls, logs: result.verdict.logs };
   writeFileSync(join(options.outDir, 'verdict.json'), JSON.stringify(verdictFile, null, 2) + '\n');
   const meta = { seed: options.seed, nemeses: options.nemeses, timeS: options.timeS, startedAt: new Date().toISOString(), logs: [...logs], command: process.argv.slice(1).join(' ') };
   // Liveness problems are shown with the anomalies: the page's verdict must agree with the exit code.
@@ -217,8 +282,9 @@ function writeReport(options: RunOptions, result: RunResult, history: History, l
 }
 
 const USAGE = `Usage: npm run jepsen -- [options]
-  --nemesis LIST   comma-separated faults, or all, or none (default all). Faults:
-                   ${NEMESIS_NAMES.join(', ')}
+  --nemesis LIST   comma-separated faults, or all, or none (default all); all,kill-all adds one
+                   that all leaves out. Faults: ${NEMESIS_NAMES.join(', ')}
+                   (not in all: ${OPT_IN_NEMESES.join(', ')})
   --time S         seconds of the fault phase (default 60)
   --rounds N       instead of --time: run every chosen nemesis N times (a quick pass: --rounds 1)
   --seed N         seed of every random choice (default: from the clock, printed)
@@ -229,9 +295,12 @@ const USAGE = `Usage: npm run jepsen -- [options]
   --fault-ms MS    how long one fault lasts (default 5000), --quiet-ms MS the gap between faults (default 3000)
   --heal S         seconds the workload runs after healing (default 8)
   --out DIR        report directory (default jepsen-reports/<time>-seed<N>)
-  --tls            run the cluster with TLS (HTTPS, mutual TLS between replicas through the proxies)`;
+  --tls            run the cluster with TLS (HTTPS, mutual TLS between replicas through the proxies)
+  --idle-logs N    N more logs (jepsen-idle-<i>, default 0), each appended to rarely so it quiesces and is
+                   woken many times; judged like the others
+  --quiesce-after-ms MS  passed to the replicas (0: never quiesce); their default when absent`;
 
-const VALUE_OPTIONS = ['nemesis', 'time', 'rounds', 'seed', 'logs', 'clients', 'producers', 'fault-ms', 'quiet-ms', 'heal', 'out'] as const;
+const VALUE_OPTIONS = ['nemesis', 'time', 'rounds', 'seed', 'logs', 'clients', 'producers', 'fault-ms', 'quiet-ms', 'heal', 'out', 'idle-logs', 'quiesce-after-ms'] as const;
 
 export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
   const { values } = parseArgs({
@@ -246,7 +315,8 @@ export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
     return Number(raw);
   };
   const list = values.nemesis ?? 'all';
-  const chosen = list === 'all' ? NEMESIS_NAMES : list === 'none' ? [] : list.split(',').map((s) => s.trim());
+  // `all` may be combined with opt-in nemeses: all,kill-all.
+  const chosen = list === 'none' ? [] : [...new Set(list.split(',').flatMap((s): string[] => (s.trim() === 'all' ? [...DEFAULT_NEMESES] : [s.trim()])))];
   const unknown = chosen.filter((n) => !(n in nemeses));
   if (unknown.length > 0) throw new Error(`unknown nemesis ${unknown.join(', ')}; known: ${NEMESIS_NAMES.join(', ')}`);
   const seed = int('seed', now.getTime() % 1_000_000, 0);
@@ -265,6 +335,8 @@ export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
     healS: int('heal', 8, 0),
     outDir: resolve(values.out ?? join('jepsen-reports', `${now.toISOString().replace(/[:.]/g, '-')}-seed${seed}`)),
     tls: values.tls === true,
+    idleLogs: int('idle-logs', 0, 0),
+    ...(values['quiesce-after-ms'] === undefined ? {} : { quiesceAfterMs: int('quiesce-after-ms', 0, 0) }),
   };
 }
 
@@ -273,9 +345,31 @@ function printSummary(result: RunResult): void {
   for (const n of result.nemeses) {
     console.log(`${n.nemesis.padEnd(20)} ${String(n.windows).padStart(7)} ${String(n.ok).padStart(7)} ${String(n.fail).padStart(7)} ${String(n.info).padStart(7)}  ${Math.round(n.longestUnavailableMs)} ms`);
   }
+  const kindsOf = (anomalies: readonly { kind: string }[]) => anomalies.reduce<Record<string, number>>((acc, a) => ({ ...acc, [a.kind]: (acc[a.kind] ?? 0) + 1 }), {});
+  const outside = (v: LogVerdict) => (v.outsidePromise.length ? `; outside the promise (kill-all, not quiesced) ${JSON.stringify(kindsOf(v.outsidePromise))}` : '');
+  const idle: [string, LogVerdict][] = [];
   for (const [log, v] of Object.entries(result.verdict.logs)) {
-    const kinds = v.anomalies.reduce<Record<string, number>>((acc, a) => ({ ...acc, [a.kind]: (acc[a.kind] ?? 0) + 1 }), {});
-    console.log(`${log}: ok ${v.counts.ok}, fail ${v.counts.fail}, info ${v.counts.info}, reads ${v.counts.reads}, final entries ${v.counts.finalEntries}; anomalies ${v.anomalies.length === 0 ? 'none' : JSON.stringify(kinds)}; ack p50 ${v.latencyMs.p50.toFixed(1)} ms, p99 ${v.latencyMs.p99.toFixed(1)} ms; longest unavailable ${Math.round(v.longestUnavailableMs)} ms`);
+    if (log.startsWith('jepsen-idle-')) {
+      idle.push([log, v]);
+      continue;
+    }
+    console.log(`${log}: ok ${v.counts.ok}, fail ${v.counts.fail}, info ${v.counts.info}, reads ${v.counts.reads}, final entries ${v.counts.finalEntries}; anomalies ${v.anomalies.length === 0 ? 'none' : JSON.stringify(kindsOf(v.anomalies))}${outside(v)}; ack p50 ${v.latencyMs.p50.toFixed(1)} ms, p99 ${v.latencyMs.p99.toFixed(1)} ms; longest unavailable ${Math.round(v.longestUnavailableMs)} ms`);
+  }
+  if (idle.length) {
+    // The idle logs on one line, plus one for each that has something to show.
+    const sum = (f: (v: LogVerdict) => number) => idle.reduce((n, [, v]) => n + f(v), 0);
+    const anomalies = idle.flatMap(([, v]) => v.anomalies);
+    const outsideAll = idle.flatMap(([, v]) => v.outsidePromise);
+    console.log(`${idle.length} idle logs: ok ${sum((v) => v.counts.ok)}, fail ${sum((v) => v.counts.fail)}, info ${sum((v) => v.counts.info)}, final entries ${sum((v) => v.counts.finalEntries)}; anomalies ${anomalies.length === 0 ? 'none' : JSON.stringify(kindsOf(anomalies))}${outsideAll.length ? `; outside the promise (kill-all, not quiesced) ${JSON.stringify(kindsOf(outsideAll))}` : ''}`);
+    for (const [log, v] of idle) if (v.anomalies.length) console.log(`  ${log}: anomalies ${JSON.stringify(kindsOf(v.anomalies))}`);
+  }
+  const total = Object.keys(result.verdict.logs).length;
+  for (const k of result.killAlls) {
+    console.log(`kill-all at ${(k.killMs / 1000).toFixed(1)} s: ${k.quiesced.length} of ${total} logs quiesced at the kill (judged in full); the other ${total - k.quiesced.length} judged on what followed the restart`);
+  }
+  if (result.killAlls.length) {
+    const lost = Object.values(result.verdict.logs).reduce((n, v) => n + v.counts.lostOutsidePromise, 0);
+    console.log(`lost outside the promise: ${lost} acknowledged appends, on logs not quiesced at a kill-all`);
   }
   for (const problem of result.liveness) console.log(`liveness: ${problem}`);
   console.log(`\nverdict: ${result.valid ? 'VALID' : 'INVALID'}; report ${join(result.outDir, 'report.html')}`);
@@ -289,7 +383,7 @@ async function main(): Promise<number> {
     console.error(`${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  console.log(`jepsen-lite: nemeses ${options.nemeses.join(', ') || 'none'}; ${options.timeS} s; seed ${options.seed}; ${options.producers} producers${options.tls ? '; TLS' : ''}`);
+  console.log(`jepsen-lite: nemeses ${options.nemeses.join(', ') || 'none'}; ${options.timeS} s; seed ${options.seed}; ${options.producers} producers${options.tls ? '; TLS' : ''}${options.idleLogs ? `; ${options.idleLogs} idle logs` : ''}${options.quiesceAfterMs === undefined ? '' : `; --quiesce-after-ms ${options.quiesceAfterMs}`}`);
   const result = await runJepsen(options, (line) => console.log(line));
   printSummary(result);
   return result.valid ? 0 : 1;

@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { Agent, request } from 'undici';
-import { createClient, type TernClient } from '../../src/client/index.js';
+import { createClient, type Producer, type TernClient } from '../../src/client/index.js';
 import type { AppendOp, Op, ReadOp } from './checker.js';
 
 export interface Endpoint {
@@ -52,10 +52,37 @@ export interface WorkloadOptions {
   /** The CA of a TLS cluster, which the clients must trust. */
   ca?: string;
   producers: ProducerMode;
+  /**
+   * Logs appended to rarely, so that each sits idle long enough to quiesce
+   * and is then woken by an append, many times over a run: two clients (the
+   * first plain, the second as `producers` says) each append to one of them
+   * chosen at random every `idleEveryMs`, so a log's idle gaps are random
+   * (geometric), some shorter than the quiescence delay and most longer.
+   */
+  idleLogs?: readonly string[];
+  idleEveryMs?: number;
 }
+
+/** How many clients append to the idle logs, each to one chosen at random every `idleEveryMs`. */
+export const IDLE_CLIENTS = 2;
 
 /** Codes that the server documents as "refused before it got an id" when maybeApplied is absent. */
 const NOT_APPLIED = new Set(['BAD_REQUEST', 'LOG_NOT_FOUND', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'NO_QUORUM', 'BUFFER_FULL', 'NOT_READY']);
+
+/**
+ * The server refused a producer's sequence (SEQUENCE_GAP or SEQUENCE_STALE):
+ * it no longer remembers the producer as the producer remembers itself, which
+ * only a loss outside the promise explains (a kill-all of a log not quiesced).
+ * The appender goes on with a new producer; the run judges whether a kill-all
+ * explains it (run.ts).
+ */
+export const forgotten = (op: AppendOp): boolean => op.error === 'SEQUENCE_GAP' || op.error === 'SEQUENCE_STALE';
+
+function signal(): { next: Promise<void>; changed(): void } {
+  let changed!: () => void;
+  const next = new Promise<void>((resolve) => (changed = resolve));
+  return { next, changed };
+}
 
 export function valueFor(process: string, seq: number): string {
   const body = `${process}.${seq}`;
@@ -98,6 +125,11 @@ export class Workload {
   private readonly agent: Agent;
   /** The client behind the idempotent appenders (undefined when every appender is plain). */
   private readonly client: TernClient | undefined;
+  /** Set by hold(): the appenders of a log not released wait for `next` (a change) before invoking an append. */
+  private held: { released: Set<string>; next: Promise<void>; changed(): void } | undefined;
+  /** Appends invoked and not yet answered, per log (idempotent ones included, however long they retry). */
+  private readonly inFlight = new Map<string, number>();
+  private readonly probes = new Map<string, number>();
 
   constructor(
     private readonly history: History,
@@ -123,10 +155,55 @@ export class Workload {
       for (const replica of this.options.replicas) this.tasks.push(this.tailReader(log, replica, `${log}/tail-${replica.id}`));
       this.tasks.push(this.catchUpReader(log, `${log}/catchup`));
     }
+    const idle = this.options.idleLogs ?? [];
+    if (idle.length > 0) {
+      // No tail readers on idle logs (a held read is not what idleness is about, and three per log cost the two cores);
+      // one catch-up reader reads random idle logs from random replicas: reads of quiesced logs, from object storage.
+      for (let c = 0; c < IDLE_CLIENTS; c++) this.tasks.push(this.idleAppender(idle, `jepsen-idle/c${c}`, this.isIdempotent(c)));
+      this.tasks.push(this.idleCatchUpReader(idle, 'jepsen-idle/catchup'));
+    }
+  }
+
+  /**
+   * Holds every appender before its next append and waits (at most
+   * `timeoutMs`) until no append is in flight; returns the logs that still
+   * have one. Until release() lets a log go, no append can reach it, so its
+   * status read meanwhile stays true (kill-all reads which logs are quiesced,
+   * lets the others go, then kills).
+   */
+  async hold(timeoutMs: number): Promise<Set<string>> {
+    this.held ??= { released: new Set(), ...signal() };
+    const deadline = Date.now() + timeoutMs;
+    while ([...this.inFlight.values()].some((n) => n > 0) && Date.now() < deadline) await sleep(10);
+    return new Set([...this.inFlight].filter(([, n]) => n > 0).map(([log]) => log));
+  }
+
+  /** Lets the appenders of `logs` go on, or of every log when none are named. */
+  release(logs?: Iterable<string>): void {
+    const held = this.held;
+    if (!held) return;
+    if (logs === undefined) this.held = undefined;
+    else {
+      for (const log of logs) held.released.add(log);
+      this.held = { released: held.released, ...signal() };
+    }
+    held.changed();
+  }
+
+  private isHeld(log: string): boolean {
+    return this.held !== undefined && !this.held.released.has(log);
+  }
+
+  /** Waits while held, then counts an append to `log` in flight until `done` is called. */
+  private async invoke(log: string): Promise<() => void> {
+    while (this.isHeld(log)) await this.held!.next;
+    this.inFlight.set(log, (this.inFlight.get(log) ?? 0) + 1);
+    return () => void this.inFlight.set(log, this.inFlight.get(log)! - 1);
   }
 
   async stop(): Promise<void> {
     this.running = false;
+    this.release(); // an appender still held would never finish
     await Promise.all(this.tasks);
     await this.agent.close();
     await this.client?.close();
@@ -139,8 +216,12 @@ export class Workload {
   /** Appends to `log` (new value each try) until one is acknowledged; false if none is within `timeoutMs`. */
   async probe(log: string, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
+    // Each probe of a log is its own process, so that its values never repeat an earlier probe's.
+    const round = this.probes.get(log) ?? 0;
+    this.probes.set(log, round + 1);
+    const process = round === 0 ? `${log}/probe` : `${log}/probe${round}`;
     for (let seq = 0; Date.now() < deadline; seq++) {
-      if ((await this.append(log, `${log}/probe`, seq, this.pick())).outcome === 'ok') return true;
+      if ((await this.append(log, process, seq, this.pick())).outcome === 'ok') return true;
       await sleep(200);
     }
     return false;
@@ -164,20 +245,14 @@ export class Workload {
    * an answer, so the operation records where it was first sent as `client`.
    */
   private async idempotentAppender(log: string, process: string): Promise<void> {
-    const producer = this.client!.producer(log, { producerId: `${process.replace('/', '.')}.${Math.floor(this.options.random() * 1e9)}`, lingerMs: 0 });
+    let producer = this.newProducer(log, process);
     try {
       for (let seq = 0; this.running; seq++) {
-        const value = valueFor(process, seq);
-        const invokeMs = this.history.now();
-        let outcome: AppendOp['outcome'];
-        let id: number | undefined;
-        try {
-          id = await producer.append(value);
-          outcome = 'ok';
-        } catch (err) {
-          outcome = (err as { maybeApplied?: boolean }).maybeApplied === false ? 'fail' : 'info';
+        const op = await this.producerAppend(producer, log, process, seq);
+        if (forgotten(op)) {
+          await producer.close().catch(() => undefined);
+          producer = this.newProducer(log, process);
         }
-        this.history.record({ type: 'append', process, log, replica: 'client', value, invokeMs, completeMs: this.history.now(), outcome, idempotent: true, ...(id === undefined ? {} : { id }) });
         await sleep(this.options.thinkMs * (0.5 + this.options.random()));
       }
     } finally {
@@ -185,11 +260,83 @@ export class Workload {
     }
   }
 
+  private newProducer(log: string, process: string): Producer {
+    return this.client!.producer(log, { producerId: `${process.replace('/', '.')}.${Math.floor(this.options.random() * 1e9)}`, lingerMs: 0 });
+  }
+
+  /** One value through `producer`, which retries it until answered; recorded as one operation sent to `client`. */
+  private async producerAppend(producer: Producer, log: string, process: string, seq: number): Promise<AppendOp> {
+    const value = valueFor(process, seq);
+    const done = await this.invoke(log);
+    const invokeMs = this.history.now();
+    let outcome: AppendOp['outcome'];
+    let id: number | undefined;
+    let error: string | undefined;
+    try {
+      id = await producer.append(value);
+      outcome = 'ok';
+    } catch (err) {
+      outcome = (err as { maybeApplied?: boolean }).maybeApplied === false ? 'fail' : 'info';
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string') error = code;
+    } finally {
+      done();
+    }
+    const op: AppendOp = { type: 'append', process, log, replica: 'client', value, invokeMs, completeMs: this.history.now(), outcome, idempotent: true, ...(id === undefined ? {} : { id }), ...(error === undefined ? {} : { error }) };
+    this.history.record(op);
+    return op;
+  }
+
+  /**
+   * Appends to one idle log chosen at random every `idleEveryMs`: plain to a
+   * random replica, or through one idempotent producer per log (a producer
+   * outlives its log's quiescence, a wake-up and a kill-all: its retries must
+   * still be recognised).
+   */
+  private async idleAppender(logs: readonly string[], process: string, idempotent: boolean): Promise<void> {
+    const producers = new Map<string, Producer>();
+    const everyMs = this.options.idleEveryMs ?? 1000;
+    // Spread the clients' first appends over one period, so they do not come in pairs.
+    await sleep(everyMs * this.options.random());
+    try {
+      for (let seq = 0; this.running; seq++) {
+        const log = logs[Math.floor(this.options.random() * logs.length)]!;
+        const started = Date.now();
+        if (idempotent) {
+          let producer = producers.get(log);
+          if (!producer) producers.set(log, (producer = this.newProducer(log, `${process}.${log}`)));
+          if (forgotten(await this.producerAppend(producer, log, process, seq))) {
+            producers.delete(log);
+            await producer.close().catch(() => undefined);
+          }
+        } else {
+          await this.append(log, process, seq, this.pick());
+        }
+        await sleep(Math.max(0, everyMs * (0.5 + this.options.random()) - (Date.now() - started)));
+      }
+    } finally {
+      await Promise.all([...producers.values()].map((p) => p.close().catch(() => undefined)));
+    }
+  }
+
+  /** Reads a random idle log from a random replica and a random point: reads of quiesced logs, through object storage. */
+  private async idleCatchUpReader(logs: readonly string[], process: string): Promise<void> {
+    const highest = new Map<string, number>();
+    while (this.running) {
+      const log = logs[Math.floor(this.options.random() * logs.length)]!;
+      const op = await this.read(log, this.pick(), process, Math.floor(this.options.random() * ((highest.get(log) ?? 0) + 1)), 500, false);
+      if (op.outcome === 'ok' && op.entries!.length > 0) highest.set(log, Math.max(highest.get(log) ?? 0, op.entries![op.entries!.length - 1]!.id));
+      await sleep(500);
+    }
+  }
+
   private async append(log: string, process: string, seq: number, replica: Endpoint): Promise<AppendOp> {
     const value = valueFor(process, seq);
+    const inFlight = await this.invoke(log);
     const invokeMs = this.history.now();
-    const op = (outcome: AppendOp['outcome'], id?: number): AppendOp => {
-      const done: AppendOp = { type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }) };
+    const op = (outcome: AppendOp['outcome'], id?: number, error?: string): AppendOp => {
+      inFlight();
+      const done: AppendOp = { type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }), ...(error === undefined ? {} : { error }) };
       this.history.record(done);
       return done;
     };
@@ -206,7 +353,7 @@ export class Workload {
       const body = (await res.body.json()) as { id?: number; error?: { code: string; maybeApplied?: boolean } };
       if (res.statusCode === 200 && typeof body.id === 'number') return op('ok', body.id);
       const notApplied = body.error?.maybeApplied === false || (body.error?.maybeApplied === undefined && NOT_APPLIED.has(body.error?.code ?? ''));
-      return op(notApplied ? 'fail' : 'info');
+      return op(notApplied ? 'fail' : 'info', undefined, body.error?.code);
     } catch {
       return op('info');
     }
