@@ -45,12 +45,12 @@ describe('jepsen-lite run options', () => {
     expect(parseRunArgs(['--nemesis', 'kill-all,kill-leader,kill-all']).nemeses).toEqual(['kill-all', 'kill-leader']);
   });
 
-  it('takes --idle-logs (default 0) and passes --quiesce-after-ms only when given', () => {
-    expect(parseRunArgs([]).idleLogs).toBe(0);
-    expect(parseRunArgs(['--idle-logs', '50']).idleLogs).toBe(50);
+  it('takes --idle-logs and --quiesce-after-ms, by default 50 idle logs that quiesce after 2 s', () => {
+    expect(parseRunArgs([]).idleLogs).toBe(50);
+    expect(parseRunArgs(['--idle-logs', '0']).idleLogs).toBe(0);
+    expect(parseRunArgs(['--idle-logs', '200']).idleLogs).toBe(200);
     expect(() => parseRunArgs(['--idle-logs', 'many'])).toThrow(/--idle-logs must be an integer >= 0/);
-    expect(parseRunArgs([]).quiesceAfterMs).toBeUndefined();
-    expect('quiesceAfterMs' in parseRunArgs([])).toBe(false);
+    expect(parseRunArgs([]).quiesceAfterMs).toBe(2000);
     expect(parseRunArgs(['--quiesce-after-ms', '0']).quiesceAfterMs).toBe(0);
     expect(parseRunArgs(['--quiesce-after-ms', '1500']).quiesceAfterMs).toBe(1500);
     expect(() => parseRunArgs(['--quiesce-after-ms', 'soon'])).toThrow(/--quiesce-after-ms must be an integer/);

@@ -68,6 +68,11 @@ const IDLE_MAX_RATE = 20;
  * delay (the server's default, 10 s, when not given): most gaps long enough
  * to quiesce, some not. Within IDLE_MAX_RATE.
  */
+/** Idle logs of a run unless --idle-logs says otherwise. */
+export const DEFAULT_IDLE_LOGS = 50;
+/** The replicas' --quiesce-after-ms in a run unless told otherwise: short, so idle logs sleep and wake many times in a minute. */
+export const DEFAULT_QUIESCE_AFTER_MS = 2000;
+
 export function idleEveryMs(idleLogs: number, quiesceAfterMs = 10_000): number {
   const meanGapMs = 3 * (quiesceAfterMs > 0 ? quiesceAfterMs : 10_000);
   return Math.max(Math.round((meanGapMs * IDLE_CLIENTS) / Math.max(1, idleLogs)), Math.round((1000 * IDLE_CLIENTS) / IDLE_MAX_RATE));
@@ -335,8 +340,9 @@ export function parseRunArgs(argv: string[], now = new Date()): RunOptions {
     healS: int('heal', 8, 0),
     outDir: resolve(values.out ?? join('jepsen-reports', `${now.toISOString().replace(/[:.]/g, '-')}-seed${seed}`)),
     tls: values.tls === true,
-    idleLogs: int('idle-logs', 0, 0),
-    ...(values['quiesce-after-ms'] === undefined ? {} : { quiesceAfterMs: int('quiesce-after-ms', 0, 0) }),
+    // Many logs, most of them idle, quiescing and waking under every nemesis (issue 19): the default run attacks it.
+    idleLogs: int('idle-logs', DEFAULT_IDLE_LOGS, 0),
+    quiesceAfterMs: int('quiesce-after-ms', DEFAULT_QUIESCE_AFTER_MS, 0),
   };
 }
 
