@@ -13,17 +13,19 @@
  *     log, and the series each replica's /metrics exposes;
  *   - the creation of `--logs` logs by `--concurrency` concurrent creators,
  *     spread over the replicas: logs a second;
- *   - the same idle figures with every log created and given one entry, and
- *     the etcd keys each log costs;
  *   - one append to each log, sent to a replica in turn (a follower forwards
  *     to the leader), `--concurrency` at a time: p50/p99/max and failures;
+ *   - how long until every log is quiesced (README, Quiescence), then the same
+ *     idle figures with every log created, given one entry and asleep, and
+ *     the etcd keys each log costs;
+ *   - one append to each quiesced log, which reopens it: p50/p99/max;
  *   - aggregate appends/s over the first `--throughput-logs` logs, 1 KiB
  *     entries, `--outstanding` in flight from this one driver for
  *     `--throughput-s` seconds, in three rows: Tern with each append sent to
  *     its log's leader, Tern spread round-robin over the replicas, and NATS
  *     JetStream (a 3-node cluster started for this phase only, one R3 memory
  *     stream per log) (bench/lib/many-logs-throughput.ts);
- *   - with `--kill-restart`: every log flushed, the three replicas SIGKILLed
+ *   - with `--kill-restart`: every log flushed and quiesced, the three replicas SIGKILLed
  *     at once and started again on the same data: the time until all are
  *     ready, the time until every log took one append again, and a sample of
  *     logs read back, which must hold every entry acknowledged before the

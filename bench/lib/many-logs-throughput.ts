@@ -19,7 +19,7 @@ import { Pool } from 'undici';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import type { AckedEntries } from './acked-entries.js';
 import { round1, ms } from './format.js';
-import { OCTET_STREAM_HEADERS, append as httpAppend } from './http.js';
+import { OCTET_STREAM_HEADERS, append as httpAppend, httpJson } from './http.js';
 import type { NatsCluster } from './nats-cluster.js';
 import { leaderStatus, runPool } from './tern-logs.js';
 import { AppendError, type OpenTarget } from './targets.js';
@@ -112,10 +112,14 @@ export class TernManyLogsTarget implements OpenTarget {
     if (lookup === undefined) {
       const via = this.cluster.replicas[this.nextReplica++ % this.cluster.replicas.length]!.clientUrl;
       lookup = leaderStatus(this.cluster, log, via)
-        .then((s) => {
-          this.leaders.set(log, s.leaderUrl);
-          return s.leaderUrl;
-        })
+        .then(
+          (s) => {
+            this.leaders.set(log, s.leaderUrl);
+            return s.leaderUrl;
+          },
+          // A quiesced log has no leader: an append wakes it where it is sent, and that replica leads it then.
+          async (err: Error) => ((await httpJson(`${via}/v1/logs/${log}`, 'GET')).body?.quiesced === true ? via : Promise.reject(err)),
+        )
         .finally(() => this.lookups.delete(log));
       this.lookups.set(log, lookup);
     }

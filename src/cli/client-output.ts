@@ -37,7 +37,7 @@ const idText = (id: number | null) => (id === null || id < 0 ? '-' : String(id))
 export function statusTable(s: LogStatus): string {
   const head = table([
     ['log', s.log],
-    ['leader', s.leader ?? '(none)'],
+    ['leader', s.leader ?? (s.quiesced ? '(none: quiesced, the next append reopens it)' : '(none)')],
     ['epoch', String(s.epoch)],
     ['committed id', idText(s.committedId)],
     ['flushed id', idText(s.flushedId)],

@@ -28,6 +28,12 @@ export type { DirectoryEvents } from './context.js';
  * than hanging on it.
  */
 const ETCD_DIAL_TIMEOUT_MS = 3000;
+/**
+ * Largest etcd answer taken. The view loads every key of the cluster in one
+ * range (one revision: a consistent snapshot), about 1.2 KB a log: gRPC's
+ * default of 4 MiB stopped a replica holding 10,000 logs from starting at all.
+ */
+const ETCD_MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
 /** TLS and authentication to etcd, as the etcd3 client takes them. */
 export interface EtcdCredentials {
@@ -100,7 +106,7 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
 
   /** Registers this replica under a lease and loads the cluster's state; resolves when both are done. */
   static async connect(options: DirectoryOptions): Promise<ClusterDirectory> {
-    const client = new Etcd3({ hosts: options.endpoints, dialTimeout: ETCD_DIAL_TIMEOUT_MS, ...options.credentials });
+    const client = new Etcd3({ hosts: options.endpoints, dialTimeout: ETCD_DIAL_TIMEOUT_MS, grpcOptions: { 'grpc.max_receive_message_length': ETCD_MAX_ANSWER_BYTES }, ...options.credentials });
     const dir = new ClusterDirectory(client, client.namespace(keys.prefix(options.cluster)), options);
     try {
       await dir.session.join();

@@ -135,6 +135,11 @@ export interface SegmentMeta {
    * replica takes it until an append reopens it (README, Quiescence).
    */
   quiesced?: boolean;
+  /**
+   * On a quiesced seal: the idempotent producers its leader remembered. 0
+   * lets the reopen start an empty table without reading the newest object.
+   */
+  producers?: number;
 }
 
 export interface MemberInfo {

@@ -53,10 +53,19 @@ export class Producers {
     }
   }
 
-  /** This replica has just started leading `name`: forget any table, load it, then call `loaded` (the flusher starts from it). */
-  load(name: string, state: LogState, leader: LeaderLog<Waiting>, loaded: () => void): void {
+  /**
+   * This replica has just started leading `name`: forget any table, load it,
+   * then call `loaded` (the flusher starts from it). `noneThrough`: the log is
+   * known to have had no producer through that id (a quiesced seal said so),
+   * so the table starts empty there without reading the newest object.
+   */
+  load(name: string, state: LogState, leader: LeaderLog<Waiting>, loaded: () => void, noneThrough?: number): void {
     state.producers = undefined;
     state.flushedProducers = undefined;
+    if (noneThrough !== undefined) {
+      this.install(name, state, { throughId: noneThrough, producers: [] });
+      return loaded();
+    }
     const attempt = (): void => {
       if (state.leader !== leader || leader.isDeposed || this.ctx.stopping) return;
       this.flushedSnapshot(name).then(

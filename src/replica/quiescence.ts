@@ -6,6 +6,8 @@
  * message and no memory beyond its metadata in the cluster view.
  */
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { leadershipLost } from '../control/follower.js';
 import { mayQuiesce, reopenedSegment } from '../control/quiescence.js';
 import { TernError } from '../errors.js';
 import type { SegmentMeta } from '../fencing/keys.js';
@@ -17,6 +19,9 @@ import { ticksOf, type LogState, type ReplicaContext, type Waiting } from './log
 const PASSES_PER_QUIESCE_AFTER = 4;
 /** ...but no more often than this: a pass walks every led log. */
 const MIN_PASS_MS = 250;
+/** A seal whose answer was lost: etcd is read again after this, then twice as long each time, up to the max. */
+const UNKNOWN_SEAL_FIRST_RETRY_MS = 100;
+const UNKNOWN_SEAL_MAX_RETRY_MS = 2000;
 
 export class Quiescence {
   private ticks = 0;
@@ -56,27 +61,48 @@ export class Quiescence {
   /**
    * Seals the log closed clean and quiesced at its last id, giving up the
    * leader key in the same transaction. Appends wait meanwhile (`quiescing`):
-   * one taken now could land past the seal. If etcd refuses or fails, the
-   * leader simply goes on leading.
+   * one taken now could land past the seal. If etcd refuses, the leader goes
+   * on leading.
    */
   private quiesce(name: string, state: LogState, leader: LeaderLog<Waiting>): void {
     const dir = this.ctx.dir();
     const open = dir.log(name)?.segments.at(-1);
     if (!open || open.epoch !== leader.epoch || open.lastId !== null) return;
     const lastId = state.replica.commitId;
+    const producers = state.producers?.size;
     state.quiescing = dir
-      .closeSegmentClean(name, leader.epoch, { ...open, lastId }, true)
-      .then(
-        (sealed) => {
-          if (!sealed) return;
-          this.driver.stepDown(state);
-          this.driver.flush();
-          this.ctx.metrics.quiesced();
-          this.ctx.log.info({ log: name, epoch: leader.epoch, lastId }, 'log quiesced: idle and flushed, sealed in etcd');
-        },
-        (err: Error) => this.ctx.log.warn({ log: name, err: err.message }, 'quiescing the log failed; it stays open'),
-      )
+      .closeSegmentClean(name, leader.epoch, { ...open, lastId, ...(producers === undefined ? {} : { producers }) }, true)
+      .catch((err: Error) => {
+        this.ctx.log.warn({ log: name, err: err.message }, 'quiescing the log: no answer from etcd; reading the log to learn whether the seal was applied');
+        return this.sealedAfterAll(name, leader.epoch);
+      })
+      .then((sealed) => {
+        if (!sealed) return;
+        this.driver.stepDown(state);
+        this.driver.flush();
+        this.ctx.metrics.quiesced();
+        this.ctx.log.info({ log: name, epoch: leader.epoch, lastId }, 'log quiesced: idle and flushed, sealed in etcd');
+      })
       .finally(() => (state.quiescing = undefined));
+  }
+
+  /**
+   * The seal's answer never came, and etcd may have applied it: the leader
+   * must not take an append until it knows, since followers that know it
+   * would accept entries past the seal, and the next leader would cut them
+   * (acknowledged) at it. Reads the log from etcd until it answers; true
+   * when this leader's epoch is over there (sealed, or lost otherwise): it
+   * steps down either way.
+   */
+  private async sealedAfterAll(name: string, epoch: number): Promise<boolean> {
+    for (let delay = UNKNOWN_SEAL_FIRST_RETRY_MS; ; delay = Math.min(delay * 2, UNKNOWN_SEAL_MAX_RETRY_MS)) {
+      if (this.ctx.stopping) return true;
+      try {
+        return leadershipLost(await this.ctx.dir().fetchLog(name), epoch);
+      } catch {
+        await sleep(delay);
+      }
+    }
   }
 
   /**
@@ -125,17 +151,20 @@ export class Quiescence {
       const before = record.segments.filter((seg) => seg.epoch < quiesced.epoch).map((seg) => seg.epoch);
       epoch = await dir.reopen(name, record.epoch, open, before);
     } catch (err) {
+      // etcd may have applied it: give back the key it would have written (compared on its exact value, so a
+      // no-op otherwise), or the log would stay led by a key nobody acts on while this replica lives.
+      void dir.releaseLeadershipUntilDone(name, record.epoch + 1);
       throw new TernError('NOT_READY', `log ${name}: reopening it failed (${(err as Error).message})`, { maybeApplied: false, cause: err });
     }
     // Another replica reopened it first (or it moved on): the view shows who leads it once etcd is read.
     if (epoch === undefined) return void (await dir.fetchLog(name));
-    this.lead(name, epoch, quiesced.lastId!, record.meta.uid, record.meta.replicas);
+    this.lead(name, epoch, quiesced.lastId!, record.meta.uid, record.meta.replicas, quiesced.producers === 0);
     this.ctx.metrics.reopened((performance.now() - started) / 1000);
     this.ctx.log.info({ log: name, epoch, fromId: quiesced.lastId! + 1, ms: Math.round(performance.now() - started) }, 'quiesced log reopened for an append');
   }
 
   /** Leads the reopened log at `epoch`, right after `lastId`: every id through it is in object storage, so nothing is recovered. */
-  private lead(name: string, epoch: number, lastId: number, uid: string | undefined, replicas: readonly string[]): void {
+  private lead(name: string, epoch: number, lastId: number, uid: string | undefined, replicas: readonly string[], noProducers: boolean): void {
     const state = this.ctx.logState(name);
     state.replica.observeEpoch(epoch, this.ctx.id);
     state.replica.releaseThrough(lastId);
@@ -145,6 +174,6 @@ export class Quiescence {
     const leader = new LeaderLog<Waiting>(state.replica, { ...this.ctx.leaderTicks, self: this.ctx.id, peers: replicas.filter((id) => id !== this.ctx.id), epoch });
     this.driver.lead(state, leader);
     this.ctx.metrics.leadershipChanged('acquired');
-    this.ctx.producers.load(name, state, leader, () => this.ctx.storage.startFlusher(name, uid, state, leader));
+    this.ctx.producers.load(name, state, leader, () => this.ctx.storage.startFlusher(name, uid, state, leader), noProducers ? lastId : undefined);
   }
 }

@@ -4,6 +4,7 @@
  * one etcd transaction, and survives a whole-cluster SIGKILL with no unsafe
  * override. Real etcd, s3rver and replica processes.
  */
+import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { appendRaw, clusterPerTest, createLog, eventually, http, logStatus, readAll, replicaLogLines } from '../support/cluster.js';
@@ -25,6 +26,12 @@ async function metric(url: string, series: string): Promise<number> {
   let sum = 0;
   for (const line of text.split('\n')) if (line.startsWith(series)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   return sum;
+}
+
+/** One raw entry from idempotent producer `id` at `seq`. */
+async function produce(baseUrl: string, log: string, data: string, id: string, seq: number): Promise<{ status: number; json: any }> {
+  const res = await request(`${baseUrl}/v1/logs/${log}/entries`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'tern-producer-id': id, 'tern-producer-seq': String(seq) }, body: data });
+  return { status: res.statusCode, json: await res.body.json() };
 }
 
 describe('quiescence', () => {
@@ -106,5 +113,32 @@ describe('quiescence', () => {
     for (const log of logs) {
       expect((await readAll(c.replicas[2]!.clientUrl, log)).map((e) => e.data.toString())).toEqual([...acked.get(log)!, `${log}-after`]);
     }
+  });
+
+  it('keeps the idempotent producers across a sleep: a retry after the wake gets its original ids, a log with none wakes without reading them', async () => {
+    const c = await cluster();
+    await createLog(c.replicas[0]!.clientUrl, 'deduped');
+    await createLog(c.replicas[0]!.clientUrl, 'plain');
+    const first = await eventually(async () => {
+      const a = await produce(c.replicas[0]!.clientUrl, 'deduped', 'once', 'p1', 0);
+      expect(a.status, JSON.stringify(a.json)).toBe(200);
+      return a.json;
+    });
+    expect((await appendRaw(c.replicas[0]!.clientUrl, 'plain', 'x')).status).toBe(200);
+    await eventually(() => allQuiesced(c, ['deduped', 'plain']), 10_000, 100);
+    const seals = await Promise.all(['deduped', 'plain'].map(async (log) => (await logStatus(c.replicas[1]!.clientUrl, log)).segments.at(-1)));
+    expect(seals.map((seg) => seg.quiesced)).toEqual([true, true]);
+
+    // The retry wakes the log on another replica, which loads the table from the newest object's snapshot.
+    const retry = await eventually(async () => {
+      const a = await produce(c.replicas[2]!.clientUrl, 'deduped', 'once', 'p1', 0);
+      expect(a.status, JSON.stringify(a.json)).toBe(200);
+      return a.json;
+    });
+    expect(retry).toMatchObject({ id: first.id, duplicate: true });
+    expect((await produce(c.replicas[2]!.clientUrl, 'deduped', 'twice', 'p1', 1)).json).toMatchObject({ id: first.id + 1 });
+    // A log sealed with no producer wakes straight into producer appends: its table starts empty at the seal.
+    expect((await produce(c.replicas[2]!.clientUrl, 'plain', 'y', 'p2', 0)).json).toMatchObject({ id: 1 });
+    expect((await readAll(c.replicas[1]!.clientUrl, 'deduped')).map((e) => e.data.toString())).toEqual(['once', 'twice']);
   });
 });
