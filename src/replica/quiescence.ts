@@ -83,7 +83,11 @@ export class Quiescence {
         this.ctx.metrics.quiesced();
         this.ctx.log.info({ log: name, epoch: leader.epoch, lastId }, 'log quiesced: idle and flushed, sealed in etcd');
       })
-      .finally(() => (state.quiescing = undefined));
+      .finally(() => {
+        state.quiescing = undefined;
+        // The watch may have told of the seal before etcd's answer came: drop the state here then.
+        this.dropIfQuiesced(name, state);
+      });
   }
 
   /**

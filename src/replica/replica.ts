@@ -428,7 +428,8 @@ export class Replica implements ReplicaContext {
     const state = this.logs.get(name);
     const leader = state?.leader;
     if (state && !leader) this.quiescence.dropIfQuiesced(name, state);
-    if (!state || !leader) return;
+    // A seal for quiescence under way ends the leadership itself, once etcd answers.
+    if (!state || !leader || state.quiescing) return;
     const record = this.directory?.log(name);
     if (leadershipLost(record, leader.epoch)) {
       this.log.warn({ log: name, epoch: leader.epoch, etcdEpoch: record?.epoch }, 'leadership lost in etcd: stepping down');
