@@ -48,8 +48,10 @@ describe('quiescence', () => {
     for (const r of c.replicas) expect((await readAll(r.clientUrl, log)).map((e) => e.data.toString()), `read on ${r.id}`).toEqual(['a', 'b', 'c']);
     const leaderUrl = c.replica(leader).clientUrl;
     expect(await metric(leaderUrl, 'tern_quiescence_total{event="quiesced"')).toBe(1);
-    // No leader, no state: the follower's gauges no longer list the log.
-    expect((await http(`${leaderUrl}/metrics`)).body.toString()).not.toMatch(/tern_log_leader\{[^}]*log="sleepy"[^}]*\} 1/);
+    // No leader, no state anywhere: no replica's gauges list the log any more (its leader's included).
+    for (const r of c.replicas) {
+      await eventually(async () => expect((await http(`${r.clientUrl}/metrics`)).body.toString(), r.id).not.toMatch(/tern_committed_id\{[^}]*log="sleepy"/), 5000);
+    }
 
     const follower = c.replicas.find((r) => r.id !== leader)!;
     const woke = await appendRaw(follower.clientUrl, log, 'd');
@@ -99,6 +101,10 @@ describe('quiescence', () => {
       acked.set(log, values);
     }
     await eventually(() => allQuiesced(c, logs), 20_000, 200);
+    // No state of a quiesced log is left on any replica, its last leader's included (whatever came first, etcd's answer to the seal or the watch).
+    for (const r of c.replicas) {
+      await eventually(async () => expect((await http(`${r.clientUrl}/metrics`)).body.toString().match(/tern_committed_id\{[^}]*log="idle-/g) ?? [], r.id).toEqual([]), 5000);
+    }
 
     for (const r of c.replicas) r.process.kill('SIGKILL');
     await Promise.all(c.replicas.map((r) => new Promise((resolve) => (r.process.exitCode !== null || r.process.signalCode !== null ? resolve(undefined) : r.process.once('exit', resolve)))));
