@@ -9,9 +9,7 @@
  * waiting for the key to lapse makes every crash cost seconds. A killed
  * process closes its sockets instead, which its peers can see at once:
  *
- *   silent    no message from the log's leader for `suspectTicks` (for this
- *             log or any other it leads: one incarnation of a replica is
- *             one process, and an idle log's heartbeats grow sparse), or a
+ *   silent    no message from the log's leader for `suspectTicks`, or a
  *             connection to this replica's peer listener closed: probe it
  *   dead      the probe was refused (nothing listens on its peer port), or
  *             the port answers with another replica or another incarnation
@@ -121,8 +119,6 @@ export class FailureDetector {
   private readonly probes = new Map<string, ProbeState>();
   /** Incarnations proven dead, by replica id (a restarted replica has a new incarnation). */
   private readonly dead = new Map<string, string>();
-  /** Tick of the last message from each leader process, by replica id and incarnation (replicaKey). */
-  private readonly replicaHeard = new Map<string, number>();
 
   constructor(private readonly config: DetectorConfig) {}
 
@@ -158,19 +154,16 @@ export class FailureDetector {
     return this.now;
   }
 
-  /** True when `log`'s leader was heard from (a replication message, of this log or another it leads) after tick `since`. */
+  /** True when `log`'s leader was heard from (a replication message) after tick `since`. */
   heardSince(log: string, since: number): boolean {
     const w = this.watched.get(log);
-    return w !== undefined && Math.max(w.heardTick, (w.leader && this.replicaHeard.get(replicaKey(w.leader))) ?? -Infinity) > since;
+    return w !== undefined && w.heardTick > since;
   }
 
   /** A replication message for `log` arrived from `leader` at `epoch`. */
   heard(log: string, leader: string, epoch: number): void {
     const w = this.watched.get(log);
-    if (w?.leader && w.leader.id === leader && epoch >= w.leader.epoch) {
-      w.heardTick = this.now;
-      this.replicaHeard.set(replicaKey(w.leader), this.now);
-    }
+    if (w?.leader && w.leader.id === leader && epoch >= w.leader.epoch) w.heardTick = this.now;
     const p = this.probes.get(leader);
     if (p) p.unresponsive = false;
   }
@@ -181,7 +174,6 @@ export class FailureDetector {
    * Every followed leader counts as silent, so the next `ready()` probes them.
    */
   connectionClosed(): void {
-    this.replicaHeard.clear();
     for (const w of this.watched.values()) w.heardTick = Math.min(w.heardTick, this.now - this.config.suspectTicks);
   }
 
@@ -216,8 +208,7 @@ export class FailureDetector {
       if (leader) {
         if (leader.id === this.config.self) continue;
         if (!this.isDead(leader.id, leader.incarnation)) {
-          const heard = Math.max(w.heardTick, this.replicaHeard.get(replicaKey(leader)) ?? -Infinity);
-          if (this.now - heard >= this.config.suspectTicks) this.probe(leader, out);
+          if (this.now - w.heardTick >= this.config.suspectTicks) this.probe(leader, out);
           continue;
         }
         waitedFrom = w.deadTick ??= this.now;
@@ -244,11 +235,6 @@ export class FailureDetector {
     p.outstanding = true;
     out.probes.push({ replica: leader.id, incarnation: leader.incarnation });
   }
-}
-
-/** One process of a replica: its id and incarnation. */
-function replicaKey(leader: LeaderSeen): string {
-  return `${leader.id}\u0000${leader.incarnation}`;
 }
 
 function sameLeader(a: LeaderSeen | undefined, b: LeaderSeen | undefined): boolean {

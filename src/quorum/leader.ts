@@ -38,11 +38,7 @@ export interface LeaderConfig {
   ackTimeoutTicks: number;
   /** A message unanswered this long is presumed lost: the follower goes back to probing. */
   retransmitTicks: number;
-  /**
-   * An idle follower still hears from the leader this often (commit point,
-   * liveness); on a log that stays idle the gap doubles after each heartbeat,
-   * up to half of ackTimeoutTicks (check-quorum needs an answer within it).
-   */
+  /** An idle follower still hears from the leader this often (commit point, liveness). */
   heartbeatTicks: number;
   /** Pause before probing a follower again after a transport error. */
   backoffTicks: number;
@@ -159,18 +155,6 @@ export class LeaderLog<T> {
   }
 
   /**
-   * Nothing waits on time but the next heartbeat: no proposal or commit wait,
-   * no message in flight, every follower told the commit point. Such a
-   * leader's ticks may come in strides (`tick(n)`) at no cost in behaviour.
-   */
-  get isQuiet(): boolean {
-    if (this.pendingCount > 0 || this.quorumLostToTell) return false;
-    const commitId = this.replica.commitId;
-    for (const p of this.progress) if (p.inflight.length > 0 || p.sentCommitId < commitId) return false;
-    return true;
-  }
-
-  /**
    * Assigns consecutive ids to `entries` (all or none) and starts replicating
    * them; `producer` makes them a producer batch whose mark (producers.ts)
    * travels with them. On success the mark is in `mark`.
@@ -250,9 +234,8 @@ export class LeaderLog<T> {
     p.resetToProbe(this.now + this.config.backoffTicks);
   }
 
-  /** `ticks` units of time passed (more than one for a quiet leader ticked in strides). */
-  tick(ticks = 1): void {
-    this.now += ticks;
+  tick(): void {
+    this.now++;
     for (const p of this.progress) {
       const oldest = p.inflight[0];
       if (oldest && this.now - oldest.sentTick >= this.config.retransmitTicks) p.resetToProbe(this.now);
@@ -335,20 +318,7 @@ export class LeaderLog<T> {
    */
   private heartbeatDue(p: PeerProgress): boolean {
     const commitToTell = p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && (this.now > this.commitTick || p.following);
-    return commitToTell || this.now - p.lastSentTick >= this.heartbeatGap(p);
-  }
-
-  /**
-   * Ticks between heartbeats to `p`: heartbeatTicks after a message with
-   * entries, then twice as long after each heartbeat, up to half the ack
-   * timeout. An awake log with no appends costs each follower a message or two
-   * a second instead of five, until it quiesces; failure detection does not
-   * wait on them (a follower hears a leader's replica by any of its logs, and
-   * probes it when all are quiet).
-   */
-  private heartbeatGap(p: PeerProgress): number {
-    const max = Math.max(this.config.heartbeatTicks, Math.floor(this.config.ackTimeoutTicks / 2));
-    return Math.min(max, this.config.heartbeatTicks * 2 ** Math.min(p.quietHeartbeats, 16));
+    return commitToTell || this.now - p.lastSentTick >= this.config.heartbeatTicks;
   }
 
   private fillPipeline(p: PeerProgress): void {
@@ -401,7 +371,6 @@ export class LeaderLog<T> {
     p.inflight.push({ seq, lastId: firstId + entries.length - 1, sentTick: this.now });
     p.nextId += entries.length;
     p.lastSentTick = this.now;
-    p.quietHeartbeats = entries.length > 0 ? 0 : p.quietHeartbeats + 1;
     p.sentCommitId = this.replica.commitId;
     this.outbox.push({ to: p.peer, req });
   }

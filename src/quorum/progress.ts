@@ -26,8 +26,6 @@ export class PeerProgress {
   /** The last attempt to reach this follower was a refused connection (no process listens); cleared by a reply. */
   refused = false;
   lastSentTick = -Infinity;
-  /** Messages without entries sent since the last one with entries: the heartbeat gap grows with them. */
-  quietHeartbeats = 0;
   /** Commit point last told to this follower. */
   sentCommitId = -1;
   /** The follower's last reply asked for each commit point at once (it has tail readers). */

@@ -12,8 +12,6 @@ import { ReplyStatus, type AppendRequest } from '../quorum/messages.js';
 import type { LogState, ReplicaContext, Waiting } from './log-state.js';
 import type { TailReaders } from './tail-readers.js';
 
-/** A quiet leader is ticked once every this many ticks (its heartbeats are 200 ms and more apart; a tick is 10 ms). */
-const QUIET_TICK_STRIDE = 10;
 /** A reply's status as the replication metrics count it (a gap is an ordinary answer). */
 const REPLY_RESULTS = { [ReplyStatus.Ok]: 'ok', [ReplyStatus.Gap]: 'ok', [ReplyStatus.Fenced]: 'fenced', [ReplyStatus.Full]: 'full' } as const;
 
@@ -21,8 +19,6 @@ export class LeaderDriver {
   private readonly dirty = new Set<LogState>();
   /** The logs this replica leads (or is taking over, holding appends): only they are ticked. */
   readonly led = new Set<LogState>();
-  /** Ticks so far. */
-  private ticks = 0;
   private flushScheduled = false;
   /** When a replication exchange with each peer last succeeded (either direction), by performance.now(). */
   readonly peerContact = new Map<string, number>();
@@ -44,28 +40,19 @@ export class LeaderDriver {
   lead(state: LogState, leader: LeaderLog<Waiting>): void {
     state.leader = leader;
     state.lastAppendAt = performance.now();
-    state.tickedAt = this.ticks;
     this.led.add(state);
     this.schedule(state);
   }
 
-  /**
-   * One protocol tick for every log this replica leads; the logs it does not
-   * lead cost nothing here, and a quiet leader (nothing waits on time but its
-   * next heartbeat) is ticked every QUIET_TICK_STRIDE ticks, by as many: a
-   * thousand awake, idle logs were a hundred thousand ticks a second.
-   */
+  /** One protocol tick for every log this replica leads; the logs it does not lead cost nothing here. */
   tick(): void {
-    const stride = ++this.ticks % QUIET_TICK_STRIDE === 0;
     for (const state of this.led) {
       const leader = state.leader;
       if (!leader) {
         this.led.delete(state);
         continue;
       }
-      if (!stride && leader.isQuiet) continue;
-      leader.tick(this.ticks - state.tickedAt);
-      state.tickedAt = this.ticks;
+      leader.tick();
       if (leader.hasReady()) this.schedule(state);
     }
   }

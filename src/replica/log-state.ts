@@ -56,8 +56,6 @@ export interface LogState {
   flushedProducers: ProducerTable | undefined;
   /** performance.now() of the last append the leader took, or of the start of its leadership (quiescence waits from there). */
   lastAppendAt: number;
-  /** The leader driver's tick count when this log's leader was last ticked (quiet leaders are ticked in strides). */
-  tickedAt: number;
   /** Set while the leader seals the log for quiescence: appends wait for the outcome (a seal must not cut one). */
   quiescing: Promise<void> | undefined;
 }
@@ -80,7 +78,6 @@ export function newLogState(name: string, memory: MemoryAccount, flushedId: numb
     producers: undefined,
     flushedProducers: undefined,
     lastAppendAt: 0,
-    tickedAt: 0,
     quiescing: undefined,
   };
   state.replica.releaseThrough(flushedId);
