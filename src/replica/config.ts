@@ -39,7 +39,7 @@ export const replicaOptions = {
   tickMs: { kind: 'int', default: 10, min: 1, max: 1000, doc: 'Protocol clock: every timeout below is counted in ticks of this length.' },
   ackTimeoutMs: { kind: 'int', default: 2000, min: 10, max: 600_000, doc: 'An append not held by a quorum after this long fails with 503 ACK_TIMEOUT; a replica silent this long counts as down (new appends get 503 NO_QUORUM at once).' },
   retransmitMs: { kind: 'int', default: 500, min: 10, max: 600_000, doc: 'A replication message unanswered this long is presumed lost and resent.' },
-  heartbeatMs: { kind: 'int', default: 200, min: 10, max: 600_000, doc: 'An idle follower hears from its leader this often (commit point, liveness); on a log that stays idle the gap doubles after each heartbeat, up to half of --ack-timeout-ms, until the log quiesces. Failure detection hears a leader by any log it leads, and probes it when all are quiet.' },
+  heartbeatMs: { kind: 'int', default: 200, min: 10, max: 600_000, doc: 'An idle follower hears from its leader this often (commit point, liveness).' },
   backoffMs: { kind: 'int', default: 200, min: 0, max: 600_000, doc: 'Pause before retrying a follower after a connection error.' },
   maxInflight: { kind: 'int', default: 4, min: 1, max: 64, doc: 'Replication messages in flight per follower (pipelining).' },
   pipelineMinBytes: { kind: 'int', default: 64 * 1024, min: 0, max: 256 * 1024 * 1024, doc: 'A follower with a replication message in flight gets another only once this many bytes (or --max-batch-entries entries) wait; smaller appends gather into the next round. 0 pipelines every append.' },
