@@ -270,10 +270,12 @@ export class Replica implements ReplicaContext {
     if (exceedsBound(this.memory, entries)) {
       throw new TernError('BUFFER_FULL', `replica ${this.id} holds ${this.memory.bytes} bytes of unflushed entries (limit ${this.config.maxBufferBytes})`);
     }
-    state.lastAppendAt = performance.now();
+    // One clock reading serves the quorum latency and quiescence's idle time: this runs for every append.
+    const takenAt = performance.now();
+    state.lastAppendAt = takenAt;
     return new Promise<AppendResult>((resolve, reject) => {
       const mark = producer && verdict ? { producerId: producer.id, firstSeq: producer.seq, timeMs: verdict.timeMs } : undefined;
-      const result = leader.propose(entries, { resolve, reject, takenAt: performance.now() }, mark);
+      const result = leader.propose(entries, { resolve, reject, takenAt }, mark);
       if (!result.ok) return reject(refusalError(name, result.reason, leader.epoch));
       if (result.mark) state.producers?.record(result.mark);
       this.driver.schedule(state);
