@@ -51,6 +51,8 @@ export interface ResolvedClientOptions {
 }
 
 const DEFAULTS = { requestTimeoutMs: 10_000, deadlineMs: 30_000, connections: 16 } as const;
+/** The header of an append's answer that names the replica that led the log for it. */
+const LEADER_HEADER = 'tern-leader';
 /** A status or /healthz asked only to find a leader gives up after this (the real request follows anyway). */
 const LOOKUP_TIMEOUT_MS = 2_000;
 /** Handoff and recover wait for a recovery on the new leader (fences, etcd transactions): this many request timeouts. */
@@ -331,6 +333,18 @@ export class TernClient {
       // The attempt itself will meet the same failure and retry.
     }
     return fallback;
+  }
+
+  /**
+   * @internal Learns the log's leader from an append's answer (its Tern-Leader header), so that the
+   * next append goes there instead of through a replica that forwards it: after a failover or
+   * handoff the cached leader would otherwise keep forwarding, answering fine, and never be replaced.
+   */
+  noteLeader(log: string, answer: Answer): void {
+    const leader = header(answer.headers, LEADER_HEADER);
+    if (leader === undefined) return;
+    if (this.idToUrl.has(leader)) this.learnLeader(log, leader);
+    else void this.learnIds().then(() => this.learnLeader(log, leader));
   }
 
   /** @internal Forget the cached leader (after a failure that says it moved). */

@@ -229,8 +229,12 @@ export class Producer {
   private async post(body: Buffer | Buffer[], contentType: string, headers: Record<string, string>, mode: 'safe' | 'unsafe'): Promise<number> {
     const path = `/v1/logs/${encodeURIComponent(this.log)}/entries`;
     const answer = await this.client.call({ leaderOf: this.log, mode, ...(this.deadlineMs !== undefined ? { deadlineMs: this.deadlineMs } : {}) }, async (url) =>
-      jsonOf<AppendAnswer>(await this.client.send(url, path, { method: 'POST', headers: { 'content-type': contentType, ...headers }, body })),
-    );
+    {
+      const sent = await this.client.send(url, path, { method: 'POST', headers: { 'content-type': contentType, ...headers }, body });
+      const parsed = jsonOf<AppendAnswer>(sent);
+      this.client.noteLeader(this.log, sent);
+      return parsed;
+    });
     if (answer.duplicate) this.stats.duplicates++;
     const firstId = answer.firstId ?? answer.id;
     if (typeof firstId !== 'number') throw new TernClientError('BAD_ANSWER', 'append answer without an id', { maybeApplied: true });

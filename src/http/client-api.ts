@@ -43,6 +43,12 @@ const MAX_LIST_LIMIT = 10_000;
 const APPEND_FORWARD_SLACK_MS = 1_000;
 /** Entries a read returns when it names no `limit` (README, Client API); never more than --max-read-entries. */
 const DEFAULT_READ_LIMIT = 1000;
+/**
+ * Every acknowledged append names the replica that led the log for it, so a
+ * client that sent it elsewhere (a load balancer, a stale cache after a
+ * failover) can go straight to the leader next time and save the forwarding hop.
+ */
+const LEADER_HEADER = 'tern-leader';
 
 const errorSchema = {
   type: 'object',
@@ -214,12 +220,15 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
           countedByAppend = true;
           const answer = await appendHere(replica, name, append);
           metrics.acknowledged((performance.now() - started) / 1000);
-          return answer;
+          return reply.header(LEADER_HEADER, replica.id).send(answer);
         }
         const answer = await appendForwarder.forward(leader.peerUrl, name, append);
         // Counted where it was processed (the leader); relayed as the leader wrote it.
         countedByAppend = true;
-        if (answer.status === 200) metrics.acknowledged((performance.now() - started) / 1000);
+        if (answer.status === 200) {
+          metrics.acknowledged((performance.now() - started) / 1000);
+          void reply.header(LEADER_HEADER, leader.id);
+        }
         if (answer.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
         return reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.json);
       } catch (err) {

@@ -34,7 +34,7 @@ export type HttpLimits = Pick<
 >;
 
 /** Where another replica listens: the leader a request is forwarded to. */
-export type ReplicaAddress = Pick<MemberInfo, 'clientUrl' | 'peerUrl'>;
+export type ReplicaAddress = Pick<MemberInfo, 'id' | 'clientUrl' | 'peerUrl'>;
 
 /** A takeover command as a peer sends it: see control/follower.ts takeoverRefusal for who may. */
 export interface PeerTakeover {

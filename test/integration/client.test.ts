@@ -17,6 +17,13 @@ async function appendsCountedBy(url: string, log: string): Promise<number> {
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
+/** The appends a replica answered 200 to its own clients, forwarded or not (`tern_append_ack_seconds_count`). */
+async function acksAnsweredBy(url: string): Promise<number> {
+  const text = (await http(`${url}/metrics`)).body.toString();
+  const line = text.split('\n').find((l) => l.startsWith('tern_append_ack_seconds_count'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 describe('tern/client on a real cluster', () => {
   let cluster: LocalCluster;
   let stop: () => Promise<void>;
@@ -89,6 +96,26 @@ describe('tern/client on a real cluster', () => {
     expect(after.leader).toBe(target);
     expect(after.epoch).toBeGreaterThan(truncated.epoch);
     expect(await producer.append('after handoff')).toBe(10);
+  });
+
+  it('follows a leader that moved behind its back from the Tern-Leader header: one forwarded append, then straight there', async () => {
+    const first = await createLogWithLeader(client, 'moved');
+    const producer = client.producer('moved', { lingerMs: 0 });
+    await producer.append('before');
+    // Another client moves the leader: this one's cache still names the old one, which now forwards.
+    const other = createClient(cluster.replicas.map((r) => r.clientUrl));
+    const target = cluster.replicas.map((r) => r.id).find((id) => id !== first)!;
+    try {
+      expect((await other.handoff('moved', target)).leader).toBe(target);
+    } finally {
+      await other.close();
+    }
+    const answeredBefore = await Promise.all(cluster.replicas.map((r) => acksAnsweredBy(r.clientUrl)));
+    for (let i = 0; i < 10; i++) await producer.append(`after-${i}`);
+    const answered = (await Promise.all(cluster.replicas.map((r) => acksAnsweredBy(r.clientUrl)))).map((n, i) => n - answeredBefore[i]!);
+    const byId = Object.fromEntries(cluster.replicas.map((r, i) => [r.id, answered[i]]));
+    expect(byId[first]).toBe(1);
+    expect(byId[target]).toBe(9);
   });
 
   it('gives typed errors: LogNotFoundError with the server code and status', async () => {
