@@ -68,6 +68,16 @@ export function authorize(tokens: TokenLookup, authorization: string | undefined
   return record;
 }
 
+/** Whether `authorization` may use `scope` on `log`; the reason for a refusal is the onRequest hook's to give. */
+export function allows(tokens: TokenLookup, authorization: string | undefined, scope: Scope, log: string): boolean {
+  try {
+    authorize(tokens, authorization, scope, log);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The logs a request may see listed: those its token's prefixes cover (all on an open cluster). */
 export function visibleLogs(req: FastifyRequest, logs: readonly string[]): readonly string[] {
   const principal = req.principal;

@@ -18,6 +18,8 @@ export const LOG_NAME_PATTERN = '^(?!\\.\\.?$)[A-Za-z0-9._-]{1,128}$';
 export type AppendLimits = Pick<HttpLimits, 'maxEntryBytes' | 'maxRequestEntries'>;
 export const OCTETS = 'application/octet-stream';
 export const JSON_TYPE = 'application/json';
+/** The Content-Type of every JSON answer. */
+export const JSON_UTF8 = 'application/json; charset=utf-8';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** The media type of a Content-Type header: lower case, parameters dropped. */

@@ -6,19 +6,18 @@
  * the description are public, reads need `read`, appends `append`, and every
  * command that changes a log or its leadership `admin`.
  */
-import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { FastifyBaseLogger } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
 import { FRAMES_CONTENT_TYPE, encodeFrames } from '../frames.js';
 import { AppendForwarder } from '../peer/append-forwarder.js';
-import type { ClientAppend } from '../peer/forwarded-appends.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
-import { appendHere, entryBytes } from './append.js';
-import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, mediaType, parseAppendBody, parseJsonObject, producerOf } from './bodies.js';
-import { installAuth, visibleLogs, type TokenLookup } from './auth.js';
-import { installErrorHandling, toTernError } from './error-handler.js';
+import { answerAppend } from './append-request.js';
+import { JSON_TYPE, JSON_UTF8, LOG_NAME_PATTERN, OCTETS, parseJsonObject } from './bodies.js';
+import { allows, installAuth, visibleLogs, type TokenLookup } from './auth.js';
+import { serveAppendsDirectly } from './direct-appends.js';
+import { installErrorHandling } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
 import { buildServer, capConnections } from './server-options.js';
 import { listenerTls, outgoingTls, type TlsMaterial } from '../peer/tls.js';
@@ -43,12 +42,6 @@ const MAX_LIST_LIMIT = 10_000;
 const APPEND_FORWARD_SLACK_MS = 1_000;
 /** Entries a read returns when it names no `limit` (README, Client API); never more than --max-read-entries. */
 const DEFAULT_READ_LIMIT = 1000;
-/**
- * Every acknowledged append names the replica that led the log for it, so a
- * client that sent it elsewhere (a load balancer, a stale cache after a
- * failover) can go straight to the leader next time and save the forwarding hop.
- */
-const LEADER_HEADER = 'tern-leader';
 
 const errorSchema = {
   type: 'object',
@@ -102,7 +95,7 @@ export interface ClientApiOptions {
 export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, logger: FastifyBaseLogger, options: ClientApiOptions): Promise<FastifyInstance> {
   const { tls } = options;
   const app = buildServer(logger, config.maxRequestBytes, config, tls && listenerTls(tls, 'client'));
-  capConnections(app, config.maxConnections);
+  const isOverCap = capConnections(app, config.maxConnections);
   const outgoing = tls && outgoingTls(tls);
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + COMMAND_FORWARD_SLACK_MS, outgoing);
   // A batch unanswered past APPEND_FORWARD_SLACK_MS went to an unreachable or stalled leader: fail it
@@ -111,7 +104,17 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
-  installAuth(app, options.tokens, (code) => metrics.authRefused(code));
+  const { tokens } = options;
+  serveAppendsDirectly(app.server, {
+    maxRequestBytes: config.maxRequestBytes,
+    isOverCap,
+    ...(tokens ? { mayAppend: (authorization: string | undefined, log: string) => allows(tokens, authorization, 'append', log) } : {}),
+    isStopping: () => replica.isStopping,
+    answer: (log, headers, body) => answerAppend(replica, appendForwarder, config, log, headers, body),
+    etcdUnavailable: () => metrics.etcdFailed('request'),
+    logger,
+  });
+  installAuth(app, tokens, (code) => metrics.authRefused(code));
   // A stopping replica asks each client to close its connection after the answer, so that none
   // is reused at the moment the listener closes (a request cut off there has an unknown outcome).
   // A callback hook, not an async one: it runs on every answer, appends included, and needs no promise.
@@ -206,35 +209,8 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
       },
     },
     async (req, reply) => {
-      const name = req.params.log;
-      const started = performance.now();
-      let append: ClientAppend | undefined;
-      let countedByAppend = false;
-      try {
-        // Checked where it arrived, whoever leads: bad input never crosses the network.
-        append = parseAppendBody(mediaType(req.headers['content-type']), req.body, config);
-        const producer = producerOf(req.headers, append.entries.length);
-        if (producer) append.producer = producer;
-        const leader = await replica.leaderElsewhere(name);
-        if (!leader) {
-          countedByAppend = true;
-          const answer = await appendHere(replica, name, append);
-          metrics.acknowledged((performance.now() - started) / 1000);
-          return reply.header(LEADER_HEADER, replica.id).send(answer);
-        }
-        const answer = await appendForwarder.forward(leader.peerUrl, name, append);
-        // Counted where it was processed (the leader); relayed as the leader wrote it.
-        countedByAppend = true;
-        if (answer.status === 200) {
-          metrics.acknowledged((performance.now() - started) / 1000);
-          void reply.header(LEADER_HEADER, leader.id);
-        }
-        if (answer.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
-        return reply.code(answer.status).header('content-type', 'application/json; charset=utf-8').send(answer.json);
-      } catch (err) {
-        if (!countedByAppend) metrics.appended(name, toTernError(err).code, append?.entries.length ?? 0, append ? entryBytes(append.entries) : (req.body?.length ?? 0));
-        throw err;
-      }
+      const answer = await answerAppend(replica, appendForwarder, config, req.params.log, req.headers, req.body);
+      return reply.code(answer.status).headers(answer.headers).header('content-type', JSON_UTF8).send(answer.json);
     },
   );
 

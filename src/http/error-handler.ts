@@ -37,13 +37,20 @@ export function toTernError(err: unknown): TernError {
   return new TernError('INTERNAL', 'internal error', { cause: err });
 }
 
+/** The headers that go with an error's answer. */
+export function errorHeaders(te: TernError): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (te.status === 503) headers['retry-after'] = String(RETRY_AFTER_SECONDS);
+  // RFC 6750: a 401 names the scheme the client must use.
+  if (te.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer realm="tern"';
+  return headers;
+}
+
 /** Answers `err` in the documented shape, once the body is read or discarded. */
 export async function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const te = toTernError(err);
   if (te.code === 'INTERNAL') req.log.error({ err }, 'unhandled error');
-  if (te.status === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS));
-  // RFC 6750: a 401 names the scheme the client must use.
-  if (te.code === 'UNAUTHENTICATED') void reply.header('www-authenticate', 'Bearer realm="tern"');
+  void reply.headers(errorHeaders(te));
   if (!(await discardRest(req.raw))) void reply.header('connection', 'close');
   return reply.code(te.status).send(te.toBody());
 }

@@ -5,7 +5,8 @@
  * close slow connections (slowloris), errors of the router and of the HTTP
  * parser answered in the documented shape, HTTPS when TLS is configured
  * (src/peer/tls.ts says which options each listener takes), and the client
- * listener's cap on connections.
+ * listener's cap on connections (whether a connection is over it is returned,
+ * for the direct append path).
  */
 import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
@@ -82,7 +83,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
  * connection closed, and past OVER_CAP_ANSWERED more Node drops them unread.
  * The peer listener has no cap: its connections are the other replicas'.
  */
-export function capConnections(app: FastifyInstance, maxConnections: number): void {
+export function capConnections(app: FastifyInstance, maxConnections: number): (socket: Socket) => boolean {
   const overCap = new WeakSet<Socket>();
   let open = 0;
   app.server.maxConnections = maxConnections + OVER_CAP_ANSWERED;
@@ -95,4 +96,5 @@ export function capConnections(app: FastifyInstance, maxConnections: number): vo
     void reply.header('connection', 'close');
     done(new TernError('TOO_MANY', `the replica serves ${open} connections, the most --max-connections allows (${maxConnections}); retry in ${RETRY_AFTER_SECONDS} s`));
   });
+  return (socket) => overCap.has(socket);
 }

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeFrames, encodeFrames, FRAMES_CONTENT_TYPE } from '../../src/frames.js';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
@@ -34,6 +36,43 @@ describe('appends and reads on a real three-replica cluster', () => {
     const list = (await http(`${url(2)}/v1/logs`)).json();
     expect(list.logs).toEqual(expect.arrayContaining(['spread-a', 'spread-b', 'spread-c']));
     expect(list.next).toBeUndefined();
+  });
+
+  it('answers an append alike whether the direct path takes it or leaves it to fastify (query, chunked body), on the leader and on a follower', async () => {
+    const { leader } = await createLog(url(0), 'paths');
+    const answers: { status: number; type: string | undefined; leader: unknown; body: unknown }[] = [];
+    const send = async (replicaUrl: string, query: string, body: Buffer | Readable, contentType: string) => {
+      const res = await request(`${replicaUrl}/v1/logs/paths/entries${query}`, { method: 'POST', headers: { 'content-type': contentType }, body });
+      answers.push({ status: res.statusCode, type: res.headers['content-type'] as string | undefined, leader: res.headers['tern-leader'], body: await res.body.json() });
+    };
+    for (let i = 0; i < 3; i++) {
+      await send(url(i), '', Buffer.from(`direct-${i}`), 'application/octet-stream');
+      await send(url(i), '?via=fastify', Buffer.from(`query-${i}`), 'application/octet-stream');
+      await send(url(i), '', Readable.from([Buffer.from('chunked-'), Buffer.from(String(i))]), 'application/octet-stream');
+    }
+    expect(answers.map((a) => a.status)).toEqual(Array(9).fill(200));
+    expect(new Set(answers.map((a) => a.type))).toEqual(new Set(['application/json; charset=utf-8']));
+    expect(answers.map((a) => a.leader)).toEqual(Array(9).fill(leader));
+    expect(answers.map((a) => (a.body as { id: number }).id)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    const read = await eventually(async () => {
+      const entries = await readAll(url(1), 'paths');
+      expect(entries).toHaveLength(9);
+      return entries;
+    });
+    expect(read.map((e) => e.data.toString())).toEqual(['direct-0', 'query-0', 'chunked-0', 'direct-1', 'query-1', 'chunked-1', 'direct-2', 'query-2', 'chunked-2']);
+
+    // A bad batch: the same error from both paths, and nothing appended.
+    const bad = Buffer.from([0, 0, 0, 9, 1]);
+    const errors = [];
+    for (const query of ['', '?via=fastify']) {
+      const res = await request(`${url(0)}/v1/logs/paths/entries${query}`, { method: 'POST', headers: { 'content-type': FRAMES_CONTENT_TYPE }, body: bad });
+      errors.push({ status: res.statusCode, type: res.headers['content-type'], code: ((await res.body.json()) as { error: { code: string } }).error.code });
+    }
+    expect(errors).toEqual([
+      { status: 400, type: 'application/json; charset=utf-8', code: 'BAD_REQUEST' },
+      { status: 400, type: 'application/json; charset=utf-8', code: 'BAD_REQUEST' },
+    ]);
+    expect((await http(`${url(0)}/v1/logs/paths`)).json().committedId).toBe(8);
   });
 
   it('lists logs a page at a time: names after `after`, at most `limit`, and `next` while more follow', async () => {
