@@ -1,7 +1,7 @@
 /**
  * Owns a client's append request from its parts to its answer, whichever way
  * it came in: the fastify route (client-api.ts) or the direct path
- * (direct-appends.ts). It checks the body where it arrived (bad input never
+ * (direct-routes.ts). It checks the body where it arrived (bad input never
  * crosses the network), carries the append out here when this replica leads
  * the log, or forwards it to the leader, and counts it once.
  */
@@ -12,7 +12,8 @@ import type { ClientAppend } from '../peer/forwarded-appends.js';
 import type { AppendLimits } from './bodies.js';
 import type { ReplicaApi } from '../replica/api.js';
 import { appendHere, entryBytes } from './append.js';
-import { mediaType, parseAppendBody, producerOf } from './bodies.js';
+import { JSON_UTF8, mediaType, parseAppendBody, producerOf } from './bodies.js';
+import type { DirectReply } from './direct-routes.js';
 import { toTernError } from './error-handler.js';
 
 /**
@@ -22,17 +23,10 @@ import { toTernError } from './error-handler.js';
  */
 export const LEADER_HEADER = 'tern-leader';
 
-/** What the client is answered when no error was thrown: a status, its JSON body, and headers. */
-export interface AppendReply {
-  status: number;
-  json: string;
-  headers: Record<string, string>;
-}
-
 export type AppendHeaders = Record<string, string | string[] | undefined>;
 
 /** Resolves to the answer; throws a client error (bad body, unknown log, no leader) for the error handler to map. */
-export async function answerAppend(replica: ReplicaApi, forwarder: AppendForwarder, limits: AppendLimits, name: string, headers: AppendHeaders, body: Buffer | undefined): Promise<AppendReply> {
+export async function answerAppend(replica: ReplicaApi, forwarder: AppendForwarder, limits: AppendLimits, name: string, headers: AppendHeaders, body: Buffer | undefined): Promise<DirectReply> {
   const started = performance.now();
   const metrics = replica.metrics;
   let append: ClientAppend | undefined;
@@ -46,18 +40,18 @@ export async function answerAppend(replica: ReplicaApi, forwarder: AppendForward
       counted = true;
       const answer = await appendHere(replica, name, append);
       metrics.acknowledged((performance.now() - started) / 1000);
-      return { status: 200, json: JSON.stringify(answer), headers: { [LEADER_HEADER]: replica.id } };
+      return { status: 200, body: JSON.stringify(answer), headers: { 'content-type': JSON_UTF8, [LEADER_HEADER]: replica.id } };
     }
     const answer = await forwarder.forward(leader.peerUrl, name, append);
     // Counted where it was processed (the leader); relayed as the leader wrote it.
     counted = true;
-    const replyHeaders: Record<string, string> = {};
+    const replyHeaders: Record<string, string> = { 'content-type': JSON_UTF8 };
     if (answer.status === 200) {
       metrics.acknowledged((performance.now() - started) / 1000);
       replyHeaders[LEADER_HEADER] = leader.id;
     }
     if (answer.status === 503) replyHeaders['retry-after'] = String(RETRY_AFTER_SECONDS);
-    return { status: answer.status, json: answer.json, headers: replyHeaders };
+    return { status: answer.status, body: answer.json, headers: replyHeaders };
   } catch (err) {
     if (!counted) metrics.appended(name, toTernError(err).code, append?.entries.length ?? 0, append ? entryBytes(append.entries) : (body?.length ?? 0));
     throw err;

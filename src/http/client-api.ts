@@ -14,9 +14,9 @@ import { FRAMES_CONTENT_TYPE, encodeFrames } from '../frames.js';
 import { AppendForwarder } from '../peer/append-forwarder.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { answerAppend } from './append-request.js';
-import { JSON_TYPE, JSON_UTF8, LOG_NAME_PATTERN, OCTETS, parseJsonObject } from './bodies.js';
+import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, parseJsonObject } from './bodies.js';
 import { allows, installAuth, visibleLogs, type TokenLookup } from './auth.js';
-import { serveAppendsDirectly } from './direct-appends.js';
+import { sendReply, serveDirectly, type DirectRoute } from './direct-routes.js';
 import { installErrorHandling } from './error-handler.js';
 import { FORWARDED_HEADER, Forwarder } from './forward.js';
 import { buildServer, capConnections } from './server-options.js';
@@ -42,6 +42,7 @@ const MAX_LIST_LIMIT = 10_000;
 const APPEND_FORWARD_SLACK_MS = 1_000;
 /** Entries a read returns when it names no `limit` (README, Client API); never more than --max-read-entries. */
 const DEFAULT_READ_LIMIT = 1000;
+const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
 
 const errorSchema = {
   type: 'object',
@@ -105,15 +106,16 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });
   const { tokens } = options;
-  serveAppendsDirectly(app.server, {
-    maxRequestBytes: config.maxRequestBytes,
-    isOverCap,
-    ...(tokens ? { mayAppend: (authorization: string | undefined, log: string) => allows(tokens, authorization, 'append', log) } : {}),
-    isStopping: () => replica.isStopping,
-    answer: (log, headers, body) => answerAppend(replica, appendForwarder, config, log, headers, body),
-    etcdUnavailable: () => metrics.etcdFailed('request'),
-    logger,
-  });
+  const appendRoute: DirectRoute<string> = {
+    method: 'POST',
+    path: { prefix: '/v1/logs/', suffix: '/entries' },
+    contentTypes: new Set([OCTETS, FRAMES_CONTENT_TYPE, JSON_TYPE]),
+    maxBodyBytes: config.maxRequestBytes,
+    // A refused token goes to fastify, whose auth hook says why and counts it.
+    accept: (req, log) => (log !== undefined && LOG_NAME.test(log) && !isOverCap(req.socket) && (!tokens || allows(tokens, req.headers.authorization, 'append', log)) ? log : undefined),
+    answer: (log, req, body) => answerAppend(replica, appendForwarder, config, log, req.headers, body),
+  };
+  serveDirectly(app.server, [appendRoute as DirectRoute<unknown>], { isStopping: () => replica.isStopping, etcdUnavailable: () => metrics.etcdFailed('request'), logger });
   installAuth(app, tokens, (code) => metrics.authRefused(code));
   // A stopping replica asks each client to close its connection after the answer, so that none
   // is reused at the moment the listener closes (a request cut off there has an unknown outcome).
@@ -210,7 +212,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
     },
     async (req, reply) => {
       const answer = await answerAppend(replica, appendForwarder, config, req.params.log, req.headers, req.body);
-      return reply.code(answer.status).headers(answer.headers).header('content-type', JSON_UTF8).send(answer.json);
+      return sendReply(reply, answer);
     },
   );
 

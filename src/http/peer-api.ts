@@ -3,6 +3,7 @@
  * few commands replicas send each other. Never exposed to clients. Its paths
  * are src/peer/paths.ts, shared with the senders.
  */
+import type { IncomingMessage } from 'node:http';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { TernError } from '../errors.js';
 import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH, PEER_APPEND_PATH, PEER_CONTENT_TYPE, PEER_HEALTH_PATH, peerRoutes } from '../peer/paths.js';
@@ -12,7 +13,8 @@ import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { installErrorHandling } from './error-handler.js';
 import { answerForwardedAppends } from './forwarded-appends.js';
 import { LOG_NAME_PATTERN } from './bodies.js';
-import { checkSender, installPeerIdentity } from './peer-identity.js';
+import { checkSender, connectionSender, installPeerIdentity } from './peer-identity.js';
+import { sendReply, serveDirectly, type DirectReply, type DirectRoute } from './direct-routes.js';
 import { buildServer } from './server-options.js';
 import { listenerTls, type TlsMaterial } from '../peer/tls.js';
 
@@ -50,7 +52,7 @@ interface TakeoverBody {
  * replica that predates the `from` field is known by the key it replaces.
  */
 function senderOf(req: FastifyRequest, named: string | undefined): string | undefined {
-  if (named !== undefined) checkSender(req, named);
+  if (named !== undefined) checkSender(req.peerId, named);
   return req.peerId ?? named;
 }
 
@@ -73,24 +75,37 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
   installPeerIdentity(app, tls !== undefined);
   for (const type of [PEER_CONTENT_TYPE, FORWARDED_APPENDS_CONTENT_TYPE]) app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  app.post<{ Body: Buffer }>(PEER_APPEND_PATH, async (req, reply) => {
+  const replicate = async (peerId: string | undefined, body: Buffer): Promise<DirectReply> => {
     let msg;
     try {
-      msg = decodeAppendRequest(req.body);
+      msg = decodeAppendRequest(body);
     } catch (err) {
       if (err instanceof WireError) throw new TernError('BAD_REQUEST', err.message);
       throw err;
     }
-    checkSender(req, msg.leader);
+    checkSender(peerId, msg.leader);
     const answer = await replica.handlePeerAppend(msg);
-    return reply.header('content-type', PEER_CONTENT_TYPE).send(encodeAppendReply(answer, requestVersion(req.body)));
+    return { status: 200, body: encodeAppendReply(answer, requestVersion(body)), headers: { 'content-type': PEER_CONTENT_TYPE } };
+  };
+  const forwardedAppends = async (body: Buffer): Promise<DirectReply> => ({
+    status: 200,
+    body: await answerForwardedAppends(replica, config, body),
+    headers: { 'content-type': FORWARDED_APPENDS_CONTENT_TYPE },
   });
-
   // A follower closes a batch once it reaches maxBatchBytes, so a batch holds less than that plus one
   // client request; frames add 4 bytes an entry, which a JSON client body paid for at least as much.
   const forwardedLimit = FORWARDED_BODY_HEADROOM * (config.maxBatchBytes + config.maxRequestBytes);
-  app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) =>
-    reply.header('content-type', FORWARDED_APPENDS_CONTENT_TYPE).send(await answerForwardedAppends(replica, config, req.body)),
+
+  app.post<{ Body: Buffer }>(PEER_APPEND_PATH, async (req, reply) => sendReply(reply, await replicate(req.peerId, req.body)));
+  app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) => sendReply(reply, await forwardedAppends(req.body)));
+  const sender = (req: IncomingMessage) => connectionSender(req.socket, tls !== undefined);
+  serveDirectly(
+    app.server,
+    [
+      { method: 'POST', path: { exact: PEER_APPEND_PATH }, contentTypes: new Set([PEER_CONTENT_TYPE]), maxBodyBytes: bodyLimit, accept: sender, answer: (s, _req, body) => replicate(s.peerId, body) },
+      { method: 'POST', path: { exact: FORWARDED_APPENDS_PATH }, contentTypes: new Set([FORWARDED_APPENDS_CONTENT_TYPE]), maxBodyBytes: forwardedLimit, accept: sender, answer: (_s, _req, body) => forwardedAppends(body) },
+    ] satisfies DirectRoute<{ peerId: string | undefined }>[] as DirectRoute<unknown>[],
+    { logger },
   );
 
   app.post<{ Params: { log: string }; Body: TakeoverBody }>(peerRoutes.takeover, { schema: { params: logParams, body: takeoverBody } }, async function takeoverCommand(req) {

@@ -8,7 +8,8 @@
  * sender, `peerId` is undefined, and the body is taken at its word, as
  * behind a proxy that terminates TLS.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Socket } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { TernError } from '../errors.js';
 import { PEER_ID_URI_PREFIX, peerIdOf } from '../peer/tls.js';
@@ -32,9 +33,20 @@ export function installPeerIdentity(app: FastifyInstance, tls: boolean): void {
   });
 }
 
-/** Refuses a message whose body names another sender than the connection's certificate does. */
-export function checkSender(req: FastifyRequest, claimed: string): void {
-  if (req.peerId !== undefined && req.peerId !== claimed) {
-    throw new TernError('PEER_REFUSED', `the message says it comes from ${claimed}, the connection's certificate says ${req.peerId}`);
+/**
+ * The sender as a request's connection proves it, for the direct routes
+ * (direct-routes.ts): `{peerId}` (undefined without TLS), or undefined when
+ * the certificate names no replica, for the hook above to refuse.
+ */
+export function connectionSender(socket: Socket, tls: boolean): { peerId: string | undefined } | undefined {
+  if (!tls) return { peerId: undefined };
+  const peerId = peerIdOf(socket as TLSSocket);
+  return peerId === undefined ? undefined : { peerId };
+}
+
+/** Refuses a message whose body names another sender than the connection's certificate (`peerId`) does. */
+export function checkSender(peerId: string | undefined, claimed: string): void {
+  if (peerId !== undefined && peerId !== claimed) {
+    throw new TernError('PEER_REFUSED', `the message says it comes from ${claimed}, the connection's certificate says ${peerId}`);
   }
 }
