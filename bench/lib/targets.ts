@@ -21,6 +21,7 @@ import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import { Pool } from 'undici';
 import { encodeFrames, FRAMES_CONTENT_TYPE } from '../../src/frames.js';
 import { append as httpAppend, OCTET_STREAM_HEADERS } from './http.js';
+import type { TailProbe, TailReaders } from './tail-latency.js';
 
 export type SystemName = 'tern-leader' | 'tern-spread' | 'nats' | 'ceiling';
 export const SYSTEM_NAMES: readonly SystemName[] = ['tern-leader', 'tern-spread', 'nats', 'ceiling'];
@@ -63,6 +64,12 @@ export interface System {
   pids(): Record<string, number | undefined>;
   /** A line describing where requests go (for the progress output). */
   describe(scenarioId: string): string;
+  /**
+   * Tail scenarios: opens this system's readers of the scenario's log/subject (entries from now
+   * on, each handed to `probe`), named `reader@leader` and `reader@follower`. A system without
+   * it (the ceiling, which stores nothing) sits the tail scenarios out.
+   */
+  openReaders?(scenarioId: string, probe: TailProbe): Promise<TailReaders>;
 }
 
 // ---------------------------------------------------------------------------
