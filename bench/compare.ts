@@ -19,6 +19,12 @@
  *       [--scenarios 1k-64p,64k-16p,1k-1p,open-1k,batch-100x1k] [--rate N]
  *       [--systems tern-leader,tern-spread,nats,ceiling] [--out DIR]
  *
+ * Opt-in: --scenarios tail-light,tail-1k-64p measure append-to-reader latency
+ * (bench/lib/tail-latency.ts) at a reader on the leader and one on a follower
+ * (Tern: follow=true streams; NATS: ordered push consumers from the stream
+ * leader's node and another node), beside the ack; a reader that misses an
+ * acked entry fails the run. The ceiling sits them out.
+ *
  * For each scenario, the systems take turns (tern-leader, tern-spread, nats,
  * ceiling, then again, --runs times), each run with its own warm-up; the
  * table has the median of the runs. After each run the system settles (Tern
