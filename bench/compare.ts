@@ -275,6 +275,15 @@ function ratioRows(cells: Cell[], scenarioIds: string[]): string[][] {
   });
 }
 
+/** A cell's p99 per run for the report: the ack's, and for a tail scenario (from the send) the ack's and each reader's. */
+function runsP99(c: Cell): string {
+  const perRun = (f: (i: number) => number) => c.runs.map((_, i) => fmt(f(i), 2)).join(' / ');
+  if (c.tailRuns.length === 0) return `p99 ms per run ${perRun((i) => c.runs[i]!.p99)}`;
+  return `p99 ms per run (from the send): ${Object.keys(c.tailRuns[0]!.latency)
+    .map((what) => `${what} ${perRun((i) => c.tailRuns[i]?.latency[what]?.p99 ?? NaN)}`)
+    .join(', ')}`;
+}
+
 /** One tail run's figures over its measured window; each reader's histogram is merged into the cell's for the CDF. */
 function tailRecord(probe: TailProbe, window: { start: number; end: number }, cell: Cell): TailRunRecord {
   const f = probe.figures(window.start, window.end);
@@ -301,7 +310,7 @@ function tailCheck(c: Cell): { ok: boolean; line: string } {
     : { ok: true, line: `${c.system} ${c.scenario.id}: ${readers.join(' and ')} saw every acked entry in ${c.tailRuns.length} run(s)` };
 }
 
-const TAIL_HEADER = ['system', 'scenario', 'latency of', 'appends/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'samples', 'missing'];
+const TAIL_HEADER = ['system', 'scenario', 'latency of', 'appends/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'samples', 'missing', 'server CPU%'];
 
 /** Tail scenarios: per (system, scenario), the ack row then one row per reader; medians of the runs, samples and missing summed. */
 function tailRows(cells: Cell[]): string[][] {
@@ -312,7 +321,9 @@ function tailRows(cells: Cell[]): string[][] {
       const m = (f: (l: LatencyFigures) => number) => median(c.tailRuns.map((r) => f(r.latency[what]!)));
       const samples = c.tailRuns.reduce((n, r) => n + r.latency[what]!.count, 0);
       const missing = what === 'ack' ? '' : String(c.tailRuns.reduce((n, r) => n + (r.missing[what] ?? 0), 0));
-      out.push([c.system, c.scenario.id, what, what === 'ack' ? fmt(summarize(c).appendsPerSec, 0) : '', fmt(m((l) => l.p50), 2), fmt(m((l) => l.p99), 2), fmt(m((l) => l.p999), 2), String(samples), missing]);
+      const s = summarize(c);
+      const ack = what === 'ack';
+      out.push([c.system, c.scenario.id, what, ack ? fmt(s.appendsPerSec, 0) : '', fmt(m((l) => l.p50), 2), fmt(m((l) => l.p99), 2), fmt(m((l) => l.p999), 2), String(samples), missing, ack ? fmt(s.serverCpuPct, 0) : '']);
     }
   }
   return out;
@@ -494,20 +505,20 @@ async function main(argv: string[]): Promise<number> {
           cell.runs.push(rec);
           cell.merged.add(h);
           h.destroy();
-          if (probe) {
-            const tail = tailRecord(probe, outcome.window, cell);
-            cell.tailRuns.push(tail);
-            progress(
-              `      append-to-reader ${Object.entries(tail.latency)
-                .map(([what, l]) => `${what} p50 ${fmt(l.p50, 2)} p99 ${fmt(l.p99, 2)} p99.9 ${fmt(l.p999, 2)} ms`)
-                .join('; ')}; missing ${JSON.stringify(tail.missing)}`,
-            );
-          }
+          const tail = probe ? tailRecord(probe, outcome.window, cell) : undefined;
+          if (tail) cell.tailRuns.push(tail);
           progress(
             `  run ${run}/${opts.runs} ${sys.name.padEnd(11)} ${fmt(rec.entriesPerSec, 0).padStart(7)} ${sc.batch > 1 ? 'entries' : 'appends'}/s ` +
               `${fmt(rec.mbPerSec, 2).padStart(7)} MB/s  p50 ${fmt(rec.p50, 2)}  p99 ${fmt(rec.p99, 2)}  p99.9 ${fmt(rec.p999, 2)} ms  ` +
               `${rec.errors} errors  (CPU: servers ${fmt(rec.serverCpuPct, 0)}%, driver ${fmt(rec.driverCpuPct, 0)}%, driver event loop ${fmt(rec.driverElPct, 0)}% busy)`,
           );
+          if (tail) {
+            progress(
+              `      append-to-reader (from the send): ${Object.entries(tail.latency)
+                .map(([what, l]) => `${what} p50 ${fmt(l.p50, 2)} p99 ${fmt(l.p99, 2)} p99.9 ${fmt(l.p999, 2)} ms`)
+                .join('; ')}; missing ${JSON.stringify(tail.missing)}`,
+            );
+          }
           if (exited.length) throw new Error(`a process died during the run: ${exited.join(', ')}`);
         }
       }
@@ -525,7 +536,8 @@ async function main(argv: string[]): Promise<number> {
     const tailExplain = [
       'Tail scenarios: append-to-reader latency, from the moment an append is handed to the client to the moment a reader has decoded the entry,',
       'and the ack latency from the same moment (so the open loop\'s pace sets when appends go, not where their latency starts). Medians of the runs;',
-      'samples are the measured window\'s entries summed over the runs; missing = entries acked (warm-up included) that a reader never delivered, which fails the run.',
+      'samples are the measured window\'s entries summed over the runs; missing = entries acked (warm-up included) that a reader never delivered, which fails the run;',
+      'server CPU% as in the table above (the system\'s processes, % of one core; the readers are in the driver, as a client\'s would be).',
       'Tern: a stream (GET entries?follow=true) on the log\'s leader (reader@leader) and one on a follower (reader@follower); tern-leader appends to the leader,',
       'tern-spread round-robin over the three replicas (two thirds forwarded), with the same two readers. NATS: an ordered push consumer (ephemeral, deliver new)',
       'on the scenario\'s subject from a connection to the stream leader\'s node (reader@leader) and from one to another node (reader@follower). The ceiling stores nothing and sits them out.',
@@ -603,8 +615,7 @@ async function main(argv: string[]): Promise<number> {
       ...(tails.length ? ['## Tail scenarios: append-to-reader latency', '', markdownTable(TAIL_HEADER, tails, 3), '', ...tailExplain.map((l) => `${l}  `), ''] : []),
       '## Runs',
       '',
-      ...cells.map((c) => `- ${c.system} ${c.scenario.id}: entries/s per run ${c.runs.map((r) => fmt(r.entriesPerSec, 0)).join(' / ')}; p99 ms per run ${c.runs.map((r) => fmt(r.p99, 2)).join(' / ')}` +
-        (c.tailRuns.length ? `; append-to-reader p99 ms per run: ${Object.keys(c.tailRuns[0]!.missing).map((rd) => `${rd} ${c.tailRuns.map((r) => fmt(r.latency[rd]!.p99, 2)).join(' / ')}`).join(', ')}` : '')),
+      ...cells.map((c) => `- ${c.system} ${c.scenario.id}: entries/s per run ${c.runs.map((r) => fmt(r.entriesPerSec, 0)).join(' / ')}; ${runsP99(c)}`),
       '',
       '## Errors and checks',
       '',
