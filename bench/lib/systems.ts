@@ -9,7 +9,7 @@ import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { createLog, logStatus } from './http.js';
 import type { NatsCluster } from './nats-cluster.js';
 import { openTernReaders, type TailProbe, type TailReaders } from './tail-latency.js';
-import { HttpTarget, NatsTarget, type OpenTarget, type System, type SystemName } from './targets.js';
+import { HttpTarget, NatsTarget, connectToNode, type OpenTarget, type System, type SystemName } from './targets.js';
 
 /** After a Tern run, wait at most this long for its flusher to catch up before the next run starts. */
 const SETTLE_TIMEOUT_MS = 60_000;
@@ -197,7 +197,7 @@ export class NatsSystem implements System {
     };
     try {
       for (const [name, node] of [['reader@leader', this.cluster.node(this.leaderNode)], ['reader@follower', other]] as const) {
-        const nc = await connect({ servers: [node.url], noRandomize: true, ignoreClusterUpdates: true, reconnect: false, name: `tern-compare-${name}` });
+        const nc = await connectToNode(node.url, `tern-compare-${name}`);
         conns.push(nc);
         const onEntry = probe.reader(name);
         const opts = consumerOpts().orderedConsumer().deliverNew();

@@ -142,6 +142,11 @@ function natsKey(err: unknown): string {
   return `nats ${e.code ?? e.message ?? String(err)}`;
 }
 
+/** One connection to the node at `server` and no other (no reconnecting elsewhere: the run should fail loudly instead). */
+export function connectToNode(server: string, name: string): Promise<NatsConnection> {
+  return connect({ servers: [server], noRandomize: true, ignoreClusterUpdates: true, reconnect: false, name });
+}
+
 export class NatsTarget implements OpenTarget {
   private readonly js: JetStreamClient;
 
@@ -152,10 +157,8 @@ export class NatsTarget implements OpenTarget {
     this.js = nc.jetstream({ timeout: REQUEST_TIMEOUT_MS });
   }
 
-  /** One connection to `server` (no reconnecting elsewhere: the run should fail loudly instead). */
   static async open(server: string, subject: string): Promise<NatsTarget> {
-    const nc = await connect({ servers: [server], noRandomize: true, ignoreClusterUpdates: true, reconnect: false, name: 'tern-compare' });
-    return new NatsTarget(nc, subject);
+    return new NatsTarget(await connectToNode(server, 'tern-compare'), subject);
   }
 
   async append(data: Buffer): Promise<void> {
