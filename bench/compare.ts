@@ -19,6 +19,12 @@
  *       [--scenarios 1k-64p,64k-16p,1k-1p,open-1k,batch-100x1k] [--rate N]
  *       [--systems tern-leader,tern-spread,nats,ceiling] [--out DIR]
  *
+ * Opt-in: --scenarios tail-light,tail-1k-64p measure append-to-reader latency
+ * (bench/lib/tail-latency.ts) at a reader on the leader and one on a follower
+ * (Tern: follow=true streams; NATS: ordered push consumers from the stream
+ * leader's node and another node), beside the ack; a reader that misses an
+ * acked entry fails the run. The ceiling sits them out.
+ *
  * For each scenario, the systems take turns (tern-leader, tern-spread, nats,
  * ceiling, then again, --runs times), each run with its own warm-up; the
  * table has the median of the runs. After each run the system settles (Tern
@@ -51,11 +57,20 @@ import { machine, ownChildren, runCommand, signalPids, startedUnlessAborted, sto
 import { cdfSvg, type CdfSeries } from './lib/svg.js';
 import { CeilingSystem, NatsSystem, TernSystem } from './lib/systems.js';
 import { SYSTEM_NAMES, type System, type SystemName } from './lib/targets.js';
-import { DEFAULT_RATE, MAX_OUTSTANDING, newHistogram, runScenario, scenarios, type Scenario } from './lib/workload.js';
+import { TailProbe, latencyFigures, type LatencyFigures, type TailReaders } from './lib/tail-latency.js';
+import { DEFAULT_RATE, MAX_OUTSTANDING, TAIL_LIGHT_RATE, newHistogram, runScenario, scenarios, tailScenarios, type Scenario } from './lib/workload.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 import { PROJECT_ROOT, ternVersion } from './lib/project.js';
 
-const ALL_SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
+const DEFAULT_SCENARIO_IDS = scenarios(DEFAULT_RATE).map((s) => s.id);
+/**
+ * The tail scenarios are opt-in: with three systems and three runs they add about 4.5 min
+ * (tail-light's open loop measures --open-duration) to a default run of about 5.
+ */
+const TAIL_SCENARIO_IDS = tailScenarios().map((s) => s.id);
+const ALL_SCENARIO_IDS = [...DEFAULT_SCENARIO_IDS, ...TAIL_SCENARIO_IDS];
+/** How long the readers of a tail scenario get, after the run's last ack, to deliver the entries they have not yet. */
+const TAIL_DRAIN_MS = 5_000;
 
 /**
  * An open loop's p99 at 5,000/s over 5 s rests on the worst 250 samples, about 50 ms of
@@ -70,7 +85,10 @@ const USAGE = `Usage: node dist/bench/compare.js [options]   (or: npm run bench:
                      on ~1,000 samples and to span each system's periodic background work
   --warmup S         warm-up seconds before each run, not counted (default 2)
   --runs N           runs per (system, scenario); the table has their median (default 3)
-  --scenarios LIST   comma-separated, from: ${ALL_SCENARIO_IDS.join(', ')} (default all)
+  --scenarios LIST   comma-separated, from: ${ALL_SCENARIO_IDS.join(', ')}
+                     (default: ${DEFAULT_SCENARIO_IDS.join(',')}). Opt-in: ${TAIL_SCENARIO_IDS.join(', ')}, append-to-reader
+                     latency at a reader following the log on the leader and on a follower (NATS: ordered push
+                     consumers), ${TAIL_LIGHT_RATE}/s open loop and 1 KiB x 64 closed loop; ceiling sits them out
   --rate N           appends/s of the open-loop scenario (default ${DEFAULT_RATE})
   --systems LIST     comma-separated, from: ${SYSTEM_NAMES.join(', ')} (default all)
   --out DIR          where the report and plots go (default bench/results)
@@ -104,8 +122,8 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
   if (values.help) return 'help';
   const str = (name: string) => values[name] as string | undefined;
   const number = (flag: string, def: number, min: number, max: number, integer: boolean) => numberFlag(flag, str(flag), def, min, max, integer);
-  const list = <T extends string>(flag: string, raw: string | undefined, all: readonly T[]): T[] => {
-    if (raw === undefined) return [...all];
+  const list = <T extends string>(flag: string, raw: string | undefined, all: readonly T[], defaults: readonly T[] = all): T[] => {
+    if (raw === undefined) return [...defaults];
     const items = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
     for (const i of items) if (!all.includes(i as T)) throw new UsageError(`--${flag}: unknown "${i}" (known: ${all.join(', ')})`);
     if (items.length === 0) throw new UsageError(`--${flag} needs at least one of: ${all.join(', ')}`);
@@ -117,7 +135,7 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     openDurationS: number('open-duration', DEFAULT_OPEN_DURATION_S, 0.1, 3600, false),
     warmupS: number('warmup', 2, 0, 600, false),
     runs: number('runs', 3, 1, 100, true),
-    scenarios: list('scenarios', str('scenarios'), ALL_SCENARIO_IDS),
+    scenarios: list('scenarios', str('scenarios'), ALL_SCENARIO_IDS, DEFAULT_SCENARIO_IDS),
     rate: number('rate', DEFAULT_RATE, 1, 1_000_000, true),
     systems: list('systems', str('systems'), SYSTEM_NAMES),
     out: resolve(str('out') ?? join(PROJECT_ROOT, 'bench', 'results')),
@@ -172,11 +190,20 @@ interface RunRecord {
   settleNote?: string;
 }
 
+/** A tail scenario's run: latency of the ack and of each reader ("ack", "reader@leader", ...), and entries each reader missed. */
+interface TailRunRecord {
+  latency: Record<string, LatencyFigures>;
+  missing: Record<string, number>;
+}
+
 interface Cell {
   system: SystemName;
   scenario: Scenario;
   runs: RunRecord[];
   merged: Histogram;
+  /** Tail scenarios: per run, and each reader's histogram over the runs (for the CDF). */
+  tailRuns: TailRunRecord[];
+  tailMerged: Map<string, Histogram>;
 }
 
 /** Medians over a cell's runs (errors summed). */
@@ -205,7 +232,7 @@ function fmt(x: number, digits: number): string {
 }
 
 function resultRows(cells: Cell[]): string[][] {
-  return cells.map((c) => {
+  return cells.filter((c) => !c.scenario.tail).map((c) => {
     const s = summarize(c);
     return [
       c.system,
@@ -246,6 +273,60 @@ function ratioRows(cells: Cell[], scenarioIds: string[]): string[][] {
       ratio(leader?.entriesPerSec, ceiling?.entriesPerSec),
     ];
   });
+}
+
+/** A cell's p99 per run for the report: the ack's, and for a tail scenario (from the send) the ack's and each reader's. */
+function runsP99(c: Cell): string {
+  const perRun = (f: (i: number) => number) => c.runs.map((_, i) => fmt(f(i), 2)).join(' / ');
+  if (c.tailRuns.length === 0) return `p99 ms per run ${perRun((i) => c.runs[i]!.p99)}`;
+  return `p99 ms per run (from the send): ${Object.keys(c.tailRuns[0]!.latency)
+    .map((what) => `${what} ${perRun((i) => c.tailRuns[i]?.latency[what]?.p99 ?? NaN)}`)
+    .join(', ')}`;
+}
+
+/** One tail run's figures over its measured window; each reader's histogram is merged into the cell's for the CDF. */
+function tailRecord(probe: TailProbe, window: { start: number; end: number }, cell: Cell): TailRunRecord {
+  const f = probe.figures(window.start, window.end);
+  const latency: Record<string, LatencyFigures> = { ack: latencyFigures(f.ack) };
+  const missing: Record<string, number> = {};
+  for (const [name, h] of f.readers) {
+    latency[name] = latencyFigures(h);
+    missing[name] = probe.missing(name);
+    const merged = cell.tailMerged.get(name) ?? newHistogram();
+    merged.add(h);
+    cell.tailMerged.set(name, merged);
+    h.destroy();
+  }
+  f.ack.destroy();
+  return { latency, missing };
+}
+
+/** A reader that missed an acked entry (over the whole run, warm-up included) fails the command. */
+function tailCheck(c: Cell): { ok: boolean; line: string } {
+  const missed = c.tailRuns.flatMap((r, i) => Object.entries(r.missing).filter(([, n]) => n > 0).map(([reader, n]) => `run ${i + 1} ${reader} ${n}`));
+  const readers = Object.keys(c.tailRuns[0]?.missing ?? {});
+  return missed.length
+    ? { ok: false, line: `${c.system} ${c.scenario.id}: ACKED ENTRIES MISSING at a reader (${missed.join(', ')})` }
+    : { ok: true, line: `${c.system} ${c.scenario.id}: ${readers.join(' and ')} saw every acked entry in ${c.tailRuns.length} run(s)` };
+}
+
+const TAIL_HEADER = ['system', 'scenario', 'latency of', 'appends/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'samples', 'missing', 'server CPU%'];
+
+/** Tail scenarios: per (system, scenario), the ack row then one row per reader; medians of the runs, samples and missing summed. */
+function tailRows(cells: Cell[]): string[][] {
+  const out: string[][] = [];
+  for (const c of cells.filter((x) => x.scenario.tail && x.tailRuns.length > 0)) {
+    const whats = Object.keys(c.tailRuns[0]!.latency);
+    for (const what of whats) {
+      const m = (f: (l: LatencyFigures) => number) => median(c.tailRuns.map((r) => f(r.latency[what]!)));
+      const samples = c.tailRuns.reduce((n, r) => n + r.latency[what]!.count, 0);
+      const missing = what === 'ack' ? '' : String(c.tailRuns.reduce((n, r) => n + (r.missing[what] ?? 0), 0));
+      const s = summarize(c);
+      const ack = what === 'ack';
+      out.push([c.system, c.scenario.id, what, ack ? fmt(s.appendsPerSec, 0) : '', fmt(m((l) => l.p50), 2), fmt(m((l) => l.p99), 2), fmt(m((l) => l.p999), 2), String(samples), missing, ack ? fmt(s.serverCpuPct, 0) : '']);
+    }
+  }
+  return out;
 }
 
 function errorLines(cells: Cell[]): string[] {
@@ -367,25 +448,36 @@ async function main(argv: string[]): Promise<number> {
       if (name === 'ceiling') systems.push(new CeilingSystem(ceiling!.url, ceiling!.process.pid));
     }
 
-    const chosen = scenarios(opts.rate).filter((s) => opts.scenarios.includes(s.id));
-    const etaS = chosen.reduce((sum, sc) => sum + opts.runs * systems.length * (opts.warmupS + windowS(sc, opts)), 0);
+    const chosen = [...scenarios(opts.rate), ...tailScenarios()].filter((s) => opts.scenarios.includes(s.id));
+    const systemsOf = (sc: Scenario) => (sc.tail ? systems.filter((sys) => sys.openReaders !== undefined) : systems);
+    const etaS = chosen.reduce((sum, sc) => sum + opts.runs * systemsOf(sc).length * (opts.warmupS + windowS(sc, opts)), 0);
     progress(`${chosen.length} scenario(s) x ${systems.length} system(s) x ${opts.runs} run(s), ${opts.warmupS} s of warm-up each: at least ${etaS >= 120 ? `${Math.round(etaS / 60)} min` : `${Math.round(etaS)} s`}`);
 
     for (const sc of chosen) {
       if (abort.signal.aborted) break;
       progress(`\nscenario ${sc.id}: ${sc.title}`);
       const measuredS = windowS(sc, opts);
-      const scCells = systems.map((s): Cell => ({ system: s.name, scenario: sc, runs: [], merged: newHistogram() }));
+      const scSystems = systemsOf(sc);
+      for (const sys of systems.filter((x) => !scSystems.includes(x))) {
+        notes.push(`${sys.name} sits ${sc.id} out: it stores nothing, so there is nothing to read`);
+        progress(`  ${sys.name}: not in tail scenarios (stores nothing to read)`);
+      }
+      const scCells = scSystems.map((s): Cell => ({ system: s.name, scenario: sc, runs: [], merged: newHistogram(), tailRuns: [], tailMerged: new Map() }));
       cells.push(...scCells);
       for (let run = 1; run <= opts.runs && !abort.signal.aborted; run++) {
-        for (const [i, sys] of systems.entries()) {
+        for (const [i, sys] of scSystems.entries()) {
           if (abort.signal.aborted) break;
           const target = await sys.open(sc.id, sc.producers);
-          if (run === 1) progress(`  ${sys.name}: ${sys.describe(sc.id)}`);
+          const probe = sc.tail ? new TailProbe(sc.entryBytes) : undefined;
+          let readers: TailReaders | undefined;
           let outcome;
           try {
-            outcome = await runScenario(target, sc, { warmupS: opts.warmupS, durationS: measuredS }, sys.pids(), abort.signal);
+            if (probe) readers = await sys.openReaders!(sc.id, probe);
+            if (run === 1) progress(`  ${sys.name}: ${sys.describe(sc.id)}${readers ? `; readers ${readers.names.join(', ')}` : ''}`);
+            outcome = await runScenario(target, sc, { warmupS: opts.warmupS, durationS: measuredS }, sys.pids(), abort.signal, probe);
+            if (probe) await probe.drain(TAIL_DRAIN_MS, abort.signal);
           } finally {
+            await readers?.close();
             await target.close();
           }
           if (abort.signal.aborted) break;
@@ -413,23 +505,43 @@ async function main(argv: string[]): Promise<number> {
           cell.runs.push(rec);
           cell.merged.add(h);
           h.destroy();
+          const tail = probe ? tailRecord(probe, outcome.window, cell) : undefined;
+          if (tail) cell.tailRuns.push(tail);
           progress(
             `  run ${run}/${opts.runs} ${sys.name.padEnd(11)} ${fmt(rec.entriesPerSec, 0).padStart(7)} ${sc.batch > 1 ? 'entries' : 'appends'}/s ` +
               `${fmt(rec.mbPerSec, 2).padStart(7)} MB/s  p50 ${fmt(rec.p50, 2)}  p99 ${fmt(rec.p99, 2)}  p99.9 ${fmt(rec.p999, 2)} ms  ` +
               `${rec.errors} errors  (CPU: servers ${fmt(rec.serverCpuPct, 0)}%, driver ${fmt(rec.driverCpuPct, 0)}%, driver event loop ${fmt(rec.driverElPct, 0)}% busy)`,
           );
+          if (tail) {
+            progress(
+              `      append-to-reader (from the send): ${Object.entries(tail.latency)
+                .map(([what, l]) => `${what} p50 ${fmt(l.p50, 2)} p99 ${fmt(l.p99, 2)} p99.9 ${fmt(l.p999, 2)} ms`)
+                .join('; ')}; missing ${JSON.stringify(tail.missing)}`,
+            );
+          }
           if (exited.length) throw new Error(`a process died during the run: ${exited.join(', ')}`);
         }
       }
       if (abort.signal.aborted) break;
-      for (const sys of systems) checks.push(await sys.verify(sc.id));
+      for (const sys of scSystems) checks.push(await sys.verify(sc.id));
+      if (sc.tail) checks.push(...scCells.map(tailCheck));
     }
     if (abort.signal.aborted) return 130;
 
     // ---- Report
     const date = localDate();
     const rows = resultRows(cells);
-    const ratios = ratioRows(cells, chosen.map((s) => s.id));
+    const ratios = ratioRows(cells, chosen.filter((s) => !s.tail).map((s) => s.id));
+    const tails = tailRows(cells);
+    const tailExplain = [
+      'Tail scenarios: append-to-reader latency, from the moment an append is handed to the client to the moment a reader has decoded the entry,',
+      'and the ack latency from the same moment (so the open loop\'s pace sets when appends go, not where their latency starts). Medians of the runs;',
+      'samples are the measured window\'s entries summed over the runs; missing = entries acked (warm-up included) that a reader never delivered, which fails the run;',
+      'server CPU% as in the table above (the system\'s processes, % of one core; the readers are in the driver, as a client\'s would be).',
+      'Tern: a stream (GET entries?follow=true) on the log\'s leader (reader@leader) and one on a follower (reader@follower); tern-leader appends to the leader,',
+      'tern-spread round-robin over the three replicas (two thirds forwarded), with the same two readers. NATS: an ordered push consumer (ephemeral, deliver new)',
+      'on the scenario\'s subject from a connection to the stream leader\'s node (reader@leader) and from one to another node (reader@follower). The ceiling stores nothing and sits them out.',
+    ];
     const errs = errorLines(cells);
     const scenarioLines = chosen.map((s) => `  ${s.id}: ${s.title}${s.batch > 1 ? ' (appends/s counts batches, entries/s entries)' : ''}`);
     const explain = [
@@ -445,11 +557,19 @@ async function main(argv: string[]): Promise<number> {
     console.log(pinningLine);
     console.log(`flags: ${flagsLine(opts)}`);
     console.log(`scenarios:\n${scenarioLines.join('\n')}\n`);
-    console.log(table(HEADER, rows));
-    console.log('');
-    console.log(table(RATIO_HEADER, ratios));
-    console.log('');
-    for (const l of explain) console.log(l);
+    if (rows.length) {
+      console.log(table(HEADER, rows));
+      console.log('');
+      console.log(table(RATIO_HEADER, ratios));
+      console.log('');
+      for (const l of explain) console.log(l);
+    }
+    if (tails.length) {
+      console.log('');
+      console.log(table(TAIL_HEADER, tails));
+      console.log('');
+      for (const l of tailExplain) console.log(l);
+    }
     console.log(`errors: ${errs.length ? '\n  ' + errs.join('\n  ') : 'none'}`);
     console.log(`checks:\n  ${checks.map((c) => c.line).join('\n  ')}`);
     if (notes.length) console.log(`notes:\n  ${notes.join('\n  ')}`);
@@ -457,13 +577,16 @@ async function main(argv: string[]): Promise<number> {
     mkdirSync(opts.out, { recursive: true });
     const svgs: string[] = [];
     for (const sc of chosen) {
-      const series: CdfSeries[] = cells
-        .filter((c) => c.scenario.id === sc.id)
-        .map((c) => ({ label: c.system, histogram: c.merged, ...COLORS[c.system] }));
+      const scCells = cells.filter((c) => c.scenario.id === sc.id);
+      // Tail scenarios plot their readers (the follower's dashed), the others their acks.
+      const series: CdfSeries[] = sc.tail
+        ? scCells.flatMap((c) => [...c.tailMerged].map(([reader, h]) => ({ label: `${c.system} ${reader}`, histogram: h, color: COLORS[c.system].color, dashed: reader !== 'reader@leader' })))
+        : scCells.map((c) => ({ label: c.system, histogram: c.merged, ...COLORS[c.system] }));
+      const what = sc.tail ? 'append-to-reader latency' : 'ack latency';
       const file = join(opts.out, `${date}-${sc.id}.svg`);
       writeFileSync(
         file,
-        cdfSvg(`${sc.id}: ${sc.title}`, `ack latency, ${opts.runs} run(s) of ${windowS(sc, opts)} s merged per system; ${m.cpus} x ${m.cpuModel}; no CPU pinning`, series),
+        cdfSvg(`${sc.id}: ${sc.title}`, `${what}, ${opts.runs} run(s) of ${windowS(sc, opts)} s merged per system; ${m.cpus} x ${m.cpuModel}; no CPU pinning`, series),
       );
       svgs.push(file);
     }
@@ -488,17 +611,11 @@ async function main(argv: string[]): Promise<number> {
       '',
       ...chosen.map((s) => `- \`${s.id}\`: ${s.title}${s.batch > 1 ? ' (appends/s counts batches, entries/s entries)' : ''}`),
       '',
-      '## Results',
-      '',
-      markdownTable(HEADER, rows, 2),
-      '',
-      markdownTable(RATIO_HEADER, ratios),
-      '',
-      ...explain.map((l) => `${l}  `),
-      '',
+      ...(rows.length ? ['## Results', '', markdownTable(HEADER, rows, 2), '', markdownTable(RATIO_HEADER, ratios), '', ...explain.map((l) => `${l}  `), ''] : []),
+      ...(tails.length ? ['## Tail scenarios: append-to-reader latency', '', markdownTable(TAIL_HEADER, tails, 3), '', ...tailExplain.map((l) => `${l}  `), ''] : []),
       '## Runs',
       '',
-      ...cells.map((c) => `- ${c.system} ${c.scenario.id}: entries/s per run ${c.runs.map((r) => fmt(r.entriesPerSec, 0)).join(' / ')}; p99 ms per run ${c.runs.map((r) => fmt(r.p99, 2)).join(' / ')}`),
+      ...cells.map((c) => `- ${c.system} ${c.scenario.id}: entries/s per run ${c.runs.map((r) => fmt(r.entriesPerSec, 0)).join(' / ')}; ${runsP99(c)}`),
       '',
       '## Errors and checks',
       '',

@@ -29,12 +29,11 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
-import { Pool } from 'undici';
 import { LocalCluster, freeClusterPorts } from '../src/cli/local-cluster.js';
-import { openTail, type OpenTail } from '../test/support/tail-stream.js';
-import { ms, table } from './lib/format.js';
-import { OCTET_STREAM_HEADERS, append, createLog } from './lib/http.js';
+import { table } from './lib/format.js';
+import { createLog } from './lib/http.js';
+import { TailProbe, STAMP_BYTES, latencyFigures, openTernReaders, type LatencyFigures } from './lib/tail-latency.js';
+import { HttpTarget } from './lib/targets.js';
 import { cpuFigures, cpuSnapshot, machine, runCommand, startedUnlessAborted } from './lib/proc.js';
 import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
@@ -42,7 +41,7 @@ const USAGE = `Usage: node dist/bench/tail-bench.js [options] [-- REPLICA FLAGS]
   --duration S   measured seconds per run (default 20)
   --warmup S     warm-up seconds per run, not counted (default 2)
   --rate N       appends per second, open loop (default 200)
-  --size B       entry bytes (default 1024, at least 8)
+  --size B       entry bytes (default 1024, at least ${STAMP_BYTES})
   --runs N       runs, each on a log of its own on the same cluster (default 3)
   --json         print the results as JSON on stdout (progress stays on stderr)
   -h, --help     this text
@@ -51,7 +50,6 @@ Flags after -- go to every replica (an A/B comparison of a replica setting).`;
 const REPLICA_ARGS = ['--log-level', 'warn'];
 /** Connections to the leader that carry the appends: enough that an open loop at a light rate never queues behind one. */
 const APPEND_CONNECTIONS = 8;
-const REQUEST_TIMEOUT_MS = 30_000;
 /** How long the streams get to deliver the last entries after the last ack. */
 const DRAIN_MS = 3_000;
 
@@ -76,19 +74,11 @@ function parseOptions(argv: readonly string[]): Options | 'help' {
     durationS: numberFlag('duration', str('duration'), 20, 1, 3600, false),
     warmupS: numberFlag('warmup', str('warmup'), 2, 0, 600, false),
     rate: numberFlag('rate', str('rate'), 200, 1, 20_000, false),
-    size: numberFlag('size', str('size'), 1024, 8, 1024 * 1024, true),
+    size: numberFlag('size', str('size'), 1024, STAMP_BYTES, 1024 * 1024, true),
     runs: numberFlag('runs', str('runs'), 3, 1, 100, true),
     json: values.json === true,
     replicaArgs,
   };
-}
-
-interface Figures {
-  p50: number;
-  p99: number;
-  p999: number;
-  max: number;
-  count: number;
 }
 
 interface RunResult {
@@ -98,21 +88,13 @@ interface RunResult {
   follower: string;
   appends: number;
   errors: number;
-  ack: Figures;
-  leaderTail: Figures;
-  followerTail: Figures;
+  ack: LatencyFigures;
+  leaderTail: LatencyFigures;
+  followerTail: LatencyFigures;
   /** Entries acked but never seen by the stream (must be 0). */
   missing: { leader: number; follower: number };
   loadAvg: { before: number[]; after: number[] };
   cpu: Record<string, number>;
-}
-
-function histogram(): Histogram {
-  return buildHistogram({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
-}
-
-function figures(h: Histogram): Figures {
-  return { p50: ms(h.getValueAtPercentile(50)), p99: ms(h.getValueAtPercentile(99)), p999: ms(h.getValueAtPercentile(99.9)), max: ms(h.maxValue), count: h.totalCount };
 }
 
 async function runOnce(cluster: LocalCluster, run: number, opts: Options, signal: AbortSignal, progress: (line: string) => void): Promise<RunResult> {
@@ -121,78 +103,56 @@ async function runOnce(cluster: LocalCluster, run: number, opts: Options, signal
   const follower = cluster.replicas.find((r) => r.id !== leader)!.id;
   progress(`run ${run}: log ${log}, leader ${leader}, follower stream on ${follower}; ${opts.rate}/s of ${opts.size} B for ${opts.warmupS} + ${opts.durationS} s`);
 
+  const probe = new TailProbe(opts.size);
+  const readers = await openTernReaders(
+    log,
+    [
+      { name: 'leader', url: cluster.replica(leader).clientUrl },
+      { name: 'follower', url: cluster.replica(follower).clientUrl },
+    ],
+    probe,
+  );
+  const target = HttpTarget.open([cluster.replica(leader).clientUrl], `/v1/logs/${log}/entries`, APPEND_CONNECTIONS);
+  const send = (entry: Buffer) => target.append(entry);
   const total = Math.ceil((opts.warmupS + opts.durationS) * opts.rate);
   const warmup = Math.floor(opts.warmupS * opts.rate);
-  const sentAt = new Float64Array(total).fill(NaN);
-  const acked = new Uint8Array(total);
-  const seen = { leader: new Uint8Array(total), follower: new Uint8Array(total) };
-  const hists = { ack: histogram(), leader: histogram(), follower: histogram() };
-  const record = (h: Histogram, k: number, now: number) => {
-    if (k >= warmup && k < total && !Number.isNaN(sentAt[k]!)) h.recordValue(Math.max(1, Math.round((now - sentAt[k]!) * 1000)));
-  };
-  const tails: OpenTail[] = [];
-  for (const who of ['leader', 'follower'] as const) {
-    const id = who === 'leader' ? leader : follower;
-    const t = await openTail(cluster.replica(id).clientUrl, log, 0, {
-      keep: false,
-      onEntry: (e) => {
-        const now = performance.now();
-        const k = e.data.readUInt32BE(0);
-        if (k < total) seen[who][k] = 1;
-        record(hists[who], k, now);
-      },
-    });
-    if (t.status !== 200) throw new Error(`stream on ${id}: ${t.status} ${t.errorBody}`);
-    tails.push(t);
-  }
-
-  const pool = new Pool(cluster.replica(leader).clientUrl, { connections: APPEND_CONNECTIONS, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
-  const path = `/v1/logs/${log}/entries`;
-  const template = Buffer.alloc(opts.size, 0x61);
   let errors = 0;
   const inFlight: Promise<void>[] = [];
   const pids: Record<string, number | undefined> = Object.fromEntries(cluster.replicas.map((r) => [r.id, r.process.pid]));
   const loadBefore = os.loadavg();
   let cpuBefore = cpuSnapshot(pids);
   const t0 = performance.now();
+  let measureFrom = t0;
   for (let k = 0; k < total && !signal.aborted; k++) {
     const due = t0 + (k * 1000) / opts.rate;
     const wait = due - performance.now();
     if (wait > 1) await sleep(wait);
-    if (k === warmup) cpuBefore = cpuSnapshot(pids);
-    const body = Buffer.from(template);
-    body.writeUInt32BE(k, 0);
-    sentAt[k] = performance.now();
-    inFlight.push(
-      append(pool, path, body, OCTET_STREAM_HEADERS).then((key) => {
-        const now = performance.now();
-        if (key !== undefined) return void errors++;
-        acked[k] = 1;
-        record(hists.ack, k, now);
-      }),
-    );
+    if (k === warmup) {
+      cpuBefore = cpuSnapshot(pids);
+      measureFrom = performance.now();
+    }
+    inFlight.push(probe.append(send).catch(() => void errors++));
     if (inFlight.length > 1000) await Promise.all(inFlight.splice(0, 500));
   }
   await Promise.all(inFlight);
   const cpuAfter = cpuSnapshot(pids);
   const loadAfter = os.loadavg();
-  const deadline = performance.now() + DRAIN_MS;
-  const missingOn = (s: Uint8Array) => acked.reduce((n, a, k) => n + (a === 1 && s[k] !== 1 ? 1 : 0), 0);
-  while (performance.now() < deadline && (missingOn(seen.leader) > 0 || missingOn(seen.follower) > 0)) await sleep(50);
-  for (const t of tails) t.close();
-  await pool.close();
+  await probe.drain(DRAIN_MS, signal);
+  await readers.close();
+  await target.close();
   const cpu = cpuFigures(cpuBefore, cpuAfter);
+  const f = probe.figures(measureFrom);
   return {
     run,
     log,
     leader,
     follower,
-    appends: acked.reduce((n, a) => n + a, 0),
+    appends: probe.acked,
     errors,
-    ack: figures(hists.ack),
-    leaderTail: figures(hists.leader),
-    followerTail: figures(hists.follower),
-    missing: { leader: missingOn(seen.leader), follower: missingOn(seen.follower) },
+    ack: latencyFigures(f.ack),
+    leaderTail: latencyFigures(f.readers.get('leader')!),
+    followerTail: latencyFigures(f.readers.get('follower')!),
+    missing: { leader: probe.missing('leader'), follower: probe.missing('follower') },
     loadAvg: { before: loadBefore.map((x) => Math.round(x * 100) / 100), after: loadAfter.map((x) => Math.round(x * 100) / 100) },
     cpu: { driver: Math.round(cpu.driverCpuPct), ...Object.fromEntries(Object.entries(cpu.processCpuPct).map(([k, v]) => [k, Math.round(v)])) },
   };
@@ -201,7 +161,7 @@ async function runOnce(cluster: LocalCluster, run: number, opts: Options, signal
 const HEADER = ['run', 'what', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'samples'];
 
 function rows(r: RunResult): string[][] {
-  const line = (what: string, f: Figures) => [String(r.run), what, f.p50.toFixed(2), f.p99.toFixed(2), f.p999.toFixed(2), f.max.toFixed(2), String(f.count)];
+  const line = (what: string, f: LatencyFigures) => [String(r.run), what, f.p50.toFixed(2), f.p99.toFixed(2), f.p999.toFixed(2), f.max.toFixed(2), String(f.count)];
   return [line('append ack', r.ack), line(`reader on leader (${r.leader})`, r.leaderTail), line(`reader on follower (${r.follower})`, r.followerTail)];
 }
 

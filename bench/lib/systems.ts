@@ -4,11 +4,12 @@
  * server. Each scenario gets its own Tern log / NATS subject / ceiling path.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DiscardPolicy, RetentionPolicy, StorageType, connect, type JetStreamManager, type NatsConnection } from 'nats';
+import { DiscardPolicy, RetentionPolicy, StorageType, connect, consumerOpts, type JetStreamManager, type JetStreamSubscription, type NatsConnection } from 'nats';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { createLog, logStatus } from './http.js';
 import type { NatsCluster } from './nats-cluster.js';
-import { HttpTarget, NatsTarget, type OpenTarget, type System, type SystemName } from './targets.js';
+import { openTernReaders, type TailProbe, type TailReaders } from './tail-latency.js';
+import { HttpTarget, NatsTarget, connectToNode, type OpenTarget, type System, type SystemName } from './targets.js';
 
 /** After a Tern run, wait at most this long for its flusher to catch up before the next run starts. */
 const SETTLE_TIMEOUT_MS = 60_000;
@@ -46,6 +47,20 @@ export class TernSystem implements System {
   describe(scenarioId: string): string {
     const l = this.logs.get(scenarioId);
     return l ? `log ${l.log}, leader ${l.leader}${this.mode === 'spread' ? ', round-robin over r1 r2 r3' : ''}` : '';
+  }
+
+  /** A stream (follow=true) on the log's leader and one on the first follower, whichever way the appends go. */
+  async openReaders(scenarioId: string, probe: TailProbe): Promise<TailReaders> {
+    const { log, leader } = await this.log(scenarioId);
+    const follower = this.cluster.replicas.find((r) => r.id !== leader)!;
+    return openTernReaders(
+      log,
+      [
+        { name: 'reader@leader', url: this.cluster.replica(leader).clientUrl },
+        { name: 'reader@follower', url: follower.clientUrl },
+      ],
+      probe,
+    );
   }
 
   recordAcked(scenarioId: string, entries: number): void {
@@ -164,6 +179,38 @@ export class NatsSystem implements System {
 
   describe(scenarioId: string): string {
     return `stream ${NATS_STREAM} (memory, 3 replicas), subject bench.${scenarioId}, stream leader ${this.leaderNode}, client connected to ${this.leaderNode}`;
+  }
+
+  /**
+   * An ordered push consumer (ephemeral, deliver new, no acks: nats.js's consumer for following
+   * a stream) on the scenario's subject from each of two connections: one to the stream
+   * leader's node, one to another node. JetStream hosts the consumer itself with the stream
+   * (the other node's reader gets its messages over a cluster route).
+   */
+  async openReaders(scenarioId: string, probe: TailProbe): Promise<TailReaders> {
+    const other = this.cluster.nodes.find((n) => n.name !== this.leaderNode)!;
+    const conns: NatsConnection[] = [];
+    const subs: JetStreamSubscription[] = [];
+    const close = async () => {
+      for (const s of subs) s.unsubscribe();
+      await Promise.all(conns.map((c) => c.close().catch(() => undefined)));
+    };
+    try {
+      for (const [name, node] of [['reader@leader', this.cluster.node(this.leaderNode)], ['reader@follower', other]] as const) {
+        const nc = await connectToNode(node.url, `tern-compare-${name}`);
+        conns.push(nc);
+        const onEntry = probe.reader(name);
+        const opts = consumerOpts().orderedConsumer().deliverNew();
+        opts.callback((err, msg) => {
+          if (!err && msg) onEntry(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength));
+        });
+        subs.push(await nc.jetstream().subscribe(`bench.${scenarioId}`, opts));
+      }
+    } catch (err) {
+      await close();
+      throw err;
+    }
+    return { names: ['reader@leader', 'reader@follower'], close };
   }
 
   recordAcked(scenarioId: string, entries: number): void {

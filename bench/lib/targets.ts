@@ -21,6 +21,7 @@ import { connect, type JetStreamClient, type NatsConnection } from 'nats';
 import { Pool } from 'undici';
 import { encodeFrames, FRAMES_CONTENT_TYPE } from '../../src/frames.js';
 import { append as httpAppend, OCTET_STREAM_HEADERS } from './http.js';
+import type { TailProbe, TailReaders } from './tail-latency.js';
 
 export type SystemName = 'tern-leader' | 'tern-spread' | 'nats' | 'ceiling';
 export const SYSTEM_NAMES: readonly SystemName[] = ['tern-leader', 'tern-spread', 'nats', 'ceiling'];
@@ -63,6 +64,12 @@ export interface System {
   pids(): Record<string, number | undefined>;
   /** A line describing where requests go (for the progress output). */
   describe(scenarioId: string): string;
+  /**
+   * Tail scenarios: opens this system's readers of the scenario's log/subject (entries from now
+   * on, each handed to `probe`), named `reader@leader` and `reader@follower`. A system without
+   * it (the ceiling, which stores nothing) sits the tail scenarios out.
+   */
+  openReaders?(scenarioId: string, probe: TailProbe): Promise<TailReaders>;
 }
 
 // ---------------------------------------------------------------------------
@@ -135,6 +142,11 @@ function natsKey(err: unknown): string {
   return `nats ${e.code ?? e.message ?? String(err)}`;
 }
 
+/** One connection to the node at `server` and no other (no reconnecting elsewhere: the run should fail loudly instead). */
+export function connectToNode(server: string, name: string): Promise<NatsConnection> {
+  return connect({ servers: [server], noRandomize: true, ignoreClusterUpdates: true, reconnect: false, name });
+}
+
 export class NatsTarget implements OpenTarget {
   private readonly js: JetStreamClient;
 
@@ -145,10 +157,8 @@ export class NatsTarget implements OpenTarget {
     this.js = nc.jetstream({ timeout: REQUEST_TIMEOUT_MS });
   }
 
-  /** One connection to `server` (no reconnecting elsewhere: the run should fail loudly instead). */
   static async open(server: string, subject: string): Promise<NatsTarget> {
-    const nc = await connect({ servers: [server], noRandomize: true, ignoreClusterUpdates: true, reconnect: false, name: 'tern-compare' });
-    return new NatsTarget(nc, subject);
+    return new NatsTarget(await connectToNode(server, 'tern-compare'), subject);
   }
 
   async append(data: Buffer): Promise<void> {

@@ -21,6 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { build as buildHistogram, type Histogram } from 'hdr-histogram-js';
 import { cpuFigures, cpuSnapshot, type CpuFigures, type CpuSnapshot } from './proc.js';
+import type { TailProbe } from './tail-latency.js';
 import { AppendError, type OpenTarget } from './targets.js';
 
 export interface Scenario {
@@ -34,9 +35,18 @@ export interface Scenario {
   batch: number;
   /** Open loop: appends due per second. */
   rate?: number;
+  /**
+   * A tail scenario: each entry is stamped by a TailProbe (bench/lib/tail-latency.ts) and
+   * readers on the system time its arrival (append-to-reader latency) beside its ack.
+   */
+  tail?: boolean;
 }
 
 export const DEFAULT_RATE = 5000;
+/** The light load of the tail scenarios: appends/s, open loop. */
+export const TAIL_LIGHT_RATE = 200;
+/** Open loop of the light tail scenario: HTTP connections, enough that an append at that rate never queues behind another. */
+const TAIL_LIGHT_CONNECTIONS = 8;
 /** Open loop: requests in flight beyond which a due request is not sent (counted as an error). */
 export const MAX_OUTSTANDING = 1000;
 /** Open loop: HTTP connections per pool. */
@@ -50,6 +60,14 @@ export function scenarios(rate: number): Scenario[] {
     { id: '1k-1p', title: 'closed loop, 1 KiB entries, 1 producer (latency)', kind: 'closed', entryBytes: 1024, producers: 1, batch: 1 },
     { id: 'open-1k', title: `open loop, 1 KiB entries at ${rate}/s (latency from intended send time)`, kind: 'open', entryBytes: 1024, producers: OPEN_LOOP_CONNECTIONS, batch: 1, rate },
     { id: 'batch-100x1k', title: 'closed loop, batches of 100 x 1 KiB entries, 8 producers', kind: 'closed', entryBytes: 1024, producers: 8, batch: 100 },
+  ];
+}
+
+/** The tail scenarios (opt-in in bench/compare.ts): the same loads, with readers following the log. */
+export function tailScenarios(): Scenario[] {
+  return [
+    { id: 'tail-light', title: `open loop, 1 KiB entries at ${TAIL_LIGHT_RATE}/s, append-to-reader latency`, kind: 'open', entryBytes: 1024, producers: TAIL_LIGHT_CONNECTIONS, batch: 1, rate: TAIL_LIGHT_RATE, tail: true },
+    { id: 'tail-1k-64p', title: 'closed loop, 1 KiB entries, 64 producers, append-to-reader latency', kind: 'closed', entryBytes: 1024, producers: 64, batch: 1, tail: true },
   ];
 }
 
@@ -73,25 +91,37 @@ export interface RunOutcome {
   ackedEntriesTotal: number;
   /** Over the measured window; undefined when it could not be sampled. */
   cpu: CpuFigures | undefined;
+  /** The measured window, performance.now() times (a TailProbe's figures are taken over it). */
+  window: { start: number; end: number };
 }
 
-/** Runs one scenario against an opened target: warm-up, then the measured window. */
+/**
+ * Runs one scenario against an opened target: warm-up, then the measured window. With a
+ * `probe` (tail scenarios) every append is a fresh entry stamped by it, so that readers know it.
+ */
 export async function runScenario(
   target: OpenTarget,
   sc: Scenario,
   timing: RunTiming,
   pids: Record<string, number | undefined>,
   signal: AbortSignal,
+  probe?: TailProbe,
 ): Promise<RunOutcome> {
   const payload = randomBytes(sc.entryBytes);
   const entries = Array.from({ length: sc.batch }, () => payload);
-  const send: () => Promise<void> = sc.batch > 1 ? () => target.appendBatch(entries) : () => target.append(payload);
+  const appendStamped = (entry: Buffer) => target.append(entry);
+  const send: () => Promise<void> = probe
+    ? () => probe.append(appendStamped)
+    : sc.batch > 1
+      ? () => target.appendBatch(entries)
+      : () => target.append(payload);
 
   const histogram = newHistogram();
-  const out: RunOutcome = { acked: 0, histogram, errors: 0, errorsByCode: {}, warmupErrors: 0, ackedEntriesTotal: 0, cpu: undefined };
   const t0 = performance.now();
   const measureStart = t0 + timing.warmupS * 1000;
   const measureEnd = measureStart + timing.durationS * 1000;
+  const window = { start: measureStart, end: measureEnd };
+  const out: RunOutcome = { acked: 0, histogram, errors: 0, errorsByCode: {}, warmupErrors: 0, ackedEntriesTotal: 0, cpu: undefined, window };
 
   let before: CpuSnapshot | undefined;
   let after: CpuSnapshot | undefined;

@@ -2,7 +2,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { natsServerVersion } from '../../bench/lib/nats-cluster.js';
 import { runBenchCommand } from '../support/bench-command.js';
+
+const HAVE_NATS = natsServerVersion() !== undefined;
 
 const run = (args: string[], timeoutMs: number) => runBenchCommand('compare', args, timeoutMs);
 const dirs: string[] = [];
@@ -53,6 +56,45 @@ describe('npm run bench:compare', () => {
 
     // Its temp dirs are gone, the objects on tmpfs included.
     expect([...compareTempDirs()].filter((d) => !before.has(d))).toEqual([]);
+  });
+
+  it(`runs the opt-in tail scenarios: append-to-reader latency at a reader on the leader and on a follower${HAVE_NATS ? ', NATS push consumers beside Tern' : ' (nats-server not on PATH: Tern only)'}, none missing`, async () => {
+    const out = mkdtempSync(join(tmpdir(), 'tern-compare-test-'));
+    dirs.push(out);
+    const systems = HAVE_NATS ? ['tern-leader', 'nats'] : ['tern-leader'];
+    const args = ['--systems', [...systems, 'ceiling'].join(','), '--scenarios', 'tail-light,tail-1k-64p', '--duration', '0.5', '--open-duration', '1', '--warmup', '0.3', '--runs', '1', '--out', out];
+    const res = await run(args, 90_000);
+    expect(res.code, res.stderr).toBe(0);
+
+    const md = readFileSync(join(out, readdirSync(out).find((f) => f.endsWith('.md'))!), 'utf8');
+    expect(md).toContain('## Tail scenarios: append-to-reader latency');
+    // Only tail scenarios ran: no ack-only table.
+    expect(md).not.toContain('## Results');
+    for (const system of systems) {
+      for (const scenario of ['tail-light', 'tail-1k-64p']) {
+        const ack = resultRow(md, system, scenario);
+        expect(ack[2]).toBe('ack');
+        expect(Number(ack[3]), `${system} ${scenario} appends/s`).toBeGreaterThan(0);
+        for (const reader of ['reader@leader', 'reader@follower']) {
+          const row = md.split('\n').find((l) => l.startsWith(`| ${system} | ${scenario} | ${reader} |`));
+          expect(row, `no ${reader} row for ${system} ${scenario}\n${md}`).toBeDefined();
+          const [, , , , p50, p99, p999, samples, missing] = row!.split('|').slice(1, -1).map((c) => c.trim());
+          expect(Number(samples), `${system} ${scenario} ${reader} samples`).toBeGreaterThan(0);
+          expect(missing, `${system} ${scenario} ${reader} missing`).toBe('0');
+          expect(Number(p50)).toBeGreaterThan(0);
+          expect(Number(p99)).toBeGreaterThanOrEqual(Number(p50));
+          expect(Number(p999)).toBeGreaterThanOrEqual(Number(p99));
+        }
+      }
+      // 200/s over the 1 s window: about 200 entries measured at each reader.
+      const light = md.split('\n').find((l) => l.startsWith(`| ${system} | tail-light | reader@follower |`))!;
+      expect(Number(light.split('|')[8])).toBeGreaterThanOrEqual(150);
+      expect(md).toMatch(new RegExp(`${system} tail-light: reader@leader and reader@follower saw every acked entry`));
+    }
+    // The ceiling stores nothing: it sits the tail scenarios out, and says so.
+    expect(md).not.toMatch(/^\| ceiling \|/m);
+    expect(md).toContain('ceiling sits tail-light out');
+    expect(readdirSync(out).filter((f) => /-tail-(light|1k-64p)\.svg$/.test(f))).toHaveLength(2);
   });
 
   it('answers a bad --open-duration with its usage and exit code 2, starting nothing', async () => {
