@@ -88,6 +88,11 @@ export class ClusterView {
     this.sortedAwake = undefined;
   }
 
+  /** Whether the view holds the log, without building its record: the append path asks this. */
+  hasLog(name: string): boolean {
+    return this.logs.has(name);
+  }
+
   log(name: string): LogRecord | undefined {
     const meta = this.logs.get(name);
     if (!meta) return undefined;

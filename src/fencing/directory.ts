@@ -143,6 +143,10 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.quiescedCount();
   }
 
+  hasLog(name: string): boolean {
+    return this.view.hasLog(name);
+  }
+
   log(name: string): LogRecord | undefined {
     return this.view.log(name);
   }

@@ -24,6 +24,8 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 
 /** The media type of a Content-Type header: lower case, parameters dropped. */
 export function mediaType(contentType: string | undefined): string {
+  // The common case, a bare raw append, costs no string work: this runs up to twice per append.
+  if (contentType === OCTETS) return OCTETS;
   return (contentType ?? '').split(';')[0]!.trim().toLowerCase();
 }
 

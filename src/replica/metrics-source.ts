@@ -42,7 +42,7 @@ export function metricsSource(replica: MetricsView): MetricsSource {
       return n;
     },
     tailWaiters: () => replica.tailWaiters,
-    hasLog: (name) => replica.directory?.log(name) !== undefined,
+    hasLog: (name) => replica.directory?.hasLog(name) === true,
     logCount: () => replica.directory?.logNames().length ?? replica.logs.size,
     quiescedLogs: () => replica.directory?.quiescedCount() ?? 0,
     leaseUp: () => replica.directory?.leaseUp ?? false,

@@ -233,8 +233,8 @@ export class Replica implements ReplicaContext {
    */
   async leaderElsewhere(name: string): Promise<MemberInfo | undefined> {
     await this.wakeIfQuiesced(name);
-    const record = await this.requireLog(name);
     if (this.localLeader(name)) return undefined;
+    const record = await this.requireLog(name);
     const state = this.logs.get(name);
     if (state?.takeover) {
       throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}` + (state.takeover.machine.blockedBy ? `: ${state.takeover.machine.blockedBy}` : ''), { maybeApplied: false });
@@ -283,8 +283,10 @@ export class Replica implements ReplicaContext {
   }
 
   /** A quiesced log (or one being sealed here) is reopened here before an append is routed; see Quiescence.wake. */
+  /** Also throws LOG_NOT_FOUND: every append passes here first. */
   private async wakeIfQuiesced(name: string): Promise<void> {
-    await this.requireLog(name);
+    // The record is built only when the view lacks the log (requireLog then asks etcd): this runs twice per append.
+    if (!this.dir().hasLog(name)) await this.requireLog(name);
     if (this.logs.get(name)?.quiescing || this.dir().isQuiesced(name)) await this.quiescence.wake(name);
   }
 
