@@ -14,22 +14,21 @@
  * answered where it arrived and never crosses the network) and forwards the
  * entries; the leader checks them again against its own limits. The format
  * is forwarded-appends.ts.
+ *
+ * Batches travel on one PeerLink per leader (link.ts), not undici: written
+ * as the appends' own buffers in one writev (no copy into a request body),
+ * answers parsed in a few lines. Several batches in flight are pipelined on
+ * it and answered in order; a batch waiting for a slow append delays the
+ * answers behind it by at most the leader's ack timeout, which bounds every
+ * answer anyway. On the 2-core VM undici took 6-8 % of each follower's
+ * samples when appends were spread over the replicas (bench/results,
+ * 2026-12-03 profiles).
  */
-import { Pool, type Dispatcher } from 'undici';
 import { TernError, forwardingFailed } from '../errors.js';
 import { decodeForwardedAnswers, encodeForwardedAppend, type ClientAppend, type ForwardedAnswer } from './forwarded-appends.js';
+import { PeerLink } from './link.js';
 import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH } from './paths.js';
 import type { OutgoingTls } from './tls.js';
-
-/**
- * Connections to one leader, so batches in flight to it: a batch holds its
- * connection until its appends are acknowledged. Group commit keeps this
- * near one at low load; the bound only matters when batches fill faster than
- * the leader answers them.
- */
-const CONNECTIONS_PER_LEADER = 32;
-/** An idle connection to a leader is kept this long: appends to a log come steadily or not at all, and a new connection costs a round trip. */
-const KEEP_ALIVE_MS = 60_000;
 
 interface Queued {
   chunks: Buffer[];
@@ -45,11 +44,13 @@ interface Batch {
 
 interface LeaderLink {
   url: string;
-  pool: Pool;
+  link: PeerLink;
   /** Appends not sent yet. */
   gathering: Batch;
   /** Batches sent and not yet answered. */
   inflight: number;
+  /** Called when `inflight` next drops to 0 (close waits for it). */
+  drained?: () => void;
 }
 
 /** The follower's side: gathers appends per leader and sends them in batches. */
@@ -66,6 +67,8 @@ export class AppendForwarder {
     private readonly timeoutMs: number,
     /** TLS to the leaders' peer listeners (tls.ts); undefined: plain HTTP. */
     private readonly tls?: OutgoingTls,
+    /** A link idle this long gets a new connection (the leaders' keep-alive timeout is longer). */
+    private readonly idleMs?: number,
   ) {}
 
   forward(leaderPeerUrl: string, log: string, append: ClientAppend): Promise<ForwardedAnswer> {
@@ -80,9 +83,15 @@ export class AppendForwarder {
     });
   }
 
+  /** Sends what gathered and waits for every batch's answer (each is answered within the timeout), then closes the links. */
   async close(): Promise<void> {
     for (const link of this.links.values()) if (link.gathering.items.length > 0) this.send(link);
-    await Promise.all([...this.links.values()].map((l) => l.pool.close()));
+    await Promise.all(
+      [...this.links.values()].map(async (l) => {
+        if (l.inflight > 0) await new Promise<void>((resolve) => (l.drained = resolve));
+        l.link.close();
+      }),
+    );
     this.links.clear();
   }
 
@@ -101,11 +110,13 @@ export class AppendForwarder {
     const batch = link.gathering;
     link.gathering = { items: [], bytes: 0 };
     link.inflight++;
-    const body = Buffer.concat(
-      batch.items.flatMap((i) => i.chunks),
-      batch.bytes,
-    );
-    postBuffer(link.pool, FORWARDED_APPENDS_PATH, FORWARDED_APPENDS_CONTENT_TYPE, body)
+    link.link
+      .post(
+        FORWARDED_APPENDS_PATH,
+        FORWARDED_APPENDS_CONTENT_TYPE,
+        batch.items.flatMap((i) => i.chunks),
+        batch.bytes,
+      )
       .then(({ status, body: payload }) => {
         if (status !== 200) {
           // The leader refused the batch as a whole (it never got to the appends): each gets that answer.
@@ -130,47 +141,13 @@ export class AppendForwarder {
       .finally(() => {
         link.inflight--;
         if (link.inflight === 0 && link.gathering.items.length > 0) this.sendAtEndOfTurn(link);
+        if (link.inflight === 0) link.drained?.();
       });
   }
 
   private link(url: string): LeaderLink {
     let link = this.links.get(url);
-    if (!link) {
-      // A batch holds its connection until its appends are acknowledged: one connection per batch in flight.
-      const pool = new Pool(url, { connections: CONNECTIONS_PER_LEADER, pipelining: 1, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, connectTimeout: this.timeoutMs, keepAliveTimeout: KEEP_ALIVE_MS, connect: this.tls });
-      this.links.set(url, (link = { url, pool, gathering: { items: [], bytes: 0 }, inflight: 0 }));
-    }
+    if (!link) this.links.set(url, (link = { url, link: new PeerLink(new URL(url), this.timeoutMs, this.tls, this.idleMs), gathering: { items: [], bytes: 0 }, inflight: 0 }));
     return link;
   }
-}
-
-/**
- * POSTs one buffer and collects the answer through undici's dispatch handler:
- * forwarding exchanges many small answers, and `request()` wraps each in a
- * stream and promises that cost more than the answer itself.
- */
-function postBuffer(dispatcher: Dispatcher, path: string, contentType: string, body: Buffer): Promise<{ status: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let status = 0;
-    const chunks: Buffer[] = [];
-    dispatcher.dispatch(
-      { path, method: 'POST', headers: { 'content-type': contentType }, body },
-      {
-        // Its presence tells undici this handler speaks the controller API.
-        onRequestStart() {},
-        onResponseStart(_controller, statusCode) {
-          status = statusCode;
-        },
-        onResponseData(_controller, chunk) {
-          chunks.push(chunk);
-        },
-        onResponseEnd() {
-          resolve({ status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
-        },
-        onResponseError(_controller, err) {
-          reject(err);
-        },
-      },
-    );
-  });
 }

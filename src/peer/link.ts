@@ -14,8 +14,8 @@
  * leader's CPU at one producer, and the copies cost about 3 % of it at 1 KiB
  * x 64 in page faults on fresh buffers alone.
  *
- * Everything else (commands, recovery fetches, forwarded appends) stays on
- * undici. A request unanswered for `timeoutMs` fails the connection and every
+ * Forwarded appends (append-forwarder.ts) ride links of their own, for the
+ * same reasons. Everything else (commands, recovery fetches) stays on undici. A request unanswered for `timeoutMs` fails the connection and every
  * request on it: the leader then treats the follower as unreachable and
  * probes it again, as after any transport error; the next message opens a
  * new connection.
@@ -59,12 +59,20 @@ export class PeerLink {
   private timer: NodeJS.Timeout | undefined;
   private readonly hostHeader: string;
   private closed = false;
+  /** When a request was last sent or answered on the connection, by performance.now(). */
+  private lastActive = 0;
 
   constructor(
     private readonly url: URL,
     private readonly timeoutMs: number,
     /** For https peers: the CA and this replica's client certificate (tls.ts). */
     private readonly tls?: OutgoingTls,
+    /**
+     * A connection with nothing in flight for this long is not reused but replaced: the peer
+     * may be closing it at that moment (its keep-alive timeout), and a request written into
+     * that close would fail with an unknown outcome. Undefined: always reused.
+     */
+    private readonly idleMs?: number,
   ) {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new PeerLinkError(`peer URL ${url.href}: only http and https are supported`);
     this.hostHeader = url.host;
@@ -73,9 +81,13 @@ export class PeerLink {
   /** POSTs `chunks` (together `length` bytes) as one request body; resolves with the answer, whatever its status. */
   post(path: string, contentType: string, chunks: readonly Buffer[], length: number): Promise<PeerAnswer> {
     if (this.closed) return Promise.reject(new PeerLinkError(`link to ${this.url.host} is closed`));
+    const now = performance.now();
+    // Nothing is in flight, so fail() rejects nothing: it only drops the connection.
+    if (this.socket && this.idleMs !== undefined && this.inFlight === 0 && now - this.lastActive > this.idleMs) this.fail(new PeerLinkError('idle connection replaced'));
     const socket = this.socket ?? this.connect();
+    this.lastActive = now;
     return new Promise<PeerAnswer>((resolve, reject) => {
-      this.pending.push({ sentAt: performance.now(), resolve, reject });
+      this.pending.push({ sentAt: now, resolve, reject });
       socket.cork();
       socket.write(`POST ${path} HTTP/1.1\r\nhost: ${this.hostHeader}\r\ncontent-type: ${contentType}\r\ncontent-length: ${length}\r\n\r\n`, 'latin1');
       for (const chunk of chunks) socket.write(chunk);
@@ -160,6 +172,7 @@ export class PeerLink {
       if (parsed instanceof PeerLinkError) return this.fail(parsed);
       const waiting = this.takeOldest();
       if (!waiting) return this.fail(new PeerLinkError(`peer ${this.url.host} answered a request never sent`));
+      this.lastActive = performance.now();
       waiting.resolve(parsed.answer);
       if (parsed.close) return this.fail(new PeerLinkError(`peer ${this.url.host} closed the connection`));
       data = data.subarray(parsed.size);

@@ -66,6 +66,19 @@ async function rawServer(onSocket: (socket: net.Socket) => void): Promise<URL> {
 const answer = (status: number, body: string, extra = '') => `HTTP/1.1 ${status} X\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
 
 describe('PeerLink', () => {
+  it('replaces a connection idle past idleMs instead of writing into a keep-alive close, and reuses a busy one', async () => {
+    const { url, connections } = await echoServer();
+    const l = new PeerLink(url, 2_000, undefined, 100);
+    cleanups.push(() => l.close());
+    const post = async (text: string) => (await l.post('/echo', 'text/plain', [Buffer.from(text)], text.length)).body.toString();
+    expect(await post('ab')).toBe('ba');
+    expect(await post('cd')).toBe('dc');
+    expect(connections()).toBe(1);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await post('ef')).toBe('fe');
+    expect(connections()).toBe(2);
+  });
+
   it('pipelines requests on one connection; each gets its own answer, bodies intact across chunks', async () => {
     // Later requests answered sooner by the handler must still come back in order.
     const { url, connections } = await echoServer((body) => (body.length % 3) * 5);
