@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { runFlusher, type FlushSource, type Manifest } from '../../src/flusher/flusher.js';
+import { UPLOADS_IN_FLIGHT, runFlusher, type FlushSource, type Manifest } from '../../src/flusher/flusher.js';
 import { decodeObject } from '../../src/flusher/object-format.js';
 import type { ObjectStore } from '../../src/flusher/object-store.js';
 import type { ManifestEntry } from '../../src/fencing/keys.js';
@@ -135,26 +135,31 @@ describe('flusher', () => {
   });
 
   it('records in order one transaction after another when uploads end while a record is in flight', async () => {
-    const f = setup({ entries: entries(40, 10), maxBytes: 100 });
+    const n = UPLOADS_IN_FLIGHT;
+    // n + 1 objects of 10 entries: n upload at once, the last waits for a free slot.
+    const f = setup({ entries: entries((n + 1) * 10, 10), maxBytes: 100 });
     stop = f.stop;
-    await vi.waitFor(() => expect(f.uploads).toHaveLength(3));
+    await vi.waitFor(() => expect(f.uploads).toHaveLength(n));
     f.uploads[0]!.done();
     await vi.waitFor(() => expect(f.txns).toHaveLength(1));
-    // Its slot is free: the fourth object uploads while the first is being recorded.
-    await vi.waitFor(() => expect(f.uploads).toHaveLength(4));
-    f.uploads[3]!.done();
+    // Its slot is free: the last object uploads while the first is being recorded.
+    await vi.waitFor(() => expect(f.uploads).toHaveLength(n + 1));
+    f.uploads[n]!.done();
     f.uploads[1]!.done();
     f.txns[0]!.answer(true);
     await vi.waitFor(() => expect(f.txns).toHaveLength(2));
-    expect(f.txns[1]!.entries.map((e) => e.firstId)).toEqual([10]); // 20-29 still uploading: 30-39 waits behind it
+    expect(f.txns[1]!.entries.map((e) => e.firstId)).toEqual([10]); // 20-29 still uploading: everything after it waits
     f.txns[1]!.answer(true);
+    for (let i = 3; i < n; i++) f.uploads[i]!.done();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(f.txns).toHaveLength(2);
     f.uploads[2]!.done();
     await vi.waitFor(() => expect(f.txns).toHaveLength(3));
-    expect(f.txns[2]!.entries.map((e) => e.firstId)).toEqual([20, 30]);
+    expect(f.txns[2]!.entries.map((e) => e.firstId)).toEqual(Array.from({ length: n - 1 }, (_, i) => 20 + 10 * i));
     f.txns[2]!.answer(true);
-    await vi.waitFor(() => expect(f.released.at(-1)).toBe(39));
-    expect(f.recorded.map((e) => e.firstId)).toEqual([0, 10, 20, 30]);
-    expect(f.events.filter((e) => e.startsWith('release'))).toEqual(['release 9', 'release 19', 'release 39']);
+    await vi.waitFor(() => expect(f.released.at(-1)).toBe(n * 10 + 9));
+    expect(f.recorded.map((e) => e.firstId)).toEqual(Array.from({ length: n + 1 }, (_, i) => 10 * i));
+    expect(f.events.filter((e) => e.startsWith('release'))).toEqual(['release 9', 'release 19', `release ${n * 10 + 9}`]);
   });
 
   it('a fenced leader records nothing more and releases nothing', async () => {
