@@ -17,7 +17,7 @@
  *   against the same s3rver process the flush wrote to (the store is
  *   restarted for the flush, so the first run met another process). The ratio
  *   is against the mean of the two: on a shared 2-core machine a single
- *   1-second loop moved by up to half between runs (80-164 MB/s on
+ *   1-second loop moved fourfold between runs (60-243 MB/s on
  *   2026-12-03), and one figure before and one after bracket the flush.
  * - the plain loop with 3 uploads at once (the flusher kept 3 in flight when
  *   this was written; 4 now): what the store takes from a client that
