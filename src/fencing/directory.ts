@@ -171,9 +171,9 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.fetchLog(name);
   }
 
-  /** Records a flushed object, only if this replica still leads the log at `epoch`. */
-  recordFlush(name: string, epoch: number, entry: ManifestEntry): Promise<boolean> {
-    return this.transactions.recordFlush(name, epoch, entry);
+  /** Records flushed objects (consecutive, ascending) in one transaction, only if this replica still leads the log at `epoch`. */
+  recordFlush(name: string, epoch: number, entries: readonly ManifestEntry[]): Promise<boolean> {
+    return this.transactions.recordFlush(name, epoch, entries);
   }
 
   /** Forgets objects holding only truncated entries and raises the flushed-through mark; see LogTransactions.forgetFlushed. */

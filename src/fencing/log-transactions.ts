@@ -183,11 +183,18 @@ export class LogTransactions {
     return reopened ? epoch : undefined;
   }
 
-  /** Records a flushed object, only if this replica still leads the log at `epoch`. */
-  async recordFlush(name: string, epoch: number, entry: ManifestEntry): Promise<boolean> {
-    const key = keys.manifestEntry(name, entry.firstId);
-    const txn = this.ifStillLeader(name, epoch).then(this.ctx.ns.put(key).value(JSON.stringify(entry)));
-    return this.commitAndCache(txn, [key], () => this.view.setManifest(name, entry));
+  /**
+   * Records flushed objects (consecutive, ascending) in one transaction, only
+   * if this replica still leads the log at `epoch`: all of them or none.
+   */
+  async recordFlush(name: string, epoch: number, entries: readonly ManifestEntry[]): Promise<boolean> {
+    if (entries.length === 0) return true;
+    const { ns } = this.ctx;
+    const written = entries.map((e) => keys.manifestEntry(name, e.firstId));
+    const txn = this.ifStillLeader(name, epoch).then(...entries.map((e, i) => ns.put(written[i]!).value(JSON.stringify(e))));
+    return this.commitAndCache(txn, written, () => {
+      for (const e of entries) this.view.setManifest(name, e);
+    });
   }
 
   /**

@@ -182,8 +182,9 @@ export function decodeRecords(bytes: Buffer, start: number, end: number, count: 
   return out;
 }
 
+/** CRC-32C of header then index (and snapshot), carried on from one to the other: no concatenated copy of the two. */
 function metaChecksum(header: Buffer, index: Buffer): number {
-  return crc32c(Buffer.concat([header, index]));
+  return crc32c(index, crc32c(header));
 }
 
 /**

@@ -46,6 +46,14 @@ export class ObjectStore {
       // whole-object checksum computed in JavaScript on the leader's event loop buys nothing.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // No `Expect: 100-continue`: the SDK sends it on bodies of 2 MiB and more (every default
+      // 4 MiB object), and @smithy/node-http-handler then sends each upload on a fresh TCP
+      // connection without keep-alive and waits a round trip for the store's 100 before the
+      // body. What it saves, a refused body not sent, costs a 4 MiB upload on a path that is an
+      // error anyway. Measured on 2026-12-03 (bench/results/2026-12-03-flush.md): on its own, with
+      // 3 uploads in flight, within the noise; with 4 in flight (flusher.ts), faster. A keep-alive
+      // connection the store closed meanwhile fails one upload, which the flusher retries.
+      expectContinueHeader: false,
       requestHandler: { requestTimeout: options.timeoutMs, connectionTimeout: options.timeoutMs },
       ...(options.credentials ? { credentials: options.credentials } : {}),
     });
