@@ -21,7 +21,7 @@ import { toTernError } from './error-handler.js';
  * client that sent it elsewhere (a load balancer, a stale cache after a
  * failover) can go straight to the leader next time and save the forwarding hop.
  */
-export const LEADER_HEADER = 'tern-leader';
+const LEADER_HEADER = 'tern-leader';
 
 export type AppendHeaders = Record<string, string | string[] | undefined>;
 
