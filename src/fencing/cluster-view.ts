@@ -88,6 +88,11 @@ export class ClusterView {
     this.sortedAwake = undefined;
   }
 
+  /** The log's leader key, without building its record: a follower asks this for every append it forwards. */
+  leaderOf(name: string): LeaderInfo | undefined {
+    return this.leaders.get(name);
+  }
+
   /** Whether the view holds the log, without building its record: the append path asks this. */
   hasLog(name: string): boolean {
     return this.logs.has(name);

@@ -15,7 +15,7 @@ import { Etcd3, type Namespace } from 'etcd3';
 import { ClusterView } from './cluster-view.js';
 import type { DirectoryContext, DirectoryEvents } from './context.js';
 import { CoordinatorElection } from './coordinator-election.js';
-import { keys, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
+import { keys, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
 import { LogTransactions } from './log-transactions.js';
 import { Session } from './session.js';
 import { ViewWatch } from './view-watch.js';
@@ -145,6 +145,10 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
 
   hasLog(name: string): boolean {
     return this.view.hasLog(name);
+  }
+
+  leaderOf(name: string): LeaderInfo | undefined {
+    return this.view.leaderOf(name);
   }
 
   log(name: string): LogRecord | undefined {

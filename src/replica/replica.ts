@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import { leadershipLost, releasesOnFlush } from '../control/follower.js';
 import { liveIncarnations } from '../control/placement.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
-import type { LogRecord, MemberInfo } from '../fencing/keys.js';
+import type { LeaderInfo, LogRecord, MemberInfo } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import { exceedsBound, type MemoryAccount } from '../quorum/entry-buffer.js';
 import type { LeaderLog } from '../quorum/leader.js';
@@ -234,14 +234,17 @@ export class Replica implements ReplicaContext {
   async leaderElsewhere(name: string): Promise<MemberInfo | undefined> {
     await this.wakeIfQuiesced(name);
     if (this.localLeader(name)) return undefined;
-    const record = await this.requireLog(name);
     const state = this.logs.get(name);
     if (state?.takeover) {
       throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}` + (state.takeover.machine.blockedBy ? `: ${state.takeover.machine.blockedBy}` : ''), { maybeApplied: false });
     }
-    const liveLeader = (r: LogRecord) => (r.leader && r.leader.id !== this.id ? this.dir().member(r.leader.id) : undefined);
+    const liveLeader = (leader: LeaderInfo | undefined) => (leader && leader.id !== this.id ? this.dir().member(leader.id) : undefined);
+    // The common case builds no record: the view names a live leader.
+    const known = liveLeader(this.dir().leaderOf(name));
+    if (known) return known;
+    const record = await this.requireLog(name);
     // The watched view can lag a leadership change: ask etcd before saying there is none.
-    const leader = liveLeader(record) ?? liveLeader((await this.dir().fetchLog(name)) ?? record);
+    const leader = liveLeader(record.leader) ?? liveLeader(((await this.dir().fetchLog(name)) ?? record).leader);
     if (!leader) throw new TernError('NOT_READY', `log ${name} has no reachable leader right now (epoch ${record.epoch})`);
     return leader;
   }

@@ -54,9 +54,11 @@ async function leaderServer(replica: ReplicaApi, requests: number[]): Promise<st
     req.on('end', () => {
       if (req.url !== FORWARDED_APPENDS_PATH) return void res.writeHead(404).end();
       requests.push(1);
+      // Framed by Content-Length, as the peer listener frames every answer (the forwarder's PeerLink needs it).
+      const send = (status: number, body: Buffer | string) => res.writeHead(status, { 'content-length': Buffer.byteLength(body) }).end(body);
       answerForwardedAppends(replica, LIMITS, Buffer.concat(chunks)).then(
-        (answer) => res.writeHead(200).end(answer),
-        (err: TernError) => res.writeHead(err.status).end(JSON.stringify(err.toBody())),
+        (answer) => send(200, answer),
+        (err: TernError) => send(err.status, JSON.stringify(err.toBody())),
       );
     });
   });
