@@ -40,6 +40,11 @@ const MAX_LIST_LIMIT = 10_000;
  * stalled leader.
  */
 const APPEND_FORWARD_SLACK_MS = 1_000;
+/**
+ * Batches of forwarded appends in flight to one leader at once, pipelined on its PeerLink: with one,
+ * an append arriving while a batch is out waited for that batch's whole round before it left.
+ */
+const FORWARDED_BATCHES_IN_FLIGHT = 4;
 /** Entries a read returns when it names no `limit` (README, Client API); never more than --max-read-entries. */
 const DEFAULT_READ_LIMIT = 1000;
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
@@ -101,7 +106,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + COMMAND_FORWARD_SLACK_MS, outgoing);
   // A batch unanswered past APPEND_FORWARD_SLACK_MS went to an unreachable or stalled leader: fail it
   // (maybe applied) rather than hold the client, and the appends gathered behind it, for longer.
-  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes }, config.ackTimeoutMs + APPEND_FORWARD_SLACK_MS, outgoing, config.keepAliveTimeoutMs / 2);
+  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes, maxInFlight: FORWARDED_BATCHES_IN_FLIGHT }, config.ackTimeoutMs + APPEND_FORWARD_SLACK_MS, outgoing, config.keepAliveTimeoutMs / 2);
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });

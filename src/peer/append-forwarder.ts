@@ -4,10 +4,10 @@
  * over the peer listener, where a request per append would cost the leader
  * (whose event loop bounds the whole log's throughput) and this replica one
  * more HTTP exchange per append. Group commit, as the leader's replication
- * rounds do it: with no batch in flight to a leader, what arrived in this
- * event-loop turn goes at once (no wait at low load); while one is in flight,
- * new appends gather and go when it is answered, or as soon as they fill a
- * batch. Each append in a batch stays its own: its own ids, its own
+ * rounds do it: while fewer than maxInFlight batches are in flight to a
+ * leader, what arrived in this event-loop turn goes at once (no wait at low
+ * load); once that many are, new appends gather and go when one is answered,
+ * or as soon as they fill a batch. Each append in a batch stays its own: its own ids, its own
  * atomicity, its own answer; the leader proposes them in batch order.
  *
  * The follower parses and checks the client's body first (bad input is
@@ -61,8 +61,12 @@ export class AppendForwarder {
   private flushScheduled = false;
 
   constructor(
-    /** A batch is sent at once when it reaches either bound. */
-    private readonly limits: { maxAppends: number; maxBytes: number },
+    /**
+     * A batch is sent at once when it reaches either bound. Below them, what arrived in a turn goes at
+     * the end of it while fewer than `maxInFlight` batches are in flight to that leader (default 1), and
+     * otherwise gathers until one is answered.
+     */
+    private readonly limits: { maxAppends: number; maxBytes: number; maxInFlight?: number },
     /** A batch unanswered this long fails (the leader's own ack timeout comes first). */
     private readonly timeoutMs: number,
     /** TLS to the leaders' peer listeners (tls.ts); undefined: plain HTTP. */
@@ -70,6 +74,10 @@ export class AppendForwarder {
     /** A link idle this long gets a new connection (the leaders' keep-alive timeout is longer). */
     private readonly idleMs?: number,
   ) {}
+
+  private get maxInFlight(): number {
+    return this.limits.maxInFlight ?? 1;
+  }
 
   forward(leaderPeerUrl: string, log: string, append: ClientAppend): Promise<ForwardedAnswer> {
     return new Promise((resolve, reject) => {
@@ -79,7 +87,7 @@ export class AppendForwarder {
       batch.items.push({ chunks, bytes, resolve, reject });
       batch.bytes += bytes;
       if (batch.items.length >= this.limits.maxAppends || batch.bytes >= this.limits.maxBytes) this.send(link);
-      else if (link.inflight === 0) this.sendAtEndOfTurn(link);
+      else if (link.inflight < this.maxInFlight) this.sendAtEndOfTurn(link);
     });
   }
 
@@ -140,7 +148,7 @@ export class AppendForwarder {
       })
       .finally(() => {
         link.inflight--;
-        if (link.inflight === 0 && link.gathering.items.length > 0) this.sendAtEndOfTurn(link);
+        if (link.inflight < this.maxInFlight && link.gathering.items.length > 0) this.sendAtEndOfTurn(link);
         if (link.inflight === 0) link.drained?.();
       });
   }

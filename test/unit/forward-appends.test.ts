@@ -133,6 +133,34 @@ describe('forwarded appends', () => {
     }
   });
 
+  it('pipelines up to maxInFlight batches to a leader, one per turn, then gathers until one is answered', async () => {
+    const received: Received = { appends: [] };
+    const requests: number[] = [];
+    let release!: () => void;
+    const gate: { hold?: Promise<void> } = { hold: new Promise<void>((r) => (release = r)) };
+    const url = await leaderServer(scriptedReplica(received, gate), requests);
+    const fwd = new AppendForwarder({ maxAppends: 100, maxBytes: 1 << 20, maxInFlight: 2 }, 5000);
+    try {
+      const first = fwd.forward(url, 'a', single('t0'));
+      await waitFor(() => received.appends.length === 1);
+      // One batch is held at the leader: the next turn's append still goes, as a second batch in flight.
+      const second = fwd.forward(url, 'a', single('t1'));
+      await waitFor(() => received.appends.length === 2);
+      expect(requests).toHaveLength(2);
+      // Two in flight: these gather and go together once one is answered.
+      const later = ['t2', 't3'].map((s) => fwd.forward(url, 'a', single(s)));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(requests).toHaveLength(2);
+      gate.hold = undefined;
+      release();
+      const answers = await Promise.all([first, second, ...later]);
+      expect(requests).toHaveLength(3);
+      expect(answers.map((a) => JSON.parse(a.json).id)).toEqual([0, 1, 2, 3]);
+    } finally {
+      await fwd.close();
+    }
+  });
+
   it('fails the appends gathered behind a batch the leader never answered, unsent, so their clients can retry elsewhere', async () => {
     // A leader that takes the request and never answers (a stalled or cut-off peer).
     const requests: number[] = [];
