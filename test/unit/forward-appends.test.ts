@@ -66,6 +66,20 @@ async function leaderServer(replica: ReplicaApi, requests: number[]): Promise<st
   return `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
 }
 
+/** A leader that holds every append until `open()` is called, then answers them all. */
+async function heldLeader(): Promise<{ received: Received; requests: number[]; url: string; open(): void }> {
+  const received: Received = { appends: [] };
+  const requests: number[] = [];
+  let release!: () => void;
+  const gate: { hold?: Promise<void> } = { hold: new Promise<void>((r) => (release = r)) };
+  const url = await leaderServer(scriptedReplica(received, gate), requests);
+  const open = () => {
+    gate.hold = undefined;
+    release();
+  };
+  return { received, requests, url, open };
+}
+
 const single = (s: string) => ({ entries: [Buffer.from(s)], single: true });
 
 describe('forwarded appends', () => {
@@ -110,11 +124,7 @@ describe('forwarded appends', () => {
   });
 
   it('gathers appends while a batch is in flight and sends them together once it is answered', async () => {
-    const received: Received = { appends: [] };
-    const requests: number[] = [];
-    let release!: () => void;
-    const gate: { hold?: Promise<void> } = { hold: new Promise<void>((r) => (release = r)) };
-    const url = await leaderServer(scriptedReplica(received, gate), requests);
+    const { received, requests, url, open } = await heldLeader();
     const fwd = new AppendForwarder({ maxAppends: 3, maxBytes: 1 << 20 }, 5000);
     try {
       const first = fwd.forward(url, 'a', single('first'));
@@ -123,8 +133,7 @@ describe('forwarded appends', () => {
       const later = ['l0', 'l1', 'l2', 'l3', 'l4'].map((s) => fwd.forward(url, 'a', single(s)));
       await waitFor(() => received.appends.length === 4);
       expect(requests).toHaveLength(2);
-      gate.hold = undefined;
-      release();
+      open();
       const answers = await Promise.all([first, ...later]);
       expect(requests).toHaveLength(3); // l3 and l4 went together after the answers came
       expect(answers.map((a) => JSON.parse(a.json).id)).toEqual([0, 1, 2, 3, 4, 5]);
@@ -134,11 +143,7 @@ describe('forwarded appends', () => {
   });
 
   it('pipelines up to maxInFlight batches to a leader, one per turn, then gathers until one is answered', async () => {
-    const received: Received = { appends: [] };
-    const requests: number[] = [];
-    let release!: () => void;
-    const gate: { hold?: Promise<void> } = { hold: new Promise<void>((r) => (release = r)) };
-    const url = await leaderServer(scriptedReplica(received, gate), requests);
+    const { received, requests, url, open } = await heldLeader();
     const fwd = new AppendForwarder({ maxAppends: 100, maxBytes: 1 << 20, maxInFlight: 2 }, 5000);
     try {
       const first = fwd.forward(url, 'a', single('t0'));
@@ -151,8 +156,7 @@ describe('forwarded appends', () => {
       const later = ['t2', 't3'].map((s) => fwd.forward(url, 'a', single(s)));
       await new Promise((r) => setTimeout(r, 50));
       expect(requests).toHaveLength(2);
-      gate.hold = undefined;
-      release();
+      open();
       const answers = await Promise.all([first, second, ...later]);
       expect(requests).toHaveLength(3);
       expect(answers.map((a) => JSON.parse(a.json).id)).toEqual([0, 1, 2, 3]);
