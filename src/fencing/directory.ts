@@ -124,6 +124,18 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.member(id);
   }
 
+  /**
+   * The incarnation a new segment records for replica `id`: this process's own
+   * whatever the view says, any other's from its member key. After a pause
+   * long enough to lose the etcd lease, this replica's member key is missing
+   * until it registers again; a segment it opened meanwhile without itself
+   * would never count it (only followers are added back as they catch up),
+   * and the log would stay short of a replica for good.
+   */
+  incarnationOf(id: string): string | undefined {
+    return id === this.self.id ? this.self.incarnation : this.view.member(id)?.incarnation;
+  }
+
   logNames(): readonly string[] {
     return this.view.logNames();
   }

@@ -106,7 +106,7 @@ export class Placement {
       mayLead: (id, log) => {
         return this.staysLive(id) && (id !== this.ctx.id || this.ctx.failover.mayLead(log));
       },
-      incarnationOf: (id) => dir.member(id)?.incarnation,
+      incarnationOf: (id) => dir.incarnationOf(id),
     };
   }
 

@@ -427,7 +427,7 @@ export class Replica implements ReplicaContext {
   /** The incarnation of each live replica of a log: who the new segment is written to. */
   incarnationsOf(replicas: readonly string[]): Record<string, string> {
     const dir = this.dir();
-    return liveIncarnations(replicas, (id) => dir.member(id)?.incarnation);
+    return liveIncarnations(replicas, (id) => dir.incarnationOf(id));
   }
 
 

@@ -230,6 +230,6 @@ export class Takeover {
   private logView(name: string): LogView | undefined {
     const dir = this.ctx.dir();
     const record = dir.log(name);
-    return record && logViewOf(record, dir.flushedId(name), (id) => dir.member(id)?.incarnation);
+    return record && logViewOf(record, dir.flushedId(name), (id) => dir.incarnationOf(id));
   }
 }

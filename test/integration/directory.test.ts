@@ -146,6 +146,16 @@ describe('cluster directory under etcd faults', () => {
     });
   });
 
+  it('counts itself live for a new segment while its own member key is gone (a lapsed lease), others only by their member keys', async () => {
+    const { dir, ns } = await connectThroughProxy(3);
+    await eventually(async () => expect(dir.member('r1')?.incarnation).toBe(dir.self.incarnation));
+    // What a pause past the lease leaves for a moment: the member key gone, the process alive.
+    await ns.delete().key(keys.member('r1'));
+    await eventually(async () => expect(dir.member('r1')).toBeUndefined());
+    expect(dir.incarnationOf('r1')).toBe(dir.self.incarnation);
+    expect(dir.incarnationOf('r2')).toBeUndefined();
+  });
+
   it('does not take a coordinator key with its id but bound to another lease (one it lost, etcd still holds) for its own', async () => {
     // What a lease lost locally leaves behind when etcd could not revoke it: r1's coordinator key, on that old lease.
     let old!: Lease;

@@ -387,12 +387,17 @@ function snapshot(log: SimLog, leader: LeaderLog<Answer>): { pending: number; de
 }
 
 function liveOf(r: SimReplica, replicas: readonly string[]): Record<string, string> {
-  return liveIncarnations(replicas, (id) => r.view.members.get(id)?.incarnation);
+  return liveIncarnations(replicas, (id) => incarnationOf(r, id));
+}
+
+/** As ClusterDirectory.incarnationOf: a replica counts itself live whether or not the view holds its member key. */
+function incarnationOf(r: SimReplica, id: string): string | undefined {
+  return id === r.id ? r.incarnation : r.view.members.get(id)?.incarnation;
 }
 
 function logView(r: SimReplica, name: string): LogView | undefined {
   const record = r.view.log(name);
-  return record && logViewOf(record, r.view.flushedId(name), (id) => r.view.members.get(id)?.incarnation);
+  return record && logViewOf(record, r.view.flushedId(name), (id) => incarnationOf(r, id));
 }
 
 function leaderHint(r: SimReplica, name: string): { leader?: string } {
