@@ -54,6 +54,8 @@ export async function startReplica(config: ReplicaConfig): Promise<RunningReplic
   const transport = new PeerTransport({
     timeoutMs: Math.max(config.retransmitMs * PEER_TIMEOUT_RETRANSMITS, MIN_PEER_TIMEOUT_MS),
     tls: secrets.tls && outgoingTls(secrets.tls),
+    // Every replica runs with the same keep-alive timeout: half of it keeps clear of a peer's close.
+    idleMs: config.keepAliveTimeoutMs / 2,
   });
   const store = config.s3Endpoint
     ? new ObjectStore({

@@ -26,9 +26,9 @@ export function installPeerIdentity(app: FastifyInstance, tls: boolean): void {
   if (!tls) return;
   // A callback hook: it runs for every replication message.
   app.addHook('onRequest', (req, _reply, done) => {
-    const id = peerIdOf(req.raw.socket as TLSSocket);
-    if (id === undefined) return done(new TernError('PEER_REFUSED', `the client certificate names no replica (a URI SAN ${PEER_ID_URI_PREFIX}<id>)`));
-    req.peerId = id;
+    const sender = connectionSender(req.raw.socket, true);
+    if (sender === undefined) return done(new TernError('PEER_REFUSED', `the client certificate names no replica (a URI SAN ${PEER_ID_URI_PREFIX}<id>)`));
+    req.peerId = sender.peerId;
     done();
   });
 }

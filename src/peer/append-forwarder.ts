@@ -63,10 +63,10 @@ export class AppendForwarder {
   constructor(
     /**
      * A batch is sent at once when it reaches either bound. Below them, what arrived in a turn goes at
-     * the end of it while fewer than `maxInFlight` batches are in flight to that leader (default 1), and
+     * the end of it while fewer than `maxInFlight` batches are in flight to that leader, and
      * otherwise gathers until one is answered.
      */
-    private readonly limits: { maxAppends: number; maxBytes: number; maxInFlight?: number },
+    private readonly limits: { maxAppends: number; maxBytes: number; maxInFlight: number },
     /** A batch unanswered this long fails (the leader's own ack timeout comes first). */
     private readonly timeoutMs: number,
     /** TLS to the leaders' peer listeners (tls.ts); undefined: plain HTTP. */
@@ -74,10 +74,6 @@ export class AppendForwarder {
     /** A link idle this long gets a new connection (the leaders' keep-alive timeout is longer). */
     private readonly idleMs?: number,
   ) {}
-
-  private get maxInFlight(): number {
-    return this.limits.maxInFlight ?? 1;
-  }
 
   forward(leaderPeerUrl: string, log: string, append: ClientAppend): Promise<ForwardedAnswer> {
     return new Promise((resolve, reject) => {
@@ -87,7 +83,7 @@ export class AppendForwarder {
       batch.items.push({ chunks, bytes, resolve, reject });
       batch.bytes += bytes;
       if (batch.items.length >= this.limits.maxAppends || batch.bytes >= this.limits.maxBytes) this.send(link);
-      else if (link.inflight < this.maxInFlight) this.sendAtEndOfTurn(link);
+      else if (link.inflight < this.limits.maxInFlight) this.sendAtEndOfTurn(link);
     });
   }
 
@@ -148,7 +144,7 @@ export class AppendForwarder {
       })
       .finally(() => {
         link.inflight--;
-        if (link.inflight < this.maxInFlight && link.gathering.items.length > 0) this.sendAtEndOfTurn(link);
+        if (link.inflight < this.limits.maxInFlight && link.gathering.items.length > 0) this.sendAtEndOfTurn(link);
         if (link.inflight === 0) link.drained?.();
       });
   }

@@ -15,7 +15,8 @@
  * x 64 in page faults on fresh buffers alone.
  *
  * Forwarded appends (append-forwarder.ts) ride links of their own, for the
- * same reasons. Everything else (commands, recovery fetches) stays on undici. A request unanswered for `timeoutMs` fails the connection and every
+ * same reasons. Everything else (commands, recovery fetches) stays on
+ * undici. A request unanswered for `timeoutMs` fails the connection and every
  * request on it: the leader then treats the follower as unreachable and
  * probes it again, as after any transport error; the next message opens a
  * new connection.

@@ -45,6 +45,8 @@ export interface PeerTransportOptions {
   timeoutMs: number;
   /** TLS options of every connection to a peer (tls.ts); undefined: plain HTTP. */
   tls?: OutgoingTls;
+  /** A replication link idle this long gets a new connection (PeerLink's idleMs): shorter than the peers' keep-alive timeout. */
+  idleMs?: number;
 }
 
 export class PeerTransport {
@@ -121,7 +123,7 @@ export class PeerTransport {
   private link(url: string): PeerLink {
     let link = this.links.get(url);
     if (!link) {
-      link = new PeerLink(new URL(url), this.options.timeoutMs, this.options.tls);
+      link = new PeerLink(new URL(url), this.options.timeoutMs, this.options.tls, this.options.idleMs);
       this.links.set(url, link);
     }
     return link;

@@ -94,7 +94,7 @@ describe('forwarded appends', () => {
     const received: Received = { appends: [] };
     const requests: number[] = [];
     const url = await leaderServer(scriptedReplica(received, {}), requests);
-    const fwd = new AppendForwarder({ maxAppends: 1000, maxBytes: 1 << 20 }, 5000);
+    const fwd = new AppendForwarder({ maxAppends: 1000, maxBytes: 1 << 20, maxInFlight: 1 }, 5000);
     try {
       const answers = await Promise.all([
         fwd.forward(url, 'a', single('x')),
@@ -125,7 +125,7 @@ describe('forwarded appends', () => {
 
   it('gathers appends while a batch is in flight and sends them together once it is answered', async () => {
     const { received, requests, url, open } = await heldLeader();
-    const fwd = new AppendForwarder({ maxAppends: 3, maxBytes: 1 << 20 }, 5000);
+    const fwd = new AppendForwarder({ maxAppends: 3, maxBytes: 1 << 20, maxInFlight: 1 }, 5000);
     try {
       const first = fwd.forward(url, 'a', single('first'));
       await waitFor(() => received.appends.length === 1);
@@ -171,7 +171,7 @@ describe('forwarded appends', () => {
     server = createServer(() => void requests.push(1));
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
-    const fwd = new AppendForwarder({ maxAppends: 100, maxBytes: 1 << 20 }, 300);
+    const fwd = new AppendForwarder({ maxAppends: 100, maxBytes: 1 << 20, maxInFlight: 1 }, 300);
     try {
       const first = fwd.forward(url, 'a', single('first')).catch((e: TernError) => e);
       await waitFor(() => requests.length === 1);
@@ -186,7 +186,7 @@ describe('forwarded appends', () => {
   });
 
   it('fails every append of a batch the leader cannot be reached for, saying it was not applied', async () => {
-    const fwd = new AppendForwarder({ maxAppends: 10, maxBytes: 1 << 20 }, 2000);
+    const fwd = new AppendForwarder({ maxAppends: 10, maxBytes: 1 << 20, maxInFlight: 1 }, 2000);
     try {
       const results = await Promise.allSettled([fwd.forward('http://127.0.0.1:1', 'a', single('x')), fwd.forward('http://127.0.0.1:1', 'a', single('y'))]);
       for (const r of results) {
