@@ -15,6 +15,8 @@ export const ErrorCodes = {
   SEQUENCE_GAP: { status: 409, doc: 'An idempotent producer\'s Tern-Producer-Seq skips ahead of the next one the leader expects (expectedSeq in the body): an earlier append of it is missing. Not applied.' },
   SEQUENCE_STALE: { status: 409, doc: 'An idempotent producer\'s Tern-Producer-Seq is older than the batches the leader remembers (the last 5), or spans two of them: it cannot be answered with one run of ids. Not applied (expectedSeq in the body).' },
   TOO_MANY_LOGS: { status: 409, doc: 'Creating the log would pass --max-logs; delete a log first (retrying does not help).' },
+  TIME_BEHIND: { status: 409, doc: 'The append\'s Tern-Time-Ms is lower than the log\'s last timestamp (timestamps never decrease within a log; the message gives the last one). Not applied.' },
+  HELD_BY_READER: { status: 409, doc: 'A truncation would pass the position of a named reader that holds retention (the message names it). Move or delete the reader first. Nothing changed.' },
   FENCED: { status: 409, doc: 'A newer epoch took over the log while this request was handled. maybeApplied tells whether its entries may still appear.' },
   TRUNCATED: { status: 410, doc: 'The ids asked for are below the first retained id (truncated); the message names it.' },
   TOO_LARGE: { status: 413, doc: 'An entry, the request body, its headers or its number of entries is over the configured limit.' },

@@ -102,6 +102,9 @@ export interface ManifestEntry {
   epoch: number;
   /** Object size in bytes. */
   bytes: number;
+  /** Timestamps (ms since the epoch) of its first and last entries; absent on objects written before entries had them. */
+  firstTimeMs?: number;
+  lastTimeMs?: number;
 }
 
 /**
@@ -140,6 +143,8 @@ export interface SegmentMeta {
    * lets the reopen start an empty table without reading the newest object.
    */
   producers?: number;
+  /** On a clean seal: the timestamp of the last entry (lastId), so the next leader's times start at or above it. */
+  lastTimeMs?: number;
 }
 
 export interface MemberInfo {
@@ -163,6 +168,15 @@ export interface LogMeta {
   /** The replicas that hold the log, fixed at creation. */
   replicas: string[];
   createdAt: string;
+  /** Retention policy, applied by the log's leader in the background (README, Retention); absent: only explicit truncation. */
+  retention?: RetentionPolicy;
+}
+
+/** Limits on what a log keeps; each is a positive safe integer, absent for no limit. */
+export interface RetentionPolicy {
+  maxAgeMs?: number;
+  maxBytes?: number;
+  maxEntries?: number;
 }
 
 export interface LeaderInfo {
