@@ -182,6 +182,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.retainedFrom(name);
   }
 
+  /** See ClusterView.lastTimeMs. */
+  lastTimeMs(name: string): number {
+    return this.view.lastTimeMs(name);
+  }
+
   /** The log as etcd has it now, bypassing the watch (which may lag a freshly created log by a few ms). */
   fetchLog(name: string): Promise<LogRecord | undefined> {
     return this.view.fetchLog(name);
