@@ -1,9 +1,9 @@
 /**
  * The client commands of the `tern` CLI, on the client library:
- *   tern log create|list|status|delete|truncate|handoff|recover ...
+ *   tern log create|list|status|delete|truncate|handoff|recover|offset ...
  *   tern append LOG [DATA]      (no DATA: one entry per stdin line, batched)
- *   tern read LOG [--from ID] [--limit N]
- *   tern tail LOG [--from ID]
+ *   tern read LOG [--from ID | --since DURATION | --from-time TIME] [--limit N]
+ *   tern tail LOG [--from ID | --since DURATION | --from-time TIME]
  * Exit codes (README, Commands): 0 ok, 1 other failure, 2 usage, 3 no such
  * log, 4 unavailable, 5 auth, 130 interrupted.
  */
@@ -17,7 +17,9 @@ import { AuthError, ConnectionError, LogNotFoundError, TernClientError, TernServ
 import { DEFAULT_CLUSTER_FILE, TernClient } from '../client/client.js';
 import { looksLikeUrls } from '../client/cluster-file.js';
 import { ADMIN_TOKEN_FILE } from './cluster-auth.js';
-import { entryJson, entryLine, statusTable } from './client-output.js';
+import type { ReadStart } from '../client/types.js';
+import { entryJson, entryLine, statusTable, timeText } from './client-output.js';
+import { parseDuration, parseTime } from './units.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, noSuchLog: 3, unavailable: 4, auth: 5, interrupted: 130 } as const;
 
@@ -38,10 +40,16 @@ export function clientUsage(): string {
   tern log handoff LOG REPLICA        move the log's leadership to REPLICA (r2, ...)
   tern log recover LOG --accept-data-loss
                                       UNSAFE: recover a log whose replicas restarted empty
+  tern log offset LOG --time TIME     the id of the first entry at or after TIME
   tern append LOG [DATA]              append DATA, or each line of stdin as one entry (batched)
-  tern read LOG [--from ID] [--limit N]
-                                      print entries from ID (default 0) up to the commit point
-  tern tail LOG [--from ID]           follow the log from ID (default: its end) until Ctrl-C
+  tern read LOG [START] [--limit N]   print entries (id, time, data) from START (default id 0)
+                                      up to the commit point
+  tern tail LOG [START]               follow the log from START (default: its end) until Ctrl-C
+START is one of:
+  --from ID             the entry of that id
+  --since DURATION      the first entry of the last DURATION (30s, 10m, 2h, 7d)
+  --from-time TIME      the first entry at or after TIME (ISO 8601 such as
+                        2026-12-03T16:00:00Z, or ms since the Unix epoch)
 Options:
   --cluster FILE|URLS   cluster.json, or comma-separated replica URLs (default ${DEFAULT_CLUSTER_FILE})
   --token TOKEN         bearer token (default: $TERN_TOKEN, else admin-token beside cluster.json)
@@ -100,6 +108,20 @@ function nonNegativeInt(value: string | undefined, flag: string): number | undef
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError(`${flag} must be a non-negative integer, got "${value}"`);
   return n;
+}
+
+/** The flags that say where `read` and `tail` start. */
+const START_OPTIONS = { from: { type: 'string' }, since: { type: 'string' }, 'from-time': { type: 'string' } } as const;
+
+/** Where --from, --since or --from-time (at most one) say to start; undefined when none is given. `--since` counts back from `nowMs`. */
+export function startOf(values: Record<string, unknown>, nowMs: number): ReadStart | undefined {
+  const given = Object.keys(START_OPTIONS).filter((flag) => values[flag] !== undefined);
+  if (given.length > 1) throw new ConfigError(`--${given.join(' and --')} say where to start in two ways: give one`);
+  const from = nonNegativeInt(values.from as string | undefined, '--from');
+  if (from !== undefined) return { from };
+  if (values.since !== undefined) return { fromTime: Math.max(0, nowMs - parseDuration(values.since as string, '--since')) };
+  if (values['from-time'] !== undefined) return { fromTime: parseTime(values['from-time'] as string, '--from-time') };
+  return undefined;
 }
 
 /** Runs a client command; returns its exit code. Usage errors throw ConfigError (exit 2, printed by main). */
@@ -164,7 +186,7 @@ export function planCommand(command: string, argv: string[]): Plan {
   switch (command) {
     case 'log': {
       const [sub, ...rest] = argv;
-      const { values, positionals: p } = parse(rest, { 'accept-data-loss': { type: 'boolean' } });
+      const { values, positionals: p } = parse(rest, { 'accept-data-loss': { type: 'boolean' }, time: { type: 'string' } });
       const c = common(values);
       const print = (obj: unknown, human: string) => out(c.json ? JSON.stringify(obj) : human);
       switch (sub) {
@@ -224,8 +246,18 @@ export function planCommand(command: string, argv: string[]): Plan {
             return EXIT.ok;
           } };
         }
+        case 'offset': {
+          const [log] = positionals(p, ['LOG'], 'log offset');
+          if (values.time === undefined) throw new ConfigError('tern log offset: --time TIME is required');
+          const time = parseTime(values.time as string, '--time');
+          return { common: c, run: async (client) => {
+            const r = await client.offsetForTime(log!, time);
+            print(r, r.timeMs === null ? `id ${r.id} (no entry at or after ${timeText(time)} yet: the next id to commit)` : `id ${r.id} (time ${timeText(r.timeMs)})`);
+            return EXIT.ok;
+          } };
+        }
         default:
-          throw new ConfigError(`tern log: unknown subcommand "${sub ?? ''}" (create, list, status, delete, truncate, handoff, recover)`);
+          throw new ConfigError(`tern log: unknown subcommand "${sub ?? ''}" (create, list, status, delete, truncate, handoff, recover, offset)`);
       }
     }
     case 'append': {
@@ -236,25 +268,25 @@ export function planCommand(command: string, argv: string[]): Plan {
       return { common: c, run: (client) => (data !== undefined ? appendOne(client, log!, data, c) : appendStdin(client, log!, c)) };
     }
     case 'read': {
-      const { values, positionals: p } = parse(argv, { from: { type: 'string' }, limit: { type: 'string' } });
+      const { values, positionals: p } = parse(argv, { ...START_OPTIONS, limit: { type: 'string' } });
       const c = common(values);
       const [log] = positionals(p, ['LOG'], 'read');
-      const from = nonNegativeInt(values.from as string | undefined, '--from') ?? 0;
+      const start = startOf(values, Date.now()) ?? { from: 0 };
       const limit = nonNegativeInt(values.limit as string | undefined, '--limit');
       return { common: c, run: async (client) => {
-        for await (const entry of client.entries(log!, { from, ...(limit !== undefined ? { limit } : {}) })) await print(c.json ? entryJson(entry) : entryLine(entry));
+        for await (const entry of client.entries(log!, { ...start, ...(limit !== undefined ? { limit } : {}) })) await print(c.json ? entryJson(entry) : entryLine(entry));
         return EXIT.ok;
       } };
     }
     case 'tail': {
-      const { values, positionals: p } = parse(argv, { from: { type: 'string' } });
+      const { values, positionals: p } = parse(argv, START_OPTIONS);
       const c = common(values);
       const [log] = positionals(p, ['LOG'], 'tail');
-      const fromFlag = nonNegativeInt(values.from as string | undefined, '--from');
+      const given = startOf(values, Date.now());
       return { common: c, run: async (client) => {
         // Like tail -f: by default only what is appended from now on.
-        const from = fromFlag ?? (await client.status(log!)).committedId + 1;
-        for await (const entry of client.tail(log!, { from })) await print(c.json ? entryJson(entry) : entryLine(entry));
+        const start = given ?? { from: (await client.status(log!)).committedId + 1 };
+        for await (const entry of client.tail(log!, start)) await print(c.json ? entryJson(entry) : entryLine(entry));
         return EXIT.ok;
       } };
     }

@@ -20,16 +20,21 @@ export function textOf(data: Buffer): string | undefined {
   return /[\u0000-\u0008\u000a-\u001f\u007f]/.test(text) ? undefined : text;
 }
 
-/** One entry as a JSON line: `data` is base64 (lossless), `text` its UTF-8 when printable. */
-export function entryJson(entry: Entry): string {
-  const text = textOf(entry.data);
-  return JSON.stringify({ id: entry.id, data: entry.data.toString('base64'), ...(text === undefined ? {} : { text }) });
+/** A time as the commands print it: ISO 8601 in UTC, or `-` for 0 (an entry written before timestamps). */
+export function timeText(timeMs: number): string {
+  return timeMs > 0 ? new Date(timeMs).toISOString() : '-';
 }
 
-/** One entry as a human line: id, tab, the text (or base64: prefix for binary). */
+/** One entry as a JSON line: `timeMs` as the server gives it, `data` base64 (lossless), `text` its UTF-8 when printable. */
+export function entryJson(entry: Entry): string {
+  const text = textOf(entry.data);
+  return JSON.stringify({ id: entry.id, timeMs: entry.timeMs, data: entry.data.toString('base64'), ...(text === undefined ? {} : { text }) });
+}
+
+/** One entry as a human line: id, time, the text (or base64: prefix for binary), tab-separated. */
 export function entryLine(entry: Entry): string {
   const text = textOf(entry.data);
-  return `${entry.id}\t${text ?? `base64:${entry.data.toString('base64')}`}`;
+  return `${entry.id}\t${timeText(entry.timeMs)}\t${text ?? `base64:${entry.data.toString('base64')}`}`;
 }
 
 const idText = (id: number | null) => (id === null || id < 0 ? '-' : String(id));

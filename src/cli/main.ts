@@ -15,10 +15,11 @@ const USAGE = `Usage:
                                      run a local 3-replica cluster (tern cluster --help)
   tern token create --name N --scopes append,read [--prefix P]
                                      make a client token (tern token --help)
-  tern log create|list|status|delete|truncate|handoff|recover ...
+  tern log create|list|status|delete|truncate|handoff|recover|offset ...
   tern append LOG [DATA]             append DATA, or one entry per line of stdin
-  tern read LOG [--from ID] [--limit N]
-  tern tail LOG [--from ID]          the client commands (tern log --help)`;
+  tern read LOG [--from ID | --since DURATION | --from-time TIME] [--limit N]
+  tern tail LOG [--from ID | --since DURATION | --from-time TIME]
+                                     the client commands (tern log --help)`;
 
 const CLIENT_COMMANDS = new Set(['log', 'append', 'read', 'tail']);
 

@@ -12,8 +12,8 @@ import { ClosedError, TernClientError, UnavailableError } from './errors.js';
 import { looksLikeUrls, normalizeUrl, parseClusterFile, parseUrlList, type ClusterDescription, type ReplicaAddress } from './cluster-file.js';
 import { DEFAULT_BACKOFF, leaderMayHaveMoved, retryDelayMs, shouldRetry, type BackoffOptions, type RetryMode } from './retry.js';
 import { header, jsonOf, throwIfError, Transport, type Answer } from './transport.js';
-import { decodeFrames, FRAMES_CONTENT_TYPE } from '../frames.js';
-import type { Entry, LogStatus, ReadPage, RecoverAnswer } from './types.js';
+import type { Entry, LogStatus, ReadPage, ReadStart, RecoverAnswer, TimeOffset } from './types.js';
+import { checkedTime, ENTRIES_ACCEPT, entriesOf, startQuery } from './entries.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { tail, type TailOptions } from './tail.js';
 
@@ -203,48 +203,62 @@ export class TernClient {
 
   // ---- reads ---------------------------------------------------------------
 
-  /** One page of committed entries from `from` (default 0), at most `limit` (server default 1000); `waitMs` holds an empty read. */
-  async read(log: string, options: { from?: number; limit?: number; waitMs?: number; signal?: AbortSignal } = {}): Promise<ReadPage> {
-    const q = new URLSearchParams({ from: String(options.from ?? 0) });
+  /**
+   * One page of committed entries from `from` (default 0) or from the first
+   * entry at or after `fromTime`, at most `limit` (server default 1000);
+   * `waitMs` holds an empty read. Read as timed frames: each entry has its time.
+   */
+  async read(log: string, options: ReadStart & { limit?: number; waitMs?: number; signal?: AbortSignal } = {}): Promise<ReadPage> {
+    const q = startQuery(options);
     if (options.limit !== undefined) q.set('limit', String(options.limit));
     if (options.waitMs) q.set('waitMs', String(options.waitMs));
     const timeoutMs = this.options.requestTimeoutMs + (options.waitMs ?? 0);
     const answer = await this.call({ mode: 'safe', signal: options.signal }, async (url) => {
-      const a = await this.send(url, `/v1/logs/${enc(log)}/entries?${q}`, { headers: { accept: FRAMES_CONTENT_TYPE }, timeoutMs, signal: options.signal });
+      const a = await this.send(url, `/v1/logs/${enc(log)}/entries?${q}`, { headers: { accept: ENTRIES_ACCEPT }, timeoutMs, signal: options.signal });
       throwIfError(a);
       return a;
     });
     const fromId = Number(header(answer.headers, 'tern-from-id') ?? options.from ?? 0);
-    const entries = decodeFrames(answer.body).map((data, i) => ({ id: fromId + i, data }));
-    return { entries, nextId: Number(header(answer.headers, 'tern-next-id')), committedId: Number(header(answer.headers, 'tern-committed-id')) };
+    return { entries: entriesOf(answer, fromId), nextId: Number(header(answer.headers, 'tern-next-id')), committedId: Number(header(answer.headers, 'tern-committed-id')) };
   }
 
   /**
-   * Pages from `from` until `limit` entries (default: no limit) or the commit
+   * Pages from `from` (or `fromTime`) until `limit` entries (default: no limit) or the commit
    * point at the time of each page is reached. `pageSize` is each request's limit.
    */
-  async *pages(log: string, options: { from?: number; limit?: number; pageSize?: number; signal?: AbortSignal } = {}): AsyncGenerator<ReadPage> {
-    let from = options.from ?? 0;
+  async *pages(log: string, options: ReadStart & { limit?: number; pageSize?: number; signal?: AbortSignal } = {}): AsyncGenerator<ReadPage> {
+    let start: ReadStart = { from: options.from, fromTime: options.fromTime };
     let left = options.limit ?? Infinity;
     while (left > 0) {
-      const page = await this.read(log, { from, limit: Math.min(left, options.pageSize ?? 1000), signal: options.signal });
+      const page = await this.read(log, { ...start, limit: Math.min(left, options.pageSize ?? 1000), signal: options.signal });
       if (page.entries.length === 0) return;
       yield page;
       left -= page.entries.length;
-      from = page.nextId;
-      if (from > page.committedId) return;
+      // A time says where the first page starts; the pages after it follow by id.
+      start = { from: page.nextId };
+      if (page.nextId > page.committedId) return;
     }
   }
 
   /** The entries of `pages`, one by one. */
-  async *entries(log: string, options: { from?: number; limit?: number; pageSize?: number; signal?: AbortSignal } = {}): AsyncGenerator<Entry> {
+  async *entries(log: string, options: ReadStart & { limit?: number; pageSize?: number; signal?: AbortSignal } = {}): AsyncGenerator<Entry> {
     for await (const page of this.pages(log, options)) yield* page.entries;
   }
 
   /**
-   * Follows the log from `from` (default 0) on the streaming endpoint, for
-   * ever: after a disconnect or failover it resumes from the last id seen + 1
-   * on the next replica. End it with `break` or `options.signal`.
+   * The id of the first retained, committed entry whose time is at least
+   * `timeMs`, with that entry's time; when there is none yet, the next id to
+   * be committed and `timeMs: null` (what a tail from that time starts at).
+   */
+  async offsetForTime(log: string, timeMs: number): Promise<TimeOffset> {
+    return this.json({ mode: 'safe' }, `/v1/logs/${enc(log)}/offsets?time=${checkedTime(timeMs, 'timeMs')}`);
+  }
+
+  /**
+   * Follows the log from `from` (default 0), or from the first entry at or
+   * after `fromTime`, on the streaming endpoint, for ever: after a disconnect
+   * or failover it resumes from the last id seen + 1 on the next replica. End
+   * it with `break` or `options.signal`.
    */
   tail(log: string, options: TailOptions = {}): AsyncGenerator<Entry> {
     this.checkOpen();

@@ -80,6 +80,19 @@ export class SequenceError extends TernServerError {
   }
 }
 
+/**
+ * 409 TIME_BEHIND: the append's own time (`timeMs`) is below the log's last
+ * time (times never decrease within a log; the message gives the last one).
+ * Not applied, and a retry with the same time can only fail the same way:
+ * the client never retries it.
+ */
+export class TimeBehindError extends TernServerError {
+  override name = 'TimeBehindError';
+  constructor(code: string, message: string, details: TernClientErrorDetails & { status: number }) {
+    super(code, message, { ...details, maybeApplied: false });
+  }
+}
+
 /** The connection to a replica failed. `maybeApplied` is false only when the request was certainly never sent (refused). */
 export class ConnectionError extends TernClientError {
   override name = 'ConnectionError';
@@ -123,6 +136,7 @@ export function errorFromAnswer(status: number, body: unknown, retryAfter: strin
     ...(retryAfter !== undefined && Number.isFinite(Number(retryAfter)) ? { retryAfterMs: Number(retryAfter) * 1000 } : {}),
   };
   if (code === 'LOG_NOT_FOUND') return new LogNotFoundError(code, message, details);
+  if (code === 'TIME_BEHIND') return new TimeBehindError(code, message, details);
   if (status === 401 || status === 403) return new AuthError(code, message, details);
   if (code === 'SEQUENCE_GAP' || code === 'SEQUENCE_STALE') {
     return new SequenceError(code, message, { ...details, ...(typeof e?.expectedSeq === 'number' ? { expectedSeq: e.expectedSeq } : {}) });

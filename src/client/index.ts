@@ -7,9 +7,9 @@
  *     const id = await client.producer('orders').append('hello');
  */
 export { TernClient, createClient, DEFAULT_CLUSTER_FILE, type ClientOptions, type ResolvedClientOptions } from './client.js';
-export { Producer, PRODUCER_ID_PATTERN, type ProducerOptions, type ProducerStats } from './producer.js';
+export { Producer, PRODUCER_ID_PATTERN, type AppendOptions, type ProducerOptions, type ProducerStats } from './producer.js';
 export type { TailOptions } from './tail.js';
-export type { AppendAnswer, Entry, EntryData, LogStatus, ReadPage, RecoverAnswer, SegmentStatus } from './types.js';
+export type { AppendAnswer, Appended, Entry, EntryData, LogStatus, ReadPage, ReadStart, RecoverAnswer, SegmentStatus, TimeOffset } from './types.js';
 export type { BackoffOptions, RetryMode } from './retry.js';
 export type { BatchLimits } from './batch.js';
 export { parseClusterFile, parseUrlList, type ClusterDescription, type ReplicaAddress } from './cluster-file.js';
@@ -22,6 +22,7 @@ export {
   SequenceError,
   TernClientError,
   TernServerError,
+  TimeBehindError,
   UnavailableError,
   type ClientErrorCode,
 } from './errors.js';

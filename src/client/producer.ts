@@ -15,17 +15,33 @@
  * Not idempotent (`idempotent: false`): plain appends; a failure that may
  * have applied the batch is never retried but reported with maybeApplied:
  * true, and up to `maxInFlight` batches ride at once.
+ *
+ * An append may give its entry's own time (`timeMs`, sent as Tern-Time-Ms);
+ * a batch holds entries of one time only. The server refuses a time below the
+ * log's last (TimeBehindError, not applied): that is final, never retried.
  */
 import { randomUUID } from 'node:crypto';
 import { FRAMES_CONTENT_TYPE, encodeFrames } from '../frames.js';
 import { ClosedError, SequenceError, TernClientError, TernServerError } from './errors.js';
 import { batchIsFull, DEFAULT_BATCH_LIMITS, nextBatchSize, type BatchLimits } from './batch.js';
+import { checkedTime } from './entries.js';
 import { jsonOf } from './transport.js';
-import { toBuffer, type AppendAnswer, type EntryData } from './types.js';
+import { toBuffer, type AppendAnswer, type Appended, type EntryData } from './types.js';
 import type { TernClient } from './client.js';
 
 /** Producer ids the server accepts (README, Idempotent producer). */
 export const PRODUCER_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The header of an append's own time; the append route's own name (the client keeps its copy). */
+const TIME_HEADER = 'tern-time-ms';
+
+export interface AppendOptions {
+  /**
+   * The entry's own time, ms since the Unix epoch (for callers with their own clock or oracle),
+   * at least the log's last time (else TimeBehindError, not applied) and at most the server's
+   * --max-future-time-ms ahead of its clock. @default the leader's clock
+   */
+  timeMs?: number;
+}
 
 export interface ProducerOptions extends Partial<BatchLimits> {
   /** Retry-safe appends with a producer id and sequence. @default true */
@@ -46,9 +62,16 @@ export interface ProducerOptions extends Partial<BatchLimits> {
   maxInFlight?: number;
 }
 
+/** A batch's answer: the id of its first entry and the time all its entries share (see AppendAnswer.timeMs). */
+interface BatchAnswer {
+  firstId: number;
+  timeMs: number | undefined;
+}
+
 interface Pending {
   data: Buffer;
-  resolve(id: number): void;
+  timeMs: number | undefined;
+  resolve(id: number, timeMs: number | undefined): void;
   reject(err: unknown): void;
 }
 
@@ -103,29 +126,43 @@ export class Producer {
   }
 
   /** Appends one entry; resolves with its id once a quorum holds it. */
-  append(data: EntryData): Promise<number> {
-    if (this.closing) return Promise.reject(new ClosedError('the producer is closed', 'CLOSED', false));
-    const buf = toBuffer(data);
-    return new Promise<number>((resolve, reject) => {
-      this.queue.push({ data: buf, resolve, reject });
-      this.queuedBytes += buf.length;
-      if (batchIsFull(this.queue, this.queuedBytes, this.limits)) this.pump();
-      else if (!this.cancelLinger && !this.lingerDone) {
-        const lingered = () => {
-          this.cancelLinger = undefined;
-          this.lingerDone = true;
-          this.pump();
-        };
-        // setTimeout(0) waits a millisecond; setImmediate runs once this turn's appends are queued.
-        if (this.lingerMs > 0) {
-          const timer = setTimeout(lingered, this.lingerMs);
-          this.cancelLinger = () => clearTimeout(timer);
-        } else {
-          const immediate = setImmediate(lingered);
-          this.cancelLinger = () => clearImmediate(immediate);
-        }
+  append(data: EntryData, options: AppendOptions = {}): Promise<number> {
+    return new Promise<number>((resolve, reject) => this.enqueue(data, options, resolve, reject));
+  }
+
+  /** Appends one entry as `append` does; resolves with its id and its time. */
+  send(data: EntryData, options: AppendOptions = {}): Promise<Appended> {
+    return new Promise<Appended>((resolve, reject) => this.enqueue(data, options, (id, timeMs) => resolve(timeMs === undefined ? { id } : { id, timeMs }), reject));
+  }
+
+  private enqueue(data: EntryData, options: AppendOptions, resolve: Pending['resolve'], reject: Pending['reject']): void {
+    if (this.closing) return reject(new ClosedError('the producer is closed', 'CLOSED', false));
+    let buf: Buffer;
+    let timeMs: number | undefined;
+    try {
+      buf = toBuffer(data);
+      timeMs = options.timeMs === undefined ? undefined : checkedTime(options.timeMs, 'timeMs');
+    } catch (err) {
+      return reject(err);
+    }
+    this.queue.push({ data: buf, timeMs, resolve, reject });
+    this.queuedBytes += buf.length;
+    if (batchIsFull(this.queue, this.queuedBytes, this.limits)) this.pump();
+    else if (!this.cancelLinger && !this.lingerDone) {
+      const lingered = () => {
+        this.cancelLinger = undefined;
+        this.lingerDone = true;
+        this.pump();
+      };
+      // setTimeout(0) waits a millisecond; setImmediate runs once this turn's appends are queued.
+      if (this.lingerMs > 0) {
+        const timer = setTimeout(lingered, this.lingerMs);
+        this.cancelLinger = () => clearTimeout(timer);
+      } else {
+        const immediate = setImmediate(lingered);
+        this.cancelLinger = () => clearImmediate(immediate);
       }
-    });
+    }
   }
 
   /** Sends what waits now and resolves once every append made so far is answered. */
@@ -175,10 +212,10 @@ export class Producer {
 
   private async sendBatch(batch: Pending[]): Promise<void> {
     try {
-      const firstId = await this.sendWithSequence(batch);
+      const { firstId, timeMs } = await this.sendWithSequence(batch);
       this.stats.appended += batch.length;
       this.stats.batches++;
-      batch.forEach((p, i) => p.resolve(firstId + i));
+      batch.forEach((p, i) => p.resolve(firstId + i, timeMs));
     } catch (err) {
       // The server refuses a batch whole (it is atomic): one entry over a limit must not fail the
       // others that happened to share its request. Halves go on their own (nothing was applied).
@@ -192,19 +229,20 @@ export class Producer {
     }
   }
 
-  /** Sends the batch; with an idempotent producer, handles the sequence bookkeeping. Returns the first id. */
-  private async sendWithSequence(batch: Pending[]): Promise<number> {
+  /** Sends the batch; with an idempotent producer, handles the sequence bookkeeping. Returns the first id and the entries' time. */
+  private async sendWithSequence(batch: Pending[]): Promise<BatchAnswer> {
     const n = batch.length;
     const body = n === 1 ? batch[0]!.data : encodeFrames(batch.map((p) => p.data));
-    const contentType = n === 1 ? 'application/octet-stream' : FRAMES_CONTENT_TYPE;
-    if (!this.idempotent) return this.post(body, contentType, {}, 'unsafe');
+    const timeMs = batch[0]!.timeMs;
+    const headers: Record<string, string> = { 'content-type': n === 1 ? 'application/octet-stream' : FRAMES_CONTENT_TYPE, ...(timeMs === undefined ? {} : { [TIME_HEADER]: String(timeMs) }) };
+    if (!this.idempotent) return this.post(body, headers, 'unsafe');
     for (let realigned = false; ; realigned = true) {
       const seq = this.seq;
       try {
-        const firstId = await this.post(body, contentType, { 'tern-producer-id': this.producerId!, 'tern-producer-seq': String(seq) }, 'safe');
+        const answer = await this.post(body, { ...headers, 'tern-producer-id': this.producerId!, 'tern-producer-seq': String(seq) }, 'safe');
         this.seq = seq + n;
         this.unknownSince = undefined;
-        return firstId;
+        return answer;
       } catch (err) {
         // An earlier batch given up as unknown was in fact not applied: the server expects
         // its sequence again. Take it (nothing between was applied) and send this batch there.
@@ -226,11 +264,11 @@ export class Producer {
     }
   }
 
-  private async post(body: Buffer | Buffer[], contentType: string, headers: Record<string, string>, mode: 'safe' | 'unsafe'): Promise<number> {
+  private async post(body: Buffer | Buffer[], headers: Record<string, string>, mode: 'safe' | 'unsafe'): Promise<BatchAnswer> {
     const path = `/v1/logs/${encodeURIComponent(this.log)}/entries`;
     const answer = await this.client.call({ leaderOf: this.log, mode, ...(this.deadlineMs !== undefined ? { deadlineMs: this.deadlineMs } : {}) }, async (url) =>
     {
-      const sent = await this.client.send(url, path, { method: 'POST', headers: { 'content-type': contentType, ...headers }, body });
+      const sent = await this.client.send(url, path, { method: 'POST', headers, body });
       const parsed = jsonOf<AppendAnswer>(sent);
       this.client.noteLeader(this.log, sent);
       return parsed;
@@ -238,6 +276,6 @@ export class Producer {
     if (answer.duplicate) this.stats.duplicates++;
     const firstId = answer.firstId ?? answer.id;
     if (typeof firstId !== 'number') throw new TernClientError('BAD_ANSWER', 'append answer without an id', { maybeApplied: true });
-    return firstId;
+    return { firstId, timeMs: answer.timeMs };
   }
 }

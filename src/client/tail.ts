@@ -1,22 +1,23 @@
 /**
  * The streaming tail: `GET /v1/logs/{log}/entries?from=ID&follow=true`
- * answers a chunked frames body that grows as entries commit, on any replica.
- * The stream may end at any time (failover, the replica stopping, a slow
- * reader cut off); the tail then resumes from the last id seen + 1, on the
- * next replica after a failure. Only answers that no retry can change end it:
+ * answers a chunked body of timed frames that grows as entries commit, on any
+ * replica. A tail from a time asks `fromTime=T` until a stream has started,
+ * whose `tern-from-id` says the id that time begins at; from then on it goes
+ * by id. The stream may end at any time (failover, the replica stopping, a
+ * slow reader cut off); the tail then resumes from the last id seen + 1, on
+ * the next replica after a failure. Only answers that no retry can change end it:
  * the log does not exist, the ids are truncated, the token is refused.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ClosedError, ConnectionError, TernServerError } from './errors.js';
+import { ClosedError, ConnectionError, TernClientError, TernServerError } from './errors.js';
 import { backoffDelayMs, isTransient, retryDelayMs } from './retry.js';
 import { header, jsonOf } from './transport.js';
-import { FRAMES_CONTENT_TYPE, FrameStreamDecoder } from '../frames.js';
-import type { Entry } from './types.js';
+import { ENTRIES_ACCEPT, frameStreamDecoder, startQuery } from './entries.js';
+import type { Entry, ReadStart } from './types.js';
 import type { TernClient } from './client.js';
 
-export interface TailOptions {
-  /** The first id to deliver. @default 0 */
-  from?: number;
+/** Where the tail starts: `from` (the first id to deliver, default 0) or `fromTime` (the first entry at or after it). */
+export interface TailOptions extends ReadStart {
   /** Ends the tail (the iterator returns). */
   signal?: AbortSignal;
   /** A stream silent this long (no entry, no keep-alive) is presumed dead and reopened. @default 30000 */
@@ -26,10 +27,16 @@ export interface TailOptions {
 const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 
 export async function* tail(client: TernClient, log: string, options: TailOptions): AsyncGenerator<Entry> {
-  let next = options.from ?? 0;
+  /** The next id to deliver; undefined until a stream from `fromTime` has said where that time begins. */
+  let next = options.fromTime === undefined ? (options.from ?? 0) : undefined;
+  const first = startQuery(options);
   let failures = 0;
   let replica = 0;
-  const path = (from: number) => `/v1/logs/${encodeURIComponent(log)}/entries?from=${from}&follow=true`;
+  const path = () => {
+    const q = next === undefined ? first : new URLSearchParams({ from: String(next) });
+    q.set('follow', 'true');
+    return `/v1/logs/${encodeURIComponent(log)}/entries?${q}`;
+  };
   while (!options.signal?.aborted) {
     client.checkOpen();
     const url = client.replicaUrl(replica);
@@ -38,8 +45,8 @@ export async function* tail(client: TernClient, log: string, options: TailOption
     options.signal?.addEventListener('abort', onAbort, { once: true });
     let delivered = 0;
     try {
-      const res = await client.transport.stream(url, path(next), {
-        headers: { accept: FRAMES_CONTENT_TYPE },
+      const res = await client.transport.stream(url, path(), {
+        headers: { accept: ENTRIES_ACCEPT },
         headersTimeoutMs: client.options.requestTimeoutMs,
         idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
         signal: abort.signal,
@@ -50,10 +57,14 @@ export async function* tail(client: TernClient, log: string, options: TailOption
         jsonOf({ status: res.status, headers: res.headers, body: Buffer.concat(chunks) });
       }
       // Ids are implied: the first is the tern-from-id header's (else the `from` asked for), each entry the next.
-      let id = Number(header(res.headers, 'tern-from-id') ?? next);
-      const decoder = new FrameStreamDecoder();
+      const fromId = header(res.headers, 'tern-from-id') ?? next;
+      if (fromId === undefined) throw new TernClientError('BAD_ANSWER', 'a tail from a time answered without tern-from-id');
+      let id = Number(fromId);
+      next ??= id;
+      const decoder = frameStreamDecoder(res.headers);
       for await (const chunk of res.body) {
-        for (const data of decoder.push(chunk).entries) {
+        const { entries, times } = decoder.push(chunk);
+        for (let i = 0; i < entries.length; i++) {
           const entryId = id++;
           // A replica that trails may start below what was delivered: never deliver an id twice.
           if (entryId < next) continue;
@@ -61,7 +72,7 @@ export async function* tail(client: TernClient, log: string, options: TailOption
           delivered++;
           failures = 0;
           // A copy, so an entry the caller keeps does not pin the whole chunk.
-          yield { id: entryId, data: Buffer.from(data) };
+          yield { id: entryId, timeMs: times?.[i] ?? 0, data: Buffer.from(entries[i]!) };
         }
       }
       // A clean end (the server closed the stream). With nothing delivered it may be a

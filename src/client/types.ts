@@ -6,14 +6,32 @@ import type { LogStatus } from '../replica/types.js';
 export type { LogStatus };
 export type SegmentStatus = LogStatus['segments'][number];
 
-/** An entry of a log: its id and its bytes. */
+/** An entry of a log: its id, its time and its bytes. */
 export interface Entry {
   id: number;
+  /** Milliseconds since the Unix epoch, given by the leader when it gave the id (never decreasing in id order); 0 for entries written before timestamps. */
+  timeMs: number;
   data: Buffer;
 }
 
+/** Where a read or tail starts: at an id, or at the first entry whose time is at least `fromTime` (ms since the Unix epoch). At most one of them. */
+export interface ReadStart {
+  /** The first id. @default 0 */
+  from?: number;
+  /** The first entry at or after this time (ms since the Unix epoch), as `offsetForTime` finds it. */
+  fromTime?: number;
+}
+
+/** `GET /v1/logs/{log}/offsets?time=T`: the first retained, committed entry at or after `time`, or (none yet) the next id to commit and `timeMs: null`. */
+export interface TimeOffset {
+  log: string;
+  time: number;
+  id: number;
+  timeMs: number | null;
+}
+
 export interface ReadPage {
-  entries: { id: number; data: Buffer }[];
+  entries: Entry[];
   /** The id to read from next. */
   nextId: number;
   /** The highest committed id the serving replica knows. */
@@ -33,7 +51,15 @@ export interface AppendAnswer {
   firstId?: number;
   lastId?: number;
   epoch: number;
+  /** The entries' time; absent on a duplicate whose entries the leader no longer holds in memory. */
+  timeMs?: number;
   duplicate?: boolean;
+}
+
+/** What `Producer.send` resolves with: the entry's id and time (see AppendAnswer.timeMs for when it is absent). */
+export interface Appended {
+  id: number;
+  timeMs?: number;
 }
 
 /** What `append` accepts as an entry: bytes, or a string sent as UTF-8. */

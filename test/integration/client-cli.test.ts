@@ -1,11 +1,13 @@
 /**
  * The client commands of the `tern` CLI against a real cluster: stdin lines
- * to `tern append`, `tern read --json`, the log commands, and exit codes
+ * to `tern append`, `tern read --json`, reads by time (`--since`,
+ * `--from-time`, `tern log offset`), the log commands, and exit codes
  * (README, Commands): 2 usage, 3 no such log, 4 unavailable.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { freePort } from '../../src/cli/processes.js';
+import { createClient } from '../../src/client/index.js';
 import { readAll, startTestCluster } from '../support/cluster.js';
 import { tern } from '../support/tern-cli.js';
 
@@ -25,6 +27,7 @@ describe('tern client commands', () => {
     expect(created.stdout).toMatch(/^created: lines/);
 
     const lines = Array.from({ length: 500 }, (_, i) => `line ${i}`);
+    const before = Date.now();
     const appended = await tern(['append', 'lines', '--cluster', urls], lines.join('\n') + '\n');
     expect(appended.code, appended.stderr).toBe(0);
     expect(appended.stdout).toBe('appended: 500 entries, ids 0..499\n');
@@ -33,14 +36,42 @@ describe('tern client commands', () => {
 
     const read = await tern(['read', 'lines', '--from', '498', '--json', '--cluster', urls]);
     expect(read.code, read.stderr).toBe(0);
-    expect(read.stdout.trim().split('\n').map((l) => JSON.parse(l))).toEqual([
-      { id: 498, data: Buffer.from('line 498').toString('base64'), text: 'line 498' },
-      { id: 499, data: Buffer.from('line 499').toString('base64'), text: 'line 499' },
-      { id: 500, data: Buffer.from('the last').toString('base64'), text: 'the last' },
+    const json = read.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(json).toEqual([
+      { id: 498, timeMs: expect.any(Number), data: Buffer.from('line 498').toString('base64'), text: 'line 498' },
+      { id: 499, timeMs: expect.any(Number), data: Buffer.from('line 499').toString('base64'), text: 'line 499' },
+      { id: 500, timeMs: expect.any(Number), data: Buffer.from('the last').toString('base64'), text: 'the last' },
     ]);
+    for (const e of json) expect(e.timeMs).toBeGreaterThanOrEqual(before - 1000);
     const limited = await tern(['read', 'lines', '--from', '10', '--limit', '3', '--cluster', urls]);
-    expect(limited.stdout).toBe('10\tline 10\n11\tline 11\n12\tline 12\n');
+    expect(limited.stdout).toMatch(/^10\t\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\tline 10\n11\t\S+\tline 11\n12\t\S+\tline 12\n$/);
     expect((await readAll(cluster.replicas[0]!.clientUrl, 'lines')).map((e) => e.data.toString())).toEqual([...lines, 'the last']);
+  });
+
+  it('reads from a time (--from-time, --since), prints each entry\'s time, and finds the offset of a time', async () => {
+    await tern(['log', 'create', 'clock', '--cluster', urls]);
+    const client = createClient(urls.split(','));
+    // Own times an hour back make --since exact: 30m takes the last two, 2h all three.
+    const t0 = Date.now() - 3_600_000;
+    try {
+      const producer = client.producer('clock', { lingerMs: 0 });
+      for (const [i, dt] of [0, 40 * 60_000, 50 * 60_000].entries()) await producer.append(`at ${i}`, { timeMs: t0 + dt });
+    } finally {
+      await client.close();
+    }
+    const iso = (t: number) => new Date(t).toISOString();
+    const byTime = await tern(['read', 'clock', '--from-time', iso(t0 + 1), '--cluster', urls]);
+    expect(byTime.code, byTime.stderr).toBe(0);
+    expect(byTime.stdout).toBe(`1\t${iso(t0 + 40 * 60_000)}\tat 1\n2\t${iso(t0 + 50 * 60_000)}\tat 2\n`);
+    const byMs = await tern(['read', 'clock', '--from-time', String(t0 + 50 * 60_000), '--json', '--cluster', urls]);
+    expect(byMs.stdout.trim().split('\n').map((l) => JSON.parse(l).id)).toEqual([2]);
+    expect((await tern(['read', 'clock', '--since', '30m', '--cluster', urls])).stdout).toMatch(/^1\t.*\n2\t.*\n$/);
+    expect((await tern(['read', 'clock', '--since', '2h', '--cluster', urls])).stdout.split('\n')).toHaveLength(4);
+
+    const offset = await tern(['log', 'offset', 'clock', '--time', iso(t0 + 1), '--cluster', urls]);
+    expect(offset.stdout).toBe(`id 1 (time ${iso(t0 + 40 * 60_000)})\n`);
+    const none = await tern(['log', 'offset', 'clock', '--time', String(t0 + 51 * 60_000), '--json', '--cluster', urls]);
+    expect(JSON.parse(none.stdout)).toEqual({ log: 'clock', time: t0 + 51 * 60_000, id: 3, timeMs: null });
   });
 
   it('lists, shows status, truncates and hands off', async () => {
@@ -103,6 +134,6 @@ describe('tern client commands on a TLS cluster that requires tokens', () => {
     expect(anonymous.code, anonymous.stderr).toBe(5);
     expect(anonymous.stderr).toMatch(/UNAUTHENTICATED/);
     const withToken = await tern(['read', 'secure', '--cluster', urls, '--ca', cluster.tls!.ca, '--token', cluster.adminToken!]);
-    expect(withToken.stdout).toBe('0\tone\n1\ttwo\n');
+    expect(withToken.stdout).toMatch(/^0\t\S+Z\tone\n1\t\S+Z\ttwo\n$/);
   });
 });

@@ -1,11 +1,12 @@
 /**
  * tern/client against a real local cluster (etcd, s3rver, three replica
  * processes): log commands, batching producer, read paging, truncation,
- * handoff, leader caching (seen in the replicas' own append counters), and a
- * leader SIGKILLed while a producer appends.
+ * handoff, leader caching (seen in the replicas' own append counters), times
+ * (own times, TIME_BEHIND, reads, tails and offsets by time), and a leader
+ * SIGKILLed while a producer appends.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClient, LogNotFoundError, TernServerError, type TernClient } from '../../src/client/index.js';
+import { createClient, LogNotFoundError, TernServerError, TimeBehindError, type Entry, type TernClient } from '../../src/client/index.js';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { createLogWithLeader } from '../support/client.js';
 import { clusterPerTest, eventually, http, readAll, startTestCluster } from '../support/cluster.js';
@@ -116,6 +117,52 @@ describe('tern/client on a real cluster', () => {
     const byId = Object.fromEntries(cluster.replicas.map((r, i) => [r.id, answered[i]]));
     expect(byId[first]).toBe(1);
     expect(byId[target]).toBe(9);
+  });
+
+  it('gives entries their times: own times, TIME_BEHIND not applied, reads, offsets and a tail from a time', async () => {
+    await createLogWithLeader(client, 'timed');
+    const producer = client.producer('timed', { lingerMs: 5 });
+    const t0 = Date.now();
+    const sent = await Promise.all([producer.send('a', { timeMs: t0 }), producer.send('b', { timeMs: t0 }), producer.send('c', { timeMs: t0 + 1000 }), producer.send('d', { timeMs: t0 + 2000 })]);
+    expect(sent).toEqual([{ id: 0, timeMs: t0 }, { id: 1, timeMs: t0 }, { id: 2, timeMs: t0 + 1000 }, { id: 3, timeMs: t0 + 2000 }]);
+    const all = (await client.read('timed')).entries;
+    expect(all.map((e) => `${e.id}@${e.timeMs - t0}:${e.data}`)).toEqual(['0@0:a', '1@0:b', '2@1000:c', '3@2000:d']);
+    // The times the client reads from timed frames are the server's JSON times (on every replica, once it knows the commit).
+    for (const r of cluster.replicas) {
+      await eventually(async () => {
+        const json = (await http(`${r.clientUrl}/v1/logs/timed/entries`)).json() as { entries: { id: number; timeMs: number }[] };
+        expect(json.entries.map((e) => e.timeMs)).toEqual(all.map((e) => e.timeMs));
+      });
+    }
+
+    const late = await producer.append('late', { timeMs: t0 + 1999 }).catch((e) => e);
+    expect(late).toBeInstanceOf(TimeBehindError);
+    expect([late.status, late.maybeApplied]).toEqual([409, false]);
+    expect(late.message).toContain(String(t0 + 2000));
+
+    const fromTime = [];
+    for await (const e of client.entries('timed', { fromTime: t0 + 500, pageSize: 1 })) fromTime.push(e.id);
+    expect(fromTime).toEqual([2, 3]);
+    expect(await client.offsetForTime('timed', t0 + 1000)).toEqual({ log: 'timed', time: t0 + 1000, id: 2, timeMs: t0 + 1000 });
+    expect(await client.offsetForTime('timed', t0 + 5000)).toEqual({ log: 'timed', time: t0 + 5000, id: 4, timeMs: null });
+
+    // A tail from a time past every entry starts at the next id and carries what commits.
+    const ac = new AbortController();
+    const tailed: Entry[] = [];
+    const tailing = (async () => {
+      for await (const e of client.tail('timed', { fromTime: t0 + 3000, signal: ac.signal })) tailed.push(e);
+    })();
+    const e = await eventually(async () => {
+      const appended = await producer.send('e', { timeMs: t0 + 3000 });
+      expect(tailed.length).toBeGreaterThan(0);
+      return appended;
+    });
+    ac.abort();
+    await tailing;
+    expect(e.id).toBeGreaterThanOrEqual(4);
+    // Nothing below the time, nothing skipped from the first id at or after it.
+    expect(tailed[0]).toMatchObject({ id: 4, timeMs: t0 + 3000 });
+    expect(tailed.map((x) => x.id)).toEqual(tailed.map((_, i) => 4 + i));
   });
 
   it('gives typed errors: LogNotFoundError with the server code and status', async () => {

@@ -8,14 +8,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient, type TernClient } from '../../src/client/index.js';
-import { AuthError, ConnectionError, LogNotFoundError, SequenceError, TernServerError, UnavailableError, errorFromAnswer, connectionError } from '../../src/client/errors.js';
+import { AuthError, ConnectionError, LogNotFoundError, SequenceError, TernServerError, TimeBehindError, UnavailableError, errorFromAnswer, connectionError } from '../../src/client/errors.js';
 import { backoffDelayMs, retryDelayMs, shouldRetry } from '../../src/client/retry.js';
 import { batchIsFull, nextBatchSize } from '../../src/client/batch.js';
 import { looksLikeUrls, parseClusterFile, parseUrlList } from '../../src/client/cluster-file.js';
 import { resolveClientOptions } from '../../src/client/client.js';
-import { FrameStreamDecoder, KEEP_ALIVE_LENGTH, decodeFrames, encodeFrames } from '../../src/frames.js';
+import { FrameStreamDecoder, KEEP_ALIVE_LENGTH, TIMED_FRAMES_CONTENT_TYPE, decodeFrames, encodeFrames, encodeTimedFrames } from '../../src/frames.js';
 import { entryJson, entryLine, table, textOf } from '../../src/cli/client-output.js';
-import { exitCodeOf, planCommand } from '../../src/cli/client-commands.js';
+import { exitCodeOf, planCommand, startOf } from '../../src/cli/client-commands.js';
+import { parseDuration, parseSize, parseTime } from '../../src/cli/units.js';
 import { ConfigError } from '../../src/replica/config.js';
 import { freePort } from '../../src/cli/processes.js';
 
@@ -60,6 +61,9 @@ describe('backoff and retry rules', () => {
     expect(gap).toBeInstanceOf(SequenceError);
     expect((gap as SequenceError).expectedSeq).toBe(7);
     expect(gap.maybeApplied).toBe(false);
+    const behind = errorFromAnswer(409, { error: { code: 'TIME_BEHIND', message: 'below 5' } }, undefined);
+    expect(behind).toBeInstanceOf(TimeBehindError);
+    expect([behind.maybeApplied, shouldRetry(behind, 'safe')]).toEqual([false, false]);
     const odd = errorFromAnswer(502, '<html>', undefined);
     expect([odd.code, odd.status]).toEqual(['HTTP_502', 502]);
   });
@@ -74,6 +78,15 @@ describe('batching', () => {
     expect(batchIsFull(q(1, 1), 2, { maxBatchEntries: 2, maxBatchBytes: 100 })).toBe(true);
     expect(batchIsFull(q(60), 60, { maxBatchEntries: 10, maxBatchBytes: 50 })).toBe(true);
     expect(batchIsFull(q(1), 1, { maxBatchEntries: 2, maxBatchBytes: 100 })).toBe(false);
+  });
+
+  it('keeps entries of different own times (or none) apart: a batch has one time', () => {
+    const timed = (...times: (number | undefined)[]) => times.map((timeMs) => ({ data: Buffer.alloc(1), timeMs }));
+    const limits = { maxBatchEntries: 10, maxBatchBytes: 1000 };
+    expect(nextBatchSize(timed(5, 5, 6, 6), limits)).toBe(2);
+    expect(nextBatchSize(timed(undefined, undefined, 5), limits)).toBe(2);
+    expect(nextBatchSize(timed(5, undefined), limits)).toBe(1);
+    expect(nextBatchSize(timed(7, 7, 7), limits)).toBe(3);
   });
 });
 
@@ -125,14 +138,17 @@ describe('CLI output and arguments', () => {
     expect(textOf(Buffer.from('héllo\tx'))).toBe('héllo\tx');
     expect(textOf(Buffer.from([0xff, 0x00]))).toBeUndefined();
     expect(textOf(Buffer.from('a\nb'))).toBeUndefined();
-    expect(entryLine({ id: 3, data: Buffer.from('hi') })).toBe('3\thi');
-    expect(entryLine({ id: 4, data: Buffer.from([0xff]) })).toBe('4\tbase64:/w==');
-    expect(JSON.parse(entryJson({ id: 5, data: Buffer.from('hi') }))).toEqual({ id: 5, data: 'aGk=', text: 'hi' });
+    const t = Date.UTC(2026, 11, 3, 16, 40, 1, 5);
+    expect(entryLine({ id: 3, timeMs: t, data: Buffer.from('hi') })).toBe('3\t2026-12-03T16:40:01.005Z\thi');
+    expect(entryLine({ id: 4, timeMs: t, data: Buffer.from([0xff]) })).toBe('4\t2026-12-03T16:40:01.005Z\tbase64:/w==');
+    // Written before timestamps: no time to show.
+    expect(entryLine({ id: 4, timeMs: 0, data: Buffer.from('old') })).toBe('4\t-\told');
+    expect(JSON.parse(entryJson({ id: 5, timeMs: t, data: Buffer.from('hi') }))).toEqual({ id: 5, timeMs: t, data: 'aGk=', text: 'hi' });
     expect(table([['a', 'bb'], ['ccc', 'd']])).toBe('a    bb\nccc  d');
   });
 
   it('refuses bad usage before connecting (exit 2) and maps failures to exit codes', () => {
-    for (const [cmd, args] of [['read', []], ['read', ['x', '--from', '-1']], ['log', ['frob']], ['log', ['truncate', 'x']], ['log', ['recover', 'x']], ['append', []], ['tail', ['x', '--bogus']]] as const) {
+    for (const [cmd, args] of [['read', []], ['read', ['x', '--from', '-1']], ['read', ['x', '--from', '1', '--since', '10m']], ['read', ['x', '--since', '10']], ['tail', ['x', '--from-time', 'yesterday']], ['log', ['offset', 'x']], ['log', ['offset', 'x', '--time', '5m']], ['log', ['frob']], ['log', ['truncate', 'x']], ['log', ['recover', 'x']], ['append', []], ['tail', ['x', '--bogus']]] as const) {
       expect(() => planCommand(cmd, [...args]), `${cmd} ${args.join(' ')}`).toThrow(ConfigError);
     }
     expect(exitCodeOf(errorFromAnswer(404, { error: { code: 'LOG_NOT_FOUND', message: '' } }, undefined))).toBe(3);
@@ -141,6 +157,26 @@ describe('CLI output and arguments', () => {
     expect(exitCodeOf(errorFromAnswer(401, { error: { code: 'UNAUTHENTICATED', message: '' } }, undefined))).toBe(5);
     expect(exitCodeOf(errorFromAnswer(409, { error: { code: 'TOO_MANY_LOGS', message: '' } }, undefined))).toBe(1);
     expect(exitCodeOf(new ConfigError('x'))).toBe(2);
+  });
+
+  it('reads durations, sizes and times in the units the flags document', () => {
+    expect([parseDuration('30s', 'f'), parseDuration('10m', 'f'), parseDuration('2h', 'f'), parseDuration('7d', 'f'), parseDuration('250ms', 'f')]).toEqual([30_000, 600_000, 7_200_000, 604_800_000, 250]);
+    for (const bad of ['10', '0s', '-1m', '1.5h', '3w', 'm', '']) expect(() => parseDuration(bad, '--since'), bad).toThrow(ConfigError);
+    expect([parseSize('4096', 'f'), parseSize('10GiB', 'f'), parseSize('512MiB', 'f'), parseSize('2KB', 'f'), parseSize('1TB', 'f')]).toEqual([4096, 10 * 2 ** 30, 512 * 2 ** 20, 2000, 1e12]);
+    for (const bad of ['0', '10gb', '1.5GiB', 'GiB', '10 GiB']) expect(() => parseSize(bad, '--max-bytes'), bad).toThrow(ConfigError);
+    expect(parseTime('2026-12-03T16:00:00Z', 'f')).toBe(Date.UTC(2026, 11, 3, 16));
+    expect(parseTime('2026-12-03T16:00:00.250+01:00', 'f')).toBe(Date.UTC(2026, 11, 3, 15, 0, 0, 250));
+    expect(parseTime('1764777600000', 'f')).toBe(1764777600000);
+    for (const bad of ['yesterday', '12/03/2026', '2026-13-45T00:00:00Z', '-5']) expect(() => parseTime(bad, '--from-time'), bad).toThrow(ConfigError);
+  });
+
+  it('starts a read at --from, --since (counted back from now) or --from-time, one of them', () => {
+    const now = Date.UTC(2026, 11, 3, 17);
+    expect(startOf({}, now)).toBeUndefined();
+    expect(startOf({ from: '7' }, now)).toEqual({ from: 7 });
+    expect(startOf({ since: '10m' }, now)).toEqual({ fromTime: now - 600_000 });
+    expect(startOf({ 'from-time': '2026-12-03T16:00:00Z' }, now)).toEqual({ fromTime: Date.UTC(2026, 11, 3, 16) });
+    expect(() => startOf({ since: '10m', 'from-time': '5' }, now)).toThrow(/two ways/);
   });
 });
 
@@ -173,29 +209,37 @@ function client(urls: string[], extra: Parameters<typeof createClient>[1] = {}):
   return c;
 }
 
-/** A fake log: appends with producer dedup as the server contract says. */
+/** A fake log: appends with producer dedup and times (the leader's clock, 1000 + id here, or Tern-Time-Ms) as the server contract says. */
 function fakeLog() {
   const entries: Buffer[] = [];
-  const producers = new Map<string, { nextSeq: number; batches: Map<number, { firstId: number; n: number }> }>();
-  const requests: { seq: number | undefined; n: number }[] = [];
+  const producers = new Map<string, { nextSeq: number; batches: Map<number, { firstId: number; n: number; timeMs: number }> }>();
+  const requests: { seq: number | undefined; n: number; timeMs?: string }[] = [];
+  let lastTimeMs = 0;
   function append(req: IncomingMessage, body: Buffer, res: ServerResponse): void {
     const batch = req.headers['content-type'] === 'application/vnd.tern.frames' ? decodeFrames(body) : [body];
     const pid = req.headers['tern-producer-id'] as string | undefined;
     const seq = req.headers['tern-producer-seq'] === undefined ? undefined : Number(req.headers['tern-producer-seq']);
-    requests.push({ seq, n: batch.length });
+    const own = req.headers['tern-time-ms'] as string | undefined;
+    requests.push({ seq, n: batch.length, ...(own === undefined ? {} : { timeMs: own }) });
+    let p: { nextSeq: number; batches: Map<number, { firstId: number; n: number; timeMs: number }> } | undefined;
     if (pid !== undefined && seq !== undefined) {
-      const p = producers.get(pid) ?? { nextSeq: 0, batches: new Map() };
+      p = producers.get(pid) ?? { nextSeq: 0, batches: new Map() };
       producers.set(pid, p);
       const seen = p.batches.get(seq);
-      if (seen) return answer(res, 200, { firstId: seen.firstId, lastId: seen.firstId + seen.n - 1, epoch: 1, duplicate: true });
+      if (seen) return answer(res, 200, { firstId: seen.firstId, lastId: seen.firstId + seen.n - 1, epoch: 1, timeMs: seen.timeMs, duplicate: true });
       if (seq > p.nextSeq) return answer(res, 409, { error: { code: 'SEQUENCE_GAP', message: 'gap', expectedSeq: p.nextSeq, maybeApplied: false } });
       if (seq < p.nextSeq) return answer(res, 409, { error: { code: 'SEQUENCE_STALE', message: 'stale', maybeApplied: false } });
-      p.batches.set(seq, { firstId: entries.length, n: batch.length });
+    }
+    if (own !== undefined && Number(own) < lastTimeMs) return answer(res, 409, { error: { code: 'TIME_BEHIND', message: `below the log's last time ${lastTimeMs}; not applied`, maybeApplied: false } });
+    const firstId = entries.length;
+    const timeMs = own === undefined ? Math.max(lastTimeMs, 1000 + firstId) : Number(own);
+    lastTimeMs = timeMs;
+    if (p && seq !== undefined) {
+      p.batches.set(seq, { firstId, n: batch.length, timeMs });
       p.nextSeq = seq + batch.length;
     }
-    const firstId = entries.length;
     entries.push(...batch.map((b) => Buffer.from(b)));
-    answer(res, 200, batch.length === 1 && req.headers['content-type'] !== 'application/vnd.tern.frames' ? { id: firstId, epoch: 1 } : { firstId, lastId: entries.length - 1, epoch: 1 });
+    answer(res, 200, batch.length === 1 && req.headers['content-type'] !== 'application/vnd.tern.frames' ? { id: firstId, epoch: 1, timeMs } : { firstId, lastId: entries.length - 1, epoch: 1, timeMs });
   }
   return { entries, requests, append };
 }
@@ -317,6 +361,37 @@ describe('producer (against a fake server)', () => {
     expect(log.entries).toHaveLength(0);
   });
 
+  it('sends an own time as Tern-Time-Ms, batching only entries of one time, and gives each entry its time', async () => {
+    const log = fakeLog();
+    const { url } = await fakeServer((req, body, res) => (req.method === 'POST' ? log.append(req, body, res) : answer(res, 200, { log: 'l', leader: null })));
+    const producer = client([url]).producer('l', { lingerMs: 5 });
+    const sent = await Promise.all([producer.send('a', { timeMs: 5000 }), producer.send('b', { timeMs: 5000 }), producer.send('c', { timeMs: 6000 }), producer.send('d')]);
+    expect(sent).toEqual([{ id: 0, timeMs: 5000 }, { id: 1, timeMs: 5000 }, { id: 2, timeMs: 6000 }, { id: 3, timeMs: 6000 }]);
+    expect(log.requests).toEqual([{ seq: 0, n: 2, timeMs: '5000' }, { seq: 2, n: 1, timeMs: '6000' }, { seq: 3, n: 1 }]);
+    await expect(producer.send('e', { timeMs: -1 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+    await expect(producer.send('e', { timeMs: 1.5 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+    expect(log.requests).toHaveLength(3);
+  });
+
+  it('fails a time behind the log with TimeBehindError, not applied, sent once; the sequence is used again', async () => {
+    const log = fakeLog();
+    const { url } = await fakeServer((req, body, res) => (req.method === 'POST' ? log.append(req, body, res) : answer(res, 200, { log: 'l', leader: null })));
+    for (const idempotent of [true, false]) {
+      const producer = client([url]).producer('l', { lingerMs: 0, idempotent });
+      const before = log.requests.length;
+      const last = (await producer.send('now', { timeMs: 9000 + log.entries.length })).timeMs!;
+      const err = await producer.append('late', { timeMs: last - 1 }).catch((e) => e);
+      expect(err).toBeInstanceOf(TimeBehindError);
+      expect([err.code, err.status, err.maybeApplied]).toEqual(['TIME_BEHIND', 409, false]);
+      expect(err.message).toContain(String(last));
+      expect(log.requests.length - before).toBe(2);
+      expect(log.entries.map(String)).not.toContain('late');
+      const next = await producer.send('on time', { timeMs: last });
+      expect(next.timeMs).toBe(last);
+      if (idempotent) expect(log.requests.slice(before).map((r) => r.seq)).toEqual([0, 1, 1]);
+    }
+  });
+
   it('learns the leader from the status answer and sends appends there', async () => {
     const log = fakeLog();
     const hits: string[] = [];
@@ -379,6 +454,30 @@ describe('tail (against a fake server)', () => {
     expect(froms).toEqual([10, 12, 14]);
   });
 
+  it('from a time: asks fromTime until a stream says its first id, then resumes by id; entries carry their times', async () => {
+    const asked: string[] = [];
+    const { url } = await fakeServer((req, _body, res) => {
+      const q = new URL(req.url!, 'http://x').searchParams;
+      q.delete('follow');
+      asked.push(q.toString());
+      expect(req.headers.accept).toContain(TIMED_FRAMES_CONTENT_TYPE);
+      // The first attempt fails before any stream: the time is asked again.
+      if (asked.length === 1) return answer(res, 503, { error: { code: 'NOT_READY', message: 'x' } }, { 'retry-after': '0' });
+      const from = q.has('from') ? Number(q.get('from')) : 20;
+      res.writeHead(200, { 'content-type': TIMED_FRAMES_CONTENT_TYPE, 'tern-from-id': String(from) });
+      res.write(Buffer.concat(encodeTimedFrames([Buffer.from(`v${from}`), Buffer.from(`v${from + 1}`)], [7000 + from, 7000 + from + 1])));
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const got: string[] = [];
+    for await (const e of client([url]).tail('l', { fromTime: 7000 })) {
+      got.push(`${e.id}@${e.timeMs}:${e.data}`);
+      if (got.length === 4) break;
+    }
+    expect(got).toEqual(['20@7020:v20', '21@7021:v21', '22@7022:v22', '23@7023:v23']);
+    expect(asked).toEqual(['fromTime=7000', 'fromTime=7000', 'from=22']);
+    await expect((async () => { for await (const _ of client([url]).tail('l', { from: 1, fromTime: 5 })) void _; })()).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+  });
+
   it('ends with LogNotFoundError for a missing log, and stops on abort', async () => {
     const { url } = await fakeServer((_req, _body, res) => answer(res, 404, { error: { code: 'LOG_NOT_FOUND', message: 'no' } }));
     const c = client([url]);
@@ -410,5 +509,30 @@ describe('reads (against a fake server)', () => {
     const limited = [];
     for await (const e of c.entries('l', { limit: 4, pageSize: 3 })) limited.push(String(e.data));
     expect(limited).toEqual(['d0', 'd1', 'd2', 'd3']);
+  });
+
+  it('reads timed frames, or plain frames (time 0) from a replica that predates timestamps; starts at a time; finds the offset of a time', async () => {
+    const asked: string[] = [];
+    let timed = true;
+    const { url } = await fakeServer((req, _body, res) => {
+      const u = new URL(req.url!, 'http://x');
+      asked.push(`${u.pathname}?${u.searchParams}`);
+      if (u.pathname.endsWith('/offsets')) return answer(res, 200, { log: 'l', time: Number(u.searchParams.get('time')), id: 3, timeMs: 8003 });
+      const from = u.searchParams.has('from') ? Number(u.searchParams.get('from')) : 3;
+      const data = [Buffer.from(`d${from}`), Buffer.from(`d${from + 1}`)];
+      const body = timed ? encodeTimedFrames(data, [8000 + from, 8000 + from + 1]) : encodeFrames(data);
+      res.writeHead(200, { 'content-type': timed ? TIMED_FRAMES_CONTENT_TYPE : 'application/vnd.tern.frames', 'tern-from-id': String(from), 'tern-next-id': String(from + 2), 'tern-committed-id': '6' }).end(Buffer.concat(body));
+    });
+    const c = client([url]);
+    const byTime = [];
+    for await (const e of c.entries('l', { fromTime: 8003, pageSize: 2 })) byTime.push(`${e.id}@${e.timeMs}`);
+    expect(byTime).toEqual(['3@8003', '4@8004', '5@8005', '6@8006']);
+    expect(asked).toEqual(['/v1/logs/l/entries?fromTime=8003&limit=2', '/v1/logs/l/entries?from=5&limit=2']);
+    expect(await c.offsetForTime('l', 8002)).toEqual({ log: 'l', time: 8002, id: 3, timeMs: 8003 });
+    expect(asked.at(-1)).toBe('/v1/logs/l/offsets?time=8002');
+    timed = false;
+    expect((await c.read('l', { from: 0 })).entries.map((e) => `${e.id}@${e.timeMs}:${e.data}`)).toEqual(['0@0:d0', '1@0:d1']);
+    await expect(c.read('l', { from: 0, fromTime: 1 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+    await expect(c.offsetForTime('l', -1)).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
   });
 });
