@@ -1,6 +1,7 @@
 /**
  * The client commands of the `tern` CLI, on the client library:
- *   tern log create|list|status|delete|truncate|handoff|recover|offset ...
+ *   tern log create|retention|list|status|delete|truncate|handoff|recover|offset ...
+ *   tern reader commit|get|list|delete ...
  *   tern append LOG [DATA]      (no DATA: one entry per stdin line, batched)
  *   tern read LOG [--from ID | --since DURATION | --from-time TIME] [--limit N]
  *   tern tail LOG [--from ID | --since DURATION | --from-time TIME]
@@ -13,13 +14,13 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../replica/config.js';
-import { AuthError, ConnectionError, LogNotFoundError, TernClientError, TernServerError, UnavailableError } from '../client/errors.js';
+import { AuthError, ConnectionError, LogNotFoundError, ReaderNotFoundError, TernClientError, TernServerError, UnavailableError } from '../client/errors.js';
 import { DEFAULT_CLUSTER_FILE, TernClient } from '../client/client.js';
 import { looksLikeUrls } from '../client/cluster-file.js';
 import { ADMIN_TOKEN_FILE } from './cluster-auth.js';
-import type { ReadStart } from '../client/types.js';
-import { entryJson, entryLine, statusTable, timeText } from './client-output.js';
-import { parseDuration, parseTime } from './units.js';
+import type { ReadStart, RetentionPolicy } from '../client/types.js';
+import { entryJson, entryLine, readersTable, retentionText, statusTable, timeText } from './client-output.js';
+import { parseDuration, parseSize, parseTime } from './units.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, noSuchLog: 3, unavailable: 4, auth: 5, interrupted: 130 } as const;
 
@@ -32,7 +33,9 @@ const TTY_PROGRESS_EVERY_MS = 250;
 
 export function clientUsage(): string {
   return `Usage:
-  tern log create LOG                 create a log (idempotent)
+  tern log create LOG [LIMITS]        create a log (idempotent), with a retention policy
+  tern log retention LOG LIMITS|--none
+                                      replace an existing log's retention policy (--none: none)
   tern log list                       list the logs
   tern log status LOG                 leader, epoch, ids, segments
   tern log delete LOG                 delete a log and its entries
@@ -41,10 +44,20 @@ export function clientUsage(): string {
   tern log recover LOG --accept-data-loss
                                       UNSAFE: recover a log whose replicas restarted empty
   tern log offset LOG --time TIME     the id of the first entry at or after TIME
+  tern reader commit LOG NAME NEXT_ID [--holds-retention]
+                                      commit that reader NAME has read every id below NEXT_ID
+                                      (--holds-retention: truncation never passes it)
+  tern reader get LOG NAME            a named reader's position and lag
+  tern reader list LOG                the log's named readers
+  tern reader delete LOG NAME         delete a named reader (releasing the retention it held)
   tern append LOG [DATA]              append DATA, or each line of stdin as one entry (batched)
   tern read LOG [START] [--limit N]   print entries (id, time, data) from START (default id 0)
                                       up to the commit point
   tern tail LOG [START]               follow the log from START (default: its end) until Ctrl-C
+LIMITS are any of (the leader applies them in the background; age and size by whole objects):
+  --max-age DURATION    drop entries older than DURATION (30s, 10m, 2h, 7d)
+  --max-bytes SIZE      drop the oldest objects past SIZE (4096, 512MiB, 10GiB; KB, MB, ... are 1000s)
+  --max-entries N       drop the oldest entries past the last N
 START is one of:
   --from ID             the entry of that id
   --since DURATION      the first entry of the last DURATION (30s, 10m, 2h, 7d)
@@ -56,7 +69,7 @@ Options:
   --ca FILE             CA certificate of a TLS cluster (default: cluster.json's tls.ca)
   --json                one JSON object per line
   --timeout-ms MS       give up retrying after this long (default 30000; tail retries for ever)
-Exit codes: 0 ok, 1 other failure, 2 usage, 3 no such log, 4 unavailable, 5 auth, 130 interrupted.`;
+Exit codes: 0 ok, 1 other failure, 2 usage, 3 no such log or reader, 4 unavailable, 5 auth, 130 interrupted.`;
 }
 
 interface Common {
@@ -108,6 +121,27 @@ function nonNegativeInt(value: string | undefined, flag: string): number | undef
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError(`${flag} must be a non-negative integer, got "${value}"`);
   return n;
+}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  const n = nonNegativeInt(value, flag);
+  if (n === 0) throw new ConfigError(`${flag} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+/** The flags of a retention policy (`tern log create`, `tern log retention`). */
+const RETENTION_OPTIONS = { 'max-age': { type: 'string' }, 'max-bytes': { type: 'string' }, 'max-entries': { type: 'string' }, none: { type: 'boolean' } } as const;
+
+/** The policy the flags give: their limits, `{}` for --none, undefined for no flag. */
+export function retentionOf(values: Record<string, unknown>): RetentionPolicy | undefined {
+  const policy: RetentionPolicy = {};
+  if (values['max-age'] !== undefined) policy.maxAgeMs = parseDuration(values['max-age'] as string, '--max-age');
+  if (values['max-bytes'] !== undefined) policy.maxBytes = parseSize(values['max-bytes'] as string, '--max-bytes');
+  if (values['max-entries'] !== undefined) policy.maxEntries = positiveInt(values['max-entries'] as string, '--max-entries');
+  const limited = Object.keys(policy).length > 0;
+  if (values.none !== true) return limited ? policy : undefined;
+  if (limited) throw new ConfigError('--none clears the policy: give it without limits');
+  return {};
 }
 
 /** The flags that say where `read` and `tail` start. */
@@ -162,12 +196,17 @@ export function reportFailure(err: unknown): number {
 
 export function exitCodeOf(err: unknown): number {
   if (err instanceof ConfigError) return EXIT.usage;
-  if (err instanceof LogNotFoundError) return EXIT.noSuchLog;
+  if (err instanceof LogNotFoundError || err instanceof ReaderNotFoundError) return EXIT.noSuchLog;
   if (err instanceof AuthError) return EXIT.auth;
   if (err instanceof UnavailableError || err instanceof ConnectionError) return EXIT.unavailable;
   if (err instanceof TernServerError && err.status === 503) return EXIT.unavailable;
   if (err instanceof TernClientError && err.code === 'BAD_ARGUMENT') return EXIT.usage;
   return EXIT.failure;
+}
+
+/** A command's answer: the server's JSON with --json, else the human line. */
+function show(c: Common, obj: unknown, human: string): void {
+  process.stdout.write((c.json ? JSON.stringify(obj) : human) + '\n');
 }
 
 /** Writes a line to stdout, waiting when the pipe is full: a long read never piles up in memory. */
@@ -182,33 +221,42 @@ interface Plan {
 
 /** Parses a command line into what to run (usage errors throw before any connection). */
 export function planCommand(command: string, argv: string[]): Plan {
-  const out = (line: string) => process.stdout.write(line + '\n');
   switch (command) {
     case 'log': {
       const [sub, ...rest] = argv;
-      const { values, positionals: p } = parse(rest, { 'accept-data-loss': { type: 'boolean' }, time: { type: 'string' } });
+      const { values, positionals: p } = parse(rest, { 'accept-data-loss': { type: 'boolean' }, time: { type: 'string' }, ...RETENTION_OPTIONS });
       const c = common(values);
-      const print = (obj: unknown, human: string) => out(c.json ? JSON.stringify(obj) : human);
       switch (sub) {
         case 'create': {
           const [log] = positionals(p, ['LOG'], 'log create');
+          const retention = retentionOf(values);
           return { common: c, run: async (client) => {
-            const s = await client.createLog(log!);
-            print(s, `${s.created ? 'created' : 'exists'}: ${s.log} (leader ${s.leader ?? '(none yet)'}, epoch ${s.epoch})`);
+            const s = await client.createLog(log!, retention ? { retention } : {});
+            show(c, s, `${s.created ? 'created' : 'exists'}: ${s.log} (leader ${s.leader ?? '(none yet)'}, epoch ${s.epoch})${retention ? `, retention ${retentionText(retention)}` : ''}`);
+            return EXIT.ok;
+          } };
+        }
+        case 'retention': {
+          const [log] = positionals(p, ['LOG'], 'log retention');
+          const retention = retentionOf(values);
+          if (!retention) throw new ConfigError('tern log retention: give the new policy (--max-age, --max-bytes, --max-entries), or --none to clear it');
+          return { common: c, run: async (client) => {
+            const s = await client.setRetention(log!, retention);
+            show(c, s, `retention of ${log}: ${retentionText(retention)}`);
             return EXIT.ok;
           } };
         }
         case 'list':
           positionals(p, [], 'log list');
           return { common: c, run: async (client) => {
-            for (const log of await client.listLogs()) out(c.json ? JSON.stringify({ log }) : log);
+            for (const log of await client.listLogs()) show(c, { log }, log);
             return EXIT.ok;
           } };
         case 'status': {
           const [log] = positionals(p, ['LOG'], 'log status');
           return { common: c, run: async (client) => {
             const s = await client.status(log!);
-            print(s, statusTable(s));
+            show(c, s, statusTable(s));
             return EXIT.ok;
           } };
         }
@@ -216,7 +264,7 @@ export function planCommand(command: string, argv: string[]): Plan {
           const [log] = positionals(p, ['LOG'], 'log delete');
           return { common: c, run: async (client) => {
             const r = await client.deleteLog(log!);
-            print(r, `deleted: ${log}`);
+            show(c, r, `deleted: ${log}`);
             return EXIT.ok;
           } };
         }
@@ -225,7 +273,7 @@ export function planCommand(command: string, argv: string[]): Plan {
           const beforeId = nonNegativeInt(before, 'BEFORE_ID')!;
           return { common: c, run: async (client) => {
             const s = await client.truncate(log!, beforeId);
-            print(s, `truncated: ${log} before id ${beforeId} (first id now ${s.firstId})`);
+            show(c, s, `truncated: ${log} before id ${beforeId} (first id now ${s.firstId})`);
             return EXIT.ok;
           } };
         }
@@ -233,7 +281,7 @@ export function planCommand(command: string, argv: string[]): Plan {
           const [log, to] = positionals(p, ['LOG', 'REPLICA'], 'log handoff');
           return { common: c, run: async (client) => {
             const s = await client.handoff(log!, to!);
-            print(s, `handed off: ${log} now led by ${s.leader} (epoch ${s.epoch})`);
+            show(c, s, `handed off: ${log} now led by ${s.leader} (epoch ${s.epoch})`);
             return EXIT.ok;
           } };
         }
@@ -242,7 +290,7 @@ export function planCommand(command: string, argv: string[]): Plan {
           if (values['accept-data-loss'] !== true) throw new ConfigError('tern log recover is unsafe: it needs --accept-data-loss (README, The promise)');
           return { common: c, run: async (client) => {
             const r = await client.recover(log!, { acceptDataLoss: true });
-            print(r, `recovered: ${log} at id ${r.recoveredId} (epoch ${r.epoch})\nwarning: ${r.warning}`);
+            show(c, r, `recovered: ${log} at id ${r.recoveredId} (epoch ${r.epoch})\nwarning: ${r.warning}`);
             return EXIT.ok;
           } };
         }
@@ -252,12 +300,56 @@ export function planCommand(command: string, argv: string[]): Plan {
           const time = parseTime(values.time as string, '--time');
           return { common: c, run: async (client) => {
             const r = await client.offsetForTime(log!, time);
-            print(r, r.timeMs === null ? `id ${r.id} (no entry at or after ${timeText(time)} yet: the next id to commit)` : `id ${r.id} (time ${timeText(r.timeMs)})`);
+            show(c, r, r.timeMs === null ? `id ${r.id} (no entry at or after ${timeText(time)} yet: the next id to commit)` : `id ${r.id} (time ${timeText(r.timeMs)})`);
             return EXIT.ok;
           } };
         }
         default:
-          throw new ConfigError(`tern log: unknown subcommand "${sub ?? ''}" (create, list, status, delete, truncate, handoff, recover, offset)`);
+          throw new ConfigError(`tern log: unknown subcommand "${sub ?? ''}" (create, retention, list, status, delete, truncate, handoff, recover, offset)`);
+      }
+    }
+    case 'reader': {
+      const [sub, ...rest] = argv;
+      const { values, positionals: p } = parse(rest, { 'holds-retention': { type: 'boolean' } });
+      const c = common(values);
+      switch (sub) {
+        case 'commit': {
+          const [log, name, next] = positionals(p, ['LOG', 'NAME', 'NEXT_ID'], 'reader commit');
+          const nextId = nonNegativeInt(next, 'NEXT_ID')!;
+          const holdsRetention = values['holds-retention'] === true;
+          return { common: c, run: async (client) => {
+            const r = await client.commitReader(log!, name!, nextId, { holdsRetention });
+            show(c, r, `committed: reader ${name} of ${log} at next id ${r.nextId}${r.holdsRetention ? ', holding retention' : ''}`);
+            return EXIT.ok;
+          } };
+        }
+        case 'get': {
+          const [log, name] = positionals(p, ['LOG', 'NAME'], 'reader get');
+          return { common: c, run: async (client) => {
+            const r = await client.reader(log!, name!);
+            show(c, r, readersTable([r]));
+            return EXIT.ok;
+          } };
+        }
+        case 'list': {
+          const [log] = positionals(p, ['LOG'], 'reader list');
+          return { common: c, run: async (client) => {
+            const readers = await client.readers(log!);
+            if (c.json) for (const r of readers) show(c, r, '');
+            else show(c, readers, readers.length === 0 ? `no readers of ${log}` : readersTable(readers));
+            return EXIT.ok;
+          } };
+        }
+        case 'delete': {
+          const [log, name] = positionals(p, ['LOG', 'NAME'], 'reader delete');
+          return { common: c, run: async (client) => {
+            const r = await client.deleteReader(log!, name!);
+            show(c, r, `deleted: reader ${name} of ${log}`);
+            return EXIT.ok;
+          } };
+        }
+        default:
+          throw new ConfigError(`tern reader: unknown subcommand "${sub ?? ''}" (commit, get, list, delete)`);
       }
     }
     case 'append': {

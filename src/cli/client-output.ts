@@ -2,8 +2,8 @@
  * How the client commands print: human tables, or one JSON object a line
  * (`--json`). Pure formatting, so the unit tests pin it.
  */
-import type { Entry } from '../client/types.js';
-import type { LogStatus } from '../client/types.js';
+import type { Entry, LogStatus, ReaderStatus, RetentionPolicy } from '../client/types.js';
+import { durationText, sizeText } from './units.js';
 
 /** Columns padded to their widest cell; the last column is not padded. */
 export function table(rows: readonly (readonly string[])[]): string {
@@ -54,4 +54,19 @@ export function statusTable(s: LogStatus): string {
     ...(s.segments ?? []).map((g) => [String(g.epoch), idText(g.firstId), idText(g.lastId), g.sealed ? 'yes' : 'no', g.closedClean ? 'yes' : 'no', Object.keys(g.replicas ?? {}).join(',')]),
   ]);
   return `${head}\nsegments:\n${segs.replace(/^/gm, '  ')}`;
+}
+
+/** A retention policy in the units its flags take: `max age 7d, max bytes 10GiB`, or `none`. */
+export function retentionText(policy: RetentionPolicy): string {
+  const limits = [
+    policy.maxAgeMs === undefined ? undefined : `max age ${durationText(policy.maxAgeMs)}`,
+    policy.maxBytes === undefined ? undefined : `max bytes ${sizeText(policy.maxBytes)}`,
+    policy.maxEntries === undefined ? undefined : `max entries ${policy.maxEntries}`,
+  ].filter((l) => l !== undefined);
+  return limits.length === 0 ? 'none' : limits.join(', ');
+}
+
+/** Named readers as a table: position, whether each holds retention, lag, last commit. */
+export function readersTable(readers: readonly ReaderStatus[]): string {
+  return table([['NAME', 'NEXT ID', 'HOLDS', 'LAG', 'UPDATED'], ...readers.map((r) => [r.name, String(r.nextId), r.holdsRetention ? 'yes' : 'no', r.lagEntries === undefined ? '-' : String(r.lagEntries), r.updatedAt])]);
 }

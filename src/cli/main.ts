@@ -2,7 +2,7 @@
 /**
  * `tern replica ...` runs one replica; `tern cluster ...` runs a local
  * three-replica cluster with its own etcd; `tern token create ...` makes a
- * client token; `tern log|append|read|tail ...` are the client commands
+ * client token; `tern log|reader|append|read|tail ...` are the client commands
  * (src/cli/client-commands.ts). Each command's module is loaded only when it
  * runs: `tern cluster` never loads the client, `tern append` never the server.
  * Bad flags print a message and exit 2.
@@ -15,13 +15,14 @@ const USAGE = `Usage:
                                      run a local 3-replica cluster (tern cluster --help)
   tern token create --name N --scopes append,read [--prefix P]
                                      make a client token (tern token --help)
-  tern log create|list|status|delete|truncate|handoff|recover|offset ...
+  tern log create|retention|list|status|delete|truncate|handoff|recover|offset ...
+  tern reader commit|get|list|delete ...
   tern append LOG [DATA]             append DATA, or one entry per line of stdin
   tern read LOG [--from ID | --since DURATION | --from-time TIME] [--limit N]
   tern tail LOG [--from ID | --since DURATION | --from-time TIME]
                                      the client commands (tern log --help)`;
 
-const CLIENT_COMMANDS = new Set(['log', 'append', 'read', 'tail']);
+const CLIENT_COMMANDS = new Set(['log', 'reader', 'append', 'read', 'tail']);
 
 async function usageOf(command: string | undefined): Promise<string> {
   switch (command) {

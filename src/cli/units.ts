@@ -35,3 +35,19 @@ export function parseTime(text: string, flag: string): number {
   if (!Number.isSafeInteger(ms) || ms < 0) throw new ConfigError(`${flag} must be an ISO 8601 time (2026-12-03T16:00:00Z) or ms since the Unix epoch, got "${text}"`);
   return ms;
 }
+
+/** The largest of `units` that divides `value` exactly, as `<n><unit>` (units ordered smallest first). */
+function inUnit(value: number, units: Record<string, number>, order: readonly string[]): string {
+  for (let i = order.length - 1; i > 0; i--) if (value % units[order[i]!]! === 0) return `${value / units[order[i]!]!}${order[i]}`;
+  return `${value}${order[0]}`;
+}
+
+/** A duration as `--max-age` takes it: `7d`, `90m`, `1500ms`. */
+export function durationText(ms: number): string {
+  return inUnit(ms, DURATION_MS, ['ms', 's', 'm', 'h', 'd']);
+}
+
+/** A size as `--max-bytes` takes it, in binary units: `10GiB`, `1000B`. */
+export function sizeText(bytes: number): string {
+  return inUnit(bytes, SIZE_BYTES, ['B', 'KiB', 'MiB', 'GiB', 'TiB']);
+}

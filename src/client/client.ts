@@ -12,7 +12,7 @@ import { ClosedError, TernClientError, UnavailableError } from './errors.js';
 import { looksLikeUrls, normalizeUrl, parseClusterFile, parseUrlList, type ClusterDescription, type ReplicaAddress } from './cluster-file.js';
 import { DEFAULT_BACKOFF, leaderMayHaveMoved, retryDelayMs, shouldRetry, type BackoffOptions, type RetryMode } from './retry.js';
 import { header, jsonOf, throwIfError, Transport, type Answer } from './transport.js';
-import type { Entry, LogStatus, ReadPage, ReadStart, RecoverAnswer, TimeOffset } from './types.js';
+import type { Entry, LogStatus, ReadPage, ReaderStatus, ReadStart, RecoverAnswer, RetentionPolicy, TimeOffset } from './types.js';
 import { checkedTime, ENTRIES_ACCEPT, entriesOf, startQuery } from './entries.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { tail, type TailOptions } from './tail.js';
@@ -152,10 +152,30 @@ export class TernClient {
 
   // ---- log commands --------------------------------------------------------
 
-  /** Creates the log (idempotent); `created` is false when it existed. */
-  async createLog(log: string): Promise<LogStatus & { created: boolean }> {
-    const answer = await this.call({ mode: 'safe' }, (url) => this.send(url, `/v1/logs/${enc(log)}`, { method: 'PUT' }));
+  /**
+   * Creates the log (idempotent); `created` is false when it existed. With
+   * `retention`, sets its retention policy: also on a log that existed, whose
+   * policy it replaces (`{}` clears it).
+   */
+  async createLog(log: string, options: { retention?: RetentionPolicy } = {}): Promise<LogStatus & { created: boolean }> {
+    const body = options.retention === undefined ? { method: 'PUT' as const } : jsonBody({ retention: options.retention }, 'PUT');
+    const answer = await this.call({ mode: 'safe' }, async (url) => {
+      const a = await this.send(url, `/v1/logs/${enc(log)}`, body);
+      throwIfError(a);
+      return a;
+    });
     return { ...jsonOf<LogStatus>(answer), created: answer.status === 201 };
+  }
+
+  /**
+   * Replaces the retention policy of an existing log (`{}` clears it). A log
+   * that does not exist is LogNotFoundError, never created (a log deleted
+   * between the check and the change is created again, with the policy).
+   */
+  async setRetention(log: string, retention: RetentionPolicy): Promise<LogStatus> {
+    await this.status(log);
+    const { created: _, ...status } = await this.createLog(log, { retention });
+    return status;
   }
 
   /** Every log's name, sorted, read a page at a time (GET /v1/logs?after=...). */
@@ -263,6 +283,33 @@ export class TernClient {
   tail(log: string, options: TailOptions = {}): AsyncGenerator<Entry> {
     this.checkOpen();
     return tail(this, log, options);
+  }
+
+  // ---- named readers -------------------------------------------------------
+
+  /**
+   * Commits the position of the log's reader `name` (created on first commit):
+   * it has read every id below `nextId` (at most the next id to be committed).
+   * `holdsRetention` (default false, on every commit: a commit without it
+   * releases what the reader held) stops truncation below `nextId`.
+   */
+  async commitReader(log: string, name: string, nextId: number, options: { holdsRetention?: boolean } = {}): Promise<ReaderStatus> {
+    return this.json({ mode: 'safe' }, readerPath(log, name), jsonBody({ nextId, holdsRetention: options.holdsRetention ?? false }, 'PUT'));
+  }
+
+  /** The log's reader `name`, with its lag in entries; ReaderNotFoundError if it has none of that name. */
+  async reader(log: string, name: string): Promise<ReaderStatus> {
+    return this.json({ mode: 'safe' }, readerPath(log, name));
+  }
+
+  /** The log's readers, by name. */
+  async readers(log: string): Promise<ReaderStatus[]> {
+    return (await this.json<{ readers: ReaderStatus[] }>({ mode: 'safe' }, `/v1/logs/${enc(log)}/readers`)).readers;
+  }
+
+  /** Deletes the log's reader `name`, releasing the retention it held. Not retried once it may have been sent (a repeat would answer 404). */
+  async deleteReader(log: string, name: string): Promise<{ log: string; reader: string; deleted: boolean }> {
+    return this.json({ mode: 'unsafe' }, readerPath(log, name), { method: 'DELETE' });
   }
 
   // ---- appends -------------------------------------------------------------
@@ -401,6 +448,10 @@ function enc(log: string): string {
   return encodeURIComponent(log);
 }
 
-function jsonBody(value: unknown): { method: 'POST'; headers: Record<string, string>; body: string } {
-  return { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) };
+function readerPath(log: string, name: string): string {
+  return `/v1/logs/${enc(log)}/readers/${enc(name)}`;
+}
+
+function jsonBody<M extends 'POST' | 'PUT'>(value: unknown, method: M = 'POST' as M): { method: M; headers: Record<string, string>; body: string } {
+  return { method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(value) };
 }

@@ -61,6 +61,11 @@ export class LogNotFoundError extends TernServerError {
   override name = 'LogNotFoundError';
 }
 
+/** 404 READER_NOT_FOUND: the log has no named reader of that name. */
+export class ReaderNotFoundError extends TernServerError {
+  override name = 'ReaderNotFoundError';
+}
+
 /** 401 UNAUTHENTICATED or 403 FORBIDDEN: no token, an unknown one, or one without the scope. */
 export class AuthError extends TernServerError {
   override name = 'AuthError';
@@ -136,6 +141,7 @@ export function errorFromAnswer(status: number, body: unknown, retryAfter: strin
     ...(retryAfter !== undefined && Number.isFinite(Number(retryAfter)) ? { retryAfterMs: Number(retryAfter) * 1000 } : {}),
   };
   if (code === 'LOG_NOT_FOUND') return new LogNotFoundError(code, message, details);
+  if (code === 'READER_NOT_FOUND') return new ReaderNotFoundError(code, message, details);
   if (code === 'TIME_BEHIND') return new TimeBehindError(code, message, details);
   if (status === 401 || status === 403) return new AuthError(code, message, details);
   if (code === 'SEQUENCE_GAP' || code === 'SEQUENCE_STALE') {

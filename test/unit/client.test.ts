@@ -8,15 +8,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient, type TernClient } from '../../src/client/index.js';
-import { AuthError, ConnectionError, LogNotFoundError, SequenceError, TernServerError, TimeBehindError, UnavailableError, errorFromAnswer, connectionError } from '../../src/client/errors.js';
+import { AuthError, ConnectionError, LogNotFoundError, ReaderNotFoundError, SequenceError, TernServerError, TimeBehindError, UnavailableError, errorFromAnswer, connectionError } from '../../src/client/errors.js';
 import { backoffDelayMs, retryDelayMs, shouldRetry } from '../../src/client/retry.js';
 import { batchIsFull, nextBatchSize } from '../../src/client/batch.js';
 import { looksLikeUrls, parseClusterFile, parseUrlList } from '../../src/client/cluster-file.js';
 import { resolveClientOptions } from '../../src/client/client.js';
 import { FrameStreamDecoder, KEEP_ALIVE_LENGTH, TIMED_FRAMES_CONTENT_TYPE, decodeFrames, encodeFrames, encodeTimedFrames } from '../../src/frames.js';
-import { entryJson, entryLine, table, textOf } from '../../src/cli/client-output.js';
-import { exitCodeOf, planCommand, startOf } from '../../src/cli/client-commands.js';
-import { parseDuration, parseSize, parseTime } from '../../src/cli/units.js';
+import { entryJson, entryLine, readersTable, retentionText, table, textOf } from '../../src/cli/client-output.js';
+import { exitCodeOf, planCommand, retentionOf, startOf } from '../../src/cli/client-commands.js';
+import { durationText, parseDuration, parseSize, parseTime, sizeText } from '../../src/cli/units.js';
 import { ConfigError } from '../../src/replica/config.js';
 import { freePort } from '../../src/cli/processes.js';
 
@@ -148,10 +148,11 @@ describe('CLI output and arguments', () => {
   });
 
   it('refuses bad usage before connecting (exit 2) and maps failures to exit codes', () => {
-    for (const [cmd, args] of [['read', []], ['read', ['x', '--from', '-1']], ['read', ['x', '--from', '1', '--since', '10m']], ['read', ['x', '--since', '10']], ['tail', ['x', '--from-time', 'yesterday']], ['log', ['offset', 'x']], ['log', ['offset', 'x', '--time', '5m']], ['log', ['frob']], ['log', ['truncate', 'x']], ['log', ['recover', 'x']], ['append', []], ['tail', ['x', '--bogus']]] as const) {
+    for (const [cmd, args] of [['read', []], ['read', ['x', '--from', '-1']], ['read', ['x', '--from', '1', '--since', '10m']], ['read', ['x', '--since', '10']], ['tail', ['x', '--from-time', 'yesterday']], ['log', ['offset', 'x']], ['log', ['offset', 'x', '--time', '5m']], ['log', ['retention', 'x']], ['log', ['retention', 'x', '--none', '--max-entries', '5']], ['log', ['create', 'x', '--max-entries', '0']], ['log', ['create', 'x', '--max-bytes', '10gb']], ['reader', ['commit', 'x', 'r']], ['reader', ['commit', 'x', 'r', '-1']], ['reader', ['get', 'x']], ['reader', ['frob']], ['log', ['frob']], ['log', ['truncate', 'x']], ['log', ['recover', 'x']], ['append', []], ['tail', ['x', '--bogus']]] as const) {
       expect(() => planCommand(cmd, [...args]), `${cmd} ${args.join(' ')}`).toThrow(ConfigError);
     }
     expect(exitCodeOf(errorFromAnswer(404, { error: { code: 'LOG_NOT_FOUND', message: '' } }, undefined))).toBe(3);
+    expect(exitCodeOf(errorFromAnswer(404, { error: { code: 'READER_NOT_FOUND', message: '' } }, undefined))).toBe(3);
     expect(exitCodeOf(new UnavailableError('x', {}))).toBe(4);
     expect(exitCodeOf(new ConnectionError('x', 'http://a', {}))).toBe(4);
     expect(exitCodeOf(errorFromAnswer(401, { error: { code: 'UNAUTHENTICATED', message: '' } }, undefined))).toBe(5);
@@ -168,6 +169,23 @@ describe('CLI output and arguments', () => {
     expect(parseTime('2026-12-03T16:00:00.250+01:00', 'f')).toBe(Date.UTC(2026, 11, 3, 15, 0, 0, 250));
     expect(parseTime('1764777600000', 'f')).toBe(1764777600000);
     for (const bad of ['yesterday', '12/03/2026', '2026-13-45T00:00:00Z', '-5']) expect(() => parseTime(bad, '--from-time'), bad).toThrow(ConfigError);
+  });
+
+  it('prints durations and sizes back in the units the flags take, exactly', () => {
+    for (const d of ['250ms', '1500ms', '30s', '90m', '2h', '7d', '36h']) expect(durationText(parseDuration(d, 'f'))).toBe(d);
+    for (const b of ['4097B', '512MiB', '10GiB', '3TiB', '1023KiB']) expect(sizeText(parseSize(b, 'f'))).toBe(b);
+    expect(sizeText(parseSize('1GB', 'f'))).toBe('1000000000B');
+  });
+
+  it('takes a retention policy from its flags, --none for none; shows policies and readers', () => {
+    expect(retentionOf({})).toBeUndefined();
+    expect(retentionOf({ 'max-age': '7d', 'max-bytes': '10GiB', 'max-entries': '1000' })).toEqual({ maxAgeMs: 7 * 86_400_000, maxBytes: 10 * 2 ** 30, maxEntries: 1000 });
+    expect(retentionOf({ none: true })).toEqual({});
+    expect(retentionText({ maxAgeMs: 7 * 86_400_000, maxBytes: 10 * 2 ** 30, maxEntries: 1000 })).toBe('max age 7d, max bytes 10GiB, max entries 1000');
+    expect(retentionText({})).toBe('none');
+    expect(readersTable([{ name: 'billing', nextId: 42, holdsRetention: true, updatedAt: '2026-12-03T17:00:00.000Z', lagEntries: 8 }])).toBe(
+      'NAME     NEXT ID  HOLDS  LAG  UPDATED\nbilling  42       yes    8    2026-12-03T17:00:00.000Z',
+    );
   });
 
   it('starts a read at --from, --since (counted back from now) or --from-time, one of them', () => {
@@ -411,6 +429,49 @@ describe('producer (against a fake server)', () => {
     for (let i = 0; i < 5; i++) await p.append(`e${i}`);
     expect(hits.filter((h) => h.includes('POST')).every((h) => h.startsWith('leader'))).toBe(true);
     expect(hits.filter((h) => h.includes('POST'))).toHaveLength(5);
+  });
+});
+
+describe('readers and retention (against a fake server)', () => {
+  it('commits, gets, lists and deletes readers and sets retention with the documented requests; 404s are typed', async () => {
+    const seen: string[] = [];
+    const { url } = await fakeServer((req, body, res) => {
+      seen.push(`${req.method} ${req.url} ${body.toString()}`);
+      if (req.url === '/v1/logs/l/readers/gone') return answer(res, 404, { error: { code: 'READER_NOT_FOUND', message: 'no reader gone' } });
+      if (req.url === '/v1/logs/missing') return answer(res, 404, { error: { code: 'LOG_NOT_FOUND', message: 'no log' } });
+      if (req.url === '/v1/logs/l/readers') return answer(res, 200, { readers: [{ name: 'a', nextId: 3, holdsRetention: false, updatedAt: 'x', lagEntries: 1 }] });
+      if (req.url!.startsWith('/v1/logs/l/readers/')) {
+        if (req.method === 'DELETE') return answer(res, 200, { log: 'l', reader: 'a', deleted: true });
+        const b = body.length ? JSON.parse(body.toString()) : { nextId: 3, holdsRetention: false };
+        return answer(res, 200, { name: 'a', ...b, updatedAt: 'x' });
+      }
+      answer(res, req.method === 'PUT' && req.url === '/v1/logs/new' ? 201 : 200, { log: 'l', leader: null, retention: {} });
+    });
+    const c = client([url]);
+    expect(await c.commitReader('l', 'a', 3, { holdsRetention: true })).toEqual({ name: 'a', nextId: 3, holdsRetention: true, updatedAt: 'x' });
+    await c.commitReader('l', 'a', 4);
+    expect((await c.reader('l', 'a')).nextId).toBe(3);
+    expect((await c.readers('l')).map((r) => r.name)).toEqual(['a']);
+    expect(await c.deleteReader('l', 'a')).toEqual({ log: 'l', reader: 'a', deleted: true });
+    await expect(c.reader('l', 'gone')).rejects.toBeInstanceOf(ReaderNotFoundError);
+    expect((await c.createLog('new', { retention: { maxEntries: 5 } })).created).toBe(true);
+    expect((await c.createLog('plain')).created).toBe(false);
+    await c.setRetention('l', {});
+    await expect(c.setRetention('missing', { maxEntries: 1 })).rejects.toBeInstanceOf(LogNotFoundError);
+    expect(seen).toEqual([
+      'PUT /v1/logs/l/readers/a {"nextId":3,"holdsRetention":true}',
+      'PUT /v1/logs/l/readers/a {"nextId":4,"holdsRetention":false}',
+      'GET /v1/logs/l/readers/a ',
+      'GET /v1/logs/l/readers ',
+      'DELETE /v1/logs/l/readers/a ',
+      'GET /v1/logs/l/readers/gone ',
+      'PUT /v1/logs/new {"retention":{"maxEntries":5}}',
+      'PUT /v1/logs/plain ',
+      'GET /v1/logs/l ',
+      'PUT /v1/logs/l {"retention":{}}',
+      // A missing log is found missing before anything could create it.
+      'GET /v1/logs/missing ',
+    ]);
   });
 });
 
