@@ -335,8 +335,9 @@ export function planCommand(command: string, argv: string[]): Plan {
           const [log] = positionals(p, ['LOG'], 'reader list');
           return { common: c, run: async (client) => {
             const readers = await client.readers(log!);
-            if (c.json) for (const r of readers) show(c, r, '');
-            else show(c, readers, readers.length === 0 ? `no readers of ${log}` : readersTable(readers));
+            // One JSON object a line, or one table.
+            const lines = c.json ? readers.map((r) => JSON.stringify(r)) : [readers.length === 0 ? `no readers of ${log}` : readersTable(readers)];
+            for (const line of lines) await print(line);
             return EXIT.ok;
           } };
         }
