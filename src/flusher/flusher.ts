@@ -80,6 +80,8 @@ export interface FlushSource {
    * Called once per object, in id order; undefined writes a version 1 object.
    */
   snapshot?(firstId: number, lastId: number): Buffer | undefined;
+  /** Applies the log's retention policy (raises the retention point); called before each garbage collection, which then deletes what it truncated. */
+  applyRetention?(): Promise<void>;
 }
 
 /** The manifest in etcd, as the flusher needs it (ClusterDirectory). */
@@ -236,6 +238,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
       lastGc = Date.now();
       const sweepOrphans = lastGc - lastOrphanSweep > orphanSweepEveryMs(options.orphanGraceMs);
       if (sweepOrphans) lastOrphanSweep = lastGc;
+      await src.applyRetention?.().catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'applying the retention policy failed; will retry'));
       await collectGarbage(src, manifest, store, options, log, sweepOrphans).catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'object garbage collection failed; will retry'));
     }
     nextId = Math.max(nextId, manifest.flushedId(src.log) + 1);

@@ -49,6 +49,7 @@ export class Storage {
       entries: (fromId: number, maxCount: number, maxBytes: number) => replica.buffer.slice(fromId, maxCount, maxBytes),
       release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
       snapshot: (firstId: number, lastId: number) => this.ctx.producers.snapshotThrough(state, firstId, lastId),
+      applyRetention: () => this.ctx.retention.apply(name),
     };
     const c = this.ctx.config;
     const observer = { flushed: (bytes: number, seconds: number) => this.ctx.metrics.flushed(bytes, seconds), recordFailed: () => this.ctx.metrics.etcdFailed('record') };
