@@ -313,7 +313,7 @@ export class LogTransactions {
  * there to fail it). etcd3's builder has no range on compares, so the compare
  * is added as etcd's API spells it.
  */
-function andNoneChangedSince(txn: ComparatorBuilder, ns: Namespace, prefix: string, revision: bigint): ComparatorBuilder {
+export function andNoneChangedSince(txn: ComparatorBuilder, ns: Namespace, prefix: string, revision: bigint): ComparatorBuilder {
   const range = Range.prefix(Buffer.concat([ns.prefix, Buffer.from(prefix)]));
   const compare: ICompare = { key: range.start, range_end: range.end, target: CompareTarget.Mod, result: CompareResult.Less, mod_revision: String(revision + 1n) };
   (txn as unknown as { request: { compare: Promise<ICompare>[] } }).request.compare.push(Promise.resolve(compare));
