@@ -150,6 +150,11 @@ export class ClusterView {
     return [...readers].map(([reader, record]) => ({ name: reader, ...record })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
+  /** The logs that have named readers. */
+  logsWithReaders(): IterableIterator<string> {
+    return this.readerMaps.keys();
+  }
+
   /** One named reader of the log. */
   reader(name: string, reader: string): ReaderInfo | undefined {
     const record = this.readerMaps.get(name)?.get(reader);

@@ -192,6 +192,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.readers(name);
   }
 
+  /** The logs that have named readers. */
+  logsWithReaders(): IterableIterator<string> {
+    return this.view.logsWithReaders();
+  }
+
   reader(name: string, reader: string): ReaderInfo | undefined {
     return this.view.reader(name, reader);
   }

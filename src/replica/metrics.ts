@@ -38,7 +38,7 @@ export interface MetricsSource {
   bufferLimitBytes(): number;
   bufferEntries(): number;
   tailWaiters(): number;
-  /** The named readers of the logs this replica leads, with their lag. */
+  /** The named readers this replica exports (those of the logs it leads, and of quiesced logs when it is the coordinator), with their lag. */
   readerLags(): ReaderLag[];
   /** Whether a log of that name exists (as this replica's view of etcd has it). */
   hasLog(name: string): boolean;
@@ -282,8 +282,8 @@ export class ReplicaMetrics {
       new Gauge({ name, help, registers: [this.registry], collect() { this.set(value()); } });
     }
     const readerGauges: [name: string, help: string, value: (r: ReaderLag) => number | undefined][] = [
-      ['tern_reader_lag_entries', "Committed entries a named reader has not read yet (0 when caught up); exported by the log's leader.", (r) => r.lagEntries],
-      ['tern_reader_lag_seconds', "Age of the next entry a named reader will read (now minus its time; 0 when caught up); exported by the log's leader, absent while that entry's time is unknown.", (r) => r.lagSeconds],
+      ['tern_reader_lag_entries', "Committed entries a named reader has not read yet (0 when caught up); exported by the log's leader, or the coordinator while the log is quiesced.", (r) => r.lagEntries],
+      ['tern_reader_lag_seconds', "Age of the next entry a named reader will read (now minus its time; 0 when caught up); exported by the log's leader, or the coordinator while the log is quiesced; absent while that entry's time is unknown.", (r) => r.lagSeconds],
     ];
     for (const [name, help, value] of readerGauges) {
       new Gauge({

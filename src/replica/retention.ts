@@ -28,7 +28,11 @@ export interface RetentionStatus {
   retentionHeldBy?: HeldBy;
 }
 
-/** One reader's lag, exported by the log's leader (tern_reader_lag_entries, tern_reader_lag_seconds). */
+/**
+ * One reader's lag (tern_reader_lag_entries, tern_reader_lag_seconds),
+ * exported by the log's leader, or by the coordinator while the log is
+ * quiesced: a quiesced log has no leader, and a reader stuck on it is still stuck.
+ */
 export interface ReaderLag {
   log: string;
   reader: string;
@@ -124,15 +128,17 @@ export class Retention {
     return { retention: policy ?? {}, readers: readers.map((r) => this.withLag(name, r)), ...(heldBy ? { retentionHeldBy: heldBy } : {}) };
   }
 
-  /** The lag of every reader of the logs this replica leads, at `nowMs`. */
+  /**
+   * The lag of every reader this replica exports (see ReaderLag), at `nowMs`.
+   * Walks only the logs that have readers.
+   */
   lags(nowMs: number): ReaderLag[] {
     const out: ReaderLag[] = [];
     const dir = this.ctx.directory;
     if (!dir) return out;
-    for (const name of this.ctx.logs.keys()) {
-      if (!this.ctx.localLeader(name)) continue;
+    for (const name of dir.logsWithReaders()) {
+      if (!this.ctx.localLeader(name) && !(dir.isCoordinator && dir.isQuiesced(name))) continue;
       const readers = dir.readers(name);
-      if (readers.length === 0) continue;
       const committedId = this.ctx.committedId(name);
       const manifest = dir.manifest(name);
       for (const r of readers) {
