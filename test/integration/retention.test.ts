@@ -225,6 +225,20 @@ describe('named readers', () => {
     await eventually(async () => expect((await status(survivor, 'moves')).firstId).toBe(36), PASSES_MS, 200);
   });
 
+  it("exports a quiesced log's readers from one replica (the coordinator): the log has no leader, its readers may still be stuck", async () => {
+    const c = await cluster(['--quiesce-after-ms', '1000']);
+    const { leader } = await createLog(c.replicas[0]!.clientUrl, 'sleepy');
+    const url = c.replica(leader).clientUrl;
+    await load(url, 'sleepy', 5);
+    expect((await json(`${url}/v1/logs/sleepy/readers/behind`, 'PUT', { nextId: 2 })).status).toBe(200);
+    await eventually(async () => expect(await status(url, 'sleepy')).toMatchObject({ quiesced: true, leader: null }), PASSES_MS, 200);
+    await eventually(async () => {
+      const series = [];
+      for (const r of c.replicas) series.push(...(await metricSeries(r.clientUrl, 'tern_reader_lag_entries', { log: 'sleepy', reader: 'behind' })));
+      expect(series.map((s) => s.value)).toEqual([3]);
+    });
+  });
+
   it('answers bad input with the documented 400, 404 and 409, and goes with its log', async () => {
     const c = await cluster();
     const via = c.replicas[0]!.clientUrl;
