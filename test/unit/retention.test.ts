@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { lowestHolder, readerLagEntries, retentionPoint, type RetentionInputs } from '../../src/control/retention.js';
 import type { ManifestEntry } from '../../src/fencing/keys.js';
+import { parseCreateBody, parseReaderBody } from '../../src/http/bodies.js';
 
 const NOW = 1_000_000;
 
@@ -82,5 +83,39 @@ describe('retention point (pure)', () => {
 
   it("measures a reader's lag in entries, 0 once caught up", () => {
     expect([readerLagEntries(0, 9), readerLagEntries(10, 9), readerLagEntries(4, -1), readerLagEntries(7, 9)]).toEqual([10, 0, 0, 3]);
+  });
+});
+
+describe('retention and reader bodies', () => {
+  const body = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+
+  it('reads a policy, none when the body names none', () => {
+    expect(parseCreateBody(undefined)).toBeUndefined();
+    expect(parseCreateBody(Buffer.alloc(0))).toBeUndefined();
+    expect(parseCreateBody(body({}))).toBeUndefined();
+    expect(parseCreateBody(body({ retention: {} }))).toEqual({});
+    expect(parseCreateBody(body({ retention: { maxAgeMs: 1, maxBytes: Number.MAX_SAFE_INTEGER, maxEntries: 3 } }))).toEqual({ maxAgeMs: 1, maxBytes: Number.MAX_SAFE_INTEGER, maxEntries: 3 });
+  });
+
+  it.each([
+    ['a zero limit', { retention: { maxEntries: 0 } }],
+    ['a fraction', { retention: { maxBytes: 2.5 } }],
+    ['past safe integers', { retention: { maxBytes: 2 ** 53 } }],
+    ['a string', { retention: { maxAgeMs: '60000' } }],
+    ['null', { retention: { maxAgeMs: null } }],
+    ['a misspelt limit', { retention: { maxAge: 60000 } }],
+    ['a field beside retention', { retention: {}, replicas: 5 }],
+    ['retention not an object', { retention: true }],
+    ['not JSON', '{"retention"'],
+  ])('refuses a policy with %s (400)', (_name, v) => {
+    expect(() => parseCreateBody(body(v))).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+  });
+
+  it("reads a reader's position; holdsRetention defaults to false", () => {
+    expect(parseReaderBody(body({ nextId: 0 }))).toEqual({ nextId: 0, holdsRetention: false });
+    expect(parseReaderBody(body({ nextId: 12, holdsRetention: true }))).toEqual({ nextId: 12, holdsRetention: true });
+    for (const v of [{}, { nextId: -1 }, { nextId: 1.5 }, { nextId: '3' }, { nextId: 3, holdsRetention: 1 }, { nextId: 3, holds: true }]) {
+      expect(() => parseReaderBody(body(v)), JSON.stringify(v)).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    }
   });
 });
