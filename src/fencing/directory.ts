@@ -221,8 +221,8 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.transactions.truncateBefore(name, pointFor);
   }
 
-  /** Replaces the log's retention policy; false when the log does not exist. */
-  setRetentionPolicy(name: string, retention: RetentionPolicy | undefined): Promise<boolean> {
+  /** Replaces the log's retention policy ({} clears it); false when the log does not exist. */
+  setRetentionPolicy(name: string, retention: RetentionPolicy): Promise<boolean> {
     return this.transactions.setRetentionPolicy(name, retention);
   }
 

@@ -187,6 +187,11 @@ export interface RetentionPolicy {
   maxEntries?: number;
 }
 
+/** The policy as LogMeta keeps it: one without limits is no policy (absent). */
+export function storedPolicy(policy: RetentionPolicy | undefined): RetentionPolicy | undefined {
+  return policy && Object.keys(policy).length > 0 ? policy : undefined;
+}
+
 /** A named reader's position as its etcd key holds it (README, Named readers). */
 export interface ReaderRecord {
   /** The next id the reader will read: it has consumed every id below. */

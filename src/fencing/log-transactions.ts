@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { CompareResult, CompareTarget, Range, type ComparatorBuilder, type ICompare, type Namespace } from 'etcd3';
 import type { ClusterView } from './cluster-view.js';
 import { retryWithBackoff, type DirectoryContext } from './context.js';
-import { keys, leaderKeyValue, type LeaderInfo, type LogMeta, type ManifestEntry, type ReaderInfo, type ReaderRecord, type RetentionPolicy, type SegmentMeta } from './keys.js';
+import { keys, leaderKeyValue, storedPolicy, type LeaderInfo, type LogMeta, type ManifestEntry, type ReaderInfo, type ReaderRecord, type RetentionPolicy, type SegmentMeta } from './keys.js';
 import type { Session } from './session.js';
 
 export class LogTransactions {
@@ -31,13 +31,15 @@ export class LogTransactions {
   /**
    * Creates the log's metadata at epoch 0 (no leader yet) unless it exists.
    * The replica set is every replica that ever joined, up to `replicas`.
+   * `retention` is the new log's policy (one without limits is none).
    */
   async createLog(name: string, replicas: number, retention?: RetentionPolicy): Promise<{ created: boolean }> {
     const { ns } = this.ctx;
     // Asked of etcd, not the watch: a replica that joined a moment ago may not have reached it yet.
     const nodeIds = (await ns.getAll().prefix(keys.nodes()).keys()).map((k) => k.slice(keys.nodes().length)).sort();
     if (nodeIds.length < replicas) throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
-    const meta: LogMeta = { name, uid: randomBytes(8).toString('hex'), replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString(), ...(retention ? { retention } : {}) };
+    const policy = storedPolicy(retention);
+    const meta: LogMeta = { name, uid: randomBytes(8).toString('hex'), replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString(), ...(policy ? { retention: policy } : {}) };
     // A log created again after a delete keeps counting epochs from where it was, so
     // nothing a leader of the old log still sends can pass a fence of the new one.
     const epoch = await ns.get(keys.epoch(name)).string();
@@ -244,11 +246,12 @@ export class LogTransactions {
   }
 
   /**
-   * Replaces the log's retention policy (undefined: none), compared on its
+   * Replaces the log's retention policy (one without limits clears it), compared on its
    * metadata as read, so a concurrent change is read again rather than undone.
    * False when the log does not exist.
    */
-  async setRetentionPolicy(name: string, retention: RetentionPolicy | undefined): Promise<boolean> {
+  async setRetentionPolicy(name: string, retention: RetentionPolicy): Promise<boolean> {
+    const policy = storedPolicy(retention);
     const { ns } = this.ctx;
     const key = keys.log(name);
     for (;;) {
@@ -256,7 +259,7 @@ export class LogTransactions {
       const kv = current.kvs[0];
       if (!kv) return false;
       const { retention: _replaced, ...rest } = JSON.parse(kv.value.toString()) as LogMeta;
-      const meta: LogMeta = retention ? { ...rest, retention } : rest;
+      const meta: LogMeta = policy ? { ...rest, retention: policy } : rest;
       const txn = ns.if(key, 'Mod', '==', kv.mod_revision).then(ns.put(key).value(JSON.stringify(meta)));
       if (await this.commitAndCache(txn, [key], () => this.view.setMeta(meta))) return true;
     }

@@ -205,7 +205,7 @@ export class Replica implements ReplicaContext {
     }
     let created: boolean;
     try {
-      ({ created } = await dir.createLog(name, this.config.replicas, retention && Object.keys(retention).length > 0 ? retention : undefined));
+      ({ created } = await dir.createLog(name, this.config.replicas, retention));
     } catch (err) {
       throw new TernError('NOT_READY', `cannot create log ${name}: ${(err as Error).message}`, { cause: err });
     }

@@ -57,8 +57,8 @@ export class Retention {
     const policy = dir.meta(name)?.retention;
     if (!policy) return;
     const pointFor = (readers: readonly ReaderInfo[]) => retentionPoint({ ...this.inputsOf(name), policy, readers }).beforeId;
-    if (pointFor(dir.readers(name)) <= dir.retainedFrom(name)) return;
     const from = dir.retainedFrom(name);
+    if (pointFor(dir.readers(name)) <= from) return;
     const beforeId = await dir.truncateBefore(name, pointFor);
     if (beforeId > from) this.ctx.log.info({ log: name, beforeId, policy }, 'retention policy truncated the log');
   }
@@ -80,8 +80,7 @@ export class Retention {
 
   /** Replaces the log's policy ({} clears it); the leader applies it on its next pass. */
   async setPolicy(name: string, policy: RetentionPolicy): Promise<void> {
-    const retention = Object.keys(policy).length > 0 ? policy : undefined;
-    if (!(await this.ctx.dir().setRetentionPolicy(name, retention))) throw new TernError('LOG_NOT_FOUND', `log ${name} does not exist`);
+    if (!(await this.ctx.dir().setRetentionPolicy(name, policy))) throw new TernError('LOG_NOT_FOUND', `log ${name} does not exist`);
     this.ctx.log.info({ log: name, retention: policy }, 'retention policy set');
   }
 
