@@ -35,7 +35,7 @@ import { createLog } from './lib/http.js';
 import { TailProbe, STAMP_BYTES, latencyFigures, openTernReaders, type LatencyFigures } from './lib/tail-latency.js';
 import { HttpTarget } from './lib/targets.js';
 import { cpuFigures, cpuSnapshot, machine, runCommand, startedUnlessAborted } from './lib/proc.js';
-import { UsageError, numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
+import { numberFlag, optionsOrExitCode, parseFlags } from './lib/flags.js';
 
 const USAGE = `Usage: node dist/bench/tail-bench.js [options] [-- REPLICA FLAGS]   (or: npm run bench:tail -- [options])
   --duration S   measured seconds per run (default 20)

@@ -6,6 +6,16 @@
  * padding; an empty body is zero frames.
  */
 export const FRAMES_CONTENT_TYPE = 'application/vnd.tern.frames';
+/**
+ * Frames that carry each entry's time, for readers that ask for them
+ * (`Accept`): per entry a u32 big-endian length of the data, an f64
+ * big-endian time (ms since the Unix epoch), then the data. The keep-alive
+ * frame stays its bare length. Plain frames stay the default, so readers that
+ * predate times read on unchanged.
+ */
+export const TIMED_FRAMES_CONTENT_TYPE = 'application/vnd.tern.timed-frames';
+/** Bytes of a timed frame before its data. */
+const TIMED_HEADER_BYTES = 4 + 8;
 
 export class FrameError extends Error {}
 /** A well-formed body over a limit: a frame too big, or too many frames. */
@@ -43,6 +53,26 @@ export function encodeFrames(entries: readonly Buffer[]): Buffer[] {
   return chunks;
 }
 
+/** Encodes entries and their times as timed frames: the chunks to write in order (entries referenced, not copied). */
+export function encodeTimedFrames(entries: readonly Buffer[], times: readonly number[]): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const head = Buffer.allocUnsafe(TIMED_HEADER_BYTES);
+    head.writeUInt32BE(entries[i]!.length, 0);
+    head.writeDoubleBE(times[i]!, 4);
+    chunks.push(head, entries[i]!);
+  }
+  return chunks;
+}
+
+/** Splits a timed-frames body into entries (views into `body`) and their times. */
+export function decodeTimedFrames(body: Buffer): { entries: Buffer[]; times: number[] } {
+  const decoder = new FrameStreamDecoder(Infinity, true);
+  const { entries, times } = decoder.push(body);
+  if (decoder.pending > 0) throw new FrameError(`timed frames: ${decoder.pending} bytes of a frame cut short`);
+  return { entries, times: times! };
+}
+
 /**
  * The keep-alive frame of a streaming tail (README, Client API): the length
  * 0xFFFFFFFF with no data after it. No entry can have that length (entries are
@@ -55,6 +85,8 @@ export const KEEP_ALIVE_FRAME: Buffer = Buffer.from([0xff, 0xff, 0xff, 0xff]);
 /** What a chunk of a frames stream held: the entries completed by it, and keep-alive frames seen. */
 export interface FrameStreamChunk {
   entries: Buffer[];
+  /** The entries' times, when the stream carries timed frames. */
+  times?: number[];
   keepAlives: number;
 }
 
@@ -73,7 +105,11 @@ export class FrameStreamDecoder {
   /** Bytes the held frame needs in all, its length prefix included; 0 while its prefix is incomplete. */
   private needed = 0;
 
-  constructor(private readonly maxFrameBytes = Infinity) {}
+  /** `timed`: the stream carries timed frames (TIMED_FRAMES_CONTENT_TYPE). */
+  constructor(
+    private readonly maxFrameBytes = Infinity,
+    private readonly timed = false,
+  ) {}
 
   get pending(): number {
     return this.heldBytes;
@@ -84,13 +120,15 @@ export class FrameStreamDecoder {
     if (this.heldBytes > 0) {
       this.held.push(chunk);
       this.heldBytes += chunk.length;
-      if (this.needed > 0 && this.heldBytes < this.needed) return { entries: [], keepAlives: 0 };
+      if (this.needed > 0 && this.heldBytes < this.needed) return this.timed ? { entries: [], times: [], keepAlives: 0 } : { entries: [], keepAlives: 0 };
       buf = Buffer.concat(this.held, this.heldBytes);
       this.held = [];
       this.heldBytes = 0;
       this.needed = 0;
     }
     const entries: Buffer[] = [];
+    const times: number[] | undefined = this.timed ? [] : undefined;
+    const header = this.timed ? TIMED_HEADER_BYTES : 4;
     let keepAlives = 0;
     let o = 0;
     while (o + 4 <= buf.length) {
@@ -101,17 +139,18 @@ export class FrameStreamDecoder {
         continue;
       }
       if (len > this.maxFrameBytes) throw new FrameLimitError(`frame of ${len} bytes is over the ${this.maxFrameBytes}-byte entry limit`);
-      if (o + 4 + len > buf.length) {
-        this.needed = 4 + len;
+      if (o + header + len > buf.length) {
+        this.needed = header + len;
         break;
       }
-      entries.push(buf.subarray(o + 4, o + 4 + len));
-      o += 4 + len;
+      if (times) times.push(buf.readDoubleBE(o + 4));
+      entries.push(buf.subarray(o + header, o + header + len));
+      o += header + len;
     }
     if (o < buf.length) {
       this.held = [buf.subarray(o)];
       this.heldBytes = buf.length - o;
     }
-    return { entries, keepAlives };
+    return times ? { entries, times, keepAlives } : { entries, keepAlives };
   }
 }

@@ -287,7 +287,7 @@ export class TakeoverMachine {
     if (runs.length === 0) return this.fail(`${phase.source} no longer holds id ${phase.next}`);
     for (const run of runs) {
       if (run.firstId > phase.next) return this.fail(`${phase.source} answered from id ${run.firstId}, not ${phase.next}`);
-      this.replica.adopt(run.firstId, run.epoch, run.entries, run.marks);
+      this.replica.adopt(run);
       phase.next = Math.max(phase.next, run.firstId + run.entries.length);
     }
     if (phase.next <= phase.endId) return this.emit({ kind: 'fetch', from: phase.source, fromId: phase.next, toId: phase.endId });

@@ -187,6 +187,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.retainedFrom(name);
   }
 
+  /** See ClusterView.lastTimeMs. */
+  lastTimeMs(name: string): number {
+    return this.view.lastTimeMs(name);
+  }
+
   /** The log's named readers, sorted by name. */
   readers(name: string): ReaderInfo[] {
     return this.view.readers(name);

@@ -14,7 +14,8 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ManifestEntry } from '../fencing/keys.js';
-import { encodeObject, encodedSize, epochOfKey, isObjectUnder, logPrefix, objectKey } from './object-format.js';
+import { encodeObject, encodedSize, epochOfKey, isObjectUnder, logPrefix, objectKey, type ObjectSections } from './object-format.js';
+import type { TimeRun } from '../quorum/entry-buffer.js';
 import type { ObjectStore } from './object-store.js';
 
 /** New object buffers are sized in steps of this, so that buffers of similar objects are interchangeable. */
@@ -80,6 +81,8 @@ export interface FlushSource {
    * Called once per object, in id order; undefined writes a version 1 object.
    */
   snapshot?(firstId: number, lastId: number): Buffer | undefined;
+  /** The times of firstId..lastId as runs, the first at firstId (empty when unknown): the object's time index. */
+  times?(firstId: number, lastId: number): TimeRun[];
   /** Applies the log's retention policy (raises the retention point); called before each garbage collection, which then deletes what it truncated. */
   applyRetention?(): Promise<void>;
 }
@@ -271,10 +274,10 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     nextId = lastId + 1;
     waitingSince = undefined;
     const key = objectKey(options.prefix, options.cluster, src.log, firstId, lastId, src.epoch, src.uid);
-    const snapshot = src.snapshot?.(firstId, lastId);
-    const buffer = options.buffers?.take(encodedSize(entries.length, bytes, snapshot?.length ?? 0));
-    const body = encodeObject(src.epoch, firstId, entries, buffer, snapshot);
-    const flight: Flight = { entry: { key, firstId, lastId, epoch: src.epoch, bytes: body.length }, cutAt: performance.now() };
+    const sections: ObjectSections = { snapshot: src.snapshot?.(firstId, lastId), times: src.times?.(firstId, lastId) };
+    const buffer = options.buffers?.take(encodedSize(entries.length, bytes, sections));
+    const body = encodeObject(src.epoch, firstId, entries, buffer, sections);
+    const flight: Flight = { entry: manifestEntryOf(key, firstId, lastId, src.epoch, body.length, sections.times), cutAt: performance.now() };
     unrecorded.push(flight);
     uploading++;
     void putWithRetry(src, store, key, body, log).then((stored) => {
@@ -287,6 +290,16 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
     });
   }
   while (uploading > 0 || recording) await progress(GC_EVERY_MS);
+}
+
+/** An object's manifest record; it names the times of its first and last entries when they are known. */
+function manifestEntryOf(key: string, firstId: number, lastId: number, epoch: number, bytes: number, times: readonly TimeRun[] | undefined): ManifestEntry {
+  const entry: ManifestEntry = { key, firstId, lastId, epoch, bytes };
+  if (times && times.length > 0) {
+    entry.firstTimeMs = times[0]!.timeMs;
+    entry.lastTimeMs = times[times.length - 1]!.timeMs;
+  }
+  return entry;
 }
 
 /** Records in the manifest, retrying etcd errors; false when the transaction was refused (fenced) or leadership ended. */

@@ -2,18 +2,24 @@
  * The format of a flushed object: one object per batch of consecutive
  * entries of one log. All integers big-endian.
  *
- *   header  (24 B)  "TERN" | u8 version (2) | u8 0 | u16 0 | u32 epoch | i48 firstId | u16 0 | u32 count
+ *   header  (24 B)  "TERN" | u8 version (3) | u8 0 | u16 0 | u32 epoch | i48 firstId | u16 0 | u32 count
  *   records         per entry: u32 length | u32 CRC-32C of the data | data
  *   index           per entry: u32 offset of its record from the start of the object
- *   snapshot        (version 2) the idempotent producers' table as it stands at
+ *   times           (version 3) the entries' timestamps as runs of one time,
+ *                   the time index: u32 runs | per run: u32 index of its first
+ *                   entry in the object | f64 timeMs; runs ascending in both,
+ *                   the first at entry 0 (none: times unknown)
+ *   snapshot        (version 2, optional in 3) the idempotent producers' table as it stands at
  *                   the object's last id (quorum/producers.ts): i48 throughId |
  *                   u32 producers | per producer (least recently used first):
  *                   u8 id length | id (ASCII) | f64 lastTimeMs | u8 batches |
  *                   per batch: f64 firstSeq | u32 count | i48 firstId
  *   trailer (16 B)  u32 index offset | u32 count | u32 CRC-32C of header, index (and snapshot) | "TIDX"
  *
- * Version 1 objects (no snapshot: index and trailer meet) are still read; a
- * new leader that finds one at its flushed point starts with an empty table.
+ * Versions 1 (no snapshot: index and trailer meet) and 2 (no times) are
+ * still read: their entries read as time UNKNOWN_TIME_MS, and a new leader
+ * that finds an object without a snapshot at its flushed point starts with an
+ * empty producer table.
  *
  * A reader that knows the index (the trailer and index are one suffix-ranged
  * GET, cacheable) fetches entries i..j with one ranged GET of
@@ -21,12 +27,15 @@
  * corruption is an error, never data.
  */
 import { crc32c } from '@node-rs/crc32';
+import { UNKNOWN_TIME_MS, type TimeRun } from '../quorum/entry-buffer.js';
 import type { ProducerSnapshot } from '../quorum/producers.js';
 
 const MAGIC = Buffer.from('TERN');
 const TRAILER_MAGIC = Buffer.from('TIDX');
-const VERSION = 2;
+const VERSION = 3;
 const V1 = 1;
+const V2 = 2;
+const TIME_RUN_BYTES = 4 + 8;
 export const HEADER_BYTES = 24;
 export const TRAILER_BYTES = 16;
 const RECORD_OVERHEAD = 8;
@@ -39,27 +48,37 @@ export interface DecodedObject {
   epoch: number;
   firstId: number;
   entries: Buffer[];
-  /** The snapshot section (decodeSnapshot), checked by the object's checksum but not parsed: readers of entries never need it. Undefined in a version 1 object. */
+  /** The snapshot section (decodeSnapshot), checked by the object's checksum but not parsed: readers of entries never need it. Undefined when the object has none. */
   snapshotSection?: Buffer;
+  /** The entries' times as runs with ids (the first at firstId); empty in an object of version 1 or 2 (times unknown). */
+  times: TimeRun[];
 }
 
-/** Bytes of the object that holds `count` entries of `entryBytes` bytes in all, and a snapshot section of `snapshotBytes` (encodeSnapshot). */
-export function encodedSize(count: number, entryBytes: number, snapshotBytes = 0): number {
-  return HEADER_BYTES + TRAILER_BYTES + (4 + RECORD_OVERHEAD) * count + entryBytes + snapshotBytes;
+/** The optional sections of an object: the producers' snapshot (encodeSnapshot's bytes) and the entries' times as runs (ids absolute, the first at the object's firstId). */
+export interface ObjectSections {
+  snapshot?: Buffer | undefined;
+  times?: readonly TimeRun[] | undefined;
+}
+
+/** Bytes of the object that holds `count` entries of `entryBytes` bytes in all, and `sections`. */
+export function encodedSize(count: number, entryBytes: number, sections: ObjectSections = {}): number {
+  const timesBytes = sections.times ? 4 + TIME_RUN_BYTES * sections.times.length : 0;
+  return HEADER_BYTES + TRAILER_BYTES + (4 + RECORD_OVERHEAD) * count + entryBytes + timesBytes + (sections.snapshot?.length ?? 0);
 }
 
 /**
  * The object, written at the start of `into` when it is big enough (a view
- * of it), else in a new buffer. With `snapshot` (encodeSnapshot's bytes) a
- * version 2 object, else version 1.
+ * of it), else in a new buffer. With times a version 3 object; without, a
+ * version 2 one with a snapshot, else version 1 (what the tests of old objects write).
  */
-export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[], into?: Buffer, snapshot?: Buffer): Buffer {
+export function encodeObject(epoch: number, firstId: number, entries: readonly Buffer[], into?: Buffer, sections: ObjectSections = {}): Buffer {
+  const { snapshot, times } = sections;
   let entryBytes = 0;
   for (const e of entries) entryBytes += e.length;
-  const size = encodedSize(entries.length, entryBytes, snapshot?.length ?? 0);
+  const size = encodedSize(entries.length, entryBytes, sections);
   const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
   MAGIC.copy(out, 0);
-  out.writeUInt8(snapshot ? VERSION : V1, 4);
+  out.writeUInt8(times ? VERSION : snapshot ? V2 : V1, 4);
   out.writeUInt8(0, 5);
   out.writeUInt16BE(0, 6);
   out.writeUInt32BE(epoch, 8);
@@ -77,6 +96,13 @@ export function encodeObject(epoch: number, firstId: number, entries: readonly B
   }
   const indexOffset = o;
   for (const off of offsets) o = out.writeUInt32BE(off, o);
+  if (times) {
+    o = out.writeUInt32BE(times.length, o);
+    for (const t of times) {
+      o = out.writeUInt32BE(t.firstId - firstId, o);
+      o = out.writeDoubleBE(t.timeMs, o);
+    }
+  }
   if (snapshot) o += snapshot.copy(out, o);
   out.writeUInt32BE(indexOffset, o);
   out.writeUInt32BE(entries.length, o + 4);
@@ -95,12 +121,44 @@ export function decodeObject(body: Buffer): DecodedObject {
   if (version === V1 ? indexEnd + TRAILER_BYTES !== body.length : indexEnd + TRAILER_BYTES > body.length) throw new CorruptObjectError('index does not end where the trailer starts');
   const meta = body.subarray(indexOffset, body.length - TRAILER_BYTES);
   if (metaChecksum(header, meta) !== body.readUInt32BE(body.length - 8)) throw new CorruptObjectError('header or index checksum mismatch');
-  if (!header.subarray(0, 4).equals(MAGIC) || (version !== VERSION && version !== V1)) throw new CorruptObjectError('not a Tern object of a known version');
+  if (!header.subarray(0, 4).equals(MAGIC) || version < V1 || version > VERSION) throw new CorruptObjectError('not a Tern object of a known version');
   if (header.readUInt32BE(20) !== count) throw new CorruptObjectError('header and trailer disagree on the entry count');
   const entries = decodeRecords(body, HEADER_BYTES, indexOffset, count);
-  const object: DecodedObject = { epoch: header.readUInt32BE(8), firstId: header.readIntBE(12, 6), entries };
-  if (version === VERSION) object.snapshotSection = body.subarray(indexEnd, body.length - TRAILER_BYTES);
+  const firstId = header.readIntBE(12, 6);
+  const object: DecodedObject = { epoch: header.readUInt32BE(8), firstId, entries, times: [] };
+  let sectionsAt = indexEnd;
+  if (version >= VERSION) {
+    object.times = decodeTimes(body.subarray(indexEnd, body.length - TRAILER_BYTES), firstId, count);
+    sectionsAt += 4 + TIME_RUN_BYTES * object.times.length;
+  }
+  if (version === V2 || (version >= VERSION && sectionsAt < body.length - TRAILER_BYTES)) object.snapshotSection = body.subarray(sectionsAt, body.length - TRAILER_BYTES);
   return object;
+}
+
+/** The time index of a version 3 object (at the start of `section`), as runs with absolute ids. */
+function decodeTimes(section: Buffer, firstId: number, count: number): TimeRun[] {
+  if (section.length < 4) throw new CorruptObjectError('time index is cut short');
+  const n = section.readUInt32BE(0);
+  if (section.length < 4 + TIME_RUN_BYTES * n) throw new CorruptObjectError('time index is cut short');
+  const times: TimeRun[] = [];
+  for (let i = 0, o = 4; i < n; i++, o += TIME_RUN_BYTES) {
+    const index = section.readUInt32BE(o);
+    const timeMs = section.readDoubleBE(o + 4);
+    const prev = times[i - 1];
+    if (index >= count || (prev ? index <= prev.firstId - firstId || timeMs < prev.timeMs : index !== 0)) throw new CorruptObjectError(`time run ${i} is out of order`);
+    times.push({ firstId: firstId + index, timeMs });
+  }
+  return times;
+}
+
+/** The time of entry `id` of a decoded object (UNKNOWN_TIME_MS in an object without times). */
+export function timeInObject(object: DecodedObject, id: number): number {
+  let t = UNKNOWN_TIME_MS;
+  for (const run of object.times) {
+    if (run.firstId > id) break;
+    t = run.timeMs;
+  }
+  return t;
 }
 
 /** The snapshot section of a version 2 object. */

@@ -12,7 +12,7 @@ import type { ClientAppend } from '../peer/forwarded-appends.js';
 import type { AppendLimits } from './bodies.js';
 import type { ReplicaApi } from '../replica/api.js';
 import { appendHere, entryBytes } from './append.js';
-import { JSON_UTF8, mediaType, parseAppendBody, producerOf } from './bodies.js';
+import { JSON_UTF8, mediaType, parseAppendBody, producerOf, timeOf } from './bodies.js';
 import type { DirectReply } from './direct-routes.js';
 import { toTernError } from './error-handler.js';
 
@@ -35,6 +35,8 @@ export async function answerAppend(replica: ReplicaApi, forwarder: AppendForward
     append = parseAppendBody(mediaType(headers['content-type'] as string | undefined), body, limits);
     const producer = producerOf(headers, append.entries.length);
     if (producer) append.producer = producer;
+    const timeMs = timeOf(headers);
+    if (timeMs !== undefined) append.timeMs = timeMs;
     const leader = await replica.leaderElsewhere(name);
     if (!leader) {
       counted = true;

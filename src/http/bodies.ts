@@ -7,6 +7,7 @@
 import { TernError } from '../errors.js';
 import { FRAMES_CONTENT_TYPE, FrameLimitError, decodeFrames } from '../frames.js';
 import type { ClientAppend, ProducerRef } from '../peer/forwarded-appends.js';
+import { isTimestamp } from '../quorum/entry-buffer.js';
 import { PRODUCER_ID_PATTERN, isProducerSeq } from '../quorum/producers.js';
 import type { RetentionPolicy } from '../fencing/keys.js';
 import type { HttpLimits } from '../replica/api.js';
@@ -74,6 +75,22 @@ export function checkedProducer(producer: ProducerRef, count: number): ProducerR
   if (!PRODUCER_ID_PATTERN.test(producer.id)) throw new TernError('BAD_REQUEST', 'Tern-Producer-Id must be 1-128 characters of [A-Za-z0-9._:-]');
   if (!isProducerSeq(producer.seq) || !isProducerSeq(producer.seq + Math.max(0, count - 1))) throw new TernError('BAD_REQUEST', 'Tern-Producer-Seq must be a non-negative safe integer (seq + entries - 1 too)');
   return producer;
+}
+
+/** An append's own time (Client API, Timestamps): what callers with their own clock or oracle send. */
+export const TIME_HEADER = 'tern-time-ms';
+
+/** The time an append's headers give its entries (undefined: the leader's clock); BAD_REQUEST unless a non-negative safe integer, once. */
+export function timeOf(headers: Record<string, string | string[] | undefined>): number | undefined {
+  const t = headers[TIME_HEADER];
+  if (t === undefined) return undefined;
+  return checkedTime(typeof t === 'string' && /^\d{1,16}$/.test(t) ? Number(t) : Number.NaN);
+}
+
+/** An append's time as Tern-Time-Ms must carry it; BAD_REQUEST otherwise. */
+export function checkedTime(timeMs: number): number {
+  if (!isTimestamp(timeMs)) throw new TernError('BAD_REQUEST', 'Tern-Time-Ms must be a non-negative safe integer (ms since the Unix epoch), given once');
+  return timeMs;
 }
 
 /** Frames as entries, with a frame over the entry limit or frames over the count limit reported as TOO_LARGE and any other damage as BAD_REQUEST. */

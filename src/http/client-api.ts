@@ -7,11 +7,11 @@
  * positions `append`, and every command that changes a log, its retention or
  * its leadership `admin`.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { FastifyBaseLogger } from 'fastify';
 import { RETRY_AFTER_SECONDS, TernError } from '../errors.js';
-import { FRAMES_CONTENT_TYPE, encodeFrames } from '../frames.js';
+import { FRAMES_CONTENT_TYPE, TIMED_FRAMES_CONTENT_TYPE, encodeFrames, encodeTimedFrames } from '../frames.js';
 import { AppendForwarder } from '../peer/append-forwarder.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { answerAppend } from './append-request.js';
@@ -322,19 +322,20 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
     },
   );
 
-  app.get<{ Params: { log: string }; Querystring: { from: number; limit: number; waitMs: number; follow: boolean } }>(
+  app.get<{ Params: { log: string }; Querystring: { from?: number; fromTime?: number; limit: number; waitMs: number; follow: boolean } }>(
     '/v1/logs/:log/entries',
     {
       config: { access: 'read' },
       schema: {
         summary:
-          'Read committed entries from `from`; JSON with base64 data, or frames with Accept: application/octet-stream (ids in headers tern-from-id, tern-next-id, tern-committed-id). ' +
-          'With follow=true (no limit or waitMs): a streaming tail, one chunked answer that carries every entry from `from` as it commits, as frames (keep-alive frame: length 0xFFFFFFFF, no data) or, with Accept: application/json, as application/x-ndjson; the trailer tern-end says why it ended',
+          'Read committed entries from `from` (default 0), or from the first entry whose time is at least `fromTime` (ms since the Unix epoch); JSON with base64 data and each entry\'s timeMs, or frames with Accept: application/octet-stream (ids in headers tern-from-id, tern-next-id, tern-committed-id), or frames that carry each entry\'s time with Accept: application/vnd.tern.timed-frames. ' +
+          'With follow=true (no limit or waitMs): a streaming tail, one chunked answer that carries every entry from `from` as it commits, as frames (keep-alive frame: length 0xFFFFFFFF, no data), timed frames, or, with Accept: application/json, as application/x-ndjson; the trailer tern-end says why it ended',
         params: logParams,
         querystring: {
           type: 'object',
           properties: {
-            from: { type: 'integer', minimum: 0, default: 0 },
+            from: { type: 'integer', minimum: 0 },
+            fromTime: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
             limit: { type: 'integer', minimum: 1, maximum: config.maxReadEntries, default: Math.min(DEFAULT_READ_LIMIT, config.maxReadEntries) },
             waitMs: { type: 'integer', minimum: 0, maximum: config.maxWaitMs, default: 0 },
             follow: { type: 'boolean', default: false },
@@ -345,32 +346,60 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
       },
     },
     async (req, reply) => {
-      const { from, limit, waitMs, follow } = req.query;
-      if (follow) return streamTail(replica, req, reply, req.params.log, from);
-      const r = await replica.read(req.params.log, from, limit, waitMs);
-      if (wantsBinary(req)) {
-        const accept = req.headers.accept?.includes(FRAMES_CONTENT_TYPE) ? FRAMES_CONTENT_TYPE : OCTETS;
+      const { limit, waitMs, follow } = req.query;
+      const log = req.params.log;
+      const from = await startOfRead(replica, log, req.query);
+      if (follow) return streamTail(replica, req, reply, log, from);
+      const r = await replica.read(log, from, limit, waitMs);
+      const binary = binaryFormatOf(req.headers.accept);
+      if (binary) {
         return reply
-          .header('content-type', accept)
+          .header('content-type', binary)
           .header('tern-from-id', String(r.fromId))
           .header('tern-next-id', String(r.nextId))
           .header('tern-committed-id', String(r.committedId))
-          .send(Buffer.concat(encodeFrames(r.entries)));
+          .send(Buffer.concat(binary === TIMED_FRAMES_CONTENT_TYPE ? encodeTimedFrames(r.entries, r.times) : encodeFrames(r.entries)));
       }
       return {
-        entries: r.entries.map((data, i) => ({ id: r.fromId + i, data: data.toString('base64') })),
+        entries: r.entries.map((data, i) => ({ id: r.fromId + i, timeMs: r.times[i], data: data.toString('base64') })),
         nextId: r.nextId,
         committedId: r.committedId,
       };
     },
   );
 
+  app.get<{ Params: { log: string }; Querystring: { time: number } }>(
+    '/v1/logs/:log/offsets',
+    {
+      config: { access: 'read' },
+      schema: {
+        summary: 'The id of the first retained, committed entry whose time is at least `time` (ms since the Unix epoch), and that entry\'s time; when none is yet, the next id to commit and timeMs null',
+        params: logParams,
+        querystring: { type: 'object', properties: { time: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } }, required: ['time'], additionalProperties: false },
+        response: { '4xx': errorSchema, '5xx': errorSchema },
+      },
+    },
+    async (req) => {
+      const found = await replica.seekTime(req.params.log, req.query.time);
+      return { log: req.params.log, time: req.query.time, id: found.id, timeMs: found.timeMs };
+    },
+  );
+
   return app;
 }
 
-function wantsBinary(req: FastifyRequest): boolean {
-  const accept = req.headers.accept ?? '';
-  return accept.includes(OCTETS) || accept.includes(FRAMES_CONTENT_TYPE);
+/** The binary body a read's Accept asks for (timed frames, frames or octets: the last two are the same frames), or undefined for JSON. */
+function binaryFormatOf(accept = ''): string | undefined {
+  if (accept.includes(TIMED_FRAMES_CONTENT_TYPE)) return TIMED_FRAMES_CONTENT_TYPE;
+  if (accept.includes(FRAMES_CONTENT_TYPE)) return FRAMES_CONTENT_TYPE;
+  return accept.includes(OCTETS) ? OCTETS : undefined;
+}
+
+/** Where a read starts: `from`, or the first entry at or after `fromTime` (not both). */
+async function startOfRead(replica: ReplicaApi, log: string, query: { from?: number; fromTime?: number }): Promise<number> {
+  if (query.fromTime === undefined) return query.from ?? 0;
+  if (query.from !== undefined) throw new TernError('BAD_REQUEST', 'from and fromTime say where to start in two ways: give one');
+  return (await replica.seekTime(log, query.fromTime)).id;
 }
 
 /**

@@ -10,7 +10,7 @@ import { isEtcdUnavailable } from '../etcd-unavailable.js';
 import { decodeForwardedAppend, encodeForwardedAnswers, splitForwardedAppends, type ClientAppend, type ForwardedAnswer } from '../peer/forwarded-appends.js';
 import type { ReplicaApi } from '../replica/api.js';
 import { appendHere } from './append.js';
-import { LOG_NAME_PATTERN, checkedProducer, framesOf, type AppendLimits } from './bodies.js';
+import { LOG_NAME_PATTERN, checkedProducer, checkedTime, framesOf, type AppendLimits } from './bodies.js';
 import { toTernError } from './error-handler.js';
 
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
@@ -34,10 +34,12 @@ async function answerOne(replica: ReplicaApi, limits: AppendLimits, item: Buffer
 
 /** One forwarded append, checked again against this replica's own limits. */
 function checkedAppend(item: Buffer, limits: AppendLimits): { log: string; append: ClientAppend } {
-  const { log, single, producer, frames } = decodeForwardedAppend(item);
+  const { log, single, producer, timeMs, frames } = decodeForwardedAppend(item);
   if (!LOG_NAME.test(log)) throw new TernError('BAD_REQUEST', `forwarded append: bad log name "${log}"`);
   const entries = framesOf(frames, limits);
   if (single ? entries.length !== 1 : entries.length === 0) throw new TernError('BAD_REQUEST', 'forwarded append: wrong number of entries');
-  if (!producer) return { log, append: { entries, single } };
-  return { log, append: { entries, single, producer: checkedProducer(producer, entries.length) } };
+  const append: ClientAppend = { entries, single };
+  if (producer) append.producer = checkedProducer(producer, entries.length);
+  if (timeMs !== undefined) append.timeMs = checkedTime(timeMs);
+  return { log, append };
 }

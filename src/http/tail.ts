@@ -13,7 +13,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { TernError } from '../errors.js';
-import { FRAMES_CONTENT_TYPE } from '../frames.js';
+import { FRAMES_CONTENT_TYPE, TIMED_FRAMES_CONTENT_TYPE } from '../frames.js';
 import type { ReplicaApi } from '../replica/api.js';
 import type { TailEnd, TailFormat, TailSink } from '../replica/tail-stream.js';
 import { JSON_TYPE } from './bodies.js';
@@ -24,11 +24,14 @@ export const TAIL_END_TRAILER = 'tern-end';
 /** Query parameters of a plain read that mean nothing to a stream (400 with follow=true). */
 const READ_ONLY_PARAMS = ['limit', 'waitMs'];
 
-/** The format a reader asks for: NDJSON when it accepts JSON (curl users), frames otherwise. */
+/** The format a reader asks for: timed frames when it names them, NDJSON when it accepts JSON (curl users), frames otherwise. */
 export function tailFormatOf(accept: string | undefined): TailFormat {
   const a = accept ?? '';
+  if (a.includes(TIMED_FRAMES_CONTENT_TYPE)) return 'timed-frames';
   return a.includes(NDJSON_TYPE) || a.includes(JSON_TYPE) ? 'ndjson' : 'frames';
 }
+
+const CONTENT_TYPES: Record<TailFormat, string> = { frames: FRAMES_CONTENT_TYPE, 'timed-frames': TIMED_FRAMES_CONTENT_TYPE, ndjson: NDJSON_TYPE };
 
 /** Streams `log` from `from` to the reader of `req` until the stream ends. */
 export async function streamTail(replica: ReplicaApi, req: FastifyRequest, reply: FastifyReply, log: string, from: number): Promise<void> {
@@ -42,7 +45,7 @@ export async function streamTail(replica: ReplicaApi, req: FastifyRequest, reply
   void reply.hijack();
   res.socket?.setNoDelay(true);
   res.writeHead(200, {
-    'content-type': format === 'frames' ? FRAMES_CONTENT_TYPE : NDJSON_TYPE,
+    'content-type': CONTENT_TYPES[format],
     'cache-control': 'no-store',
     'tern-from-id': String(from),
     trailer: TAIL_END_TRAILER,

@@ -4,12 +4,13 @@
  * the leader's answer (http/forwarded-appends.ts).
  *
  * Request (content type application/vnd.tern.forwarded-appends): frames
- * (frames.ts), one per append: u8 kind (0 batch, 1 single raw entry; 2 and
- * 3 the same from an idempotent producer), u8 log name length, the log name
- * (ASCII), for kinds 2 and 3 u8 producer id length, the producer id (ASCII)
- * and f64 seq (a safe integer, exact in a float64), then the entries as
- * frames. A leader that predates kinds 2 and 3 answers them 400: the
- * producer's headers are never dropped on the way.
+ * (frames.ts), one per append: u8 kind (bit 0: a single raw entry, else a
+ * batch; bit 1: from an idempotent producer; bit 2: with its own time), u8
+ * log name length, the log name (ASCII), with bit 1 u8 producer id length,
+ * the producer id (ASCII) and f64 seq (a safe integer, exact in a float64),
+ * with bit 2 f64 timeMs, then the entries as frames. A leader that predates
+ * a bit answers its kinds 400: the producer's and time headers are never
+ * dropped on the way.
  * Answer: frames, one per append in the same order: u16 big-endian HTTP
  * status, then the JSON body the client gets.
  */
@@ -27,6 +28,8 @@ export interface ClientAppend {
   entries: Buffer[];
   single: boolean;
   producer?: ProducerRef;
+  /** The entries' own time (Tern-Time-Ms); absent: the leader's clock. */
+  timeMs?: number;
 }
 
 /** What the client of a forwarded append is answered: the leader's status and JSON body, relayed as they are. */
@@ -40,12 +43,15 @@ export interface ForwardedItem {
   log: string;
   single: boolean;
   producer?: ProducerRef;
+  timeMs?: number;
   frames: Buffer;
 }
 
 const KIND_BATCH = 0;
 /** A producer's kinds are the plain ones plus this. */
 const KIND_PRODUCER = 2;
+/** An append with its own time: plus this. */
+const KIND_TIMED = 4;
 /** The range of an answer's status: HTTP's. */
 const MIN_HTTP_STATUS = 100;
 const MAX_HTTP_STATUS = 599;
@@ -55,15 +61,17 @@ const KIND_SINGLE = 1;
 export function encodeForwardedAppend(log: string, append: ClientAppend): { chunks: Buffer[]; bytes: number } {
   const name = Buffer.from(log, 'latin1');
   const producer = append.producer;
-  const head = Buffer.allocUnsafe(6 + name.length + (producer ? 1 + producer.id.length + 8 : 0));
-  head.writeUInt8((append.single ? KIND_SINGLE : KIND_BATCH) + (producer ? KIND_PRODUCER : 0), 4);
+  const timed = append.timeMs !== undefined;
+  const head = Buffer.allocUnsafe(6 + name.length + (producer ? 1 + producer.id.length + 8 : 0) + (timed ? 8 : 0));
+  head.writeUInt8((append.single ? KIND_SINGLE : KIND_BATCH) + (producer ? KIND_PRODUCER : 0) + (timed ? KIND_TIMED : 0), 4);
   head.writeUInt8(name.length, 5);
   let o = 6 + name.copy(head, 6);
   if (producer) {
     o = head.writeUInt8(producer.id.length, o);
     o += head.write(producer.id, o, 'latin1');
-    head.writeDoubleBE(producer.seq, o);
+    o = head.writeDoubleBE(producer.seq, o);
   }
+  if (timed) head.writeDoubleBE(append.timeMs!, o);
   const chunks = [head, ...encodeFrames(append.entries)];
   let bytes = 0;
   for (const c of chunks) bytes += c.length;
@@ -81,20 +89,27 @@ export function splitForwardedAppends(body: Buffer): Buffer[] {
   }
 }
 
-/** One append of a request; the producer's id and seq are returned unchecked (the leader checks them as a client's). */
+/** One append of a request; the producer's id and seq and the time are returned unchecked (the leader checks them as a client's). */
 export function decodeForwardedAppend(item: Buffer): ForwardedItem {
   if (item.length < 2 || item.length < 2 + item[1]!) throw new TernError('BAD_REQUEST', 'forwarded append: truncated header');
   const kind = item[0]!;
-  if (kind > KIND_PRODUCER + KIND_SINGLE) throw new TernError('BAD_REQUEST', `forwarded append: unknown kind ${kind}`);
-  const log = item.toString('latin1', 2, 2 + item[1]!);
-  const single = kind % KIND_PRODUCER === KIND_SINGLE;
+  if (kind > KIND_TIMED + KIND_PRODUCER + KIND_SINGLE) throw new TernError('BAD_REQUEST', `forwarded append: unknown kind ${kind}`);
+  const decoded: ForwardedItem = { log: item.toString('latin1', 2, 2 + item[1]!), single: (kind & KIND_SINGLE) !== 0, frames: item };
   let o = 2 + item[1]!;
-  if (kind < KIND_PRODUCER) return { log, single, frames: item.subarray(o) };
-  if (item.length < o + 1 || item.length < o + 1 + item[o]! + 8) throw new TernError('BAD_REQUEST', 'forwarded append: truncated producer');
-  const id = item.toString('latin1', o + 1, o + 1 + item[o]!);
-  o += 1 + item[o]!;
-  const seq = item.readDoubleBE(o);
-  return { log, single, producer: { id, seq }, frames: item.subarray(o + 8) };
+  if ((kind & KIND_PRODUCER) !== 0) {
+    if (item.length < o + 1 || item.length < o + 1 + item[o]! + 8) throw new TernError('BAD_REQUEST', 'forwarded append: truncated producer');
+    const id = item.toString('latin1', o + 1, o + 1 + item[o]!);
+    o += 1 + item[o]!;
+    decoded.producer = { id, seq: item.readDoubleBE(o) };
+    o += 8;
+  }
+  if ((kind & KIND_TIMED) !== 0) {
+    if (item.length < o + 8) throw new TernError('BAD_REQUEST', 'forwarded append: truncated time');
+    decoded.timeMs = item.readDoubleBE(o);
+    o += 8;
+  }
+  decoded.frames = item.subarray(o);
+  return decoded;
 }
 
 /** The answer body, written once into one buffer: each frame is its u32 length, the u16 status, the JSON. */

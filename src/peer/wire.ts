@@ -14,6 +14,9 @@
  *   quorum/producers.ts): u8 producer id length, producer id (ASCII),
  *   f64 firstSeq, i48 firstId, u32 count, f64 timeMs (seqs and times are safe
  *   integers, exact in a float64)
+ *   version 4 adds, after the marks: u32 time run count, per run (entries from
+ *   firstId on carry timeMs, quorum/entry-buffer.ts): i48 firstId, f64 timeMs;
+ *   the first run at the message's firstId, runs ascending in ids and times
  * AppendReply:
  *   u8 version (1)  u8 status  u32 epoch  u32 seq  i48 lastId
  *   version 2 adds: u32 incarnation tag of the answering replica
@@ -26,10 +29,12 @@
  * replica of an older release refuses a newer request as unknown (400
  * UNSUPPORTED_VERSION_MESSAGE, before applying anything); the sender
  * (transport.ts) then sends it again one version older, without the marks
- * below version 3, so replicas of every version replicate to each other
+ * below version 3 and without the times below version 4 (such a replica's
+ * entries keep the time of the entry before them, entry-buffer.ts), so
+ * replicas of every version replicate to each other
  * during a rolling update (an idempotent producer's batches need every
  * replica at version 3 to be judged after a failover). Recovery fetches
- * (entry runs) stay version 1 unless they carry marks.
+ * (entry runs) are version 4 when they carry times, 3 with marks only, else 1.
  *
  * Decoding also checks what the fields' widths allow but the protocol does
  * not: ids below -1 (below 0 for an entry), an entry id past MAX_ID, a
@@ -40,10 +45,11 @@
  * reads it as a failed delivery and resends after its backoff, which is what
  * Full asks for.
  */
+import { isTimestamp, type TimeRun } from '../quorum/entry-buffer.js';
 import { MAX_ID, ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from '../quorum/messages.js';
 import { PRODUCER_ID_PATTERN, isProducerSeq, type ProducerMark } from '../quorum/producers.js';
 
-const VERSION = 3;
+const VERSION = 4;
 /** The newest and the oldest request versions this replica speaks (a sender steps down to an older peer's, transport.ts). */
 export const NEWEST_WIRE_VERSION = VERSION;
 export const OLDEST_WIRE_VERSION = 1;
@@ -53,6 +59,9 @@ const V1 = 1;
 const V2 = 2;
 /** The first request version with producer marks. */
 const MARKS_VERSION = 3;
+/** The first request version with time runs. */
+const TIMES_VERSION = 4;
+const TIME_RUN_BYTES = 6 + 8;
 /** Bytes of a mark besides its producer id. */
 const MARK_BYTES = 1 + 8 + 6 + 4 + 8;
 const V1_REPLY_BYTES = 1 + 1 + 4 + 4 + 6;
@@ -71,7 +80,9 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
     marksBytes = 4;
     for (const m of marks) marksBytes += MARK_BYTES + m.producerId.length;
   }
-  const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 4 + 6 + 4 + 4 * req.entries.length + marksBytes);
+  const times = version >= TIMES_VERSION ? (req.times ?? []) : undefined;
+  const timesBytes = times ? 4 + TIME_RUN_BYTES * times.length : 0;
+  const header = Buffer.allocUnsafe(1 + 1 + log.length + 1 + leader.length + 4 + 4 + 6 + 4 + 4 + 6 + 4 + 4 * req.entries.length + marksBytes + timesBytes);
   let o = header.writeUInt8(version, 0);
   o = header.writeUInt8(log.length, o);
   o += log.copy(header, o);
@@ -101,6 +112,13 @@ export function encodeAppendRequest(req: AppendRequest, version: number = VERSIO
       o = header.writeDoubleBE(m.timeMs, o);
     }
   }
+  if (times) {
+    o = header.writeUInt32BE(times.length, o);
+    for (const t of times) {
+      o = header.writeIntBE(t.firstId, o, 6);
+      o = header.writeDoubleBE(t.timeMs, o);
+    }
+  }
   return { chunks: [header, ...req.entries], length };
 }
 
@@ -121,6 +139,7 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   const lengths = new Array<number>(count);
   for (let i = 0; i < count; i++) lengths[i] = r.u32();
   const marks = version >= MARKS_VERSION ? readMarks(r, firstId, count) : undefined;
+  const times = version >= TIMES_VERSION ? readTimes(r, firstId, count) : undefined;
   const entries = new Array<Buffer>(count);
   for (let i = 0; i < count; i++) entries[i] = r.bytes(lengths[i]!);
   r.end();
@@ -129,7 +148,22 @@ export function decodeAppendRequest(body: Buffer): AppendRequest {
   if (entryEpoch > epoch) throw new WireError(`entries of epoch ${entryEpoch} sent in epoch ${epoch}`);
   const req: AppendRequest = { log, leader, epoch, seq, firstId, prevEpoch, entryEpoch, commitId, entries };
   if (marks && marks.length > 0) req.marks = marks;
+  if (times && times.length > 0) req.times = times;
   return req;
+}
+
+/** The time runs of a request of TIMES_VERSION or later: the first at firstId, each later one inside the message, ascending in ids and times, every time a safe integer. */
+function readTimes(r: Reader, firstId: number, count: number): TimeRun[] {
+  const n = r.u32();
+  const times: TimeRun[] = [];
+  for (let i = 0; i < n; i++) {
+    const run: TimeRun = { firstId: r.i48(), timeMs: r.f64() };
+    const prev = times[i - 1];
+    if (!isTimestamp(run.timeMs)) throw new WireError('bad entry time');
+    if (prev ? run.firstId <= prev.firstId || run.firstId >= firstId + count || run.timeMs < prev.timeMs : run.firstId !== firstId) throw new WireError(`time run at ${run.firstId} outside or out of order`);
+    times.push(run);
+  }
+  return times;
 }
 
 /** The marks of a request of MARKS_VERSION or later: each must name a valid producer and a batch that starts among the message's entries, in ascending order. */
@@ -231,7 +265,8 @@ export function encodeEntryRuns(log: string, runs: readonly EntryRun[]): Buffer 
   for (const run of runs) {
     const req: AppendRequest = { log, epoch: run.epoch, leader: '', seq: 0, firstId: run.firstId, prevEpoch: -1, entryEpoch: run.epoch, commitId: -1, entries: run.entries };
     if (run.marks && run.marks.length > 0) req.marks = run.marks;
-    const { chunks, length } = encodeAppendRequest(req, req.marks ? MARKS_VERSION : V1);
+    if (run.times && run.times.length > 0) req.times = run.times;
+    const { chunks, length } = encodeAppendRequest(req, req.times ? TIMES_VERSION : req.marks ? MARKS_VERSION : V1);
     const len = Buffer.allocUnsafe(4);
     len.writeUInt32BE(length, 0);
     parts.push(len, ...chunks);
@@ -248,6 +283,7 @@ export function decodeEntryRuns(body: Buffer): EntryRun[] {
     const req = decodeAppendRequest(body.subarray(o + 4, o + 4 + len));
     const run: EntryRun = { firstId: req.firstId, epoch: req.entryEpoch, entries: req.entries };
     if (req.marks) run.marks = req.marks;
+    if (req.times) run.times = req.times;
     runs.push(run);
     o += 4 + len;
   }

@@ -43,6 +43,25 @@ export interface EpochRun {
   epoch: number;
 }
 
+/**
+ * Entries from `firstId` on carry the timestamp `timeMs` (ms since the Unix
+ * epoch), up to the next run's first id. A log's times never decrease with its
+ * ids, so runs of one time stay few (one per append at most, fewer under load:
+ * appends of the same millisecond share one) and a time is found by binary search.
+ */
+export interface TimeRun {
+  firstId: number;
+  timeMs: number;
+}
+
+/** Whether `t` may be an entry's time: ms since the Unix epoch as a non-negative safe integer. */
+export function isTimestamp(t: number): boolean {
+  return Number.isSafeInteger(t) && t >= 0;
+}
+
+/** The time of an entry no run covers: written before entries had timestamps, or by a replica of the previous release. */
+export const UNKNOWN_TIME_MS = 0;
+
 export class EntryBuffer {
   private entries: Buffer[] = [];
   /** Index in `entries` of `startId`; released entries are dropped lazily. */
@@ -56,6 +75,14 @@ export class EntryBuffer {
    * release; the flusher's snapshot has it from then on).
    */
   private marks: ProducerMark[] = [];
+  /** Runs of equal timestamps of held entries, ascending in both ids and times (the first clipped lazily, as `runs`). */
+  private times: TimeRun[] = [];
+  /**
+   * The time below which no later entry may be stamped: the newest time this
+   * buffer has held (released or truncated entries included), or one raised
+   * by `raiseTimeFloor` from what etcd records of entries held elsewhere.
+   */
+  private timeFloor = UNKNOWN_TIME_MS;
 
   constructor(
     private startIdValue: number,
@@ -81,9 +108,15 @@ export class EntryBuffer {
     return this.heldBytes;
   }
 
-  /** Holds `data` at the next ids, with the marks of `marks` whose first id is among them. */
-  append(epoch: number, data: readonly Buffer[], marks?: readonly ProducerMark[]): void {
+  /**
+   * Holds `data` at the next ids, with the marks of `marks` and the time runs
+   * of `times` whose first id is among them. Entries before the first such run
+   * keep the time of the entry before them: a sender of the previous release
+   * sends no times, and its entries must not look older than what they follow.
+   */
+  append(epoch: number, data: readonly Buffer[], marks?: readonly ProducerMark[], times?: readonly TimeRun[]): void {
     if (data.length === 0) return;
+    if (times) this.appendTimes(this.lastId + 1, this.lastId + data.length, times);
     if (marks) {
       const first = this.lastId + 1;
       const last = first + data.length - 1;
@@ -135,6 +168,91 @@ export class EntryBuffer {
   epochRuns(): EpochRun[] {
     if (this.length === 0) return [];
     return this.runs.map((run) => ({ firstId: Math.max(run.firstId, this.startIdValue), epoch: run.epoch }));
+  }
+
+  /** The time that the next entry stamps no lower than: the newest time held or known. */
+  get lastTimeMs(): number {
+    return this.timeFloor;
+  }
+
+  /** Raises the floor of the next entry's time to `timeMs` (what etcd records of a log's flushed or sealed entries). */
+  raiseTimeFloor(timeMs: number): void {
+    if (timeMs > this.timeFloor) this.timeFloor = timeMs;
+  }
+
+  /** Timestamp of held entry `id` (UNKNOWN_TIME_MS when no run covers it); undefined outside the buffer. */
+  timeOf(id: number): number | undefined {
+    if (id < this.startIdValue || id > this.lastId) return undefined;
+    const i = this.timeRunIndex(id);
+    return i < 0 ? UNKNOWN_TIME_MS : this.times[i]!.timeMs;
+  }
+
+  /** The times of ids fromId..fromId+count-1, all held. */
+  timesOf(fromId: number, count: number): number[] {
+    const out = new Array<number>(count);
+    let i = this.timeRunIndex(fromId);
+    for (let k = 0; k < count; k++) {
+      const id = fromId + k;
+      while (i + 1 < this.times.length && this.times[i + 1]!.firstId <= id) i++;
+      out[k] = i < 0 ? UNKNOWN_TIME_MS : this.times[i]!.timeMs;
+    }
+    return out;
+  }
+
+  /** The first held id whose time is at least `timeMs`; lastId + 1 when none is. */
+  firstIdAtOrAfter(timeMs: number): number {
+    if (this.length === 0) return this.lastId + 1;
+    let lo = 0;
+    let hi = this.times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.times[mid]!.timeMs < timeMs) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === this.times.length) return this.lastId + 1;
+    // Entries before the first run read as UNKNOWN_TIME_MS, which no positive time asked for reaches.
+    return timeMs <= UNKNOWN_TIME_MS ? this.startIdValue : Math.max(this.times[lo]!.firstId, this.startIdValue);
+  }
+
+  /** The time runs of ids fromId..toId, the first starting at fromId (none when no run covers any of them). */
+  timeRunsBetween(fromId: number, toId: number): TimeRun[] {
+    const i = this.timeRunIndex(fromId);
+    if (i < 0 && (this.times.length === 0 || this.times[0]!.firstId > toId)) return [];
+    const out: TimeRun[] = [{ firstId: fromId, timeMs: i < 0 ? UNKNOWN_TIME_MS : this.times[i]!.timeMs }];
+    for (let k = i + 1; k < this.times.length && this.times[k]!.firstId <= toId; k++) out.push(this.times[k]!);
+    return out;
+  }
+
+  /** Index in `times` of the run covering `id`; -1 when none does. */
+  private timeRunIndex(id: number): number {
+    let lo = 0;
+    let hi = this.times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.times[mid]!.firstId <= id) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
+  }
+
+  /**
+   * Records the times of ids first..last from `times` (runs that may begin
+   * before `first`: the one covering it applies from it); a run no newer than
+   * the one before merges into it.
+   */
+  private appendTimes(first: number, last: number, times: readonly TimeRun[]): void {
+    for (let k = 0; k < times.length; k++) {
+      const run = times[k]!;
+      const next = times[k + 1];
+      if (run.firstId > last) break;
+      if (next && next.firstId <= first) continue;
+      const prev = this.times[this.times.length - 1];
+      // Times never decrease within a log; a sender that broke that (it cannot, by its own check) is held to the floor.
+      const timeMs = Math.max(run.timeMs, prev?.timeMs ?? UNKNOWN_TIME_MS);
+      if (prev && prev.timeMs === timeMs) continue;
+      this.times.push({ firstId: Math.max(run.firstId, first), timeMs });
+      if (timeMs > this.timeFloor) this.timeFloor = timeMs;
+    }
   }
 
   /** Entries from `fromId` on, at most `maxCount` of them and about `maxBytes` (always at least one). */
@@ -191,10 +309,14 @@ export class EntryBuffer {
     this.heldBytes -= dropped;
     this.account.bytes -= dropped + count * ENTRY_OVERHEAD_BYTES;
     while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.firstId >= id) this.runs.pop();
+    while (this.times.length > 0 && this.times[this.times.length - 1]!.firstId >= id) this.times.pop();
     // A batch cut in two is not the batch its mark names: the mark goes with its tail.
     while (this.marks.length > 0 && this.marks[this.marks.length - 1]!.firstId + this.marks[this.marks.length - 1]!.count > id) this.marks.pop();
     // Emptied from startId: a run begun below it (clipped by a release) describes nothing held now.
-    if (this.length === 0) this.runs = [];
+    if (this.length === 0) {
+      this.runs = [];
+      this.times = [];
+    }
   }
 
   /**
@@ -212,6 +334,7 @@ export class EntryBuffer {
       this.head = 0;
       this.runs = [];
       this.marks = [];
+      this.times = [];
       this.startIdValue = id + 1;
       return;
     }
@@ -232,6 +355,9 @@ export class EntryBuffer {
       this.head = 0;
     }
     while (this.runs.length > 1 && this.runs[1]!.firstId <= this.startIdValue) this.runs.shift();
+    let passed = 0;
+    while (passed + 1 < this.times.length && this.times[passed + 1]!.firstId <= this.startIdValue) passed++;
+    if (passed > 0) this.times.splice(0, passed);
     let gone = 0;
     while (gone < this.marks.length && this.marks[gone]!.firstId <= id) gone++;
     if (gone > 0) this.marks.splice(0, gone);

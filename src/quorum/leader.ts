@@ -54,10 +54,19 @@ export interface LeaderConfig {
 
 /** Why a proposal failed after it got ids: it may or may not become committed later. */
 export type UnknownOutcome = 'ACK_TIMEOUT' | 'FENCED';
-/** Why a proposal was refused before getting ids: it was certainly not applied. */
-export type Refusal = 'NO_QUORUM' | 'FENCED';
+/** Why a proposal was refused before getting ids: it was certainly not applied. TIME_BEHIND: its own time is below the log's last. */
+export type Refusal = 'NO_QUORUM' | 'FENCED' | 'TIME_BEHIND';
 
-export type ProposeResult = { ok: true; firstId: number; lastId: number } | { ok: false; reason: Refusal };
+export type ProposeResult = { ok: true; firstId: number; lastId: number; timeMs: number } | { ok: false; reason: Refusal; lastTimeMs?: number };
+
+/**
+ * The clock of a proposal, read by the caller (the core reads none): the
+ * leader's wall clock, and the time the append asked for, if it brought one.
+ */
+export interface ProposalClock {
+  nowMs: number;
+  givenMs?: number;
+}
 
 export interface Outgoing {
   to: string;
@@ -157,19 +166,26 @@ export class LeaderLog<T> {
   /**
    * Assigns consecutive ids to `entries` (all or none) and starts replicating
    * them; `producer` makes them a producer batch whose mark (producers.ts)
-   * travels with them. On success the mark is in `mark`.
+   * travels with them. On success the mark is in `mark`. The entries share one
+   * timestamp: the time `clock` gives (the append's own, else the leader's
+   * clock), raised to the log's last time so times never decrease; an
+   * append's own time below the last is refused (TIME_BEHIND) instead. Without
+   * a clock they take the log's last time.
    */
-  propose(entries: Buffer[], token: T, producer?: Omit<ProducerMark, 'firstId' | 'count'>): ProposeResult & { mark?: ProducerMark } {
+  propose(entries: Buffer[], token: T, producer?: Omit<ProducerMark, 'firstId' | 'count'>, clock?: ProposalClock): ProposeResult & { mark?: ProducerMark } {
     if (this.isDeposed) return { ok: false, reason: 'FENCED' };
     if (!this.quorumReachable()) return { ok: false, reason: 'NO_QUORUM' };
     const buffer = this.replica.buffer;
+    const lastTimeMs = buffer.lastTimeMs;
+    if (clock?.givenMs !== undefined && clock.givenMs < lastTimeMs) return { ok: false, reason: 'TIME_BEHIND', lastTimeMs };
+    const timeMs = Math.max(clock?.givenMs ?? clock?.nowMs ?? lastTimeMs, lastTimeMs);
     const firstId = buffer.lastId + 1;
     // Built field by field, not by spread: marks ride every replication message and the flushed snapshot.
     const mark: ProducerMark | undefined = producer && entries.length > 0 ? { producerId: producer.producerId, firstSeq: producer.firstSeq, firstId, count: entries.length, timeMs: producer.timeMs } : undefined;
-    buffer.append(this.config.epoch, entries, mark && [mark]);
+    buffer.append(this.config.epoch, entries, mark && [mark], [{ firstId, timeMs }]);
     const lastId = firstId + entries.length - 1;
     this.proposals.push({ token, firstId, lastId, tick: this.now });
-    return mark ? { ok: true, firstId, lastId, mark } : { ok: true, firstId, lastId };
+    return mark ? { ok: true, firstId, lastId, timeMs, mark } : { ok: true, firstId, lastId, timeMs };
   }
 
   /**
@@ -367,6 +383,8 @@ export class LeaderLog<T> {
     if (entries.length > 0) {
       const marks = this.replica.buffer.marksBetween(firstId, firstId + entries.length - 1);
       if (marks.length > 0) req.marks = marks;
+      const times = this.replica.buffer.timeRunsBetween(firstId, firstId + entries.length - 1);
+      if (times.length > 0) req.times = times;
     }
     p.inflight.push({ seq, lastId: firstId + entries.length - 1, sentTick: this.now });
     p.nextId += entries.length;

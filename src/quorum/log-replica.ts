@@ -4,7 +4,7 @@
  * point it knows. The follower's side of the protocol lives here because a
  * leader is a log replica too: it holds its own entries in the same buffer.
  */
-import { EntryBuffer, type MemoryAccount } from './entry-buffer.js';
+import { EntryBuffer, type MemoryAccount, type TimeRun } from './entry-buffer.js';
 import { ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from './messages.js';
 import type { ProducerMark } from './producers.js';
 
@@ -59,7 +59,7 @@ export class LogReplica {
       return this.reply(ReplyStatus.Gap, req.seq, buffer.lastId);
     }
     // The prefix up to prevId matches the leader's (checked above); what follows needs room.
-    const written = this.extend(req.firstId, req.entryEpoch, req.entries, true, req.marks);
+    const written = this.extend(req.firstId, req.entryEpoch, req.entries, true, req.marks, req.times);
     const matchId = written ?? prevId;
     // Only ids this message proved to match the leader may count as committed here.
     const commit = Math.min(req.commitId, matchId);
@@ -72,9 +72,9 @@ export class LogReplica {
    * most of the old segment: its own divergent or missing tail is replaced.
    * The caller has checked that `firstId - 1` matches.
    */
-  adopt(firstId: number, epoch: number, entries: Buffer[], marks?: readonly ProducerMark[]): void {
-    if (firstId > this.buffer.lastId + 1) throw new RangeError(`log ${this.log}: adopting at ${firstId} would leave a gap after ${this.buffer.lastId}`);
-    this.extend(firstId, epoch, entries, false, marks);
+  adopt(run: EntryRun): void {
+    if (run.firstId > this.buffer.lastId + 1) throw new RangeError(`log ${this.log}: adopting at ${run.firstId} would leave a gap after ${this.buffer.lastId}`);
+    this.extend(run.firstId, run.epoch, run.entries, false, run.marks, run.times);
   }
 
   /** Entries from fromId to toId (inclusive) grouped by epoch, about maxBytes at most (always at least one entry). */
@@ -88,6 +88,8 @@ export class LogReplica {
       const run: EntryRun = { firstId: id, epoch: this.buffer.epochOf(id)!, entries };
       const marks = this.buffer.marksBetween(id, id + entries.length - 1);
       if (marks.length > 0) run.marks = marks;
+      const times = this.buffer.timeRunsBetween(id, id + entries.length - 1);
+      if (times.length > 0) run.times = times;
       runs.push(run);
       id += entries.length;
     }
@@ -115,7 +117,7 @@ export class LogReplica {
    * undefined when `bounded` and the new entries would pass the memory
    * bound: then nothing is written (a divergent tail may have been dropped).
    */
-  private extend(firstId: number, epoch: number, entries: Buffer[], bounded: boolean, marks?: readonly ProducerMark[]): number | undefined {
+  private extend(firstId: number, epoch: number, entries: Buffer[], bounded: boolean, marks?: readonly ProducerMark[], times?: readonly TimeRun[]): number | undefined {
     const buffer = this.buffer;
     // Entries below our buffer were released after being made durable; they match by definition.
     let i = Math.max(0, buffer.startId - firstId);
@@ -130,7 +132,7 @@ export class LogReplica {
     if (i < entries.length) {
       const fresh = i === 0 ? entries : entries.slice(i);
       if (bounded && !buffer.hasRoomFor(fresh)) return undefined;
-      buffer.append(epoch, fresh, marks);
+      buffer.append(epoch, fresh, marks, times);
     }
     return firstId + entries.length - 1;
   }

@@ -2,6 +2,7 @@
  * Replica-to-replica messages of the replication protocol. They are plain
  * data: `src/peer/wire.ts` turns them into bytes, the peer transport carries them.
  */
+import type { TimeRun } from './entry-buffer.js';
 import type { ProducerMark } from './producers.js';
 
 /**
@@ -41,6 +42,8 @@ export interface AppendRequest {
   entries: Buffer[];
   /** The producer marks (producers.ts) of batches whose first entry is in `entries`, ascending: the dedup table travels with its entries. */
   marks?: ProducerMark[];
+  /** The timestamps of `entries` as runs (entry-buffer.ts), the first at firstId; absent from replicas that predate them. */
+  times?: TimeRun[];
 }
 
 export const ReplyStatus = {
@@ -89,6 +92,8 @@ export interface EntryRun {
   entries: Buffer[];
   /** The producer marks of batches whose first entry is in `entries`. */
   marks?: ProducerMark[];
+  /** The timestamps of `entries` as runs, the first at firstId. */
+  times?: TimeRun[];
 }
 
 /** A replica incarnation (a UUID) as the u32 that replies carry: its first 32 bits. */

@@ -12,7 +12,7 @@ import type { ProducerRef } from '../peer/forwarded-appends.js';
 import type { ReplicaConfig } from './config.js';
 import type { ReaderStatus } from './retention.js';
 import type { TailFormat, TailStream } from './tail-stream.js';
-import type { AppendResult, LogStatus, ReadResult, Readiness, RecoveryReport } from './types.js';
+import type { AppendResult, LogStatus, ReadResult, Readiness, RecoveryReport, TimeSeek } from './types.js';
 
 /** The counters the HTTP layer keeps about requests (ReplicaMetrics has them). */
 export interface RequestMetrics {
@@ -60,9 +60,15 @@ export interface ReplicaApi {
   status(name: string): Promise<LogStatus>;
   /** The log's leader when it is another replica; undefined when this one leads. */
   leaderElsewhere(name: string): Promise<ReplicaAddress | undefined>;
-  /** With `producer`, an idempotent producer's append: a retry resolves with the original ids and `duplicate`. */
-  append(name: string, entries: Buffer[], producer?: ProducerRef): Promise<AppendResult>;
+  /**
+   * With `producer`, an idempotent producer's append: a retry resolves with
+   * the original ids and `duplicate`. With `timeMs`, the entries' own time
+   * (TIME_BEHIND below the log's last).
+   */
+  append(name: string, entries: Buffer[], producer?: ProducerRef, timeMs?: number): Promise<AppendResult>;
   read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult>;
+  /** The first retained, committed entry whose time is at least `timeMs` (or the next id to commit, timeMs null). */
+  seekTime(name: string, timeMs: number): Promise<TimeSeek>;
   /** A streaming tail from `fromId`, checked (LOG_NOT_FOUND, TRUNCATED, TOO_MANY) before any byte is sent. */
   openTail(name: string, fromId: number, format: TailFormat): Promise<TailStream>;
   deleteLog(name: string): Promise<{ log: string; deleted: true }>;

@@ -225,7 +225,7 @@ export class Handoffs {
     const dir = this.ctx.dir();
     const open = dir.log(name)?.segments.at(-1);
     if (!open || open.epoch !== epoch || open.lastId !== null) throw new Error(`segment ${epoch} is not the open one`);
-    return dir.closeSegmentClean(name, epoch, { ...open, lastId });
+    return dir.closeSegmentClean(name, epoch, { ...open, lastId, lastTimeMs: this.ctx.logs.get(name)?.replica.buffer.lastTimeMs ?? dir.lastTimeMs(name) });
   }
 }
 

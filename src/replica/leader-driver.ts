@@ -38,6 +38,9 @@ export class LeaderDriver {
 
   /** From now on `leader` leads the log: ticked, and its Ready carried out. */
   lead(state: LogState, leader: LeaderLog<Waiting>): void {
+    // What etcd records of flushed and sealed entries: their times may be newer than anything held here.
+    const recorded = this.ctx.directory?.lastTimeMs(state.replica.log);
+    if (recorded !== undefined) state.replica.buffer.raiseTimeFloor(recorded);
     state.leader = leader;
     state.lastAppendAt = performance.now();
     this.led.add(state);
@@ -88,7 +91,7 @@ export class LeaderDriver {
     const now = ready.acked.length > 0 ? performance.now() : 0;
     for (const a of ready.acked) {
       this.ctx.metrics.quorumReached((now - a.token.takenAt) / 1000);
-      a.token.resolve({ firstId: a.firstId, lastId: a.lastId, epoch: leader.epoch });
+      a.token.resolve({ firstId: a.firstId, lastId: a.lastId, epoch: leader.epoch, timeMs: state.replica.buffer.timeOf(a.firstId) });
     }
     for (const f of ready.failed) f.token.reject(unknownOutcomeError(state.replica.log, f.reason, f.firstId, f.lastId));
     if (ready.quorumLost) this.giveUpForLostQuorum(state, leader);
@@ -142,7 +145,8 @@ export class LeaderDriver {
   }
 }
 
-export function refusalError(log: string, reason: Refusal, epoch: number): TernError {
+export function refusalError(log: string, reason: Refusal, epoch: number, lastTimeMs?: number): TernError {
+  if (reason === 'TIME_BEHIND') return new TernError('TIME_BEHIND', `log ${log}: Tern-Time-Ms is below the log's last time ${lastTimeMs}; times never decrease within a log; not applied`, { maybeApplied: false });
   if (reason === 'NO_QUORUM') return new TernError('NO_QUORUM', `log ${log}: fewer than two replicas answer; append not applied`, { maybeApplied: false });
   return new TernError('FENCED', `log ${log}: epoch ${epoch} was fenced by a newer leader; append not applied`, { maybeApplied: false });
 }

@@ -71,7 +71,7 @@ export class Quiescence {
     const lastId = state.replica.commitId;
     const producers = state.producers?.size;
     state.quiescing = dir
-      .closeSegmentClean(name, leader.epoch, { ...open, lastId, ...(producers === undefined ? {} : { producers }) }, true)
+      .closeSegmentClean(name, leader.epoch, { ...open, lastId, lastTimeMs: state.replica.buffer.lastTimeMs, ...(producers === undefined ? {} : { producers }) }, true)
       .catch((err: Error) => {
         this.ctx.log.warn({ log: name, err: err.message }, 'quiescing the log: no answer from etcd; reading the log to learn whether the seal was applied');
         return this.sealedAfterAll(name, leader.epoch);

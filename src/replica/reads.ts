@@ -8,7 +8,8 @@
 import { TernError } from '../errors.js';
 import type { ReplicaContext } from './log-state.js';
 import type { TailReaders } from './tail-readers.js';
-import type { ReadResult } from './types.js';
+import type { EntrySlice } from '../flusher/object-reader.js';
+import type { ReadResult, TimeSeek } from './types.js';
 
 export class Reads {
   /** Reads being served, not counting held tail reads while they wait. */
@@ -44,7 +45,7 @@ export class Reads {
     if (waitMs > 0 && fromId > this.ctx.committedId(name)) await this.waitForCommit(name, fromId, waitMs);
     const committedId = this.ctx.committedId(name);
     const state = this.ctx.logs.get(name);
-    if (fromId > committedId) return { entries: [], fromId, nextId: fromId, committedId };
+    if (fromId > committedId) return { entries: [], times: [], fromId, nextId: fromId, committedId };
     const count = Math.min(limit, committedId - fromId + 1);
     // Memory serves only ids this replica knows committed in its own log. Past that it may hold
     // a tail a newer leader discarded, even where object storage (that leader's flush) already
@@ -54,15 +55,42 @@ export class Reads {
     const inMemory = replica !== undefined && fromId >= replica.buffer.startId && fromId <= memoryEnd;
     const flushedId = dir.flushedId(name);
     const fromStore = !inMemory && fromId <= flushedId;
-    const entries = inMemory
-      ? replica.buffer.slice(fromId, Math.min(count, memoryEnd - fromId + 1), maxBytes)
-      : fromStore
-        ? await this.ctx.storage.readFlushed(name, fromId, Math.min(count, flushedId - fromId + 1), maxBytes)
-        : [];
+    let slice: EntrySlice = { entries: [], times: [] };
+    if (inMemory) {
+      const entries = replica.buffer.slice(fromId, Math.min(count, memoryEnd - fromId + 1), maxBytes);
+      slice = { entries, times: replica.buffer.timesOf(fromId, entries.length) };
+    } else if (fromStore) {
+      slice = await this.ctx.storage.readFlushed(name, fromId, Math.min(count, flushedId - fromId + 1), maxBytes);
+    }
     let bytes = 0;
-    for (const e of entries) bytes += e.length;
-    this.ctx.metrics.served(entries.length === 0 ? 'none' : fromStore ? 'object_store' : 'memory', bytes);
-    return { entries, fromId, nextId: fromId + entries.length, committedId };
+    for (const e of slice.entries) bytes += e.length;
+    this.ctx.metrics.served(slice.entries.length === 0 ? 'none' : fromStore ? 'object_store' : 'memory', bytes);
+    return { entries: slice.entries, times: slice.times, fromId, nextId: fromId + slice.entries.length, committedId };
+  }
+
+  /**
+   * The first retained, committed entry whose time is at least `timeMs`, and
+   * its time; past the last such entry, the next id to commit and null.
+   * Object storage first (the manifest's times name the one object to look
+   * in), then memory: times never decrease with ids, so the first hit is the
+   * answer, and no whole log is scanned.
+   */
+  async seekTime(name: string, timeMs: number): Promise<TimeSeek> {
+    await this.ctx.requireLog(name);
+    const retained = this.ctx.dir().retainedFrom(name);
+    const committedId = this.ctx.committedId(name);
+    const flushed = await this.ctx.storage.firstFlushedAtOrAfter(name, retained, timeMs);
+    const replica = this.ctx.logs.get(name)?.replica;
+    let hit = flushed;
+    if (!hit && replica) {
+      const id = replica.buffer.firstIdAtOrAfter(timeMs);
+      if (id <= Math.min(replica.commitId, replica.buffer.lastId)) hit = { id, timeMs: replica.buffer.timeOf(id)! };
+    }
+    if (!hit || hit.id > committedId) return { id: committedId + 1, timeMs: null };
+    if (hit.id >= retained) return hit;
+    // The hit was truncated; every entry after it has a time at least the hit's, so the first retained one is the answer.
+    const first = await this.read(name, retained, 1, 0);
+    return first.entries.length > 0 ? { id: retained, timeMs: first.times[0]! } : { id: committedId + 1, timeMs: null };
   }
 
   /** A tail read held until `fromId` is committed or `waitMs` passes; it does not count as an active read meanwhile. */

@@ -46,9 +46,9 @@ import type { ProducerRef } from '../peer/forwarded-appends.js';
 import { TailReaders } from './tail-readers.js';
 import { TailStreams, type TailFormat, type TailStream } from './tail-stream.js';
 import { Takeover } from './takeover.js';
-import type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport } from './types.js';
+import type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport, TimeSeek } from './types.js';
 
-export type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport } from './types.js';
+export type { AppendResult, DrainReport, LogStatus, Logger, ReadResult, Readiness, RecoveryReport, TimeSeek } from './types.js';
 
 /** How often the coordinator looks for logs without a leader, and leaders for followers that caught up. */
 const COORDINATOR_PASS_MS = 300;
@@ -266,7 +266,7 @@ export class Replica implements ReplicaContext {
    * batch the producer already appended resolves with its original ids
    * (`duplicate`), once they are committed.
    */
-  async append(name: string, entries: Buffer[], producer?: ProducerRef): Promise<AppendResult> {
+  async append(name: string, entries: Buffer[], producer?: ProducerRef, timeMs?: number): Promise<AppendResult> {
     await this.wakeIfQuiesced(name);
     // Nothing awaited from here to the proposal: a seal for quiescence cannot start in between.
     const state = this.logs.get(name);
@@ -274,6 +274,10 @@ export class Replica implements ReplicaContext {
     if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.id} does not lead log ${name}`);
     if (state.handingOff) throw new TernError('NOT_READY', `log ${name} is being handed off`, { maybeApplied: false });
     if (state.takeover) throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}`, { maybeApplied: false });
+    const nowMs = Date.now();
+    if (timeMs !== undefined && timeMs > nowMs + this.config.maxFutureTimeMs) {
+      throw new TernError('BAD_REQUEST', `log ${name}: Tern-Time-Ms ${timeMs} is more than --max-future-time-ms (${this.config.maxFutureTimeMs}) ahead of the leader's clock (${nowMs}); not applied`, { maybeApplied: false });
+    }
     const verdict = producer && this.producers.judge(name, state, producer, entries.length);
     if (verdict?.kind === 'duplicate') {
       return new Promise<AppendResult>((resolve, reject) => {
@@ -289,8 +293,8 @@ export class Replica implements ReplicaContext {
     state.lastAppendAt = takenAt;
     return new Promise<AppendResult>((resolve, reject) => {
       const mark = producer && verdict ? { producerId: producer.id, firstSeq: producer.seq, timeMs: verdict.timeMs } : undefined;
-      const result = leader.propose(entries, { resolve, reject, takenAt }, mark);
-      if (!result.ok) return reject(refusalError(name, result.reason, leader.epoch));
+      const result = leader.propose(entries, { resolve, reject, takenAt }, mark, { nowMs, givenMs: timeMs });
+      if (!result.ok) return reject(refusalError(name, result.reason, leader.epoch, result.lastTimeMs));
       if (result.mark) state.producers?.record(result.mark);
       this.driver.schedule(state);
     });
@@ -307,6 +311,11 @@ export class Replica implements ReplicaContext {
   /** See Reads.read. */
   read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult> {
     return this.reads.read(name, fromId, limit, waitMs);
+  }
+
+  /** See Reads.seekTime. */
+  seekTime(name: string, timeMs: number): Promise<TimeSeek> {
+    return this.reads.seekTime(name, timeMs);
   }
 
   /** See TailStreams.openStream. */

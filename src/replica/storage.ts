@@ -4,7 +4,7 @@
  */
 import { OBJECT_BUFFERS_KEPT, ObjectBuffers, runFlusher } from '../flusher/flusher.js';
 import { CorruptObjectError, isObjectUnder, logPrefix } from '../flusher/object-format.js';
-import { ObjectReader } from '../flusher/object-reader.js';
+import { ObjectReader, type EntrySlice } from '../flusher/object-reader.js';
 import { TernError } from '../errors.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import type { LogState, ReplicaContext, Waiting } from './log-state.js';
@@ -20,17 +20,29 @@ export class Storage {
     this.reader = ctx.store && new ObjectReader(ctx.store, ctx.config.readCacheBytes);
   }
 
-  /** At most `count` entries from `fromId` and about `maxBytes` (at least one entry). */
-  async readFlushed(name: string, fromId: number, count: number, maxBytes = this.ctx.config.maxReadBytes): Promise<Buffer[]> {
-    if (!this.reader) throw new TernError('STORE_UNAVAILABLE', `log ${name}: id ${fromId} is no longer in memory and no object store is configured`);
+  /** At most `count` entries from `fromId` and about `maxBytes` (at least one entry), with their times. */
+  readFlushed(name: string, fromId: number, count: number, maxBytes = this.ctx.config.maxReadBytes): Promise<EntrySlice> {
+    return this.fromStore(name, `reading id ${fromId}`, (reader) => reader.read(this.ctx.dir().manifest(name), fromId, count, maxBytes));
+  }
+
+  /** The first flushed id (of the objects holding ids from `retained` on) whose time is at least `timeMs`; undefined when none is. */
+  firstFlushedAtOrAfter(name: string, retained: number, timeMs: number): Promise<{ id: number; timeMs: number } | undefined> {
+    const manifest = this.ctx.dir().manifest(name).filter((e) => e.lastId >= retained);
+    if (manifest.length === 0) return Promise.resolve(undefined);
+    return this.fromStore(name, `seeking time ${timeMs}`, (reader) => reader.firstAtOrAfter(manifest, timeMs));
+  }
+
+  /** Runs `op` on the object reader, its failures told as the client API tells them. */
+  private async fromStore<T>(name: string, what: string, op: (reader: ObjectReader) => Promise<T>): Promise<T> {
+    if (!this.reader) throw new TernError('STORE_UNAVAILABLE', `log ${name}: ${what} needs object storage, and none is configured`);
     try {
-      return await this.reader.read(this.ctx.dir().manifest(name), fromId, count, maxBytes);
+      return await op(this.reader);
     } catch (err) {
       if (err instanceof CorruptObjectError) {
-        this.ctx.log.error({ log: name, fromId, err: err.message }, 'corrupt object in the object store');
-        throw new TernError('CORRUPT_OBJECT', `log ${name}: the object holding id ${fromId} is corrupt (${err.message})`, { cause: err });
+        this.ctx.log.error({ log: name, what, err: err.message }, 'corrupt object in the object store');
+        throw new TernError('CORRUPT_OBJECT', `log ${name}: ${what}: an object is corrupt (${err.message})`, { cause: err });
       }
-      throw new TernError('STORE_UNAVAILABLE', `log ${name}: reading id ${fromId} from object storage failed: ${(err as Error).message}`, { cause: err });
+      throw new TernError('STORE_UNAVAILABLE', `log ${name}: ${what} from object storage failed: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -49,6 +61,7 @@ export class Storage {
       entries: (fromId: number, maxCount: number, maxBytes: number) => replica.buffer.slice(fromId, maxCount, maxBytes),
       release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
       snapshot: (firstId: number, lastId: number) => this.ctx.producers.snapshotThrough(state, firstId, lastId),
+      times: (firstId: number, lastId: number) => replica.buffer.timeRunsBetween(firstId, lastId),
       applyRetention: () => this.ctx.retention.apply(name),
     };
     const c = this.ctx.config;

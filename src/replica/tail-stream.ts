@@ -16,7 +16,8 @@
  * what to send and when.
  */
 import { TernError } from '../errors.js';
-import { KEEP_ALIVE_FRAME, encodeFrames } from '../frames.js';
+import { KEEP_ALIVE_FRAME, encodeFrames, encodeTimedFrames } from '../frames.js';
+import type { EntrySlice } from '../flusher/object-reader.js';
 import type { ReplicaContext } from './log-state.js';
 import type { Reads } from './reads.js';
 import type { TailReaders } from './tail-readers.js';
@@ -32,8 +33,8 @@ const BATCH_ENTRIES = 1000;
 /** Pause before reading again when committed entries cannot be read right now (store down, too many reads). */
 const RETRY_MS = 100;
 
-/** How a stream's entries are written: frames (binary) or one JSON object a line. */
-export type TailFormat = 'frames' | 'ndjson';
+/** How a stream's entries are written: frames (binary), timed frames (binary, with each entry's time) or one JSON object a line. */
+export type TailFormat = 'frames' | 'timed-frames' | 'ndjson';
 
 /** Why a stream ended: sent as the trailer `tern-end` when the connection still takes it. */
 export type TailEnd = 'deleted' | 'stopping' | 'truncated' | 'closed' | 'too-slow' | 'error';
@@ -56,17 +57,18 @@ export interface TailStream {
   run(sink: TailSink): Promise<TailEnd>;
 }
 
-/** The bytes of `entries` (ids from `firstId`) in `format`: one chunk. */
-export function encodeTailChunk(entries: readonly Buffer[], firstId: number, format: TailFormat): Buffer {
+/** The bytes of `entries` (ids from `firstId`, times `times`) in `format`: one chunk. */
+export function encodeTailChunk(entries: readonly Buffer[], times: readonly number[], firstId: number, format: TailFormat): Buffer {
   if (format === 'frames') return Buffer.concat(encodeFrames(entries));
+  if (format === 'timed-frames') return Buffer.concat(encodeTimedFrames(entries, times));
   let text = '';
-  entries.forEach((e, i) => (text += `{"id":${firstId + i},"data":"${e.toString('base64')}"}\n`));
+  entries.forEach((e, i) => (text += `{"id":${firstId + i},"timeMs":${times[i]},"data":"${e.toString('base64')}"}\n`));
   return Buffer.from(text);
 }
 
 /** The keep-alive in `format`: a frame of length 0xFFFFFFFF, or an empty JSON object line. */
 export function keepAliveChunk(format: TailFormat): Buffer {
-  return format === 'frames' ? KEEP_ALIVE_FRAME : NDJSON_KEEP_ALIVE;
+  return format === 'ndjson' ? NDJSON_KEEP_ALIVE : KEEP_ALIVE_FRAME;
 }
 const NDJSON_KEEP_ALIVE = Buffer.from('{}\n');
 
@@ -169,10 +171,10 @@ export class TailStreams {
       if (next <= this.ctx.committedId(name)) {
         const got = await this.readSome(name, next);
         if (typeof got === 'string') return got;
-        if (got.length > 0) {
+        if (got.entries.length > 0) {
           if (sink.closed) return 'closed';
-          sink.write(encodeTailChunk(got, next, format));
-          next += got.length;
+          sink.write(encodeTailChunk(got.entries, got.times, next, format));
+          next += got.entries.length;
           lastSentAt = Date.now();
           continue;
         }
@@ -197,14 +199,14 @@ export class TailStreams {
   }
 
   /** Entries from `next` (none when they cannot be read right now), or why the stream ends. */
-  private async readSome(name: string, next: number): Promise<Buffer[] | TailEnd> {
+  private async readSome(name: string, next: number): Promise<EntrySlice | TailEnd> {
     try {
-      return (await this.reads.read(name, next, BATCH_ENTRIES, 0, MAX_BUFFERED_BYTES)).entries;
+      return await this.reads.read(name, next, BATCH_ENTRIES, 0, MAX_BUFFERED_BYTES);
     } catch (err) {
       const code = err instanceof TernError ? err.code : undefined;
       if (code === 'TRUNCATED') return 'truncated';
       if (code === 'LOG_NOT_FOUND') return 'deleted';
-      if (code === 'TOO_MANY' || code === 'STORE_UNAVAILABLE') return [];
+      if (code === 'TOO_MANY' || code === 'STORE_UNAVAILABLE') return { entries: [], times: [] };
       if (code === 'NOT_READY' && this.ctx.stopping) return 'stopping';
       this.ctx.log.warn({ log: name, fromId: next, err: (err as Error).message }, 'tail stream ended on an error');
       return 'error';

@@ -15,15 +15,25 @@ export interface AppendResult {
   firstId: number;
   lastId: number;
   epoch: number;
+  /** The entries' timestamp (ms since the Unix epoch); absent on a duplicate whose entries this replica no longer holds in memory. */
+  timeMs?: number;
   /** Set when an idempotent producer's retry was answered with the ids of the batch it repeats. */
   duplicate?: true;
 }
 
 export interface ReadResult {
   entries: Buffer[];
+  /** The time of each entry (ms since the Unix epoch; 0 for entries written before entries had times). */
+  times: number[];
   fromId: number;
   nextId: number;
   committedId: number;
+}
+
+/** Where a seek by time lands: the first entry at or after the time, or (timeMs null) the next id to commit when there is none yet. */
+export interface TimeSeek {
+  id: number;
+  timeMs: number | null;
 }
 
 export interface LogStatus extends RetentionStatus {

@@ -1,6 +1,6 @@
 /** The in-memory run of entries of one log on one replica: src/quorum/entry-buffer.ts. */
 import { describe, expect, it } from 'vitest';
-import { ENTRY_OVERHEAD_BYTES, EntryBuffer, exceedsBound, memoryCost, type MemoryAccount } from '../../src/quorum/entry-buffer.js';
+import { ENTRY_OVERHEAD_BYTES, EntryBuffer, UNKNOWN_TIME_MS, exceedsBound, memoryCost, type MemoryAccount } from '../../src/quorum/entry-buffer.js';
 
 const b = (s: string) => Buffer.from(s);
 const bs = (...s: string[]) => s.map(b);
@@ -314,5 +314,74 @@ describe('releaseThrough', () => {
     expect(buf.startId).toBe(4990);
     expect(contents(buf)).toEqual(['4990', '4991', '4992', '4993', '4994', '4995', '4996', '4997', '4998', '4999']);
     expect(account.bytes).toBe(held(40, 10));
+  });
+});
+
+describe('timestamps', () => {
+  const T = 1_800_000_000_000;
+
+  it('answers each held id its run\'s time, and the first id at or after a time', () => {
+    const { buf } = fresh(10);
+    buf.append(1, bs('a', 'b'), undefined, [{ firstId: 10, timeMs: T }]);
+    buf.append(1, bs('c'), undefined, [{ firstId: 12, timeMs: T }]); // same time: merges into the run before
+    buf.append(1, bs('d', 'e'), undefined, [{ firstId: 13, timeMs: T + 5 }]);
+    expect([10, 11, 12, 13, 14].map((id) => buf.timeOf(id))).toEqual([T, T, T, T + 5, T + 5]);
+    expect(buf.timesOf(11, 4)).toEqual([T, T, T + 5, T + 5]);
+    expect(buf.timeRunsBetween(11, 14)).toEqual([
+      { firstId: 11, timeMs: T },
+      { firstId: 13, timeMs: T + 5 },
+    ]);
+    expect([T - 1, T, T + 1, T + 5, T + 6].map((t) => buf.firstIdAtOrAfter(t))).toEqual([10, 10, 13, 13, 15]);
+    expect(buf.lastTimeMs).toBe(T + 5);
+    expect(buf.timeOf(9)).toBeUndefined();
+  });
+
+  it('entries sent without times keep the time of the entry before them (a sender of the previous release)', () => {
+    const { buf } = fresh();
+    buf.append(1, bs('a'), undefined, [{ firstId: 0, timeMs: T }]);
+    buf.append(1, bs('b', 'c'));
+    expect(buf.timesOf(0, 3)).toEqual([T, T, T]);
+    const { buf: bare } = fresh();
+    bare.append(1, bs('a'));
+    expect(bare.timeOf(0)).toBe(UNKNOWN_TIME_MS);
+    expect(bare.timeRunsBetween(0, 0)).toEqual([]);
+    bare.append(1, bs('b'), undefined, [{ firstId: 1, timeMs: T }]);
+    // Runs always start at the first id asked for: the wire and the object format require it.
+    expect(bare.timeRunsBetween(0, 1)).toEqual([
+      { firstId: 0, timeMs: UNKNOWN_TIME_MS },
+      { firstId: 1, timeMs: T },
+    ]);
+  });
+
+  it('never lets a time go back: a run older than the one before is held to it', () => {
+    const { buf } = fresh();
+    buf.append(1, bs('a'), undefined, [{ firstId: 0, timeMs: T }]);
+    buf.append(1, bs('b'), undefined, [{ firstId: 1, timeMs: T - 10 }]);
+    expect(buf.timesOf(0, 2)).toEqual([T, T]);
+  });
+
+  it('takes the run covering the first new entry when a message overlaps what is held', () => {
+    const { buf } = fresh();
+    buf.append(1, bs('a', 'b'), undefined, [{ firstId: 0, timeMs: T }]);
+    buf.releaseThrough(1);
+    // A message from id 0 whose first two entries were released: the run from 0 covers id 2.
+    buf.append(1, bs('c'), undefined, [{ firstId: 0, timeMs: T + 1 }]);
+    expect(buf.timeOf(2)).toBe(T + 1);
+  });
+
+  it('keeps the clipped run across releases and the newest time across truncation and release', () => {
+    const { buf } = fresh();
+    buf.append(1, bs('a', 'b', 'c'), undefined, [{ firstId: 0, timeMs: T }]);
+    buf.append(2, bs('d'), undefined, [{ firstId: 3, timeMs: T + 9 }]);
+    buf.releaseThrough(1);
+    expect(buf.timesOf(2, 2)).toEqual([T, T + 9]);
+    expect(buf.firstIdAtOrAfter(T)).toBe(2);
+    buf.truncateFrom(3);
+    expect(buf.timeRunsBetween(2, 2)).toEqual([{ firstId: 2, timeMs: T }]);
+    buf.releaseThrough(2);
+    expect(buf.lastTimeMs).toBe(T + 9);
+    buf.raiseTimeFloor(T + 20);
+    buf.raiseTimeFloor(T + 1);
+    expect(buf.lastTimeMs).toBe(T + 20);
   });
 });

@@ -204,11 +204,11 @@ describe('forwarded appends', () => {
     const replica = scriptedReplica(received, {});
     await expect(answerForwardedAppends(replica, LIMITS, Buffer.from([0, 0, 0, 9, 1]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     const item = (kind: number, log: string, entries: Buffer[]) => Buffer.concat([Buffer.from([kind, log.length]), Buffer.from(log, 'latin1'), ...encodeFrames(entries)]);
-    const body = Buffer.concat(encodeFrames([item(1, 'bad name!', [Buffer.from('x')]), item(5, 'a', [Buffer.from('x')]), item(1, 'a', []), item(0, 'a', [Buffer.from('ok')])]));
+    const body = Buffer.concat(encodeFrames([item(1, 'bad name!', [Buffer.from('x')]), item(8, 'a', [Buffer.from('x')]), item(1, 'a', []), item(0, 'a', [Buffer.from('ok')])]));
     const answers = decodeFrames(await answerForwardedAppends(replica, LIMITS, body)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
     expect(answers).toEqual([
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('bad log name') } }],
-      [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('unknown kind 5') } }],
+      [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('unknown kind 8') } }],
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('wrong number of entries') } }],
       [200, { firstId: 0, lastId: 0, epoch: 7 }],
     ]);

@@ -144,7 +144,7 @@ const tokens = (list: { token: string }[]) => list.map((x) => x.token);
 describe('acknowledgement', () => {
   it('acks once one follower holds the entry (2 of 3), and not before', () => {
     const net = new Net();
-    expect(net.propose('a', 'x')).toEqual({ ok: true, firstId: 0, lastId: 0 });
+    expect(net.propose('a', 'x')).toEqual({ ok: true, firstId: 0, lastId: 0, timeMs: 0 });
     const first = net.ready();
     expect(first.messages.map((m) => m.to).sort()).toEqual(['r2', 'r3']);
     for (const { req } of first.messages) {
@@ -241,7 +241,7 @@ describe('timeouts', () => {
     expect(net.acked).toEqual([]);
     expect(net.failed.map((f) => f.token)).toEqual(['a', 'b']);
     // Ids keep going after the failures: no id is given twice.
-    expect(net.propose('c', 'z')).toEqual({ ok: true, firstId: 2, lastId: 2 });
+    expect(net.propose('c', 'z')).toEqual({ ok: true, firstId: 2, lastId: 2, timeMs: 0 });
   });
 
   it('refuses proposals with NO_QUORUM once neither follower has answered for ackTimeoutTicks', () => {
@@ -251,7 +251,7 @@ describe('timeouts', () => {
       net.drop();
       net.tick();
     }
-    expect(net.propose('a', 'x')).toEqual({ ok: true, firstId: 0, lastId: 0 });
+    expect(net.propose('a', 'x')).toEqual({ ok: true, firstId: 0, lastId: 0, timeMs: 0 });
     net.ready();
     net.drop();
     net.tick(); // tick 20: the last answer (none, since tick 0) is ackTimeoutTicks old
@@ -265,7 +265,7 @@ describe('timeouts', () => {
     net.ready();
     net.deliver(toPeer('r2'));
     net.deliver(fromPeer('r2'));
-    expect(net.propose('c', 'z')).toEqual({ ok: true, firstId: 1, lastId: 1 });
+    expect(net.propose('c', 'z')).toEqual({ ok: true, firstId: 1, lastId: 1, timeMs: 0 });
   });
 
   it('keeps accepting proposals while one follower answers, however long the other is silent', () => {
@@ -764,5 +764,39 @@ describe('sequence numbers on the wire', () => {
     expect(net.contents(net.f('r3'))).toEqual(Array.from({ length: 11 }, (_, i) => `e${i}`));
     expect(tokens(net.acked)).toContain('p10');
     expect(net.sent.some((s) => s.req.seq < 100)).toBe(true); // it did wrap
+  });
+});
+
+describe('timestamps', () => {
+  const T = 1_800_000_000_000;
+  const propose = (net: Net, value: string, clock: { nowMs: number; givenMs?: number }) => net.leader.propose([Buffer.from(value)], value, undefined, clock);
+
+  it('stamps each proposal with the clock, never below the log\'s last time, and replicates the times', () => {
+    const net = new Net({}, true);
+    expect(propose(net, 'a', { nowMs: T })).toMatchObject({ ok: true, timeMs: T });
+    expect(propose(net, 'b', { nowMs: T - 50 })).toMatchObject({ ok: true, timeMs: T }); // the clock went back
+    expect(propose(net, 'c', { nowMs: T + 3 })).toMatchObject({ ok: true, timeMs: T + 3 });
+    net.settle();
+    for (const r of [net.leaderReplica, net.f('r2'), net.f('r3')]) expect(r.buffer.timesOf(0, 3)).toEqual([T, T, T + 3]);
+  });
+
+  it('takes an append\'s own time at or above the last, and refuses one below it (not applied)', () => {
+    const net = new Net();
+    propose(net, 'a', { nowMs: T });
+    expect(propose(net, 'b', { nowMs: T, givenMs: T + 100 })).toMatchObject({ ok: true, timeMs: T + 100 });
+    expect(propose(net, 'c', { nowMs: T + 200, givenMs: T + 99 })).toEqual({ ok: false, reason: 'TIME_BEHIND', lastTimeMs: T + 100 });
+    expect(net.leaderReplica.buffer.lastId).toBe(1);
+    expect(propose(net, 'd', { nowMs: T, givenMs: T + 100 })).toMatchObject({ ok: true, firstId: 2, timeMs: T + 100 });
+  });
+
+  it('a new leader stamps no lower than the times it recovered', () => {
+    const net = new Net();
+    propose(net, 'a', { nowMs: T + 1000 });
+    net.settle();
+    const runs = net.f('r2').runsBetween(0, 0, 1 << 20);
+    const next = new LogReplica('log', { bytes: 0 });
+    for (const run of runs) next.adopt(run);
+    const leader = new LeaderLog<string>(next, config({ self: 'r2', peers: ['r1', 'r3'], epoch: 2 }));
+    expect(leader.propose([Buffer.from('b')], 'b', undefined, { nowMs: T })).toMatchObject({ ok: true, firstId: 1, timeMs: T + 1000 });
   });
 });

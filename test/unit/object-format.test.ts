@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ObjectBuffers } from '../../src/flusher/flusher.js';
-import { CorruptObjectError, HEADER_BYTES, TRAILER_BYTES, decodeObject, decodeRecords, decodeSnapshot, encodeObject, encodeSnapshot, encodedSize, objectKey, readTrailer, recordRange } from '../../src/flusher/object-format.js';
+import { CorruptObjectError, HEADER_BYTES, TRAILER_BYTES, decodeObject, decodeRecords, decodeSnapshot, encodeObject, encodeSnapshot, encodedSize, objectKey, readTrailer, recordRange, timeInObject } from '../../src/flusher/object-format.js';
 import type { ProducerSnapshot } from '../../src/quorum/producers.js';
 
 const entries = [Buffer.from('first'), Buffer.alloc(0), randomBytes(3000), Buffer.from([0, 255, 0])];
@@ -85,8 +85,8 @@ describe('version 2: the producers snapshot', () => {
 
   it('round-trips entries and the snapshot in one object, and sizes it', () => {
     const section = encodeSnapshot(snapshot);
-    const body = encodeObject(7, 2 ** 40, entries, undefined, section);
-    expect(body.length).toBe(encodedSize(entries.length, entries.reduce((n, e) => n + e.length, 0), section.length));
+    const body = encodeObject(7, 2 ** 40, entries, undefined, { snapshot: section });
+    expect(body.length).toBe(encodedSize(entries.length, entries.reduce((n, e) => n + e.length, 0), { snapshot: section }));
     expect(body.readUInt8(4)).toBe(2);
     const obj = decodeObject(body);
     expect(obj.entries.map((e) => e.toString('hex'))).toEqual(entries.map((e) => e.toString('hex')));
@@ -100,15 +100,39 @@ describe('version 2: the producers snapshot', () => {
   });
 
   it('a ranged read by the index is the same in version 2 (the snapshot follows the index)', () => {
-    const body = encodeObject(1, 0, entries, undefined, encodeSnapshot(snapshot));
+    const body = encodeObject(1, 0, entries, undefined, { snapshot: encodeSnapshot(snapshot) });
     const { indexOffset, count } = readTrailer(body.subarray(body.length - TRAILER_BYTES));
     const offsets = Array.from({ length: count }, (_, i) => body.readUInt32BE(indexOffset + 4 * i));
     const { start, end } = recordRange(offsets, indexOffset, 2, 3);
     expect(decodeRecords(body.subarray(start, end), 0, end - start, 2).map((e) => e.length)).toEqual([3000, 3]);
   });
 
+  it('writes version 3 with a time index, alone or before the snapshot, and reads both back', () => {
+    const times = [
+      { firstId: 100, timeMs: 1_700_000_000_000 },
+      { firstId: 102, timeMs: 1_700_000_000_005 },
+    ];
+    const section = encodeSnapshot(snapshot);
+    for (const sections of [{ times }, { times, snapshot: section }]) {
+      const body = encodeObject(7, 100, entries, undefined, sections);
+      expect(body.readUInt8(4)).toBe(3);
+      expect(body.length).toBe(encodedSize(entries.length, entries.reduce((n, e) => n + e.length, 0), sections));
+      const obj = decodeObject(body);
+      expect(obj.times).toEqual(times);
+      expect(obj.entries.map((e) => e.length)).toEqual(entries.map((e) => e.length));
+      expect(obj.snapshotSection && decodeSnapshot(obj.snapshotSection)).toEqual(sections.snapshot ? snapshot : undefined);
+      expect([100, 101, 102, 103].map((id) => timeInObject(obj, id))).toEqual([1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_005, 1_700_000_000_005]);
+    }
+    expect(decodeObject(encodeObject(7, 5, entries)).times).toEqual([]);
+  });
+
+  it('refuses a time index out of order as corruption, checksum or not', () => {
+    const body = encodeObject(1, 0, entries, undefined, { times: [{ firstId: 0, timeMs: 5 }, { firstId: 2, timeMs: 4 }] });
+    expect(() => decodeObject(body)).toThrow(/out of order/);
+  });
+
   it('reports a damaged snapshot as corruption', () => {
-    const body = encodeObject(1, 0, entries, undefined, encodeSnapshot(snapshot));
+    const body = encodeObject(1, 0, entries, undefined, { snapshot: encodeSnapshot(snapshot) });
     body[body.length - TRAILER_BYTES - 3]! ^= 1;
     expect(() => decodeObject(body)).toThrow(/checksum/);
     expect(() => decodeSnapshot(encodeSnapshot(snapshot).subarray(0, 20))).toThrow(CorruptObjectError);

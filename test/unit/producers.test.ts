@@ -240,7 +240,7 @@ describe('marks travel with their entries', () => {
     // Recovery fetches carry them too.
     const runs = decodeEntryRuns(encodeEntryRuns('l', follower.runsBetween(0, 2, 1 << 20)));
     const recovering = new LogReplica('l', { bytes: 0 });
-    for (const run of runs) recovering.adopt(run.firstId, run.epoch, run.entries, run.marks);
+    for (const run of runs) recovering.adopt(run);
     expect(recovering.buffer.marksBetween(0, 2)).toEqual([mark('p', 7, 0, 3)]);
   });
 
@@ -270,19 +270,28 @@ describe('marks travel with their entries', () => {
   });
 });
 
-describe('forwarded appends carry the producer', () => {
-  it.each([true, false])('single %s', (single) => {
-    const append = { entries: [Buffer.from('x')], single, producer: { id: 'prod:1', seq: 2 ** 52 } };
+describe('forwarded appends carry the producer and the append\'s own time', () => {
+  it.each([
+    { single: true, timeMs: undefined },
+    { single: false, timeMs: undefined },
+    { single: true, timeMs: 1_800_000_000_000 },
+    { single: false, timeMs: 0 },
+  ])('single $single, time $timeMs', ({ single, timeMs }) => {
+    const append = { entries: [Buffer.from('x')], single, producer: { id: 'prod:1', seq: 2 ** 52 }, ...(timeMs === undefined ? {} : { timeMs }) };
     const { chunks } = encodeForwardedAppend('orders', append);
     const item = Buffer.concat(chunks).subarray(4);
     const decoded = decodeForwardedAppend(item);
     expect(decoded).toMatchObject({ log: 'orders', single, producer: { id: 'prod:1', seq: 2 ** 52 } });
+    expect(decoded.timeMs).toBe(timeMs);
     expect(decoded.frames.equals(Buffer.concat(chunks.slice(1)))).toBe(true);
   });
 
-  it('an append without a producer has none', () => {
-    const { chunks } = encodeForwardedAppend('orders', { entries: [Buffer.from('x')], single: false });
-    expect(decodeForwardedAppend(Buffer.concat(chunks).subarray(4)).producer).toBeUndefined();
+  it('an append without a producer or time has neither', () => {
+    const { chunks } = encodeForwardedAppend('orders', { entries: [Buffer.from('x')], single: false, timeMs: 5 });
+    const decoded = decodeForwardedAppend(Buffer.concat(chunks).subarray(4));
+    expect(decoded.producer).toBeUndefined();
+    expect(decoded.timeMs).toBe(5);
+    expect(decodeForwardedAppend(Buffer.concat(encodeForwardedAppend('orders', { entries: [], single: true }).chunks).subarray(4)).timeMs).toBeUndefined();
   });
 
   it('a cut producer header is BAD_REQUEST', () => {

@@ -121,7 +121,7 @@ describe('follower rules', () => {
 describe('leader rules', () => {
   it('acks once one follower (plus itself) holds the entry, not before', () => {
     const net = new QuorumNet();
-    expect(net.leader.propose([b('x')], 1)).toEqual({ ok: true, firstId: 0, lastId: 0 });
+    expect(net.leader.propose([b('x')], 1)).toEqual({ ok: true, firstId: 0, lastId: 0, timeMs: 0 });
     net.pump();
     expect(net.acked).toEqual([]);
     net.deliver(0); // request to r2
@@ -252,7 +252,7 @@ describe('leader rules', () => {
 
   it('re-replicates recovered entries with the epoch that wrote them', () => {
     const fresh = new QuorumNet({ epoch: 3 });
-    fresh.leaderReplica.adopt(0, 1, [b('old0'), b('old1')]);
+    fresh.leaderReplica.adopt({ firstId: 0, epoch: 1, entries: [b('old0'), b('old1')] });
     const leader = fresh.leader;
     leader.propose([b('new2')], 1);
     fresh.settle();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FrameLimitError, FrameStreamDecoder, KEEP_ALIVE_FRAME, encodeFrames } from '../../src/frames.js';
+import { FrameLimitError, FrameStreamDecoder, KEEP_ALIVE_FRAME, decodeTimedFrames, encodeFrames, encodeTimedFrames } from '../../src/frames.js';
 import { encodeTailChunk, keepAliveChunk } from '../../src/replica/tail-stream.js';
 import { tailFormatOf } from '../../src/http/tail.js';
 
@@ -37,13 +37,37 @@ describe('FrameStreamDecoder (a streaming tail read in chunks)', () => {
   });
 });
 
+describe('timed frames', () => {
+  it('round-trip entries with their times, whole or cut anywhere in a stream, keep-alives bare', () => {
+    const entries = [Buffer.from('first'), Buffer.alloc(0), Buffer.alloc(300, 7)];
+    const times = [0, 1_800_000_000_000, 1_800_000_000_001];
+    const body = Buffer.concat(encodeTimedFrames(entries, times));
+    expect(decodeTimedFrames(body)).toEqual({ entries, times });
+    expect(() => decodeTimedFrames(body.subarray(0, body.length - 1))).toThrow(/cut short/);
+    const stream = Buffer.concat([KEEP_ALIVE_FRAME, body, KEEP_ALIVE_FRAME]);
+    for (const cut of [1, 5, 13, 20, 200, stream.length - 2]) {
+      const d = new FrameStreamDecoder(Infinity, true);
+      const a = d.push(stream.subarray(0, cut));
+      const b = d.push(stream.subarray(cut));
+      expect([...a.entries, ...b.entries]).toEqual(entries);
+      expect([...a.times!, ...b.times!]).toEqual(times);
+      expect(a.keepAlives + b.keepAlives).toBe(2);
+      expect(d.pending).toBe(0);
+    }
+  });
+});
+
 describe('tail stream encoding', () => {
-  it('writes frames, or one JSON object a line with ids counted from the first', () => {
-    expect(encodeTailChunk(entries, 5, 'frames')).toEqual(Buffer.concat(encodeFrames(entries)));
-    const lines = encodeTailChunk([Buffer.from('x'), Buffer.from([0, 255])], 5, 'ndjson').toString().split('\n');
+  it('writes frames, timed frames, or one JSON object a line with ids counted from the first', () => {
+    const times = entries.map((_, i) => 1_800_000_000_000 + i);
+    expect(encodeTailChunk(entries, times, 5, 'frames')).toEqual(Buffer.concat(encodeFrames(entries)));
+    const timed = new FrameStreamDecoder(Infinity, true).push(encodeTailChunk(entries, times, 5, 'timed-frames'));
+    expect(timed.entries).toEqual(entries);
+    expect(timed.times).toEqual(times);
+    const lines = encodeTailChunk([Buffer.from('x'), Buffer.from([0, 255])], [7, 8], 5, 'ndjson').toString().split('\n');
     expect(lines.slice(0, 2).map((l) => JSON.parse(l))).toEqual([
-      { id: 5, data: 'eA==' },
-      { id: 6, data: 'AP8=' },
+      { id: 5, timeMs: 7, data: 'eA==' },
+      { id: 6, timeMs: 8, data: 'AP8=' },
     ]);
     expect(lines[2]).toBe('');
   });

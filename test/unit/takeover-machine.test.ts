@@ -17,7 +17,7 @@ function view(over: Partial<LogView> = {}): LogView {
 
 function memory(lastId: number, epoch = 4): LogReplica {
   const replica = new LogReplica('log', { bytes: 0 });
-  if (lastId >= 0) replica.adopt(0, epoch, Array.from({ length: lastId + 1 }, (_, i) => Buffer.from(`e${i}`)));
+  if (lastId >= 0) replica.adopt({ firstId: 0, epoch, entries: Array.from({ length: lastId + 1 }, (_, i) => Buffer.from(`e${i}`)) });
   return replica;
 }
 

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ReplyStatus, type AppendReply, type AppendRequest } from '../../src/quorum/messages.js';
-import { WireError, decodeAppendReply, decodeAppendRequest, encodeAppendReply, encodeAppendRequest, requestVersion } from '../../src/peer/wire.js';
+import { WireError, decodeAppendReply, decodeAppendRequest, decodeEntryRuns, encodeAppendReply, encodeAppendRequest, encodeEntryRuns, requestVersion } from '../../src/peer/wire.js';
 
 const req = (over: Partial<AppendRequest> = {}): AppendRequest => ({
   log: 'orders',
@@ -99,10 +99,10 @@ describe('producer marks (version 3)', () => {
     { producerId: 'q', firstSeq: 0, firstId: 12, count: 1, timeMs: 0 },
   ];
 
-  it('round-trips a request with marks as version 3', () => {
+  it('round-trips a request with marks in the newest version', () => {
     const r = req({ entries: [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')], marks });
     const b = body(r);
-    expect(requestVersion(b)).toBe(3);
+    expect(requestVersion(b)).toBe(4);
     expect(decodeAppendRequest(b)).toEqual(r);
   });
 
@@ -114,8 +114,8 @@ describe('producer marks (version 3)', () => {
     expect(decodeAppendRequest(stepped).entries.map(String)).toEqual(['a', 'b', 'c']);
   });
 
-  it('a request without marks is version 3 with an empty marks section', () => {
-    expect(requestVersion(body(req()))).toBe(3);
+  it('a request without marks is the newest version with an empty marks section', () => {
+    expect(requestVersion(body(req()))).toBe(4);
     expect(decodeAppendRequest(body(req())).marks).toBeUndefined();
   });
 
@@ -136,6 +136,39 @@ describe('producer marks (version 3)', () => {
   });
 });
 
+describe('entry times (version 4)', () => {
+  const entries = [Buffer.from('a'), Buffer.from('b'), Buffer.from('c')];
+  const times = [
+    { firstId: 10, timeMs: 1_800_000_000_000 },
+    { firstId: 12, timeMs: 1_800_000_000_007 },
+  ];
+
+  it('round-trips the time runs of a request, and of recovery fetches', () => {
+    const r = req({ entries, times });
+    expect(decodeAppendRequest(body(r))).toEqual(r);
+    const runs = [{ firstId: 10, epoch: 2, entries, times }];
+    expect(decodeEntryRuns(encodeEntryRuns('l', runs))).toEqual(runs);
+  });
+
+  it('a request stepped down to version 3 (for a replica of the previous release) leaves the times out', () => {
+    const stepped = Buffer.concat(encodeAppendRequest(req({ entries, times }), 3).chunks);
+    expect(requestVersion(stepped)).toBe(3);
+    expect(decodeAppendRequest(stepped).times).toBeUndefined();
+    expect(decodeAppendRequest(stepped).entries.map(String)).toEqual(['a', 'b', 'c']);
+  });
+
+  it.each([
+    { name: 'a first run not at the first entry', t: [{ firstId: 11, timeMs: 1 }] },
+    { name: 'a run past the entries', t: [times[0]!, { firstId: 13, timeMs: 2e12 }] },
+    { name: 'runs out of id order', t: [times[0]!, { firstId: 10, timeMs: 2e12 }] },
+    { name: 'a time going back', t: [times[0]!, { firstId: 11, timeMs: 1 }] },
+    { name: 'a time that is no safe integer', t: [{ firstId: 10, timeMs: 0.5 }] },
+    { name: 'a negative time', t: [{ firstId: 10, timeMs: -1 }] },
+  ])('refuses $name', ({ t }) => {
+    expect(() => decodeAppendRequest(body(req({ entries, times: t })))).toThrow(WireError);
+  });
+});
+
 describe('AppendRequest bad bodies', () => {
   const good = body(req({ entries: [Buffer.from('abc'), Buffer.alloc(0), Buffer.from('de')] }));
 
@@ -151,7 +184,7 @@ describe('AppendRequest bad bodies', () => {
   });
 
   it('throws WireError on an unknown version', () => {
-    for (const version of [0, 4, 255]) {
+    for (const version of [0, 5, 255]) {
       const bad = Buffer.from(good);
       bad[0] = version;
       expect(() => decodeAppendRequest(bad)).toThrow(WireError);
@@ -225,7 +258,7 @@ describe('AppendReply', () => {
     expect(requestVersion(body)).toBe(1);
     expect(encodeAppendReply({ status: ReplyStatus.Ok, epoch: 1, seq: 1, lastId: -1, incarnation: 7 }, requestVersion(body))[0]).toBe(1);
     expect(encodeAppendReply({ status: ReplyStatus.Ok, epoch: 1, seq: 1, lastId: -1, incarnation: 7, following: true }, 2)[0]).toBe(2);
-    expect(requestVersion(Buffer.concat(encodeAppendRequest({ log: 'l', epoch: 1, leader: 'r', seq: 1, firstId: 0, prevEpoch: -1, entryEpoch: 1, commitId: -1, entries: [] }).chunks))).toBe(3);
+    expect(requestVersion(Buffer.concat(encodeAppendRequest({ log: 'l', epoch: 1, leader: 'r', seq: 1, firstId: 0, prevEpoch: -1, entryEpoch: 1, commitId: -1, entries: [] }).chunks))).toBe(4);
   });
 
   const good = encodeAppendReply({ status: ReplyStatus.Gap, epoch: 3, seq: 4, lastId: 99 });
@@ -241,7 +274,7 @@ describe('AppendReply', () => {
 
   it('throws WireError on an unknown version or status', () => {
     const badVersion = Buffer.from(good);
-    badVersion[0] = 4;
+    badVersion[0] = 5;
     expect(() => decodeAppendReply(badVersion)).toThrow(WireError);
     for (const status of [4, 5, 255]) {
       const bad = Buffer.from(good);
