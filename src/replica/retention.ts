@@ -10,6 +10,7 @@
 import { lowestHolder, readerLagEntries, retentionPoint, type HeldBy } from '../control/retention.js';
 import { TernError } from '../errors.js';
 import type { ManifestEntry, ReaderInfo, RetentionPolicy } from '../fencing/keys.js';
+import { UNKNOWN_TIME_MS } from '../quorum/entry-buffer.js';
 import type { ReplicaContext } from './log-state.js';
 import type { TailReaders } from './tail-readers.js';
 
@@ -140,13 +141,27 @@ export class Retention {
       const readers = dir.readers(name);
       const committedId = this.ctx.committedId(name);
       const manifest = dir.manifest(name);
+      const retainedFrom = dir.retainedFrom(name);
       for (const r of readers) {
         const lagEntries = readerLagEntries(r.nextId, committedId);
-        const timeMs = lagEntries === 0 ? nowMs : objectHolding(manifest, r.nextId)?.firstTimeMs;
+        // A reader below the retention point is at least as far behind as the first retained entry is old.
+        const timeMs = lagEntries === 0 ? nowMs : this.timeOf(name, Math.max(r.nextId, retainedFrom), manifest);
         out.push({ log: name, reader: r.name, lagEntries, lagSeconds: timeMs === undefined ? undefined : Math.max(0, nowMs - timeMs) / 1000 });
       }
     }
     return out;
+  }
+
+  /**
+   * The time of entry `id`: exact while it is in memory; once flushed, the
+   * first time of the object holding it (earlier by at most the object's
+   * span, about a flush interval, and no store request); undefined when
+   * unknown (written before entries had times, which read as UNKNOWN_TIME_MS).
+   */
+  private timeOf(name: string, id: number, manifest: readonly ManifestEntry[]): number | undefined {
+    const held = this.ctx.logs.get(name)?.replica.buffer.timeOf(id);
+    const timeMs = held ?? objectHolding(manifest, id)?.firstTimeMs;
+    return timeMs === UNKNOWN_TIME_MS ? undefined : timeMs;
   }
 
   private inputsOf(name: string) {

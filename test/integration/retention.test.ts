@@ -27,15 +27,19 @@ function json(url: string, method: string, body: unknown): Promise<HttpAnswer> {
   return http(url, { method, contentType: 'application/json', body: JSON.stringify(body) });
 }
 
-/** Appends `count` entries of `size` bytes from APPENDERS concurrent clients; answers each acknowledged entry's value by id. */
-async function load(url: string, log: string, count: number, size = 100): Promise<Map<number, string>> {
+/**
+ * Appends `count` entries of `size` bytes from APPENDERS concurrent clients,
+ * stamped `timeMs` when given (Tern-Time-Ms); answers each acknowledged entry's value by id.
+ */
+async function load(url: string, log: string, count: number, size = 100, timeMs?: number): Promise<Map<number, string>> {
+  const headers: Record<string, string> = timeMs === undefined ? {} : { 'tern-time-ms': String(timeMs) };
   const acked = new Map<number, string>();
   let next = 0;
   await Promise.all(
     Array.from({ length: APPENDERS }, async () => {
       for (let n = next++; n < count; n = next++) {
         const value = `${log}-${n}-`.padEnd(size, 'x');
-        const res = await appendRaw(url, log, value);
+        const res = await http(`${url}/v1/logs/${log}/entries`, { method: 'POST', body: value, contentType: 'application/octet-stream', headers });
         expect(res.status, res.body.toString()).toBe(200);
         acked.set(res.json().id as number, value);
       }
@@ -142,11 +146,26 @@ describe('retention policies', () => {
     }, PASSES_MS, 200);
     await expectRetained(c, 'size', settled.firstId, acked);
   });
+
+  it("drops whole objects whose entries are older than maxAgeMs (the appends' own times: an hour old, then now)", async () => {
+    const c = await cluster();
+    const created = await json(`${c.replicas[0]!.clientUrl}/v1/logs/aged`, 'PUT', { retention: { maxAgeMs: 600_000 } });
+    expect(created.status, created.body.toString()).toBe(201);
+    const url = c.replica(created.json().leader).clientUrl;
+    const acked = await load(url, 'aged', 40, 100, Date.now() - 3_600_000);
+    // Flushed before the young entries come, so no object holds both.
+    await eventually(async () => expect((await status(url, 'aged')).flushedId).toBe(39), PASSES_MS, 200);
+    for (const [id, v] of await load(url, 'aged', 40, 100, Date.now())) acked.set(id, v);
+    await eventually(async () => expect(await status(url, 'aged')).toMatchObject({ flushedId: 79, firstId: 40 }), PASSES_MS, 200);
+    await eventually(async () => expect(objectsOf(c, 'aged')[0]!.firstId).toBe(40), PASSES_MS, 200);
+    await expectRetained(c, 'aged', 40, acked);
+  });
 });
 
 describe('named readers', () => {
   it('a reader holding retention stops the policy and explicit truncation; deleting it releases them', async () => {
     const c = await cluster();
+    const startedAt = Date.now();
     const { leader } = await createLog(c.replicas[0]!.clientUrl, 'held');
     const url = c.replica(leader).clientUrl;
     const follower = c.replicas.find((r) => r.id !== leader)!.clientUrl;
@@ -182,6 +201,11 @@ describe('named readers', () => {
     expect(refused.json().error.message).toContain('slow');
     // The log's leader exports the readers' lag.
     expect(await metricSeries(url, 'tern_reader_lag_entries', { log: 'held', reader: 'slow' })).toMatchObject([{ value: 80 }]);
+    // Entry 20 is in an object: its age is the object's first time, at most the test's age.
+    const [lagSeconds] = await metricSeries(url, 'tern_reader_lag_seconds', { log: 'held', reader: 'slow' });
+    expect(lagSeconds!.value).toBeGreaterThan(0);
+    expect(lagSeconds!.value).toBeLessThan((Date.now() - startedAt) / 1000);
+    expect(await metricSeries(url, 'tern_reader_lag_seconds', { log: 'held', reader: 'free' })).toHaveLength(1);
     expect(await metricSeries(follower, 'tern_reader_lag_entries', { log: 'held' })).toEqual([]);
 
     // Moving the reader lets the policy follow it; deleting it releases the rest.

@@ -115,8 +115,8 @@ export interface HttpAnswer {
  * of the authenticated test cluster that `url` belongs to (none for an open
  * one), null for none at all.
  */
-export async function http(url: string, options: { method?: string; body?: Buffer | string; contentType?: string; accept?: string; timeoutMs?: number; token?: string | null } = {}): Promise<HttpAnswer> {
-  const headers: Record<string, string> = {};
+export async function http(url: string, options: { method?: string; body?: Buffer | string; contentType?: string; accept?: string; timeoutMs?: number; token?: string | null; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
+  const headers: Record<string, string> = { ...options.headers };
   if (options.contentType) headers['content-type'] = options.contentType;
   if (options.accept) headers.accept = options.accept;
   const token = options.token === undefined ? tokenByOrigin.get(new URL(url).origin) : options.token;
