@@ -81,8 +81,8 @@ export interface FlushSource {
    * Called once per object, in id order; undefined writes a version 1 object.
    */
   snapshot?(firstId: number, lastId: number): Buffer | undefined;
-  /** The times of firstId..lastId as runs, the first at firstId (empty when unknown): the object's time index. */
-  times?(firstId: number, lastId: number): TimeRun[];
+  /** The times of firstId..lastId as runs, the first at firstId (empty when unknown): the object's time index; undefined writes an object without one (format 2 or 1). */
+  times?(firstId: number, lastId: number): TimeRun[] | undefined;
   /** Applies the log's retention policy (raises the retention point); called before each garbage collection, which then deletes what it truncated. */
   applyRetention?(): Promise<void>;
 }
@@ -293,7 +293,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
 }
 
 /** An object's manifest record; it names the times of its first and last entries when they are known. */
-function manifestEntryOf(key: string, firstId: number, lastId: number, epoch: number, bytes: number, times: readonly TimeRun[] | undefined): ManifestEntry {
+export function manifestEntryOf(key: string, firstId: number, lastId: number, epoch: number, bytes: number, times: readonly TimeRun[] | undefined): ManifestEntry {
   const entry: ManifestEntry = { key, firstId, lastId, epoch, bytes };
   if (times && times.length > 0) {
     entry.firstTimeMs = times[0]!.timeMs;
