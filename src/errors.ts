@@ -9,6 +9,7 @@ export const ErrorCodes = {
   UNAUTHENTICATED: { status: 401, doc: 'The cluster requires a token (--tokens-file) and the request has none, or one it does not know. Answered with WWW-Authenticate: Bearer.' },
   FORBIDDEN: { status: 403, doc: 'The token is known but lacks the scope the request needs, or its prefixes do not cover the log.' },
   LOG_NOT_FOUND: { status: 404, doc: 'No log of that name exists.' },
+  READER_NOT_FOUND: { status: 404, doc: 'The log has no named reader of that name.' },
   NOT_FOUND: { status: 404, doc: 'No such route or method.' },
   PEER_REFUSED: { status: 403, doc: 'Peer API only: a message whose sender is not the replica its TLS client certificate names, or a fence, takeover or replication message whose claim etcd does not show (the sender does not hold that epoch\'s leader key, or a takeover from neither the log\'s leader, the coordinator nor its creator). Nothing changed.' },
   REQUEST_TIMEOUT: { status: 408, doc: 'The request headers or body did not arrive within --headers-timeout-ms or --request-timeout-ms; the connection is closed (not applied).' },

@@ -1,7 +1,7 @@
 /**
  * The replica's cached view of the cluster's keys in etcd: members, logs,
- * epochs, leaders, segments, manifests, retention points and flushed-through
- * marks. It changes by watched keys (`apply`), by whole snapshots after the
+ * epochs, leaders, segments, manifests, retention points, flushed-through
+ * marks and named readers. It changes by watched keys (`apply`), by whole snapshots after the
  * watch failed (`reconcile`), by one log read again (`fetchLog`), and by this
  * replica's own writes, cached as soon as etcd took them: a watch event older
  * than such a write must not undo it, so the view keeps the revision of the
@@ -9,7 +9,7 @@
  */
 import type { IKeyValue } from 'etcd3';
 import type { DirectoryContext } from './context.js';
-import { isQuiesced, keys, lastRecordedTimeMs, parseKey, type LeaderInfo, type ParsedKey, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
+import { isQuiesced, keys, lastRecordedTimeMs, parseKey, type LeaderInfo, type ParsedKey, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type ReaderInfo, type ReaderRecord, type SegmentMeta } from './keys.js';
 
 /** The part of the coordinator election that the coordinator key feeds. */
 export interface CoordinatorKeyObserver {
@@ -27,6 +27,8 @@ export class ClusterView {
   private readonly retentions = new Map<string, number>();
   /** keys.flushedThrough per log: flushed ids whose manifest entries are gone (truncated). */
   private readonly flushedThrough = new Map<string, number>();
+  /** Named readers per log, by reader name. */
+  private readonly readerMaps = new Map<string, Map<string, ReaderRecord>>();
   /** Highest last id among each log's manifest entries, kept until they change: flushedId is asked on every flusher poll and status. */
   private readonly manifestMax = new Map<string, number>();
   private sortedNames: readonly string[] | undefined;
@@ -93,6 +95,11 @@ export class ClusterView {
     return this.leaders.get(name);
   }
 
+  /** The log's metadata, without building its record: the flusher's retention pass asks this. */
+  meta(name: string): LogMeta | undefined {
+    return this.logs.get(name);
+  }
+
   /** Whether the view holds the log, without building its record: the append path asks this. */
   hasLog(name: string): boolean {
     return this.logs.has(name);
@@ -141,6 +148,24 @@ export class ClusterView {
     return this.retentions.get(name) ?? 0;
   }
 
+  /** The log's named readers, sorted by name. */
+  readers(name: string): ReaderInfo[] {
+    const readers = this.readerMaps.get(name);
+    if (!readers) return [];
+    return [...readers].map(([reader, record]) => ({ name: reader, ...record })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** The logs that have named readers. */
+  logsWithReaders(): IterableIterator<string> {
+    return this.readerMaps.keys();
+  }
+
+  /** One named reader of the log. */
+  reader(name: string, reader: string): ReaderInfo | undefined {
+    const record = this.readerMaps.get(name)?.get(reader);
+    return record && { name: reader, ...record };
+  }
+
   /** The log as etcd has it now, bypassing the watch (which may lag a freshly created log by a few ms). */
   async fetchLog(name: string): Promise<LogRecord | undefined> {
     const { ns } = this.ctx;
@@ -179,7 +204,7 @@ export class ClusterView {
   /** Forgets every key of a deleted log but its epoch (which outlives it). */
   forget(name: string): void {
     if (this.logs.has(name)) this.sortedNames = this.sortedAwake = undefined;
-    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.manifestMax, this.retentions, this.flushedThrough]) map.delete(name);
+    for (const map of [this.logs, this.leaders, this.segments, this.manifests, this.manifestMax, this.retentions, this.flushedThrough, this.readerMaps]) map.delete(name);
     this.quiescedNames.delete(name);
   }
 
@@ -228,6 +253,23 @@ export class ClusterView {
 
   setRetention(name: string, retainedFrom: number): void {
     this.retentions.set(name, retainedFrom);
+  }
+
+  /** The log's metadata rewritten (its retention policy). */
+  setMeta(meta: LogMeta): void {
+    this.setLogMeta(meta.name, meta);
+  }
+
+  setReader(name: string, reader: string, record: ReaderRecord): void {
+    let readers = this.readerMaps.get(name);
+    if (!readers) this.readerMaps.set(name, (readers = new Map()));
+    readers.set(reader, record);
+  }
+
+  deleteReader(name: string, reader: string): void {
+    const readers = this.readerMaps.get(name);
+    readers?.delete(reader);
+    if (readers?.size === 0) this.readerMaps.delete(name);
   }
 
   /**
@@ -307,6 +349,10 @@ export class ClusterView {
       case 'flushedThrough':
         if (value !== undefined) raise(this.flushedThrough, name, Number(value), -1);
         return;
+      case 'reader':
+        if (value === undefined) this.deleteReader(name, parsed.reader);
+        else this.setReader(name, parsed.reader, JSON.parse(value) as ReaderRecord);
+        return;
     }
   }
 
@@ -318,6 +364,7 @@ export class ClusterView {
     for (const name of this.retentions.keys()) held.push(keys.retention(name));
     for (const [name, segs] of this.segments) for (const epoch of segs.keys()) held.push(keys.segment(name, epoch));
     for (const [name, entries] of this.manifests) for (const firstId of entries.keys()) held.push(keys.manifestEntry(name, firstId));
+    for (const [name, readers] of this.readerMaps) for (const reader of readers.keys()) held.push(keys.reader(name, reader));
     if (this.coordinator.keyHeld) held.push(keys.coordinator());
     return held;
   }

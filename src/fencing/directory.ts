@@ -15,7 +15,7 @@ import { Etcd3, type Namespace } from 'etcd3';
 import { ClusterView } from './cluster-view.js';
 import type { DirectoryContext, DirectoryEvents } from './context.js';
 import { CoordinatorElection } from './coordinator-election.js';
-import { keys, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
+import { keys, type LeaderInfo, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type ReaderInfo, type ReaderRecord, type RetentionPolicy, type SegmentMeta } from './keys.js';
 import { LogTransactions } from './log-transactions.js';
 import { Session } from './session.js';
 import { ViewWatch } from './view-watch.js';
@@ -163,6 +163,11 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.leaderOf(name);
   }
 
+  /** The log's metadata, without building its record. */
+  meta(name: string): LogMeta | undefined {
+    return this.view.meta(name);
+  }
+
   log(name: string): LogRecord | undefined {
     return this.view.log(name);
   }
@@ -187,6 +192,20 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.view.lastTimeMs(name);
   }
 
+  /** The log's named readers, sorted by name. */
+  readers(name: string): ReaderInfo[] {
+    return this.view.readers(name);
+  }
+
+  /** The logs that have named readers. */
+  logsWithReaders(): IterableIterator<string> {
+    return this.view.logsWithReaders();
+  }
+
+  reader(name: string, reader: string): ReaderInfo | undefined {
+    return this.view.reader(name, reader);
+  }
+
   /** The log as etcd has it now, bypassing the watch (which may lag a freshly created log by a few ms). */
   fetchLog(name: string): Promise<LogRecord | undefined> {
     return this.view.fetchLog(name);
@@ -202,14 +221,29 @@ export class ClusterDirectory extends EventEmitter<DirectoryEvents> {
     return this.transactions.forgetFlushed(name, epoch, entries);
   }
 
-  /** Raises the retention point to `beforeId` (never lowers it). */
-  truncateBefore(name: string, beforeId: number): Promise<number> {
-    return this.transactions.truncateBefore(name, beforeId);
+  /** Raises the retention point to what `pointFor` answers for the log's readers (never lowers it); see LogTransactions.truncateBefore. */
+  truncateBefore(name: string, pointFor: (readers: readonly ReaderInfo[]) => number): Promise<number> {
+    return this.transactions.truncateBefore(name, pointFor);
+  }
+
+  /** Replaces the log's retention policy ({} clears it); false when the log does not exist. */
+  setRetentionPolicy(name: string, retention: RetentionPolicy): Promise<boolean> {
+    return this.transactions.setRetentionPolicy(name, retention);
+  }
+
+  /** Commits a named reader's position; false when the log does not exist. */
+  putReader(name: string, reader: string, record: ReaderRecord): Promise<boolean> {
+    return this.transactions.putReader(name, reader, record);
+  }
+
+  /** Deletes a named reader; false when there was none. */
+  deleteReader(name: string, reader: string): Promise<boolean> {
+    return this.transactions.deleteReader(name, reader);
   }
 
   /** Creates the log at epoch 0 unless it exists; see LogTransactions.createLog. */
-  createLog(name: string, replicas: number): Promise<{ created: boolean }> {
-    return this.transactions.createLog(name, replicas);
+  createLog(name: string, replicas: number, retention?: RetentionPolicy): Promise<{ created: boolean }> {
+    return this.transactions.createLog(name, replicas, retention);
   }
 
   /** Deletes the log (its epoch stays) and answers the metadata deleted; see LogTransactions.deleteLog. */

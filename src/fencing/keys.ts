@@ -10,6 +10,7 @@
  *   manifest/<name>/<firstId, 16 digits>  permanent: a flushed object {key, firstId, lastId, epoch, bytes}
  *   retention/<name>  permanent: ids below this decimal are truncated
  *   flushed/<name>    permanent: ids through this decimal were flushed, only grows (manifest entries of truncated objects go, it stays)
+ *   readers/<name>/<reader>  permanent: a named reader's position {nextId, holdsRetention, updatedAt}
  */
 /** The first path segment of each kind of key: `keys` builds keys from these and `parseKey` reads them back. */
 const DIRS = {
@@ -22,6 +23,7 @@ const DIRS = {
   manifestEntry: 'manifest',
   retention: 'retention',
   flushedThrough: 'flushed',
+  reader: 'readers',
 } as const;
 const COORDINATOR = 'coordinator';
 /** Ids in keys are zero-padded to a fixed width so that etcd's byte order of a log's keys is their numeric order. */
@@ -48,15 +50,18 @@ export const keys = {
   manifestEntry: (name: string, firstId: number) => `${keys.manifest(name)}${String(firstId).padStart(MANIFEST_FIRST_ID_DIGITS, '0')}`,
   retention: (name: string) => `${DIRS.retention}/${name}`,
   flushedThrough: (name: string) => `${DIRS.flushedThrough}/${name}`,
+  /** Prefix of every named reader of a log. */
+  readers: (name: string) => `${DIRS.reader}/${name}/`,
+  reader: (name: string, reader: string) => `${keys.readers(name)}${reader}`,
   /**
    * All that a delete of the log removes: its metadata key, its other single
-   * keys, and the prefixes of its segments and manifest entries. Its epoch is
+   * keys, and the prefixes of its segments, manifest entries and readers. Its epoch is
    * not among them: it outlives the log (a log created again counts on from it).
    */
   ofLog: (name: string) => ({
     meta: keys.log(name),
     rest: [keys.leader(name), keys.retention(name), keys.flushedThrough(name)],
-    prefixes: [keys.segments(name), keys.manifest(name)],
+    prefixes: [keys.segments(name), keys.manifest(name), keys.readers(name)],
   }),
 };
 
@@ -66,7 +71,8 @@ export type ParsedKey =
   | { kind: 'node' | 'member'; id: string }
   | { kind: 'log' | 'epoch' | 'leader' | 'retention' | 'flushedThrough'; name: string }
   | { kind: 'segment'; name: string; epoch: number }
-  | { kind: 'manifestEntry'; name: string; firstId: number };
+  | { kind: 'manifestEntry'; name: string; firstId: number }
+  | { kind: 'reader'; name: string; reader: string };
 
 /** What a key of the layout above names; undefined for a key outside it. */
 export function parseKey(key: string): ParsedKey | undefined {
@@ -82,12 +88,14 @@ export function parseKey(key: string): ParsedKey | undefined {
     case 'member':
       return { kind, id: rest };
     case 'segment':
-    case 'manifestEntry': {
-      // The log's name may hold slashes; the number after the last one is the key's own.
+    case 'manifestEntry':
+    case 'reader': {
+      // The log's name may hold slashes; what follows the last one is the key's own (a number, or a reader's name).
       const last = rest.lastIndexOf('/');
       const name = rest.slice(0, last);
-      const n = Number(rest.slice(last + 1));
-      return kind === 'segment' ? { kind, name, epoch: n } : { kind, name, firstId: n };
+      const own = rest.slice(last + 1);
+      if (kind === 'reader') return { kind, name, reader: own };
+      return kind === 'segment' ? { kind, name, epoch: Number(own) } : { kind, name, firstId: Number(own) };
     }
     default:
       return { kind, name: rest };
@@ -190,6 +198,26 @@ export interface RetentionPolicy {
   maxAgeMs?: number;
   maxBytes?: number;
   maxEntries?: number;
+}
+
+/** The policy as LogMeta keeps it: one without limits is no policy (absent). */
+export function storedPolicy(policy: RetentionPolicy | undefined): RetentionPolicy | undefined {
+  return policy && Object.keys(policy).length > 0 ? policy : undefined;
+}
+
+/** A named reader's position as its etcd key holds it (README, Named readers). */
+export interface ReaderRecord {
+  /** The next id the reader will read: it has consumed every id below. */
+  nextId: number;
+  /** While true, truncation (a retention policy's or an explicit one) never passes nextId. */
+  holdsRetention: boolean;
+  /** When the position was last committed (ISO 8601). */
+  updatedAt: string;
+}
+
+/** A named reader of a log, as the view and the API list it. */
+export interface ReaderInfo extends ReaderRecord {
+  name: string;
 }
 
 export interface LeaderInfo {

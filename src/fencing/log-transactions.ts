@@ -1,17 +1,18 @@
 /**
  * The transactions that change a log in etcd: create and delete it, claim
  * and release its leadership, open, update and close its segments, record
- * and forget its flushed objects, and raise its retention point. Every change
+ * and forget its flushed objects, raise its retention point, set its
+ * retention policy, and commit and delete its named readers. Every change
  * of a log's epoch, leader key or segments is compared on the log's current
  * epoch (and, for a leader's own writes, on its leader key), so a stale
  * writer fails in etcd as well as at the replicas. What a transaction wrote
  * is cached in the view at once.
  */
 import { randomBytes } from 'node:crypto';
-import type { ComparatorBuilder } from 'etcd3';
+import { CompareResult, CompareTarget, Range, type ComparatorBuilder, type ICompare, type Namespace } from 'etcd3';
 import type { ClusterView } from './cluster-view.js';
 import { retryWithBackoff, type DirectoryContext } from './context.js';
-import { keys, leaderKeyValue, type LeaderInfo, type LogMeta, type ManifestEntry, type SegmentMeta } from './keys.js';
+import { keys, leaderKeyValue, storedPolicy, type LeaderInfo, type LogMeta, type ManifestEntry, type ReaderInfo, type ReaderRecord, type RetentionPolicy, type SegmentMeta } from './keys.js';
 import type { Session } from './session.js';
 
 export class LogTransactions {
@@ -30,13 +31,15 @@ export class LogTransactions {
   /**
    * Creates the log's metadata at epoch 0 (no leader yet) unless it exists.
    * The replica set is every replica that ever joined, up to `replicas`.
+   * `retention` is the new log's policy (one without limits is none).
    */
-  async createLog(name: string, replicas: number): Promise<{ created: boolean }> {
+  async createLog(name: string, replicas: number, retention?: RetentionPolicy): Promise<{ created: boolean }> {
     const { ns } = this.ctx;
     // Asked of etcd, not the watch: a replica that joined a moment ago may not have reached it yet.
     const nodeIds = (await ns.getAll().prefix(keys.nodes()).keys()).map((k) => k.slice(keys.nodes().length)).sort();
     if (nodeIds.length < replicas) throw new Error(`only ${nodeIds.length} of ${replicas} replicas have joined the cluster`);
-    const meta: LogMeta = { name, uid: randomBytes(8).toString('hex'), replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString() };
+    const policy = storedPolicy(retention);
+    const meta: LogMeta = { name, uid: randomBytes(8).toString('hex'), replicas: nodeIds.slice(0, replicas), createdAt: new Date().toISOString(), ...(policy ? { retention: policy } : {}) };
     // A log created again after a delete keeps counting epochs from where it was, so
     // nothing a leader of the old log still sends can pass a fence of the new one.
     const epoch = await ns.get(keys.epoch(name)).string();
@@ -217,17 +220,65 @@ export class LogTransactions {
     return this.commitAndCache(txn, [markKey], () => this.view.forgetFlushed(name, entries, mark));
   }
 
-  /** Raises the retention point to `beforeId` (never lowers it). */
-  async truncateBefore(name: string, beforeId: number): Promise<number> {
+  /**
+   * Raises the retention point to `pointFor(readers)` (never lowers it) and
+   * answers the point now in force. `pointFor` gets the log's named readers as
+   * etcd has them (it clamps to a holding reader, or throws to refuse), and the
+   * raise is compared on no reader key having changed since they were read: a
+   * reader committed or moved back meanwhile makes it read and decide again,
+   * so the point never passes a holding reader however the two race.
+   */
+  async truncateBefore(name: string, pointFor: (readers: readonly ReaderInfo[]) => number): Promise<number> {
     const { ns } = this.ctx;
+    const readersPrefix = keys.readers(name);
     for (;;) {
+      const read = await ns.getAll().prefix(readersPrefix).exec();
+      const readers = read.kvs.map((kv) => ({ name: kv.key.toString().slice(readersPrefix.length), ...(JSON.parse(kv.value.toString()) as ReaderRecord) }));
+      const beforeId = pointFor(readers);
       const current = this.view.retainedFrom(name);
       if (beforeId <= current) return current;
       const key = keys.retention(name);
       const cmp = current === 0 && !(await ns.get(key).string()) ? ns.if(key, 'Create', '==', 0) : ns.if(key, 'Value', '==', String(current));
-      if (await this.commitAndCache(cmp.then(ns.put(key).value(String(beforeId))), [key], () => this.view.setRetention(name, beforeId))) return beforeId;
+      const txn = andNoneChangedSince(cmp, ns, readersPrefix, BigInt(read.header.revision)).then(ns.put(key).value(String(beforeId)));
+      if (await this.commitAndCache(txn, [key], () => this.view.setRetention(name, beforeId))) return beforeId;
       await this.view.fetchLog(name);
     }
+  }
+
+  /**
+   * Replaces the log's retention policy (one without limits clears it), compared on its
+   * metadata as read, so a concurrent change is read again rather than undone.
+   * False when the log does not exist.
+   */
+  async setRetentionPolicy(name: string, retention: RetentionPolicy): Promise<boolean> {
+    const policy = storedPolicy(retention);
+    const { ns } = this.ctx;
+    const key = keys.log(name);
+    for (;;) {
+      const current = await ns.get(key).exec();
+      const kv = current.kvs[0];
+      if (!kv) return false;
+      const { retention: _replaced, ...rest } = JSON.parse(kv.value.toString()) as LogMeta;
+      const meta: LogMeta = policy ? { ...rest, retention: policy } : rest;
+      const txn = ns.if(key, 'Mod', '==', kv.mod_revision).then(ns.put(key).value(JSON.stringify(meta)));
+      if (await this.commitAndCache(txn, [key], () => this.view.setMeta(meta))) return true;
+    }
+  }
+
+  /** Commits a named reader's position; false when the log does not exist (compared in the same transaction). */
+  async putReader(name: string, reader: string, record: ReaderRecord): Promise<boolean> {
+    const { ns } = this.ctx;
+    const key = keys.reader(name, reader);
+    const txn = ns.if(keys.log(name), 'Create', '>', 0).then(ns.put(key).value(JSON.stringify(record)));
+    return this.commitAndCache(txn, [key], () => this.view.setReader(name, reader, record));
+  }
+
+  /** Deletes a named reader; false when there was none. */
+  async deleteReader(name: string, reader: string): Promise<boolean> {
+    const { ns } = this.ctx;
+    const key = keys.reader(name, reader);
+    const txn = ns.if(key, 'Create', '>', 0).then(ns.delete().key(key));
+    return this.commitAndCache(txn, [key], () => this.view.deleteReader(name, reader));
   }
 
   /** Writes segments of the log, only if this replica still leads it at `epoch`. */
@@ -257,4 +308,17 @@ export class LogTransactions {
     }
     return res.succeeded;
   }
+}
+
+/**
+ * Adds to `txn` a compare that no key under `prefix` was written after
+ * `revision` (etcd compares every key of a range; a key deleted since is not
+ * there to fail it). etcd3's builder has no range on compares, so the compare
+ * is added as etcd's API spells it.
+ */
+export function andNoneChangedSince(txn: ComparatorBuilder, ns: Namespace, prefix: string, revision: bigint): ComparatorBuilder {
+  const range = Range.prefix(Buffer.concat([ns.prefix, Buffer.from(prefix)]));
+  const compare: ICompare = { key: range.start, range_end: range.end, target: CompareTarget.Mod, result: CompareResult.Less, mod_revision: String(revision + 1n) };
+  (txn as unknown as { request: { compare: Promise<ICompare>[] } }).request.compare.push(Promise.resolve(compare));
+  return txn;
 }

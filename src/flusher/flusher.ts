@@ -83,6 +83,8 @@ export interface FlushSource {
   snapshot?(firstId: number, lastId: number): Buffer | undefined;
   /** The times of firstId..lastId as runs, the first at firstId (empty when unknown): the object's time index; undefined writes an object without one (format 2 or 1). */
   times?(firstId: number, lastId: number): TimeRun[] | undefined;
+  /** Applies the log's retention policy (raises the retention point); called before each garbage collection, which then deletes what it truncated. */
+  applyRetention?(): Promise<void>;
 }
 
 /** The manifest in etcd, as the flusher needs it (ClusterDirectory). */
@@ -239,6 +241,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
       lastGc = Date.now();
       const sweepOrphans = lastGc - lastOrphanSweep > orphanSweepEveryMs(options.orphanGraceMs);
       if (sweepOrphans) lastOrphanSweep = lastGc;
+      await src.applyRetention?.().catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'applying the retention policy failed; will retry'));
       await collectGarbage(src, manifest, store, options, log, sweepOrphans).catch((err) => log.warn({ log: src.log, err: (err as Error).message }, 'object garbage collection failed; will retry'));
     }
     nextId = Math.max(nextId, manifest.flushedId(src.log) + 1);

@@ -1,13 +1,15 @@
 /**
  * Request bodies of the client API, parsed and checked in full before
  * anything happens (no partial batch is ever proposed): appends in their
- * three media types, and the small JSON objects of the log commands.
+ * three media types, and the small JSON objects of the log commands
+ * (retention policies and readers' positions included).
  */
 import { TernError } from '../errors.js';
 import { FRAMES_CONTENT_TYPE, FrameLimitError, decodeFrames } from '../frames.js';
 import type { ClientAppend, ProducerRef } from '../peer/forwarded-appends.js';
 import { isTimestamp } from '../quorum/entry-buffer.js';
 import { PRODUCER_ID_PATTERN, isProducerSeq } from '../quorum/producers.js';
+import type { RetentionPolicy } from '../fencing/keys.js';
 import type { HttpLimits } from '../replica/api.js';
 
 /**
@@ -111,6 +113,39 @@ export function parseJsonObject(body: Buffer | undefined, required: string[]): R
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TernError('BAD_REQUEST', 'body must be a JSON object');
   for (const key of required) if (!(key in parsed)) throw new TernError('BAD_REQUEST', `body needs "${key}"`);
   return parsed as Record<string, unknown>;
+}
+
+/** BAD_REQUEST when `obj` (described as `what`) has a field not in `known`: a misspelt limit must not pass as no limit. */
+export function onlyFields(obj: Record<string, unknown>, known: readonly string[], what: string): Record<string, unknown> {
+  for (const key of Object.keys(obj)) if (!known.includes(key)) throw new TernError('BAD_REQUEST', `${what} has an unknown field "${key}" (known: ${known.join(', ')})`);
+  return obj;
+}
+
+const RETENTION_LIMITS = ['maxAgeMs', 'maxBytes', 'maxEntries'] as const;
+
+/**
+ * The body of PUT /v1/logs/{log}: none, or {"retention": {maxAgeMs?, maxBytes?,
+ * maxEntries?}} with positive safe integers. Undefined when it names no policy.
+ */
+export function parseCreateBody(body: Buffer | undefined): RetentionPolicy | undefined {
+  if (!body || body.length === 0) return undefined;
+  const { retention } = onlyFields(parseJsonObject(body, []), ['retention'], 'the body');
+  if (retention === undefined) return undefined;
+  if (typeof retention !== 'object' || retention === null || Array.isArray(retention)) throw new TernError('BAD_REQUEST', '"retention" must be an object');
+  const policy: RetentionPolicy = {};
+  for (const [key, value] of Object.entries(onlyFields(retention as Record<string, unknown>, RETENTION_LIMITS, '"retention"'))) {
+    if (!Number.isSafeInteger(value) || (value as number) <= 0) throw new TernError('BAD_REQUEST', `"retention.${key}" must be a positive integer`);
+    policy[key as (typeof RETENTION_LIMITS)[number]] = value as number;
+  }
+  return policy;
+}
+
+/** The body of PUT /v1/logs/{log}/readers/{reader}: {"nextId": N, "holdsRetention"?: bool}. */
+export function parseReaderBody(body: Buffer | undefined): { nextId: number; holdsRetention: boolean } {
+  const { nextId, holdsRetention = false } = onlyFields(parseJsonObject(body, ['nextId']), ['nextId', 'holdsRetention'], 'the body');
+  if (!Number.isSafeInteger(nextId) || (nextId as number) < 0) throw new TernError('BAD_REQUEST', '"nextId" must be a non-negative integer');
+  if (typeof holdsRetention !== 'boolean') throw new TernError('BAD_REQUEST', '"holdsRetention" must be true or false');
+  return { nextId: nextId as number, holdsRetention };
 }
 
 function parseJsonBatch(body: Buffer, maxEntries: number): Buffer[] {

@@ -3,8 +3,9 @@
  * and lets the error handler map failures. Route schemas validate params and
  * queries and are published as the OpenAPI description at /openapi.json. Each
  * route declares the access it needs (src/http/auth.ts): probes, metrics and
- * the description are public, reads need `read`, appends `append`, and every
- * command that changes a log or its leadership `admin`.
+ * the description are public, reads need `read`, appends and readers'
+ * positions `append`, and every command that changes a log, its retention or
+ * its leadership `admin`.
  */
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -14,7 +15,7 @@ import { FRAMES_CONTENT_TYPE, TIMED_FRAMES_CONTENT_TYPE, encodeFrames, encodeTim
 import { AppendForwarder } from '../peer/append-forwarder.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { answerAppend } from './append-request.js';
-import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, parseJsonObject } from './bodies.js';
+import { JSON_TYPE, LOG_NAME_PATTERN, OCTETS, parseCreateBody, parseJsonObject, parseReaderBody } from './bodies.js';
 import { allows, installAuth, visibleLogs, type TokenLookup } from './auth.js';
 import { sendReply, serveDirectly, type DirectRoute } from './direct-routes.js';
 import { installErrorHandling } from './error-handler.js';
@@ -60,6 +61,13 @@ const errorSchema = {
   },
 };
 const logParams = { type: 'object', properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN } }, required: ['log'] };
+/** Reader names follow the rule of log names. */
+const readerParams = { type: 'object', properties: { log: { type: 'string', pattern: LOG_NAME_PATTERN }, reader: { type: 'string', pattern: LOG_NAME_PATTERN } }, required: ['log', 'reader'] };
+const readerProperties = { name: { type: 'string' }, nextId: { type: 'integer' }, holdsRetention: { type: 'boolean' }, updatedAt: { type: 'string' } };
+const readerSchema = { type: 'object', properties: readerProperties };
+/** A reader with its lag, as reads of readers and the status list them. */
+const readerStatusSchema = { type: 'object', properties: { ...readerProperties, lagEntries: { type: 'integer' } } };
+const retentionSchema = { type: 'object', properties: { maxAgeMs: { type: 'integer' }, maxBytes: { type: 'integer' }, maxEntries: { type: 'integer' } } };
 const statusSchema = {
   type: 'object',
   properties: {
@@ -86,6 +94,9 @@ const statusSchema = {
         },
       },
     },
+    retention: retentionSchema,
+    readers: { type: 'array', items: readerStatusSchema },
+    retentionHeldBy: { type: 'object', properties: { reader: { type: 'string' }, nextId: { type: 'integer' }, entries: { type: 'integer' } } },
   },
 };
 
@@ -176,12 +187,61 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
     async (req) => logPage(visibleLogs(req, replica.listLogs()), req.query.after, req.query.limit),
   );
 
-  app.put<{ Params: { log: string } }>(
+  app.put<{ Params: { log: string }; Body: Buffer | undefined }>(
     '/v1/logs/:log',
-    { config: { access: 'admin' }, schema: { summary: 'Create a log (idempotent): 201 when created, 200 when it existed', params: logParams, response: { 200: statusSchema, 201: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
-    async (req, reply) => {
-      const { created, status } = await replica.createLog(req.params.log);
+    {
+      config: { access: 'admin' },
+      schema: {
+        summary:
+          'Create a log (idempotent): 201 when created, 200 when it existed. An optional body {"retention": {"maxAgeMs"?, "maxBytes"?, "maxEntries"?}} sets its retention policy; on an existing log it replaces the policy ({} clears it)',
+        params: logParams,
+        response: { 200: statusSchema, 201: statusSchema, '4xx': errorSchema, '5xx': errorSchema },
+      },
+    },
+    async function createLog(req, reply) {
+      const { created, status } = await replica.createLog(req.params.log, parseCreateBody(req.body));
       return reply.code(created ? 201 : 200).send(status);
+    },
+  );
+
+  app.get<{ Params: { log: string } }>(
+    '/v1/logs/:log/readers',
+    { config: { access: 'read' }, schema: { summary: "The log's named readers, by name, with their lag in entries", params: logParams, response: { 200: { type: 'object', properties: { readers: { type: 'array', items: readerStatusSchema } } }, '4xx': errorSchema, '5xx': errorSchema } } },
+    async function listReaders(req) {
+      return { readers: await replica.readers(req.params.log) };
+    },
+  );
+
+  app.put<{ Params: { log: string; reader: string }; Body: Buffer | undefined }>(
+    '/v1/logs/:log/readers/:reader',
+    {
+      config: { access: 'append' },
+      schema: {
+        summary:
+          'Commit a named reader\'s position: {"nextId": N, "holdsRetention"?: false}; N at most the next id to be committed. A reader holding retention stops truncation (by policy or by POST /truncate) below N',
+        params: readerParams,
+        response: { 200: readerSchema, '4xx': errorSchema, '5xx': errorSchema },
+      },
+    },
+    async function commitReader(req) {
+      const { nextId, holdsRetention } = parseReaderBody(req.body);
+      return replica.commitReader(req.params.log, req.params.reader, nextId, holdsRetention);
+    },
+  );
+
+  app.get<{ Params: { log: string; reader: string } }>(
+    '/v1/logs/:log/readers/:reader',
+    { config: { access: 'read' }, schema: { summary: 'One named reader, with its lag in entries', params: readerParams, response: { 200: readerStatusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    async function getReader(req) {
+      return replica.reader(req.params.log, req.params.reader);
+    },
+  );
+
+  app.delete<{ Params: { log: string; reader: string } }>(
+    '/v1/logs/:log/readers/:reader',
+    { config: { access: 'append' }, schema: { summary: 'Delete a named reader (releasing the retention it held)', params: readerParams, response: { '4xx': errorSchema, '5xx': errorSchema } } },
+    async function deleteReader(req) {
+      return replica.deleteReader(req.params.log, req.params.reader);
     },
   );
 
@@ -236,7 +296,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
 
   app.post<{ Params: { log: string }; Body: Buffer | undefined }>(
     '/v1/logs/:log/truncate',
-    { config: { access: 'admin' }, schema: { summary: 'Retention: {"beforeId": N} makes ids below N unreadable (410 TRUNCATED) and deletes their objects in the background', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
+    { config: { access: 'admin' }, schema: { summary: 'Retention: {"beforeId": N} makes ids below N unreadable (410 TRUNCATED) and deletes their objects in the background; 409 HELD_BY_READER when a reader holding retention is below N', params: logParams, response: { 200: statusSchema, '4xx': errorSchema, '5xx': errorSchema } } },
     async (req) => {
       const { beforeId } = parseJsonObject(req.body, ['beforeId']);
       if (!Number.isSafeInteger(beforeId) || (beforeId as number) < 0) throw new TernError('BAD_REQUEST', '"beforeId" must be a non-negative integer');

@@ -5,11 +5,12 @@
  * only, never on the Replica class, so it can be tested against a scripted
  * replica and the replica can change behind it.
  */
-import type { MemberInfo } from '../fencing/keys.js';
+import type { MemberInfo, ReaderInfo, RetentionPolicy } from '../fencing/keys.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
 import type { ProducerRef } from '../peer/forwarded-appends.js';
 import type { ReplicaConfig } from './config.js';
+import type { ReaderStatus } from './retention.js';
 import type { TailFormat, TailStream } from './tail-stream.js';
 import type { AppendResult, LogStatus, ReadResult, Readiness, RecoveryReport, TimeSeek } from './types.js';
 
@@ -54,7 +55,8 @@ export interface ReplicaApi {
   // The client API.
   readiness(): Readiness;
   listLogs(): readonly string[];
-  createLog(name: string): Promise<{ created: boolean; status: LogStatus }>;
+  /** With `retention`: the new log's policy, or the existing log's new one ({} clears it). */
+  createLog(name: string, retention?: RetentionPolicy): Promise<{ created: boolean; status: LogStatus }>;
   status(name: string): Promise<LogStatus>;
   /** The log's leader when it is another replica; undefined when this one leads. */
   leaderElsewhere(name: string): Promise<ReplicaAddress | undefined>;
@@ -70,7 +72,13 @@ export interface ReplicaApi {
   /** A streaming tail from `fromId`, checked (LOG_NOT_FOUND, TRUNCATED, TOO_MANY) before any byte is sent. */
   openTail(name: string, fromId: number, format: TailFormat): Promise<TailStream>;
   deleteLog(name: string): Promise<{ log: string; deleted: true }>;
+  /** HELD_BY_READER when a reader holding retention is below `beforeId`. */
   truncate(name: string, beforeId: number): Promise<LogStatus>;
+  /** Commits a named reader's position (nextId at most the next id to be committed). */
+  commitReader(name: string, reader: string, nextId: number, holdsRetention: boolean): Promise<ReaderInfo>;
+  reader(name: string, reader: string): Promise<ReaderStatus>;
+  readers(name: string): Promise<ReaderStatus[]>;
+  deleteReader(name: string, reader: string): Promise<{ log: string; reader: string; deleted: true }>;
   handoff(name: string, to: string): Promise<LogStatus>;
   forceRecovery(name: string): Promise<RecoveryReport>;
 

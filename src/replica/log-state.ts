@@ -18,6 +18,7 @@ import type { Failover } from './failover.js';
 import type { ReplicaMetrics } from './metrics.js';
 import type { Storage } from './storage.js';
 import type { Producers } from './producers.js';
+import type { Retention } from './retention.js';
 import type { TakeoverRun } from './takeover.js';
 import type { AppendResult, LogStatus, Logger, RecoveryReport } from './types.js';
 
@@ -118,6 +119,7 @@ export interface ReplicaContext {
   readonly failover: Failover;
   readonly storage: Storage;
   readonly producers: Producers;
+  readonly retention: Retention;
   /** Undefined before start. */
   readonly directory: ClusterDirectory | undefined;
   /** True from the start of a controlled shutdown: no new leadership. */

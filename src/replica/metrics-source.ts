@@ -1,6 +1,7 @@
 /**
  * What the replica's gauges read when Prometheus scrapes: per-log commit and
- * flush points, memory, tail readers, etcd lease and coordinator, peers up.
+ * flush points, memory, tail readers, etcd lease and coordinator, peers up,
+ * and the lag of the named readers of the logs it leads.
  */
 import { performance } from 'node:perf_hooks';
 import type { ClusterDirectory } from '../fencing/directory.js';
@@ -8,6 +9,7 @@ import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import type { ReplicaConfig } from './config.js';
 import type { LogState, ReplicaContext } from './log-state.js';
 import type { LogGauges, MetricsSource } from './metrics.js';
+import type { ReaderLag } from './retention.js';
 
 /** The parts of the replica its gauges read. */
 export interface MetricsView {
@@ -19,6 +21,8 @@ export interface MetricsView {
   readonly peerContact: ReadonlyMap<string, number>;
   committedId(name: string): number;
   localLeader: ReplicaContext['localLeader'];
+  /** The lag of the named readers of the logs this replica leads. */
+  readerLags(nowMs: number): ReaderLag[];
 }
 
 export function metricsSource(replica: MetricsView): MetricsSource {
@@ -42,6 +46,7 @@ export function metricsSource(replica: MetricsView): MetricsSource {
       return n;
     },
     tailWaiters: () => replica.tailWaiters,
+    readerLags: () => replica.readerLags(Date.now()),
     hasLog: (name) => replica.directory?.hasLog(name) === true,
     logCount: () => replica.directory?.logNames().length ?? replica.logs.size,
     quiescedLogs: () => replica.directory?.quiescedCount() ?? 0,

@@ -17,6 +17,7 @@
  * time through `MetricsSource`, so the hot path pays nothing for them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ReaderLag } from './retention.js';
 
 export interface LogGauges {
   log: string;
@@ -37,6 +38,8 @@ export interface MetricsSource {
   bufferLimitBytes(): number;
   bufferEntries(): number;
   tailWaiters(): number;
+  /** The named readers this replica exports (those of the logs it leads, and of quiesced logs when it is the coordinator), with their lag. */
+  readerLags(): ReaderLag[];
   /** Whether a log of that name exists (as this replica's view of etcd has it). */
   hasLog(name: string): boolean;
   /** Logs in the cluster (per-log labels stop above --metrics-per-log-max of them). */
@@ -277,6 +280,33 @@ export class ReplicaMetrics {
     ];
     for (const [name, help, value] of scalar) {
       new Gauge({ name, help, registers: [this.registry], collect() { this.set(value()); } });
+    }
+    const readerGauges: [name: string, help: string, value: (r: ReaderLag) => number | undefined][] = [
+      ['tern_reader_lag_entries', "Committed entries a named reader has not read yet (0 when caught up); exported by the log's leader, or the coordinator while the log is quiesced.", (r) => r.lagEntries],
+      ['tern_reader_lag_seconds', "Age of the next entry a named reader will read (now minus its time; 0 when caught up); exported by the log's leader, or the coordinator while the log is quiesced; absent while that entry's time is unknown.", (r) => r.lagSeconds],
+    ];
+    for (const [name, help, value] of readerGauges) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['log', 'reader'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          // Folded with the logs (log="_all"), readers fold into reader="_all" with the worst lag.
+          const byLabels = new Map<string, { log: string; reader: string; v: number }>();
+          for (const r of source.readerLags()) {
+            const v = value(r);
+            if (v === undefined) continue;
+            const log = logLabelOf(r.log);
+            const reader = log === ALL_LOGS ? ALL_LOGS : r.reader;
+            const key = `${log}\u0000${reader}`;
+            const prior = byLabels.get(key);
+            byLabels.set(key, { log, reader, v: prior === undefined ? v : Math.max(prior.v, v) });
+          }
+          for (const { log, reader, v } of byLabels.values()) this.set({ log, reader }, v);
+        },
+      });
     }
     new Gauge({
       name: 'tern_peer_up',

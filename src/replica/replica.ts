@@ -13,12 +13,13 @@
  *   tail-readers.ts   reads waiting for commits
  *   tail-stream.ts    streaming tails (follow=true)
  *   quiescence.ts     idle logs sealed, reopened by the next append
+ *   retention.ts      retention policies, truncation, named readers
  */
 import { performance } from 'node:perf_hooks';
 import { leadershipLost, releasesOnFlush } from '../control/follower.js';
 import { liveIncarnations } from '../control/placement.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
-import type { LeaderInfo, LogRecord, MemberInfo } from '../fencing/keys.js';
+import type { LeaderInfo, LogRecord, MemberInfo, ReaderInfo, RetentionPolicy } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
 import { exceedsBound, type MemoryAccount } from '../quorum/entry-buffer.js';
 import type { LeaderLog } from '../quorum/leader.js';
@@ -40,6 +41,7 @@ import { Reads } from './reads.js';
 import { Storage } from './storage.js';
 import { Producers } from './producers.js';
 import { Quiescence } from './quiescence.js';
+import { Retention, type ReaderStatus } from './retention.js';
 import type { ProducerRef } from '../peer/forwarded-appends.js';
 import { TailReaders } from './tail-readers.js';
 import { TailStreams, type TailFormat, type TailStream } from './tail-stream.js';
@@ -60,6 +62,7 @@ export class Replica implements ReplicaContext {
   readonly failover: Failover;
   readonly storage: Storage;
   readonly producers: Producers;
+  readonly retention: Retention;
   private readonly tailReaders = new TailReaders();
   private readonly driver: LeaderDriver;
   private readonly takeover: Takeover;
@@ -87,6 +90,7 @@ export class Replica implements ReplicaContext {
     this.leaderTicks = leaderTicksOf(config);
     this.storage = new Storage(this);
     this.producers = new Producers(this);
+    this.retention = new Retention(this, this.tailReaders);
     this.driver = new LeaderDriver(this, this.tailReaders);
     this.takeover = new Takeover(this, this.driver);
     this.placement = new Placement(this);
@@ -102,6 +106,7 @@ export class Replica implements ReplicaContext {
       get tailWaiters() { return self.tailReaders.count; },
       committedId: (name) => this.committedId(name),
       localLeader: (name) => this.localLeader(name),
+      readerLags: (nowMs) => this.retention.lags(nowMs),
     }));
     this.failover = new Failover(
       {
@@ -188,21 +193,26 @@ export class Replica implements ReplicaContext {
     return this.dir().logNames();
   }
 
-  /** Creates the log if it does not exist (idempotent) and makes sure it has a leader. */
-  async createLog(name: string): Promise<{ created: boolean; status: LogStatus }> {
+  /**
+   * Creates the log if it does not exist (idempotent) and makes sure it has a
+   * leader. With `retention`, a new log is created with that policy and an
+   * existing one gets it in place of its own ({} clears it).
+   */
+  async createLog(name: string, retention?: RetentionPolicy): Promise<{ created: boolean; status: LogStatus }> {
     const dir = this.dir();
     if (!dir.log(name) && dir.logNames().length >= this.config.maxLogs) {
       throw new TernError('TOO_MANY_LOGS', `the cluster holds ${dir.logNames().length} logs, the most --max-logs allows (${this.config.maxLogs})`);
     }
     let created: boolean;
     try {
-      ({ created } = await dir.createLog(name, this.config.replicas));
+      ({ created } = await dir.createLog(name, this.config.replicas, retention));
     } catch (err) {
       throw new TernError('NOT_READY', `cannot create log ${name}: ${(err as Error).message}`, { cause: err });
     }
     const record = await this.requireLog(name);
     if (record.segments.length === 0 && !record.leader) await this.placement.assignFirstLeader(name, record);
-    if (created) this.log.info({ log: name, replicas: record.meta.replicas }, 'log created');
+    if (created) this.log.info({ log: name, replicas: record.meta.replicas, retention }, 'log created');
+    else if (retention) await this.retention.setPolicy(name, retention);
     return { created, status: await this.status(name) };
   }
 
@@ -223,6 +233,7 @@ export class Replica implements ReplicaContext {
       firstId: committedId >= retained ? retained : -1,
       flushLag: { entries: committedId - flushedId, bytes: state?.replica.buffer.bytes ?? 0 },
       segments: record.segments.map((s) => ({ epoch: s.epoch, firstId: s.firstId, lastId: s.lastId, sealed: s.lastId !== null, closedClean: s.closedClean === true, quiesced: s.quiesced === true, replicas: s.replicas })),
+      ...this.retention.status(name),
     };
   }
 
@@ -332,12 +343,25 @@ export class Replica implements ReplicaContext {
 
   /** Moves the retention point: ids below `beforeId` become unreadable and their objects are deleted in the background. */
   async truncate(name: string, beforeId: number): Promise<LogStatus> {
-    await this.requireLog(name);
-    const committedId = this.committedId(name);
-    if (beforeId > committedId + 1) throw new TernError('BAD_REQUEST', `log ${name}: cannot truncate before ${beforeId}, past the commit point ${committedId}`);
-    await this.dir().truncateBefore(name, beforeId);
-    this.log.info({ log: name, beforeId }, 'log truncated');
+    await this.retention.truncate(name, beforeId);
     return this.status(name);
+  }
+
+  /** See Retention.commitReader. */
+  commitReader(name: string, reader: string, nextId: number, holdsRetention: boolean): Promise<ReaderInfo> {
+    return this.retention.commitReader(name, reader, nextId, holdsRetention);
+  }
+
+  reader(name: string, reader: string): Promise<ReaderStatus> {
+    return this.retention.reader(name, reader);
+  }
+
+  readers(name: string): Promise<ReaderStatus[]> {
+    return this.retention.readers(name);
+  }
+
+  deleteReader(name: string, reader: string): Promise<{ log: string; reader: string; deleted: true }> {
+    return this.retention.deleteReader(name, reader);
   }
 
   // ---- leadership: takeover, handoff, shutdown, placement ----

@@ -63,6 +63,7 @@ export class Storage {
       release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
       snapshot: (firstId: number, lastId: number) => this.ctx.producers.snapshotThrough(state, firstId, lastId),
       times: (firstId: number, lastId: number) => (this.peersReadTimes(name) ? replica.buffer.timeRunsBetween(firstId, lastId) : undefined),
+      applyRetention: () => this.ctx.retention.apply(name),
     };
     const c = this.ctx.config;
     const observer = { flushed: (bytes: number, seconds: number) => this.ctx.metrics.flushed(bytes, seconds), recordFailed: () => this.ctx.metrics.etcdFailed('record') };

@@ -3,6 +3,7 @@
  * (appends, reads, status, readiness, recovery, a controlled shutdown), as
  * the HTTP layer and the process's lifecycle see them.
  */
+import type { RetentionStatus } from './retention.js';
 
 export interface Logger {
   info(obj: object, msg: string): void;
@@ -35,7 +36,7 @@ export interface TimeSeek {
   timeMs: number | null;
 }
 
-export interface LogStatus {
+export interface LogStatus extends RetentionStatus {
   log: string;
   leader: string | null;
   /** Idle and sealed in etcd (README, Quiescence): no leader until the next append reopens it. */

@@ -13,6 +13,7 @@ import { startEtcd, type EtcdServer } from '../../src/cli/etcd.js';
 import { freePort } from '../../src/cli/processes.js';
 import { ClusterDirectory } from '../../src/fencing/directory.js';
 import { keys } from '../../src/fencing/keys.js';
+import { andNoneChangedSince } from '../../src/fencing/log-transactions.js';
 import { eventually } from '../support/cluster.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 
@@ -173,5 +174,39 @@ describe('cluster directory under etcd faults', () => {
       expect((await ns.get(keys.coordinator()).exec()).kvs[0]?.lease).toBe(member.lease);
     });
   });
-});
 
+  it('compares a whole prefix on its keys being unchanged since a revision: a key put there fails the compare, a key deleted or one beside it does not', async () => {
+    const ns = raw.namespace(keys.prefix(`dir${++clusterCount}`));
+    const prefix = keys.readers('held');
+    await ns.put(keys.reader('held', 'gone')).value('{}');
+    const since = BigInt((await ns.getAll().prefix(prefix).exec()).header.revision);
+    const raise = () => andNoneChangedSince(ns.if(keys.log('held'), 'Create', '==', 0), ns, prefix, since).then(ns.put(keys.retention('held')).value('1')).commit();
+    await ns.delete().key(keys.reader('held', 'gone'));
+    await ns.put(keys.reader('held-other', 'beside')).value('{}');
+    expect((await raise()).succeeded).toBe(true);
+    await ns.put(keys.reader('held', 'new')).value('{}');
+    expect((await raise()).succeeded).toBe(false);
+  });
+
+  it('deletes a log with its readers and raises its retention point no further than a holding reader etcd has, whatever the view says', async () => {
+    const { dir, ns } = await connectThroughProxy(60);
+    await createLed(dir, 'ro');
+    expect(await dir.putReader('ro', 'a', { nextId: 4, holdsRetention: true, updatedAt: new Date().toISOString() })).toBe(true);
+    expect(dir.readers('ro')).toMatchObject([{ name: 'a', nextId: 4, holdsRetention: true }]);
+    // Written behind the directory's back: the raise reads the readers from etcd, not from its view.
+    await ns.put(keys.reader('ro', 'b')).value(JSON.stringify({ nextId: 2, holdsRetention: true, updatedAt: '' }));
+    const asked: string[][] = [];
+    const point = await dir.truncateBefore('ro', (readers) => {
+      asked.push(readers.map((r) => `${r.name}@${r.nextId}`));
+      return Math.min(10, ...readers.filter((r) => r.holdsRetention).map((r) => r.nextId));
+    });
+    expect([point, asked[0]]).toEqual([2, ['a@4', 'b@2']]);
+    expect(dir.retainedFrom('ro')).toBe(2);
+    expect(await dir.deleteReader('ro', 'a')).toBe(true);
+    expect(await dir.deleteReader('ro', 'a')).toBe(false);
+    expect(await dir.putReader('nope', 'a', { nextId: 0, holdsRetention: false, updatedAt: '' })).toBe(false);
+    expect(await dir.deleteLog('ro')).toBeDefined();
+    expect(await ns.getAll().prefix(keys.readers('ro')).keys()).toEqual([]);
+    await eventually(async () => expect(dir.readers('ro')).toEqual([]));
+  });
+});

@@ -1,27 +1,16 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { LocalCluster } from '../../src/cli/local-cluster.js';
 import { S3RVER_BUCKET, S3RVER_CREDENTIALS } from '../../src/cli/s3rver.js';
 import { ObjectStore } from '../../src/flusher/object-store.js';
-import { appendRaw, createLog, eventually, http, readAll, clusterPerTest, appendMany, logStatus } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, readAll, clusterPerTest, appendMany, logStatus, storedObjects, storedObjectsDir } from '../support/cluster.js';
 
 const FAST = ['--lease-ttl-seconds', '2', '--ack-timeout-ms', '1500', '--retransmit-ms', '200', '--heartbeat-ms', '100', '--backoff-ms', '100', '--flush-interval-ms', '200'];
 
 const cluster = clusterPerTest(FAST);
 
 const status = logStatus;
-
-/** Object files as s3rver stores them on disk (data files only), relative to the log's folder (<uid>/<object>). */
-function storedObjects(c: LocalCluster, log: string): string[] {
-  const dir = join(c.objectStoreDir, S3RVER_BUCKET, 'tern', log);
-  try {
-    return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('._S3rver_object'));
-  } catch {
-    return [];
-  }
-}
 
 describe('flushing to object storage', () => {
   it('flushes everything, and after all three replicas are SIGKILLed and restarted every entry reads back byte-identical from objects', async () => {
@@ -80,7 +69,7 @@ describe('flushing to object storage', () => {
     await appendMany(c.replica(leader).clientUrl, 'rot', Array.from({ length: 20 }, (_, i) => Buffer.from(`entry-${i}`)));
     await eventually(async () => expect((await status(c.replica(leader).clientUrl, 'rot')).flushedId).toBe(19));
     const [file] = storedObjects(c, 'rot');
-    const path = join(c.objectStoreDir, S3RVER_BUCKET, 'tern', 'rot', file!);
+    const path = join(storedObjectsDir(c, 'rot'), file!);
     const bytes = readFileSync(path);
     bytes[30]! ^= 0x55; // inside the first record
     writeFileSync(path, bytes);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCluster } from '../../src/cli/local-cluster.js';
-import { appendRaw, createLog, eventually, http, startTestCluster } from '../support/cluster.js';
+import { appendRaw, createLog, eventually, http, metricSeries, startTestCluster } from '../support/cluster.js';
 
 let cluster: LocalCluster;
 let stop: () => Promise<void>;
@@ -15,14 +15,7 @@ afterAll(async () => {
 /** Sum over the replicas of every series of `name` whose labels include all of `labels`. */
 async function sumOver(name: string, labels: Record<string, string> = {}): Promise<number> {
   let sum = 0;
-  for (const r of cluster.replicas) {
-    const text = (await http(`${r.clientUrl}/metrics`)).body.toString('utf8');
-    for (const line of text.split('\n')) {
-      const m = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
-      if (!m || m[1] !== name) continue;
-      if (Object.entries(labels).every(([k, v]) => m[2]!.includes(`${k}="${v}"`))) sum += Number(m[3]);
-    }
-  }
+  for (const r of cluster.replicas) for (const s of await metricSeries(r.clientUrl, name, labels)) sum += s.value;
   return sum;
 }
 

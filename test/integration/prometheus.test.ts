@@ -227,6 +227,15 @@ describe.skipIf(!HAVE_PROMETHEUS)('a real Prometheus scraping a real cluster: ev
       expect(res.statusCode).toBe(200);
       expect(answer.duplicate === true).toBe(i === 1);
     }
+    // Named readers of a log outside the load, so their lag gauges have series: one caught up
+    // (lag 0, in seconds too), one an entry behind.
+    const readUrl = cluster.replicas[0]!.clientUrl;
+    await createLog(readUrl, 'prom-readers');
+    expect((await appendRaw(readUrl, 'prom-readers', 'one')).status).toBe(200);
+    for (const [reader, nextId] of [['caught-up', 1], ['behind', 0]] as const) {
+      const res = await http(`${readUrl}/v1/logs/prom-readers/readers/${reader}`, { method: 'PUT', contentType: 'application/json', body: JSON.stringify({ nextId }) });
+      expect(res.status, res.body.toString()).toBe(200);
+    }
     loadRunning = true;
     load = drive(logs, 10_000).finally(() => {
       loadRunning = false;

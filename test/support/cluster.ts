@@ -7,12 +7,13 @@
  * an admin token, which the HTTP helpers below send to its replicas unless a
  * test names another token.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterEach, expect } from 'vitest';
 import { LocalCluster, freeClusterPorts } from '../../src/cli/local-cluster.js';
+import { S3RVER_BUCKET } from '../../src/cli/s3rver.js';
 
 const live = new Set<LocalCluster>();
 /** What the helpers send requests through: trusts the CAs of this file's TLS clusters. */
@@ -114,8 +115,8 @@ export interface HttpAnswer {
  * of the authenticated test cluster that `url` belongs to (none for an open
  * one), null for none at all.
  */
-export async function http(url: string, options: { method?: string; body?: Buffer | string; contentType?: string; accept?: string; timeoutMs?: number; token?: string | null } = {}): Promise<HttpAnswer> {
-  const headers: Record<string, string> = {};
+export async function http(url: string, options: { method?: string; body?: Buffer | string; contentType?: string; accept?: string; timeoutMs?: number; token?: string | null; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
+  const headers: Record<string, string> = { ...options.headers };
   if (options.contentType) headers['content-type'] = options.contentType;
   if (options.accept) headers.accept = options.accept;
   const token = options.token === undefined ? tokenByOrigin.get(new URL(url).origin) : options.token;
@@ -167,6 +168,31 @@ export async function readAll(baseUrl: string, log: string): Promise<{ id: numbe
     if (page.entries.length === 0) return out;
     from = page.nextId;
   }
+}
+
+/** Object files as s3rver stores them on disk (data files only), relative to the log's folder (<uid>/<object>). */
+export function storedObjects(c: LocalCluster, log: string): string[] {
+  try {
+    return readdirSync(storedObjectsDir(c, log), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('._S3rver_object'));
+  } catch {
+    return [];
+  }
+}
+
+/** The folder of a log's objects on s3rver's disk (what `storedObjects` names are relative to). */
+export function storedObjectsDir(c: LocalCluster, log: string): string {
+  return join(c.objectStoreDir, S3RVER_BUCKET, 'tern', log);
+}
+
+/** The series of `name` on one replica's /metrics whose labels include every one of `labels`, as label text and value. */
+export async function metricSeries(url: string, name: string, labels: Record<string, string> = {}): Promise<{ labels: string; value: number }[]> {
+  const text = (await http(`${url}/metrics`)).body.toString('utf8');
+  const out: { labels: string; value: number }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
+    if (m && m[1] === name && Object.entries(labels).every(([k, v]) => m[2]!.includes(`${k}="${v}"`))) out.push({ labels: m[2]!, value: Number(m[3]) });
+  }
+  return out;
 }
 
 /** Retries `check` until it stops throwing, for at most `timeoutMs`; rethrows the last failure. */

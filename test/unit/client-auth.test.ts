@@ -40,6 +40,10 @@ function scriptedReplica(calls: string[], refusals: string[]): ReplicaApi {
     truncate: async (log: string) => (note(`truncate ${log}`), status),
     handoff: async (log: string) => (note(`handoff ${log}`), status),
     forceRecovery: async (log: string) => (note(`recover ${log}`), { log, epoch: 2, recoveredId: -1, warning: 'w' }),
+    commitReader: async (log: string, name: string, nextId: number, holdsRetention: boolean) => (note(`commit-reader ${log}`), { name, nextId, holdsRetention, updatedAt: '' }),
+    reader: async (log: string, name: string) => (note(`reader ${log}`), { name, nextId: 0, holdsRetention: false, updatedAt: '', lagEntries: 0 }),
+    readers: async (log: string) => (note(`readers ${log}`), []),
+    deleteReader: async (log: string, reader: string) => (note(`delete-reader ${log}`), { log, reader, deleted: true }),
   } as unknown as ReplicaApi;
 }
 
@@ -60,6 +64,10 @@ const ROUTES = [
   { method: 'POST', path: (log: string) => `/v1/logs/${log}/entries`, scope: 'append', call: 'append', body: 'entry', type: 'application/octet-stream' },
   { method: 'GET', path: (log: string) => `/v1/logs/${log}/entries`, scope: 'read', call: 'read' },
   { method: 'GET', path: (log: string) => `/v1/logs/${log}`, scope: 'read', call: 'status' },
+  { method: 'PUT', path: (log: string) => `/v1/logs/${log}/readers/billing`, scope: 'append', call: 'commit-reader', body: '{"nextId":0}' },
+  { method: 'GET', path: (log: string) => `/v1/logs/${log}/readers/billing`, scope: 'read', call: 'reader' },
+  { method: 'GET', path: (log: string) => `/v1/logs/${log}/readers`, scope: 'read', call: 'readers' },
+  { method: 'DELETE', path: (log: string) => `/v1/logs/${log}/readers/billing`, scope: 'append', call: 'delete-reader' },
 ] as const;
 
 function send(app: Awaited<ReturnType<typeof api>>['app'], route: (typeof ROUTES)[number], log: string, token?: string) {

@@ -13,6 +13,7 @@ describe('etcd keys', () => {
     [keys.flushedThrough('orders'), { kind: 'flushedThrough', name: 'orders' }],
     [keys.segment('a/b', 7), { kind: 'segment', name: 'a/b', epoch: 7 }],
     [keys.manifestEntry('orders', 1234), { kind: 'manifestEntry', name: 'orders', firstId: 1234 }],
+    [keys.reader('a/b', 'billing.v2'), { kind: 'reader', name: 'a/b', reader: 'billing.v2' }],
   ];
 
   it.each(table)('%s reads back as what it was built from', (key, parsed) => {
@@ -32,6 +33,9 @@ describe('etcd keys', () => {
   it('builds each log’s keys under its prefix', () => {
     expect(keys.segment('l', 1).startsWith(keys.segments('l'))).toBe(true);
     expect(keys.manifestEntry('l', 1).startsWith(keys.manifest('l'))).toBe(true);
+    expect(keys.reader('l', 'r').startsWith(keys.readers('l'))).toBe(true);
+    // A log's delete takes its readers with it.
+    expect(keys.ofLog('l').prefixes).toContain(keys.readers('l'));
     expect(keys.node('r1').startsWith(keys.nodes())).toBe(true);
   });
 });

@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ReplicaMetrics, type LogGauges, type MetricsSource } from '../../src/replica/metrics.js';
+import type { ReaderLag } from '../../src/replica/retention.js';
 
-function source(logs: LogGauges[]): MetricsSource {
+function source(logs: LogGauges[], readers: ReaderLag[] = []): MetricsSource {
   return {
     logs: () => logs,
+    readerLags: () => readers,
     bufferBytes: () => 3000,
     bufferLimitBytes: () => 4096,
     bufferEntries: () => 30,
@@ -66,6 +68,25 @@ describe('replica metrics', () => {
     expect(valueOf(body, 'tern_log_leader{log="_all",replica="r1"}')).toBe(2);
     expect(body).not.toContain('tern_committed_id{log="a"');
     expect(valueOf(body, 'tern_appends_total{log="_all",outcome="ok",replica="r1"}')).toBe(1);
+  });
+
+  it("exports each named reader's lag by log and reader, leaving out a lag in seconds that is unknown, and folds them with the logs into the worst", async () => {
+    const readers: ReaderLag[] = [
+      { log: 'a', reader: 'billing', lagEntries: 40, lagSeconds: 12.5 },
+      { log: 'a', reader: 'audit', lagEntries: 0, lagSeconds: 0 },
+      { log: 'b', reader: 'old', lagEntries: 7, lagSeconds: undefined },
+    ];
+    const logs = [gauges('a', 10, true), gauges('b', 20, true)];
+    let body = (await new ReplicaMetrics('r1', { perLog: true }, source(logs, readers)).render()).body;
+    expect(valueOf(body, 'tern_reader_lag_entries{log="a",reader="billing",replica="r1"}')).toBe(40);
+    expect(valueOf(body, 'tern_reader_lag_seconds{log="a",reader="billing",replica="r1"}')).toBe(12.5);
+    expect(valueOf(body, 'tern_reader_lag_seconds{log="a",reader="audit",replica="r1"}')).toBe(0);
+    expect(valueOf(body, 'tern_reader_lag_entries{log="b",reader="old",replica="r1"}')).toBe(7);
+    expect(valueOf(body, 'tern_reader_lag_seconds{log="b",reader="old",replica="r1"}')).toBeUndefined();
+    body = (await new ReplicaMetrics('r1', { perLog: false }, source(logs, readers)).render()).body;
+    expect(valueOf(body, 'tern_reader_lag_entries{log="_all",reader="_all",replica="r1"}')).toBe(40);
+    expect(valueOf(body, 'tern_reader_lag_seconds{log="_all",reader="_all",replica="r1"}')).toBe(12.5);
+    expect(body).not.toContain('reader="billing"');
   });
 
   it('counts failed appends to logs that do not exist under one label, whatever their names', async () => {
