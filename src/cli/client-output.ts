@@ -48,12 +48,15 @@ export function statusTable(s: LogStatus): string {
     ['flushed id', idText(s.flushedId)],
     ['first id', idText(s.firstId)],
     ['flush lag', `${s.flushLag?.entries ?? 0} entries, ${s.flushLag?.bytes ?? 0} bytes`],
+    ['retention', retentionText(s.retention ?? {})],
+    ...(s.retentionHeldBy ? [['held by', `reader ${s.retentionHeldBy.reader} at id ${s.retentionHeldBy.nextId} (${s.retentionHeldBy.entries} entries the policy would remove)`]] : []),
   ]);
   const segs = table([
     ['EPOCH', 'FIRST', 'LAST', 'SEALED', 'CLEAN', 'REPLICAS'],
     ...(s.segments ?? []).map((g) => [String(g.epoch), idText(g.firstId), idText(g.lastId), g.sealed ? 'yes' : 'no', g.closedClean ? 'yes' : 'no', Object.keys(g.replicas ?? {}).join(',')]),
   ]);
-  return `${head}\nsegments:\n${segs.replace(/^/gm, '  ')}`;
+  const readers = s.readers?.length ? `\nreaders:\n${readersTable(s.readers).replace(/^/gm, '  ')}` : '';
+  return `${head}\nsegments:\n${segs.replace(/^/gm, '  ')}${readers}`;
 }
 
 /** A retention policy in the units its flags take: `max age 7d, max bytes 10GiB`, or `none`. */
@@ -68,5 +71,5 @@ export function retentionText(policy: RetentionPolicy): string {
 
 /** Named readers as a table: position, whether each holds retention, lag, last commit. */
 export function readersTable(readers: readonly ReaderStatus[]): string {
-  return table([['NAME', 'NEXT ID', 'HOLDS', 'LAG', 'UPDATED'], ...readers.map((r) => [r.name, String(r.nextId), r.holdsRetention ? 'yes' : 'no', r.lagEntries === undefined ? '-' : String(r.lagEntries), r.updatedAt])]);
+  return table([['NAME', 'NEXT ID', 'HOLDS', 'LAG', 'UPDATED'], ...readers.map((r) => [r.name, String(r.nextId), r.holdsRetention ? 'yes' : 'no', String(r.lagEntries), r.updatedAt])]);
 }

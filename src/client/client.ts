@@ -12,7 +12,7 @@ import { ClosedError, TernClientError, UnavailableError } from './errors.js';
 import { looksLikeUrls, normalizeUrl, parseClusterFile, parseUrlList, type ClusterDescription, type ReplicaAddress } from './cluster-file.js';
 import { DEFAULT_BACKOFF, leaderMayHaveMoved, retryDelayMs, shouldRetry, type BackoffOptions, type RetryMode } from './retry.js';
 import { header, jsonOf, throwIfError, Transport, type Answer } from './transport.js';
-import type { Entry, LogStatus, ReadPage, ReaderStatus, ReadStart, RecoverAnswer, RetentionPolicy, TimeOffset } from './types.js';
+import type { Entry, LogStatus, ReadPage, ReaderInfo, ReaderStatus, ReadStart, RecoverAnswer, RetentionPolicy, TimeOffset } from './types.js';
 import { checkedTime, ENTRIES_ACCEPT, entriesOf, startQuery } from './entries.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { tail, type TailOptions } from './tail.js';
@@ -293,7 +293,7 @@ export class TernClient {
    * `holdsRetention` (default false, on every commit: a commit without it
    * releases what the reader held) stops truncation below `nextId`.
    */
-  async commitReader(log: string, name: string, nextId: number, options: { holdsRetention?: boolean } = {}): Promise<ReaderStatus> {
+  async commitReader(log: string, name: string, nextId: number, options: { holdsRetention?: boolean } = {}): Promise<ReaderInfo> {
     return this.json({ mode: 'safe' }, readerPath(log, name), jsonBody({ nextId, holdsRetention: options.holdsRetention ?? false }, 'PUT'));
   }
 

@@ -9,7 +9,7 @@
 export { TernClient, createClient, DEFAULT_CLUSTER_FILE, type ClientOptions, type ResolvedClientOptions } from './client.js';
 export { Producer, PRODUCER_ID_PATTERN, type AppendOptions, type ProducerOptions, type ProducerStats } from './producer.js';
 export type { TailOptions } from './tail.js';
-export type { AppendAnswer, Appended, Entry, EntryData, LogStatus, ReadPage, ReaderStatus, ReadStart, RecoverAnswer, RetentionPolicy, SegmentStatus, TimeOffset } from './types.js';
+export type { AppendAnswer, Appended, Entry, EntryData, LogStatus, ReadPage, ReaderInfo, ReaderStatus, ReadStart, RecoverAnswer, RetentionPolicy, SegmentStatus, TimeOffset } from './types.js';
 export type { BackoffOptions, RetryMode } from './retry.js';
 export type { BatchLimits } from './batch.js';
 export { parseClusterFile, parseUrlList, type ClusterDescription, type ReplicaAddress } from './cluster-file.js';

@@ -1,25 +1,15 @@
 /** The shapes the server answers (README, Client API (v1)). Ids are integers; -1 means none. */
 
 import type { LogStatus } from '../replica/types.js';
-import type { RetentionPolicy } from '../fencing/keys.js';
+import type { ReaderInfo, RetentionPolicy } from '../fencing/keys.js';
+import type { ReaderStatus } from '../replica/retention.js';
 
 /** A log's status (`GET /v1/logs/{log}`): the replica's own answer type, one definition for both sides. */
 export type { LogStatus };
 /** A log's retention policy (`{maxAgeMs?, maxBytes?, maxEntries?}`, positive integers, absent for no limit): the server's own type. */
 export type { RetentionPolicy };
-
-/** A named reader (`GET /v1/logs/{log}/readers/{name}`). */
-export interface ReaderStatus {
-  name: string;
-  /** The next id it will read: it has consumed every id below. */
-  nextId: number;
-  /** While true, truncation (by policy or explicit) never passes nextId. */
-  holdsRetention: boolean;
-  /** When its position was last committed (ISO 8601). */
-  updatedAt: string;
-  /** Committed entries it has not read (0 when caught up); absent in the answer to a commit. */
-  lagEntries?: number;
-}
+/** A named reader as a commit answers it (`{name, nextId, holdsRetention, updatedAt}`), and as reads and the status list it (with `lagEntries`): the server's own types. */
+export type { ReaderInfo, ReaderStatus };
 export type SegmentStatus = LogStatus['segments'][number];
 
 /** An entry of a log: its id, its time and its bytes. */

@@ -14,7 +14,7 @@ import { batchIsFull, nextBatchSize } from '../../src/client/batch.js';
 import { looksLikeUrls, parseClusterFile, parseUrlList } from '../../src/client/cluster-file.js';
 import { resolveClientOptions } from '../../src/client/client.js';
 import { FrameStreamDecoder, KEEP_ALIVE_LENGTH, TIMED_FRAMES_CONTENT_TYPE, decodeFrames, encodeFrames, encodeTimedFrames } from '../../src/frames.js';
-import { entryJson, entryLine, readersTable, retentionText, table, textOf } from '../../src/cli/client-output.js';
+import { entryJson, entryLine, readersTable, retentionText, statusTable, table, textOf } from '../../src/cli/client-output.js';
 import { exitCodeOf, planCommand, retentionOf, startOf } from '../../src/cli/client-commands.js';
 import { durationText, parseDuration, parseSize, parseTime, sizeText } from '../../src/cli/units.js';
 import { ConfigError } from '../../src/replica/config.js';
@@ -186,6 +186,14 @@ describe('CLI output and arguments', () => {
     expect(readersTable([{ name: 'billing', nextId: 42, holdsRetention: true, updatedAt: '2026-12-03T17:00:00.000Z', lagEntries: 8 }])).toBe(
       'NAME     NEXT ID  HOLDS  LAG  UPDATED\nbilling  42       yes    8    2026-12-03T17:00:00.000Z',
     );
+    const reader = { name: 'billing', nextId: 42, holdsRetention: true, updatedAt: '2026-12-03T17:00:00.000Z', lagEntries: 8 };
+    const status = statusTable({
+      log: 'l', leader: 'r1', quiesced: false, epoch: 2, committedId: 49, flushedId: 49, firstId: 42, flushLag: { entries: 0, bytes: 0 }, segments: [],
+      retention: { maxEntries: 5 }, readers: [reader], retentionHeldBy: { reader: 'billing', nextId: 42, entries: 3 },
+    });
+    expect(status).toMatch(/^retention\s+max entries 5$/m);
+    expect(status).toMatch(/^held by\s+reader billing at id 42 \(3 entries the policy would remove\)$/m);
+    expect(status).toMatch(/\nreaders:\n  NAME\s+NEXT ID.*\n  billing\s+42\s+yes\s+8\s/);
   });
 
   it('starts a read at --from, --since (counted back from now) or --from-time, one of them', () => {
