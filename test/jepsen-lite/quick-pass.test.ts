@@ -20,6 +20,7 @@ describe('jepsen-lite quick pass', () => {
       (line) => console.log(line),
     );
     for (const n of result.nemeses) console.log(`${n.nemesis}: ok ${n.ok} fail ${n.fail} info ${n.info}, longest unavailable ${Math.round(n.longestUnavailableMs)} ms`);
+    for (const [log, v] of Object.entries(result.verdict.logs)) if (!log.startsWith('jepsen-idle-')) console.log(`${log}: seeks judged ${v.counts.seeks} (${v.counts.seeksNoneYet} none yet)`);
 
     const anomalies = Object.entries(result.verdict.logs).flatMap(([log, v]) => v.anomalies.map((a) => `${log} ${a.kind}: ${a.detail}`));
     expect(anomalies, `anomalies (seed ${seed}, report ${outDir})`).toEqual([]);
