@@ -9,7 +9,7 @@
  */
 import type { IKeyValue } from 'etcd3';
 import type { DirectoryContext } from './context.js';
-import { isQuiesced, keys, parseKey, type LeaderInfo, type ParsedKey, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
+import { isQuiesced, keys, lastRecordedTimeMs, parseKey, type LeaderInfo, type ParsedKey, type LogMeta, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from './keys.js';
 
 /** The part of the coordinator election that the coordinator key feeds. */
 export interface CoordinatorKeyObserver {
@@ -126,17 +126,9 @@ export class ClusterView {
     return Math.max(max, this.flushedThrough.get(name) ?? -1);
   }
 
-  /**
-   * The newest entry time etcd records of the log (0: none): its newest
-   * object's, or a clean seal's. A new leader stamps no lower, so times never
-   * go back across a leadership change, also when every entry was flushed and
-   * released (and the new leader's clock runs behind the old one's).
-   */
+  /** The newest entry time etcd records of the log: see lastRecordedTimeMs. */
   lastTimeMs(name: string): number {
-    let t = 0;
-    for (const e of this.manifests.get(name)?.values() ?? []) if (e.lastTimeMs !== undefined && e.lastTimeMs > t) t = e.lastTimeMs;
-    for (const seg of this.segments.get(name)?.values() ?? []) if (seg.lastTimeMs !== undefined && seg.lastTimeMs > t) t = seg.lastTimeMs;
-    return t;
+    return lastRecordedTimeMs(this.manifests.get(name)?.values() ?? [], this.segments.get(name)?.values() ?? []);
   }
 
   /** The log's flushed-through mark as this replica knows it (undefined: the key is not there). */

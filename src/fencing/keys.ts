@@ -147,6 +147,19 @@ export interface SegmentMeta {
   lastTimeMs?: number;
 }
 
+/**
+ * The newest entry time etcd records of a log (0: none): its objects' last
+ * times and its clean seals'. A new leader stamps no lower, so times never go
+ * back across a leadership change, also when every entry was flushed and
+ * released (and the new leader's clock runs behind the old one's).
+ */
+export function lastRecordedTimeMs(manifest: Iterable<Pick<ManifestEntry, 'lastTimeMs'>>, segments: Iterable<Pick<SegmentMeta, 'lastTimeMs'>>): number {
+  let t = 0;
+  for (const e of manifest) if (e.lastTimeMs !== undefined && e.lastTimeMs > t) t = e.lastTimeMs;
+  for (const seg of segments) if (seg.lastTimeMs !== undefined && seg.lastTimeMs > t) t = seg.lastTimeMs;
+  return t;
+}
+
 export interface MemberInfo {
   id: string;
   clientUrl: string;

@@ -290,7 +290,7 @@ export async function runFlusher(src: FlushSource, manifest: Manifest, store: Ob
 }
 
 /** An object's manifest record; it names the times of its first and last entries when they are known. */
-function manifestEntryOf(key: string, firstId: number, lastId: number, epoch: number, bytes: number, times: readonly TimeRun[] | undefined): ManifestEntry {
+export function manifestEntryOf(key: string, firstId: number, lastId: number, epoch: number, bytes: number, times: readonly TimeRun[] | undefined): ManifestEntry {
   const entry: ManifestEntry = { key, firstId, lastId, epoch, bytes };
   if (times && times.length > 0) {
     entry.firstTimeMs = times[0]!.timeMs;

@@ -214,11 +214,11 @@ export class EntryBuffer {
     return timeMs <= UNKNOWN_TIME_MS ? this.startIdValue : Math.max(this.times[lo]!.firstId, this.startIdValue);
   }
 
-  /** The time runs of ids fromId..toId, the first starting at fromId (none when no run covers them). */
+  /** The time runs of ids fromId..toId, the first starting at fromId (none when no run covers any of them). */
   timeRunsBetween(fromId: number, toId: number): TimeRun[] {
     const i = this.timeRunIndex(fromId);
     if (i < 0 && (this.times.length === 0 || this.times[0]!.firstId > toId)) return [];
-    const out: TimeRun[] = i < 0 ? [] : [{ firstId: fromId, timeMs: this.times[i]!.timeMs }];
+    const out: TimeRun[] = [{ firstId: fromId, timeMs: i < 0 ? UNKNOWN_TIME_MS : this.times[i]!.timeMs }];
     for (let k = i + 1; k < this.times.length && this.times[k]!.firstId <= toId; k++) out.push(this.times[k]!);
     return out;
   }

@@ -11,6 +11,7 @@ import { leadershipLost } from '../../src/control/follower.js';
 import { DrainMachine, type DrainEffect, type DrainEvent } from '../../src/control/drain.js';
 import { caughtUpReplicas, handoffTargets, leaderlessAssignments, leadershipCounts, liveIncarnations, type Rejoining } from '../../src/control/placement.js';
 import { logViewOf, TakeoverMachine, type LogView, type TakeoverEffect, type TakeoverEvent } from '../../src/control/takeover.js';
+import { manifestEntryOf } from '../../src/flusher/flusher.js';
 import { encodeObject, objectKey } from '../../src/flusher/object-format.js';
 import { LeaderLog } from '../../src/quorum/leader.js';
 import type { LogReplica } from '../../src/quorum/log-replica.js';
@@ -54,7 +55,7 @@ export class Leading {
     if (log.takeover || log.drain) return answer({ kind: 'fail', reason: 'recovering or handing off' });
     // Every append is a producer batch named after its (unique) value, so the final check can see
     // each mark travel with its entry (checkMarks in simulate.ts).
-    const res = leader.propose([data], answer, { producerId: data.toString(), firstSeq: 0, timeMs: 0 });
+    const res = leader.propose([data], answer, { producerId: data.toString(), firstSeq: 0, timeMs: 0 }, { nowMs: this.r.sched.now + this.r.clockSkewMs });
     if (!res.ok) return answer({ kind: 'fail', reason: res.reason });
     this.schedule(log);
   }
@@ -197,6 +198,8 @@ export class Leading {
         }));
         return undefined;
       case 'lead':
+        // As LeaderDriver.lead: no time below what etcd records of the log.
+        log.replica.buffer.raiseTimeFloor(r.view.lastTimeMs(name));
         log.leader = new LeaderLog<Answer>(log.replica, { ...r.leaderTicks, self: r.id, peers: effect.peers, epoch: effect.epoch });
         return void this.schedule(log);
       case 'seal':
@@ -330,7 +333,7 @@ export class Leading {
       case 'closeClean': {
         const open = r.view.log(log.name)?.segments.at(-1);
         if (!open || open.epoch !== effect.epoch || open.lastId !== null || !r.client) return feed({ kind: 'closed', ok: false, reason: 'not the open segment' });
-        const segment: SegmentMeta = { ...open, lastId: effect.lastId };
+        const segment: SegmentMeta = { ...open, lastId: effect.lastId, lastTimeMs: log.replica.buffer.lastTimeMs };
         return r.client.closeSegmentClean(log.name, r.leaderInfo(effect.epoch), segment, r.guard((ok, revision) => {
           if (ok === true) r.view.wrote(log.name, revision, (e) => (setSegments(e, [{ ...segment, closedClean: true }]), setLeader(e, undefined)));
           feed({ kind: 'closed', ok: ok === true });
@@ -362,13 +365,14 @@ export class Leading {
     if (!record || !r.client || firstId > log.replica.commitId || firstId < buffer.startId) return;
     const lastId = Math.min(log.replica.commitId, buffer.runLastId(firstId), firstId + FLUSH_MAX_ENTRIES - 1);
     const epoch = buffer.epochOf(firstId)!;
-    const body = encodeObject(epoch, firstId, buffer.slice(firstId, lastId - firstId + 1, Number.MAX_SAFE_INTEGER));
+    const times = buffer.timeRunsBetween(firstId, lastId);
+    const body = encodeObject(epoch, firstId, buffer.slice(firstId, lastId - firstId + 1, Number.MAX_SAFE_INTEGER), undefined, { times });
     const key = objectKey('', 'sim', log.name, firstId, lastId, leader.epoch, record.meta.uid);
     log.flushing = true;
     const stop = () => void (log.flushing = false);
     r.parts.store.put(key, body, r.guard((stored) => {
       if (stored !== true || leader.isDeposed || !r.client) return stop();
-      const entry = { key, firstId, lastId, epoch: leader.epoch, bytes: body.length };
+      const entry = manifestEntryOf(key, firstId, lastId, leader.epoch, body.length, times);
       r.client.recordFlush(log.name, r.leaderInfo(leader.epoch), entry, r.guard((ok, revision) => {
         stop();
         if (ok !== true) return;

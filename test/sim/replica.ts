@@ -57,7 +57,17 @@ export interface SimParts {
   replicas: Map<string, SimReplica>;
 }
 
+/** A committed entry as the final reads see it. */
+export interface TimedEntry {
+  id: number;
+  value: string;
+  timeMs: number;
+}
+
 export type AppendAnswer = { kind: 'ok'; id: number } | { kind: 'fail'; reason: string; leader?: string } | { kind: 'info'; reason: string };
+
+/** Clock skews of the replicas, by the number in their ids. */
+const CLOCK_SKEWS_MS = [3_000, 0, -4_000];
 
 export class SimReplica {
   readonly config: ReplicaConfig;
@@ -80,10 +90,18 @@ export class SimReplica {
   private lastKeepAliveAt = 0;
   private ticks = 0;
 
+  /**
+   * This replica's wall clock runs this far off the virtual time: the
+   * replicas' clocks disagree by seconds, so times stamped across leadership
+   * changes must hold to what the log recorded, not to the new leader's clock.
+   */
+  readonly clockSkewMs: number;
+
   constructor(
     readonly id: string,
     readonly parts: SimParts,
   ) {
+    this.clockSkewMs = CLOCK_SKEWS_MS[Number(id.replace(/\D/g, '')) % CLOCK_SKEWS_MS.length]!;
     this.config = parseReplicaConfig(['--id', id]);
     this.leaderTicks = leaderTicksOf(this.config);
     this.leading = new Leading(this);
@@ -447,14 +465,14 @@ export class SimReplica {
   }
 
   /** What a read of the whole log returns here: object storage, then this replica's committed memory. */
-  committedEntries(name: string, fromObjects: (name: string) => { id: number; value: string }[]): { id: number; value: string }[] {
+  committedEntries(name: string, fromObjects: (name: string) => TimedEntry[]): TimedEntry[] {
     const out = fromObjects(name);
     const log = this.logs.get(name);
     if (!log) return out;
     for (let id = (out.at(-1)?.id ?? -1) + 1; id <= log.replica.commitId; id++) {
       const data = log.replica.buffer.get(id);
       if (!data) break;
-      out.push({ id, value: data.toString() });
+      out.push({ id, value: data.toString(), timeMs: log.replica.buffer.timeOf(id)! });
     }
     return out;
   }

@@ -5,7 +5,7 @@
  * replica, judged by jepsen-lite's checker. Everything is decided by the
  * seed, so a failing seed replays exactly.
  */
-import { decodeObject } from '../../src/flusher/object-format.js';
+import { decodeObject, timeInObject } from '../../src/flusher/object-format.js';
 import type { FinalState, Verdict } from '../jepsen-lite/checker.js';
 import { EtcdEndpoint } from './etcd-client.js';
 import { SimEtcd } from './etcd.js';
@@ -13,7 +13,7 @@ import { FaultPlanner, type FaultWindow } from './faults.js';
 import { History } from './history.js';
 import { SimNetwork } from './network.js';
 import { Rng } from './random.js';
-import { SimReplica, type AppendAnswer, type SimParts } from './replica.js';
+import { SimReplica, type AppendAnswer, type SimParts, type TimedEntry } from './replica.js';
 import { ROUTINE, Scheduler } from './scheduler.js';
 import { SimObjectStore } from './store.js';
 
@@ -132,7 +132,7 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
   const final: FinalState = {};
   for (const name of logs) {
     const fromObjects = objectEntries(etcd, parts.store, name);
-    final[name] = { firstId: 0, replicas: Object.fromEntries(replicas.map((r) => [r.id, r.committedEntries(name, () => [...fromObjects])])) };
+    final[name] = { firstId: 0, replicas: Object.fromEntries(replicas.map((r) => [r.id, checkTimes(r.id, name, r.committedEntries(name, () => [...fromObjects]))])) };
   }
   // Beyond one failed replica a log may rightly stay unavailable: it waits for the unsafe override, and
   // until then its replicas serve only what they know committed, so its final reads cannot judge loss.
@@ -183,6 +183,19 @@ function checkMarks(r: SimReplica): void {
   }
 }
 
+/**
+ * Times never go back in id order, whatever leadership moves the faults
+ * caused, although the replicas' clocks disagree (SimReplica.clockSkewMs).
+ * Throws: the seed fails.
+ */
+function checkTimes(replica: string, log: string, entries: TimedEntry[]): TimedEntry[] {
+  for (let i = 1; i < entries.length; i++) {
+    const [before, after] = [entries[i - 1]!, entries[i]!];
+    if (after.timeMs < before.timeMs) throw new Error(`times: ${replica} reads ${log} id ${after.id} at ${after.timeMs}, before id ${before.id} at ${before.timeMs}`);
+  }
+  return entries;
+}
+
 /** Calls `done` once replica `id` is ready (polled, as a rolling restart polls /readyz). */
 function whenReady(parts: SimParts, id: string, done: () => void): void {
   const poll = () => (parts.replicas.get(id)!.isReady ? done() : parts.sched.at(READY_POLL_MS, `${ROUTINE}ready? ${id}`, poll));
@@ -190,15 +203,15 @@ function whenReady(parts: SimParts, id: string, done: () => void): void {
 }
 
 /** Every entry object storage holds for the log, by the manifest in etcd. */
-function objectEntries(etcd: SimEtcd, store: SimObjectStore, name: string): { id: number; value: string }[] {
-  const out: { id: number; value: string }[] = [];
+function objectEntries(etcd: SimEtcd, store: SimObjectStore, name: string): TimedEntry[] {
+  const out: TimedEntry[] = [];
   for (const m of etcd.manifest(name)) {
     const body = store.peek(m.key);
     if (!body) throw new Error(`manifest of ${name} names ${m.key}, which the store does not hold`);
     const object = decodeObject(body);
     object.entries.forEach((data, i) => {
       const id = object.firstId + i;
-      if (id === (out.at(-1)?.id ?? -1) + 1) out.push({ id, value: data.toString() });
+      if (id === (out.at(-1)?.id ?? -1) + 1) out.push({ id, value: data.toString(), timeMs: timeInObject(object, id) });
     });
   }
   return out;

@@ -7,7 +7,7 @@
  * top again, which is the same: an older event neither undoes a newer write
  * nor hides what other writers changed before it.
  */
-import type { LeaderInfo, LogRecord, ManifestEntry, MemberInfo, SegmentMeta } from '../../src/fencing/keys.js';
+import { lastRecordedTimeMs, type LeaderInfo, type LogRecord, type ManifestEntry, type MemberInfo, type SegmentMeta } from '../../src/fencing/keys.js';
 import type { EtcdChange, WatchEvent } from './etcd-events.js';
 
 export interface LogEntryView {
@@ -74,6 +74,12 @@ export class SimView {
 
   flushedId(name: string): number {
     return this.logs.get(name)?.flushedId ?? -1;
+  }
+
+  /** As ClusterView.lastTimeMs. */
+  lastTimeMs(name: string): number {
+    const entry = this.logs.get(name);
+    return entry ? lastRecordedTimeMs(entry.manifest, entry.log.segments) : 0;
   }
 }
 

@@ -344,6 +344,13 @@ describe('timestamps', () => {
     const { buf: bare } = fresh();
     bare.append(1, bs('a'));
     expect(bare.timeOf(0)).toBe(UNKNOWN_TIME_MS);
+    expect(bare.timeRunsBetween(0, 0)).toEqual([]);
+    bare.append(1, bs('b'), undefined, [{ firstId: 1, timeMs: T }]);
+    // Runs always start at the first id asked for: the wire and the object format require it.
+    expect(bare.timeRunsBetween(0, 1)).toEqual([
+      { firstId: 0, timeMs: UNKNOWN_TIME_MS },
+      { firstId: 1, timeMs: T },
+    ]);
   });
 
   it('never lets a time go back: a run older than the one before is held to it', () => {
