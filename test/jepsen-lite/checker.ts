@@ -14,7 +14,7 @@
  * - beyond:     a read returning an id the final read does not have (an entry later discarded)
  *
  * Time, from the times the final read carries (entries' timeMs; a final read
- * without them, as the simulator's, is judged on the rest):
+ * without them is judged on the rest):
  * - time-went-back: the final read's times decrease from one id to the next
  * - time-changed:   an acknowledged append's answer, a read during the run, or
  *                   another replica's final read gave an entry (the same value at
