@@ -13,8 +13,7 @@
  * - backwards:  a reader's tail reads returning an id lower than one it already had
  * - beyond:     a read returning an id the final read does not have (an entry later discarded)
  *
- * Time, from the times the final read carries (entries' timeMs; a final read
- * without them is judged on the rest):
+ * Time, from the times the final read carries (every entry's timeMs):
  * - time-went-back: the final read's times decrease from one id to the next
  * - time-changed:   an acknowledged append's answer, a read during the run, or
  *                   another replica's final read gave an entry (the same value at
@@ -73,6 +72,9 @@ export interface Entry {
   timeMs?: number;
 }
 
+/** An entry of a final read: with its time, which the time rules judge by. */
+export type FinalEntry = Required<Entry>;
+
 export interface ReadOp {
   type: 'read';
   process: string;
@@ -110,7 +112,7 @@ export type Op = AppendOp | ReadOp | SeekOp;
 
 export interface FinalState {
   /** Per log: the first retained id, and what each replica returned when read in full after healing. */
-  [log: string]: { firstId: number; replicas: Record<string, Entry[]> };
+  [log: string]: { firstId: number; replicas: Record<string, FinalEntry[]> };
 }
 
 /**
@@ -249,9 +251,7 @@ function checkLog(history: readonly Op[], final: FinalState[string], cuts: reado
     lastTail.set(r.process, { id: r.entries[r.entries.length - 1]!.id, op: r });
   }
 
-  const seeks = longest.every((e) => e.timeMs !== undefined)
-    ? checkTimes(history, final, longest, (anomaly) => (explained(anomaly.ops) ? outsidePromise : anomalies).push(anomaly))
-    : { judged: 0, noneYet: 0 };
+  const seeks = checkTimes(history, final, longest, (anomaly) => (explained(anomaly.ops) ? outsidePromise : anomalies).push(anomaly));
 
   const oks = appends.filter((a) => a.outcome === 'ok');
   const latencies = oks.map((a) => a.completeMs - a.invokeMs).sort((x, y) => x - y);
@@ -279,15 +279,14 @@ function checkLog(history: readonly Op[], final: FinalState[string], cuts: reado
 }
 
 /**
- * The time rules (top of this file) against `longest`, the final log, whose
- * entries all carry times. `flag` gets each anomaly (with the operations that
+ * The time rules (top of this file) against `longest`, the final log. `flag` gets each anomaly (with the operations that
  * show it, by which a kill-all may explain it). Returns how many seek answers
  * it judged, and how many of them were "none yet".
  */
-function checkTimes(history: readonly Op[], final: FinalState[string], longest: readonly Entry[], flag: (anomaly: Anomaly) => void): { judged: number; noneYet: number } {
+function checkTimes(history: readonly Op[], final: FinalState[string], longest: readonly FinalEntry[], flag: (anomaly: Anomaly) => void): { judged: number; noneYet: number } {
   for (let i = 1; i < longest.length; i++) {
     const [prev, e] = [longest[i - 1]!, longest[i]!];
-    if (e.timeMs! < prev.timeMs!) flag({ kind: 'time-went-back', detail: `id ${e.id} has time ${e.timeMs} after ${prev.timeMs} at id ${prev.id}`, ops: [] });
+    if (e.timeMs < prev.timeMs) flag({ kind: 'time-went-back', detail: `id ${e.id} has time ${e.timeMs} after ${prev.timeMs} at id ${prev.id}`, ops: [] });
   }
 
   const finalAt = new Map(longest.map((e) => [e.id, e]));
@@ -305,8 +304,8 @@ function checkTimes(history: readonly Op[], final: FinalState[string], longest: 
 
   // The final log's first entry at or after T is the first whose running highest time reaches T.
   const highest: number[] = [];
-  for (const e of longest) highest.push(Math.max(e.timeMs!, highest[highest.length - 1] ?? -Infinity));
-  const firstAtOrAfter = (time: number): Entry | undefined => {
+  for (const e of longest) highest.push(Math.max(e.timeMs, highest[highest.length - 1] ?? -Infinity));
+  const firstAtOrAfter = (time: number): FinalEntry | undefined => {
     let [lo, hi] = [0, longest.length];
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;

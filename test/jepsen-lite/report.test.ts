@@ -27,7 +27,7 @@ const read = (invokeMs: number, entries: [number, string][]): ReadOp => ({
 });
 
 const finalOf = (values: string[]): FinalState => {
-  const entries = values.map((value, id) => ({ id, value }));
+  const entries = values.map((value, id) => ({ id, value, timeMs: 0 }));
   return { a: { firstId: 0, replicas: { r1: entries, r2: entries, r3: entries } } };
 };
 

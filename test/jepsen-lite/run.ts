@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, setGlobalDispatcher } from 'undici';
-import { check, type AppendOp, type Entry, type FinalState, type KillAll, type LogVerdict, type Op, type Verdict } from './checker.js';
+import { check, type AppendOp, type FinalEntry, type FinalState, type KillAll, type LogVerdict, type Op, type Verdict } from './checker.js';
 import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
 import { DEFAULT_NEMESES, NEMESIS_NAMES, OPT_IN_NEMESES, healAll, notServed, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
 import { renderReport, summarizeByNemesis, type FaultWindow, type NemesisSummary } from './report.js';
@@ -266,8 +266,8 @@ async function finalReads(pc: ProxiedCluster, logs: readonly string[], liveness:
 }
 
 /** A log's entries with their times: the checker's time rules need every one's. */
-async function readAll(url: string, log: string): Promise<Entry[]> {
-  const out: Entry[] = [];
+async function readAll(url: string, log: string): Promise<FinalEntry[]> {
+  const out: FinalEntry[] = [];
   for (let from = 0; ; ) {
     const res = await json(`${url}/v1/logs/${log}/entries?from=${from}&limit=5000`);
     if (res.status !== 200) throw new Error(`${res.status} ${JSON.stringify(res.body)}`);
