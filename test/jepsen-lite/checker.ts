@@ -279,9 +279,10 @@ function checkLog(history: readonly Op[], final: FinalState[string], cuts: reado
 }
 
 /**
- * The time rules (top of this file) against `longest`, the final log. `flag` gets each anomaly (with the operations that
- * show it, by which a kill-all may explain it). Returns how many seek answers
- * it judged, and how many of them were "none yet".
+ * The time rules (top of this file) against `longest`, the final log. `flag`
+ * gets each anomaly (with the operations that show it, by which a kill-all may
+ * explain it). Returns how many seek answers it judged, and how many of them
+ * were "none yet".
  */
 function checkTimes(history: readonly Op[], final: FinalState[string], longest: readonly FinalEntry[], flag: (anomaly: Anomaly) => void): { judged: number; noneYet: number } {
   for (let i = 1; i < longest.length; i++) {
