@@ -81,8 +81,8 @@ export interface FlushSource {
    * Called once per object, in id order; undefined writes a version 1 object.
    */
   snapshot?(firstId: number, lastId: number): Buffer | undefined;
-  /** The times of firstId..lastId as runs, the first at firstId (empty when unknown): the object's time index. */
-  times?(firstId: number, lastId: number): TimeRun[];
+  /** The times of firstId..lastId as runs, the first at firstId (empty when unknown): the object's time index; undefined writes an object without one (format 2 or 1). */
+  times?(firstId: number, lastId: number): TimeRun[] | undefined;
 }
 
 /** The manifest in etcd, as the flusher needs it (ClusterDirectory). */

@@ -68,7 +68,11 @@ export class PeerTransport {
       const version = this.versionFor(peerUrl);
       const { chunks, length } = encodeAppendRequest(req, version);
       const res = await this.link(peerUrl).post(PEER_APPEND_PATH, PEER_CONTENT_TYPE, chunks, length);
-      if (res.status === 200) return decodeAppendReply(res.body);
+      if (res.status === 200) {
+        // Known older until it takes the newest: the flusher asks (oldestVersionOf) what every peer reads.
+        if (version === NEWEST_WIRE_VERSION) this.olderPeers.delete(peerUrl);
+        return decodeAppendReply(res.body);
+      }
       const text = res.body.toString('utf8', 0, ERROR_SNIPPET_CHARS);
       if (res.status === 400 && version > OLDEST_WIRE_VERSION && text.includes(UNSUPPORTED_VERSION_MESSAGE)) {
         this.olderPeers.set(peerUrl, { version: version - 1, since: performance.now() });
@@ -80,10 +84,20 @@ export class PeerTransport {
 
   private versionFor(peerUrl: string): number {
     const older = this.olderPeers.get(peerUrl);
-    if (!older) return NEWEST_WIRE_VERSION;
-    if (performance.now() - older.since < VERSION_RETRY_MS) return older.version;
-    this.olderPeers.delete(peerUrl);
-    return NEWEST_WIRE_VERSION;
+    if (!older || performance.now() - older.since >= VERSION_RETRY_MS) return NEWEST_WIRE_VERSION;
+    return older.version;
+  }
+
+  /**
+   * The newest replication version every one of `peerUrls` is known to take:
+   * a peer that refused a newer one counts as older until it takes the
+   * newest. What a leader writes for its peers to read (object format 3's
+   * times, storage.ts) waits for all of them during a rolling update.
+   */
+  oldestVersionOf(peerUrls: readonly string[]): number {
+    let v = NEWEST_WIRE_VERSION;
+    for (const url of peerUrls) v = Math.min(v, this.olderPeers.get(url)?.version ?? NEWEST_WIRE_VERSION);
+    return v;
   }
 
   /** POSTs a JSON request and returns the raw binary answer (recovery fetches). */

@@ -59,8 +59,8 @@ const V1 = 1;
 const V2 = 2;
 /** The first request version with producer marks. */
 const MARKS_VERSION = 3;
-/** The first request version with time runs. */
-const TIMES_VERSION = 4;
+/** The first request version with time runs: a replica that takes it also reads objects with times (object format 3). */
+export const TIMES_VERSION = 4;
 const TIME_RUN_BYTES = 6 + 8;
 /** Bytes of a mark besides its producer id. */
 const MARK_BYTES = 1 + 8 + 6 + 4 + 8;

@@ -26,12 +26,17 @@ export class Reads {
    * object storage through the manifest. TOO_MANY past either bound. At most
    * about `maxBytes` of entries (at least one).
    */
-  async read(name: string, fromId: number, limit: number, waitMs: number, maxBytes = this.ctx.config.maxReadBytes): Promise<ReadResult> {
+  read(name: string, fromId: number, limit: number, waitMs: number, maxBytes = this.ctx.config.maxReadBytes): Promise<ReadResult> {
+    return this.counted(() => this.readCounted(name, fromId, limit, waitMs, maxBytes));
+  }
+
+  /** Runs a read (or a seek, which may read an object) counted against --max-concurrent-reads: TOO_MANY past it. */
+  private async counted<T>(op: () => Promise<T>): Promise<T> {
     const { maxConcurrentReads } = this.ctx.config;
     if (this.active >= maxConcurrentReads) throw new TernError('TOO_MANY', `replica ${this.ctx.id} serves ${this.active} reads, the most --max-concurrent-reads allows (${maxConcurrentReads})`);
     this.active++;
     try {
-      return await this.readCounted(name, fromId, limit, waitMs, maxBytes);
+      return await op();
     } finally {
       this.active--;
     }
@@ -75,7 +80,11 @@ export class Reads {
    * in), then memory: times never decrease with ids, so the first hit is the
    * answer, and no whole log is scanned.
    */
-  async seekTime(name: string, timeMs: number): Promise<TimeSeek> {
+  seekTime(name: string, timeMs: number): Promise<TimeSeek> {
+    return this.counted(() => this.seekCounted(name, timeMs));
+  }
+
+  private async seekCounted(name: string, timeMs: number): Promise<TimeSeek> {
     await this.ctx.requireLog(name);
     const retained = this.ctx.dir().retainedFrom(name);
     const committedId = this.ctx.committedId(name);
@@ -89,7 +98,7 @@ export class Reads {
     if (!hit || hit.id > committedId) return { id: committedId + 1, timeMs: null };
     if (hit.id >= retained) return hit;
     // The hit was truncated; every entry after it has a time at least the hit's, so the first retained one is the answer.
-    const first = await this.read(name, retained, 1, 0);
+    const first = await this.readCounted(name, retained, 1, 0, this.ctx.config.maxReadBytes);
     return first.entries.length > 0 ? { id: retained, timeMs: first.times[0]! } : { id: committedId + 1, timeMs: null };
   }
 

@@ -6,6 +6,7 @@ import { OBJECT_BUFFERS_KEPT, ObjectBuffers, runFlusher } from '../flusher/flush
 import { CorruptObjectError, isObjectUnder, logPrefix } from '../flusher/object-format.js';
 import { ObjectReader, type EntrySlice } from '../flusher/object-reader.js';
 import { TernError } from '../errors.js';
+import { TIMES_VERSION } from '../peer/wire.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import type { LogState, ReplicaContext, Waiting } from './log-state.js';
 
@@ -61,13 +62,26 @@ export class Storage {
       entries: (fromId: number, maxCount: number, maxBytes: number) => replica.buffer.slice(fromId, maxCount, maxBytes),
       release: (id: number) => replica.releaseThrough(Math.min(id, replica.commitId)),
       snapshot: (firstId: number, lastId: number) => this.ctx.producers.snapshotThrough(state, firstId, lastId),
-      times: (firstId: number, lastId: number) => replica.buffer.timeRunsBetween(firstId, lastId),
+      times: (firstId: number, lastId: number) => (this.peersReadTimes(name) ? replica.buffer.timeRunsBetween(firstId, lastId) : undefined),
     };
     const c = this.ctx.config;
     const observer = { flushed: (bytes: number, seconds: number) => this.ctx.metrics.flushed(bytes, seconds), recordFailed: () => this.ctx.metrics.etcdFailed('record') };
     runFlusher(source, this.ctx.dir(), store, { cluster: c.cluster, prefix: c.s3Prefix, maxBytes: c.flushMaxBytes, maxEntries: c.flushMaxEntries, intervalMs: c.flushIntervalMs, orphanGraceMs: c.orphanGraceMs, observer, buffers: this.objectBuffers }, this.ctx.log).catch(
       (err) => this.ctx.log.error({ log: name, err }, 'flusher stopped on an error'),
     );
+  }
+
+  /**
+   * Whether every other replica of the log reads objects with times (format
+   * 3): during a rolling update one of the previous release does not, and it
+   * must still read what this leader flushes (and load its producers from
+   * it, should it lead next), so objects go without times until it is updated.
+   */
+  private peersReadTimes(name: string): boolean {
+    const dir = this.ctx.dir();
+    const peers = (dir.log(name)?.meta.replicas ?? []).filter((id) => id !== this.ctx.id);
+    const urls = peers.flatMap((id) => dir.member(id)?.peerUrl ?? []);
+    return this.ctx.transport.oldestVersionOf(urls) >= TIMES_VERSION;
   }
 
   /**

@@ -204,7 +204,7 @@ describe('appends and reads on a real three-replica cluster', () => {
       const appended = await appendRaw(url(2), 'tail', `tail-${r}`);
       expect(appended.json().id).toBe(r);
       const page = (await waiting).json();
-      expect(page.entries).toEqual([{ id: r, data: Buffer.from(`tail-${r}`).toString('base64') }]);
+      expect(page.entries).toEqual([{ id: r, timeMs: expect.any(Number), data: Buffer.from(`tail-${r}`).toString('base64') }]);
       expect(page.nextId).toBe(r + 1);
     }
   });

@@ -56,7 +56,18 @@ describe('replication across releases', () => {
     const first = await t.sendAppend(old.url, msg(0));
     expect(first).toEqual({ status: ReplyStatus.Ok, epoch: 1, seq: 0, lastId: 0, incarnation: 7 }); // no `following`: version 2 cannot say it
     await t.sendAppend(old.url, msg(1));
-    expect(old.seen).toEqual([NEWEST_WIRE_VERSION, 2, 2]);
+    expect(old.seen).toEqual([NEWEST_WIRE_VERSION, 3, 2, 2]);
+  });
+
+  it('counts a peer older until it takes the newest version: objects with times wait for every peer of a log', async () => {
+    const old = await follower(3);
+    const current = await follower(NEWEST_WIRE_VERSION);
+    const t = transport();
+    expect(t.oldestVersionOf([old.url, current.url])).toBe(NEWEST_WIRE_VERSION); // nothing known yet
+    await t.sendAppend(old.url, msg(0));
+    await t.sendAppend(current.url, msg(0));
+    expect(t.oldestVersionOf([old.url, current.url])).toBe(3);
+    expect(t.oldestVersionOf([current.url])).toBe(NEWEST_WIRE_VERSION);
   });
 
   it('sends a follower of this release the newest version, whose reply carries the following flag', async () => {
@@ -70,6 +81,6 @@ describe('replication across releases', () => {
     const ancient = await follower(0);
     const t = transport();
     await expect(t.sendAppend(ancient.url, msg(0))).rejects.toThrow(/answered 400/);
-    expect(ancient.seen).toEqual([3, 2, 1]);
+    expect(ancient.seen).toEqual([4, 3, 2, 1]);
   });
 });

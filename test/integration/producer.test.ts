@@ -66,11 +66,13 @@ describe('idempotent producer', () => {
     const follower = c.replicas.find((r) => r.id !== leader)!.clientUrl;
 
     const first = await produce(lead, 'dedup', 'a', 'p1', 0);
-    expect(first).toEqual({ status: 200, json: { id: 0, epoch: 1 } });
-    expect(await produce(lead, 'dedup', 'a', 'p1', 0)).toEqual({ status: 200, json: { id: 0, epoch: 1, duplicate: true } });
+    expect(first).toEqual({ status: 200, json: { id: 0, epoch: 1, timeMs: expect.any(Number) } });
+    // A retry is answered with the original's ids and time.
+    expect(await produce(lead, 'dedup', 'a', 'p1', 0)).toEqual({ status: 200, json: { id: 0, epoch: 1, timeMs: first.json.timeMs, duplicate: true } });
     // A batch consumes seq..seq+n-1; its retry gets its ids, through a follower too.
-    expect(await produce(follower, 'dedup', ['b', 'c', 'd'], 'p1', 1)).toEqual({ status: 200, json: { firstId: 1, lastId: 3, epoch: 1 } });
-    expect(await produce(follower, 'dedup', ['b', 'c', 'd'], 'p1', 1)).toEqual({ status: 200, json: { firstId: 1, lastId: 3, epoch: 1, duplicate: true } });
+    const batch = await produce(follower, 'dedup', ['b', 'c', 'd'], 'p1', 1);
+    expect(batch).toEqual({ status: 200, json: { firstId: 1, lastId: 3, epoch: 1, timeMs: expect.any(Number) } });
+    expect(await produce(follower, 'dedup', ['b', 'c', 'd'], 'p1', 1)).toEqual({ status: 200, json: { firstId: 1, lastId: 3, epoch: 1, timeMs: batch.json.timeMs, duplicate: true } });
     expect(await produce(lead, 'dedup', ['b', 'c', 'd'], 'p1', 1)).toMatchObject({ status: 200, json: { firstId: 1, lastId: 3, duplicate: true } });
     // A gap: seq 5 when 4 is next. Through the follower the leader judges it the same.
     for (const url of [lead, follower]) {
@@ -79,7 +81,7 @@ describe('idempotent producer', () => {
       expect(gap.json.error).toMatchObject({ code: 'SEQUENCE_GAP', expectedSeq: 4, maybeApplied: false });
     }
     // Another producer is its own sequence, and may start anywhere.
-    expect(await produce(follower, 'dedup', 'q', 'p2', 1000)).toEqual({ status: 200, json: { id: 4, epoch: 1 } });
+    expect(await produce(follower, 'dedup', 'q', 'p2', 1000)).toMatchObject({ status: 200, json: { id: 4, epoch: 1 } });
     // Five more batches push seq 0 out of p1's window: stale, with nothing to answer.
     for (let seq = 4; seq < 9; seq++) expect((await produce(lead, 'dedup', `e${seq}`, 'p1', seq)).status).toBe(200);
     const stale = await produce(lead, 'dedup', 'a', 'p1', 0);

@@ -161,8 +161,8 @@ describe('streaming tail (follow=true)', () => {
     while (text.split('\n').length < 3) text += Buffer.from((await reader.read()).value!).toString();
     await reader.cancel();
     expect(text.split('\n').slice(0, 2).map((l) => JSON.parse(l))).toEqual([
-      { id: 0, data: Buffer.from('x').toString('base64') },
-      { id: 1, data: Buffer.from('y').toString('base64') },
+      { id: 0, timeMs: expect.any(Number), data: Buffer.from('x').toString('base64') },
+      { id: 1, timeMs: expect.any(Number), data: Buffer.from('y').toString('base64') },
     ]);
   });
 
