@@ -13,6 +13,23 @@
  * - backwards:  a reader's tail reads returning an id lower than one it already had
  * - beyond:     a read returning an id the final read does not have (an entry later discarded)
  *
+ * Time, from the times the final read carries (every entry's timeMs):
+ * - time-went-back: the final read's times decrease from one id to the next
+ * - time-changed:   an acknowledged append's answer, a read during the run, or
+ *                   another replica's final read gave an entry (the same value at
+ *                   the same id) another time than the final read
+ * - bad-seek:       a seek by time (offsets?time=T, or entries?fromTime=T: where
+ *                   its entries start) answered other than the final log allows.
+ *                   An entry (id, time) must be the final log's first with time
+ *                   >= T, with that time. "None yet" (time null) with the next id
+ *                   to commit N is right when no final entry below N has time >= T:
+ *                   every id below N was committed at the seek, so an answer never
+ *                   points past an entry >= T that was (acknowledged before the
+ *                   seek, for one); one >= T committed later is allowed for, and
+ *                   a follower's N may trail the leader's, as its reads do. N must
+ *                   not pass the final log's end + 1. Answers below the final
+ *                   first id (truncated since) are not judged.
+ *
  * Outside the promise: a whole-cluster SIGKILL (the kill-all nemesis) fails
  * three replicas at once, and Tern promises nothing then for a log with
  * acknowledged entries not yet in object storage. Such a log (one not
@@ -44,7 +61,19 @@ export interface AppendOp {
   idempotent?: boolean;
   /** The server's error code, when it answered with one (SEQUENCE_GAP: a producer it forgot). */
   error?: string;
+  /** The entry's time (ms since the Unix epoch) as the answer gave it, when ok and the answer had one (plain appends: the client's producer does not pass it on). */
+  timeMs?: number;
 }
+
+/** An entry as a read returned it; timeMs when the read carried it. */
+export interface Entry {
+  id: number;
+  value: string;
+  timeMs?: number;
+}
+
+/** An entry of a final read: with its time, which the time rules judge by. */
+export type FinalEntry = Required<Entry>;
 
 export interface ReadOp {
   type: 'read';
@@ -56,14 +85,34 @@ export interface ReadOp {
   outcome: Outcome;
   /** Tail reads of one process are expected to move forward. */
   tail: boolean;
-  entries?: { id: number; value: string }[];
+  entries?: Entry[];
+  /** A seek by time: the read asked for entries?fromTime= this time (ms since the Unix epoch), not for an id. */
+  fromTime?: number;
+  /** The answer's nextId: where a fromTime read that returned no entry landed (the next id to commit). */
+  nextId?: number;
 }
 
-export type Op = AppendOp | ReadOp;
+/** GET offsets?time=: the first committed entry with a time at or after `time`, or (timeMs null) the next id to commit. */
+export interface SeekOp {
+  type: 'seek';
+  process: string;
+  log: string;
+  replica: string;
+  invokeMs: number;
+  completeMs: number;
+  outcome: Outcome;
+  /** The time asked (ms since the Unix epoch). */
+  time: number;
+  /** The answer, when ok. */
+  id?: number;
+  timeMs?: number | null;
+}
+
+export type Op = AppendOp | ReadOp | SeekOp;
 
 export interface FinalState {
   /** Per log: the first retained id, and what each replica returned when read in full after healing. */
-  [log: string]: { firstId: number; replicas: Record<string, { id: number; value: string }[]> };
+  [log: string]: { firstId: number; replicas: Record<string, FinalEntry[]> };
 }
 
 /**
@@ -80,7 +129,7 @@ export interface KillAll {
 }
 
 export interface Anomaly {
-  kind: 'lost' | 'phantom' | 'duplicated' | 'divergent' | 'order' | 'gap' | 'backwards' | 'beyond' | 'lost_outside_promise';
+  kind: 'lost' | 'phantom' | 'duplicated' | 'divergent' | 'order' | 'gap' | 'backwards' | 'beyond' | 'time-went-back' | 'time-changed' | 'bad-seek' | 'lost_outside_promise';
   detail: string;
   ops: Op[];
 }
@@ -96,7 +145,8 @@ export interface LogVerdict {
   outsidePromise: Anomaly[];
   /** Set when a kill-all met the log unquiesced: the restart of the last such, before which losses are outside the promise. */
   lossesExemptBeforeMs?: number;
-  counts: { ok: number; fail: number; info: number; reads: number; finalEntries: number; lostOutsidePromise: number };
+  /** seeks: seek answers judged (offsets and fromTime reads), seeksNoneYet of them "none yet" (time null). */
+  counts: { ok: number; fail: number; info: number; reads: number; seeks: number; seeksNoneYet: number; finalEntries: number; lostOutsidePromise: number };
   /** Longest stretch (ms) between two ok appends, with where it started. */
   longestUnavailableMs: number;
   longestUnavailableFromMs: number;
@@ -201,6 +251,8 @@ function checkLog(history: readonly Op[], final: FinalState[string], cuts: reado
     lastTail.set(r.process, { id: r.entries[r.entries.length - 1]!.id, op: r });
   }
 
+  const seeks = checkTimes(history, final, longest, (anomaly) => (explained(anomaly.ops) ? outsidePromise : anomalies).push(anomaly));
+
   const oks = appends.filter((a) => a.outcome === 'ok');
   const latencies = oks.map((a) => a.completeMs - a.invokeMs).sort((x, y) => x - y);
   const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
@@ -215,6 +267,8 @@ function checkLog(history: readonly Op[], final: FinalState[string], cuts: reado
       fail: appends.filter((a) => a.outcome === 'fail').length,
       info: appends.filter((a) => a.outcome === 'info').length,
       reads: reads.length,
+      seeks: seeks.judged,
+      seeksNoneYet: seeks.noneYet,
       finalEntries: longest.length,
       lostOutsidePromise: outsidePromise.filter((a) => a.kind === 'lost_outside_promise').length,
     },
@@ -222,6 +276,75 @@ function checkLog(history: readonly Op[], final: FinalState[string], cuts: reado
     longestUnavailableFromMs: gap.fromMs,
     latencyMs: { p50: q(0.5), p99: q(0.99), max: latencies[latencies.length - 1] ?? 0 },
   };
+}
+
+/**
+ * The time rules (top of this file) against `longest`, the final log. `flag`
+ * gets each anomaly (with the operations that show it, by which a kill-all may
+ * explain it). Returns how many seek answers it judged, and how many of them
+ * were "none yet".
+ */
+function checkTimes(history: readonly Op[], final: FinalState[string], longest: readonly FinalEntry[], flag: (anomaly: Anomaly) => void): { judged: number; noneYet: number } {
+  for (let i = 1; i < longest.length; i++) {
+    const [prev, e] = [longest[i - 1]!, longest[i]!];
+    if (e.timeMs < prev.timeMs) flag({ kind: 'time-went-back', detail: `id ${e.id} has time ${e.timeMs} after ${prev.timeMs} at id ${prev.id}`, ops: [] });
+  }
+
+  const finalAt = new Map(longest.map((e) => [e.id, e]));
+  /** Times are judged for the entry the final read has: another value at the id is a loss or divergence, found above. */
+  const sameTime = (e: Entry, where: string, op?: Op) => {
+    const f = finalAt.get(e.id);
+    if (f?.value !== e.value || e.timeMs === undefined || e.timeMs === f.timeMs) return;
+    flag({ kind: 'time-changed', detail: `id ${e.id} ("${e.value}"): time ${e.timeMs} (${where}), the final read has ${f.timeMs}`, ops: op ? [op] : [] });
+  };
+  for (const [replica, entries] of Object.entries(final.replicas)) for (const e of entries) sameTime(e, `final read of ${replica}`);
+  for (const op of history) {
+    if (op.type === 'append' && op.outcome === 'ok' && op.id !== undefined) sameTime({ id: op.id, value: op.value, timeMs: op.timeMs }, 'the append\'s answer', op);
+    else if (op.type === 'read' && op.outcome === 'ok') for (const e of op.entries ?? []) sameTime(e, `read on ${op.replica}`, op);
+  }
+
+  // The final log's first entry at or after T is the first whose running highest time reaches T.
+  const highest: number[] = [];
+  for (const e of longest) highest.push(Math.max(e.timeMs, highest[highest.length - 1] ?? -Infinity));
+  const firstAtOrAfter = (time: number): FinalEntry | undefined => {
+    let [lo, hi] = [0, longest.length];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (highest[mid]! >= time) hi = mid;
+      else lo = mid + 1;
+    }
+    return longest[lo];
+  };
+  const end = longest.length ? longest[longest.length - 1]!.id + 1 : final.firstId;
+  let judged = 0;
+  let noneYet = 0;
+  for (const op of history) {
+    const s = seekAnswer(op);
+    if (!s || s.id < final.firstId) continue;
+    judged++;
+    if (s.timeMs === null) noneYet++;
+    const want = firstAtOrAfter(s.time);
+    // "None yet" may trail (ids at or past the first entry >= T were not committed, or not known to the replica, at the seek).
+    const right = s.timeMs === null ? s.id <= (want?.id ?? end) : s.id === want?.id && s.timeMs === want.timeMs;
+    if (right) continue;
+    const asked = op.type === 'seek' ? 'offsets?time=' : 'entries?fromTime=';
+    const answered = s.timeMs === null ? `none yet (next id ${s.id})` : `id ${s.id} (time ${s.timeMs})`;
+    flag({ kind: 'bad-seek', detail: `${asked}${s.time} on ${op.replica} answered ${answered}; the final log's first entry at or after ${s.time} is ${want ? `id ${want.id} (time ${want.timeMs})` : `none (its next id is ${end})`}`, ops: [op] });
+  }
+  return { judged, noneYet };
+}
+
+/**
+ * Where a seek by time landed: what offsets?time= answered, or where a
+ * fromTime read started (its first entry; with none, its nextId and no time).
+ */
+function seekAnswer(op: Op): { time: number; id: number; timeMs: number | null } | undefined {
+  if (op.outcome !== 'ok') return undefined;
+  if (op.type === 'seek') return op.id === undefined ? undefined : { time: op.time, id: op.id, timeMs: op.timeMs ?? null };
+  if (op.type !== 'read' || op.fromTime === undefined) return undefined;
+  const first = op.entries?.[0];
+  if (first) return first.timeMs === undefined ? undefined : { time: op.fromTime, id: first.id, timeMs: first.timeMs };
+  return op.nextId === undefined ? undefined : { time: op.fromTime, id: op.nextId, timeMs: null };
 }
 
 /** Real-time order: an append that completed ok before another was invoked must have the lower id. */

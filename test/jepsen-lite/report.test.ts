@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { check, type AppendOp, type FinalState, type Op, type ReadOp } from './checker.js';
+import { check, type AppendOp, type FinalState, type Op, type ReadOp, type SeekOp } from './checker.js';
 import { renderReport, summarizeByNemesis, type FaultWindow, type RunMeta } from './report.js';
 
 const append = (value: string, outcome: AppendOp['outcome'], invokeMs: number, completeMs: number, id?: number, log = 'a'): AppendOp => ({
@@ -27,7 +27,7 @@ const read = (invokeMs: number, entries: [number, string][]): ReadOp => ({
 });
 
 const finalOf = (values: string[]): FinalState => {
-  const entries = values.map((value, id) => ({ id, value }));
+  const entries = values.map((value, id) => ({ id, value, timeMs: 0 }));
   return { a: { firstId: 0, replicas: { r1: entries, r2: entries, r3: entries } } };
 };
 
@@ -111,6 +111,19 @@ describe('jepsen-lite report: renderReport', () => {
     expect(html).toMatch(/<h4>lost \(2\)<\/h4>/);
     // The involved op is listed with its fields.
     expect(html).toMatch(/<td>append<\/td><td class="good">ok<\/td><td>c1<\/td><td>a<\/td><td>r1<\/td><td>v8<\/td><td>5<\/td><td>3400<\/td><td>3700<\/td><td>300<\/td>/);
+  });
+
+  it('counts seeks per log, and lists a bad seek with the time asked and its answer', () => {
+    // The final log's times: ids 0-6 at 10, 20, ..., 70. A seek of 25 must land on id 2 (time 30); this one says id 3.
+    const timedFinal: FinalState = { a: { firstId: 0, replicas: Object.fromEntries(Object.entries(cleanFinal.a!.replicas).map(([r, es]) => [r, es.map((e) => ({ ...e, timeMs: (e.id + 1) * 10 }))])) } };
+    const seek: SeekOp = { type: 'seek', process: 'a/seek', log: 'a', replica: 'r3', invokeMs: 4100, completeMs: 4102, outcome: 'ok', time: 25, id: 3, timeMs: 40 };
+    const verdict = check([...history, seek], timedFinal);
+    expect(verdict.logs.a!.anomalies.map((a) => a.kind)).toEqual(['bad-seek']);
+    const html = renderReport({ meta, history: [...history, seek], verdict, faults });
+    expect(html).toMatch(/<h4>bad-seek \(1\)<\/h4>/);
+    expect(html).toContain('offsets?time=25 on r3 answered id 3 (time 40); the final log&#39;s first entry at or after 25 is id 2 (time 30)');
+    expect(html).toContain('<td>seek</td><td class="good">ok</td><td>a/seek</td><td>a</td><td>r3</td><td>time 25 → id 3 (time 40)</td><td>3</td>');
+    expect(html).toContain('1 (0 none yet)');
   });
 
   it('shows INVALID and the problems when a liveness check failed, even with a valid verdict', () => {

@@ -44,7 +44,7 @@ const MAX_POINTS = 20_000;
 const MAX_BUCKETS = 600;
 /** At most this many anomalies listed per log and kind (all are counted). */
 const MAX_LISTED_ANOMALIES = 200;
-const KINDS: readonly Anomaly['kind'][] = ['lost', 'phantom', 'duplicated', 'divergent', 'order', 'gap', 'backwards', 'beyond'];
+const KINDS: readonly Anomaly['kind'][] = ['lost', 'phantom', 'duplicated', 'divergent', 'order', 'gap', 'backwards', 'beyond', 'time-went-back', 'time-changed', 'bad-seek'];
 const OUTCOME_COLOR = { ok: '#2e9d3a', fail: '#d62728', info: '#ff8c00' } as const;
 const NEMESIS_COLORS = ['#1f77b4', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 
@@ -423,13 +423,14 @@ function livenessSection(liveness: readonly string[]): string {
 
 function metaSection(meta: RunMeta, history: readonly Op[], faults: readonly FaultWindow[]): string {
   const appends = history.filter(isAppend).length;
+  const seeks = history.filter((op) => op.type === 'seek').length;
   const rows: [string, string][] = [
     ['seed', String(meta.seed)],
     ['started at', meta.startedAt],
     ['time', `${meta.timeS} s`],
     ['nemeses', meta.nemeses.join(', ') || '(none)'],
     ['logs', meta.logs.join(', ')],
-    ['operations', `${appends} appends, ${history.length - appends} reads`],
+    ['operations', `${appends} appends, ${history.length - appends - seeks} reads, ${seeks} offsets?time= seeks`],
     ['fault windows', String(faults.length)],
     ['command', meta.command],
   ];
@@ -449,13 +450,14 @@ function countsSection(verdict: Verdict): string {
     td(l.counts.fail),
     td(l.counts.info),
     td(l.counts.reads),
+    td(`${l.counts.seeks} (${l.counts.seeksNoneYet} none yet)`),
     td(l.counts.finalEntries),
     td(fmtMs(l.latencyMs.p50)),
     td(fmtMs(l.latencyMs.p99)),
     td(fmtMs(l.latencyMs.max)),
     td(`${fmtMs(l.longestUnavailableMs)} from ${fmtS(l.longestUnavailableFromMs)}`),
   ]);
-  const headers = ['log', 'verdict', 'ok', 'fail', 'info', 'reads', 'final entries', 'p50', 'p99', 'max', 'longest unavailable'];
+  const headers = ['log', 'verdict', 'ok', 'fail', 'info', 'reads', 'seeks judged', 'final entries', 'p50', 'p99', 'max', 'longest unavailable'];
   return `<h2>Logs</h2>${table(headers, rows, 'num')}`;
 }
 
@@ -523,6 +525,20 @@ function entriesSummary(entries: { id: number; value: string }[] | undefined): s
   return entries.length === 1 ? `${first.id}: ${first.value}` : `${entries.length} entries, ids ${first.id}–${last.id}`;
 }
 
+/** An operation's value, entries, or (a seek) the time asked and its answer. */
+function opWhat(op: Op): string {
+  if (op.type === 'append') return op.value;
+  if (op.type === 'read') return entriesSummary(op.entries);
+  if (op.id === undefined) return `time ${op.time}`;
+  return `time ${op.time} → ${op.timeMs === null ? `none yet, next id ${op.id}` : `id ${op.id} (time ${op.timeMs})`}`;
+}
+
+/** An append's or a seek's id, or what kind of read: a tail read, or one from a time. */
+function opWhich(op: Op): string | number {
+  if (op.type !== 'read') return op.id ?? '';
+  return op.fromTime !== undefined ? `fromTime ${op.fromTime}` : op.tail ? 'tail' : '';
+}
+
 function opsTable(ops: readonly Op[]): string {
   if (!ops.length) return '<p class="note">No operations involved (final state only).</p>';
   const rows = ops.map((op) => [
@@ -531,13 +547,13 @@ function opsTable(ops: readonly Op[]): string {
     td(op.process),
     td(op.log),
     td(op.replica),
-    td(op.type === 'append' ? op.value : entriesSummary(op.entries)),
-    td(op.type === 'append' ? (op.id ?? '') : op.tail ? 'tail' : ''),
+    td(opWhat(op)),
+    td(opWhich(op)),
     td(fmtNum(op.invokeMs)),
     td(fmtNum(op.completeMs)),
     td(fmtNum(op.completeMs - op.invokeMs)),
   ]);
-  return table(['type', 'outcome', 'process', 'log', 'replica', 'value / entries', 'id / tail', 'invoke ms', 'complete ms', 'latency ms'], rows, 'ops');
+  return table(['type', 'outcome', 'process', 'log', 'replica', 'value / entries / seek', 'id / tail / fromTime', 'invoke ms', 'complete ms', 'latency ms'], rows, 'ops');
 }
 
 function anomalyList(verdict: Verdict): string {

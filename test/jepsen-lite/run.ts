@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, setGlobalDispatcher } from 'undici';
-import { check, type AppendOp, type FinalState, type KillAll, type LogVerdict, type Op, type Verdict } from './checker.js';
+import { check, type AppendOp, type FinalEntry, type FinalState, type KillAll, type LogVerdict, type Op, type Verdict } from './checker.js';
 import { startProxiedCluster, type ProxiedCluster } from './cluster.js';
 import { DEFAULT_NEMESES, NEMESIS_NAMES, OPT_IN_NEMESES, healAll, notServed, nemeses, type ActiveFault, type NemesisContext, type NemesisName } from './nemesis.js';
 import { renderReport, summarizeByNemesis, type FaultWindow, type NemesisSummary } from './report.js';
@@ -265,14 +265,18 @@ async function finalReads(pc: ProxiedCluster, logs: readonly string[], liveness:
   return final;
 }
 
-async function readAll(url: string, log: string): Promise<{ id: number; value: string }[]> {
-  const out: { id: number; value: string }[] = [];
+/** A log's entries with their times: the checker's time rules need every one's. */
+async function readAll(url: string, log: string): Promise<FinalEntry[]> {
+  const out: FinalEntry[] = [];
   for (let from = 0; ; ) {
     const res = await json(`${url}/v1/logs/${log}/entries?from=${from}&limit=5000`);
     if (res.status !== 200) throw new Error(`${res.status} ${JSON.stringify(res.body)}`);
-    const page = res.body as { entries: { id: number; data: string }[]; nextId: number };
+    const page = res.body as { entries: { id: number; timeMs?: unknown; data: string }[]; nextId: number };
     if (page.entries.length === 0) return out;
-    for (const e of page.entries) out.push({ id: e.id, value: decodeValue(e.data) });
+    for (const e of page.entries) {
+      if (typeof e.timeMs !== 'number') throw new Error(`entry ${e.id} has no timeMs`);
+      out.push({ id: e.id, value: decodeValue(e.data), timeMs: e.timeMs });
+    }
     from = page.nextId;
   }
 }
@@ -359,14 +363,14 @@ function printSummary(result: RunResult): void {
       idle.push([log, v]);
       continue;
     }
-    console.log(`${log}: ok ${v.counts.ok}, fail ${v.counts.fail}, info ${v.counts.info}, reads ${v.counts.reads}, final entries ${v.counts.finalEntries}; anomalies ${v.anomalies.length === 0 ? 'none' : JSON.stringify(kindsOf(v.anomalies))}${outside(v)}; ack p50 ${v.latencyMs.p50.toFixed(1)} ms, p99 ${v.latencyMs.p99.toFixed(1)} ms; longest unavailable ${Math.round(v.longestUnavailableMs)} ms`);
+    console.log(`${log}: ok ${v.counts.ok}, fail ${v.counts.fail}, info ${v.counts.info}, reads ${v.counts.reads}, seeks judged ${v.counts.seeks} (${v.counts.seeksNoneYet} none yet), final entries ${v.counts.finalEntries}; anomalies ${v.anomalies.length === 0 ? 'none' : JSON.stringify(kindsOf(v.anomalies))}${outside(v)}; ack p50 ${v.latencyMs.p50.toFixed(1)} ms, p99 ${v.latencyMs.p99.toFixed(1)} ms; longest unavailable ${Math.round(v.longestUnavailableMs)} ms`);
   }
   if (idle.length) {
     // The idle logs on one line, plus one for each that has something to show.
     const sum = (f: (v: LogVerdict) => number) => idle.reduce((n, [, v]) => n + f(v), 0);
     const anomalies = idle.flatMap(([, v]) => v.anomalies);
     const outsideAll = idle.flatMap(([, v]) => v.outsidePromise);
-    console.log(`${idle.length} idle logs: ok ${sum((v) => v.counts.ok)}, fail ${sum((v) => v.counts.fail)}, info ${sum((v) => v.counts.info)}, final entries ${sum((v) => v.counts.finalEntries)}; anomalies ${anomalies.length === 0 ? 'none' : JSON.stringify(kindsOf(anomalies))}${outsideAll.length ? `; outside the promise (kill-all, not quiesced) ${JSON.stringify(kindsOf(outsideAll))}` : ''}`);
+    console.log(`${idle.length} idle logs: ok ${sum((v) => v.counts.ok)}, fail ${sum((v) => v.counts.fail)}, info ${sum((v) => v.counts.info)}, seeks judged ${sum((v) => v.counts.seeks)} (${sum((v) => v.counts.seeksNoneYet)} none yet), final entries ${sum((v) => v.counts.finalEntries)}; anomalies ${anomalies.length === 0 ? 'none' : JSON.stringify(kindsOf(anomalies))}${outsideAll.length ? `; outside the promise (kill-all, not quiesced) ${JSON.stringify(kindsOf(outsideAll))}` : ''}`);
     for (const [log, v] of idle) if (v.anomalies.length) console.log(`  ${log}: anomalies ${JSON.stringify(kindsOf(v.anomalies))}`);
   }
   const total = Object.keys(result.verdict.logs).length;

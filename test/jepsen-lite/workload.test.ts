@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { History, Workload } from './workload.js';
+import { seeded } from './run.js';
+import { History, SeenTimes, Workload } from './workload.js';
 
 /** A replica stand-in that acknowledges every append after `delayMs`, ids counting from 0. */
 async function fakeReplica(delayMs: number): Promise<{ server: Server; url: string; appends: () => number }> {
@@ -68,5 +69,23 @@ describe('jepsen-lite workload: holding the appenders (kill-all reads statuses w
     expect(await workload.hold(100)).toEqual(new Set(['S']));
     workload.release();
     expect(await slow).toBe(true);
+  });
+});
+
+describe('jepsen-lite workload: the times a seeker asks', () => {
+  it('asks at the times seen, between them, before the first and after the last', () => {
+    const seen = new SeenTimes();
+    for (const t of [1000, 1000, 1500, 4000]) seen.add(t);
+    const random = seeded(7);
+    const picks = Array.from({ length: 2000 }, () => seen.pick(random));
+    const at = picks.filter((t) => [1000, 1500, 4000].includes(t)).length;
+    const between = picks.filter((t) => t > 1000 && t < 4000 && t !== 1500).length;
+    const before = picks.filter((t) => t < 1000).length;
+    const after = picks.filter((t) => t > 4000).length;
+    expect(at + between + before + after).toBe(picks.length);
+    for (const n of [before, after]) expect(n).toBeGreaterThan(100);
+    expect(at).toBeGreaterThan(600);
+    expect(between).toBeGreaterThan(300);
+    expect(Math.min(...picks)).toBeGreaterThanOrEqual(0);
   });
 });

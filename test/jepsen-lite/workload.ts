@@ -15,6 +15,12 @@
  * every indeterminate attempt with the same producer sequence until the
  * server answers: one operation per value however many attempts it took, and
  * the checker's `duplicated` anomaly catches any retry that was applied twice.
+ *
+ * A time-seeking reader per log (and one for the idle logs) seeks by time:
+ * it picks a time at or between the times it has seen (acknowledged appends'
+ * answers, its own reads), or before the first or after the last, and asks a
+ * random replica `offsets?time=` and `entries?fromTime=` for it; the checker
+ * judges each answer against the final log (bad-seek).
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -22,7 +28,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { Agent, request } from 'undici';
 import { createClient, type Producer, type TernClient } from '../../src/client/index.js';
-import type { AppendOp, Op, ReadOp } from './checker.js';
+import type { AppendOp, Entry, Op, ReadOp, SeekOp } from './checker.js';
 
 export interface Endpoint {
   id: string;
@@ -65,6 +71,42 @@ export interface WorkloadOptions {
 
 /** How many clients append to the idle logs, each to one chosen at random every `idleEveryMs`. */
 export const IDLE_CLIENTS = 2;
+
+/** A time-seeking reader's pause between two seeks (each an offsets?time= and an entries?fromTime=). */
+const SEEK_EVERY_MS = 250;
+/** How many entries a fromTime read asks for: the first is what the checker judges, the rest are read like any read. */
+const SEEK_READ_LIMIT = 20;
+/** How far before the first time seen, or after the last, a seek may ask (ms). */
+const SEEK_OUTSIDE_MS = 5000;
+
+/**
+ * The entry times a log's seeker has seen, and the times it seeks: at a
+ * time seen (an entry's own), between two, before the first or after the last.
+ */
+export class SeenTimes {
+  private readonly times: number[] = [];
+  private lowest = Infinity;
+  private highest = -Infinity;
+
+  add(timeMs: number): void {
+    this.times.push(timeMs);
+    this.lowest = Math.min(this.lowest, timeMs);
+    this.highest = Math.max(this.highest, timeMs);
+  }
+
+  /** A time to seek; with none seen yet, about now (the leaders' clocks are this machine's). */
+  pick(random: () => number): number {
+    const any = () => this.times[Math.floor(random() * this.times.length)]!;
+    const outside = 1 + Math.floor(random() * SEEK_OUTSIDE_MS);
+    if (this.times.length === 0) return Date.now() - SEEK_OUTSIDE_MS + outside;
+    const r = random();
+    if (r < 0.1) return Math.max(0, this.lowest - outside);
+    if (r < 0.2) return this.highest + outside;
+    if (r < 0.6) return any();
+    const [a, b] = [any(), any()];
+    return Math.min(a, b) + Math.floor(random() * (Math.abs(a - b) + 1));
+  }
+}
 
 /** Codes that the server documents as "refused before it got an id" when maybeApplied is absent. */
 const NOT_APPLIED = new Set(['BAD_REQUEST', 'LOG_NOT_FOUND', 'TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'NO_QUORUM', 'BUFFER_FULL', 'NOT_READY']);
@@ -130,6 +172,8 @@ export class Workload {
   /** Appends invoked and not yet answered, per log (idempotent ones included, however long they retry). */
   private readonly inFlight = new Map<string, number>();
   private readonly probes = new Map<string, number>();
+  /** Per log, the times of entries acknowledged or read by its seeker. */
+  private readonly seen = new Map<string, SeenTimes>();
 
   constructor(
     private readonly history: History,
@@ -154,6 +198,7 @@ export class Workload {
       }
       for (const replica of this.options.replicas) this.tasks.push(this.tailReader(log, replica, `${log}/tail-${replica.id}`));
       this.tasks.push(this.catchUpReader(log, `${log}/catchup`));
+      this.tasks.push(this.timeSeeker([log], `${log}/seek`));
     }
     const idle = this.options.idleLogs ?? [];
     if (idle.length > 0) {
@@ -161,6 +206,8 @@ export class Workload {
       // one catch-up reader reads random idle logs from random replicas: reads of quiesced logs, from object storage.
       for (let c = 0; c < IDLE_CLIENTS; c++) this.tasks.push(this.idleAppender(idle, `jepsen-idle/c${c}`, this.isIdempotent(c)));
       this.tasks.push(this.idleCatchUpReader(idle, 'jepsen-idle/catchup'));
+      // Seeks on idle logs land mostly in object storage: the manifest's times and the objects' time index, also of quiesced logs.
+      this.tasks.push(this.timeSeeker(idle, 'jepsen-idle/seek'));
     }
   }
 
@@ -324,7 +371,7 @@ export class Workload {
     const highest = new Map<string, number>();
     while (this.running) {
       const log = logs[Math.floor(this.options.random() * logs.length)]!;
-      const op = await this.read(log, this.pick(), process, Math.floor(this.options.random() * ((highest.get(log) ?? 0) + 1)), 500, false);
+      const op = await this.read(log, this.pick(), process, { from: Math.floor(this.options.random() * ((highest.get(log) ?? 0) + 1)) }, 500, false);
       if (op.outcome === 'ok' && op.entries!.length > 0) highest.set(log, Math.max(highest.get(log) ?? 0, op.entries![op.entries!.length - 1]!.id));
       await sleep(500);
     }
@@ -334,9 +381,9 @@ export class Workload {
     const value = valueFor(process, seq);
     const inFlight = await this.invoke(log);
     const invokeMs = this.history.now();
-    const op = (outcome: AppendOp['outcome'], id?: number, error?: string): AppendOp => {
+    const op = (outcome: AppendOp['outcome'], id?: number, error?: string, timeMs?: number): AppendOp => {
       inFlight();
-      const done: AppendOp = { type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }), ...(error === undefined ? {} : { error }) };
+      const done: AppendOp = { type: 'append', process, log, replica: replica.id, value, invokeMs, completeMs: this.history.now(), outcome, ...(id === undefined ? {} : { id }), ...(error === undefined ? {} : { error }), ...(timeMs === undefined ? {} : { timeMs }) };
       this.history.record(done);
       return done;
     };
@@ -350,8 +397,11 @@ export class Workload {
         bodyTimeout: this.options.appendTimeoutMs,
         signal: AbortSignal.timeout(this.options.appendTimeoutMs),
       });
-      const body = (await res.body.json()) as { id?: number; error?: { code: string; maybeApplied?: boolean } };
-      if (res.statusCode === 200 && typeof body.id === 'number') return op('ok', body.id);
+      const body = (await res.body.json()) as { id?: number; timeMs?: number; error?: { code: string; maybeApplied?: boolean } };
+      if (res.statusCode === 200 && typeof body.id === 'number') {
+        if (typeof body.timeMs === 'number') this.seenTimes(log).add(body.timeMs);
+        return op('ok', body.id, undefined, body.timeMs);
+      }
       const notApplied = body.error?.maybeApplied === false || (body.error?.maybeApplied === undefined && NOT_APPLIED.has(body.error?.code ?? ''));
       return op(notApplied ? 'fail' : 'info', undefined, body.error?.code);
     } catch {
@@ -363,7 +413,7 @@ export class Workload {
   private async tailReader(log: string, replica: Endpoint, process: string): Promise<void> {
     let from = 0;
     while (this.running) {
-      const op = await this.read(log, replica, process, from, 1000, true);
+      const op = await this.read(log, replica, process, { from }, 1000, true);
       if (op.outcome === 'ok' && op.entries!.length > 0) from = op.entries![op.entries!.length - 1]!.id + 1;
       else if (op.outcome !== 'ok') await sleep(200);
     }
@@ -373,31 +423,77 @@ export class Workload {
   private async catchUpReader(log: string, process: string): Promise<void> {
     let highest = 0;
     while (this.running) {
-      const op = await this.read(log, this.pick(), process, Math.floor(this.options.random() * (highest + 1)), 500, false);
+      const op = await this.read(log, this.pick(), process, { from: Math.floor(this.options.random() * (highest + 1)) }, 500, false);
       if (op.outcome === 'ok' && op.entries!.length > 0) highest = Math.max(highest, op.entries![op.entries!.length - 1]!.id);
       await sleep(250);
     }
   }
 
-  async read(log: string, replica: Endpoint, process: string, from: number, limit: number, tail: boolean): Promise<ReadOp> {
+  /**
+   * Seeks by time on random replicas: each time, `offsets?time=T` and then
+   * `entries?fromTime=T` on one replica, for a log of `logs` chosen at random.
+   */
+  private async timeSeeker(logs: readonly string[], process: string): Promise<void> {
+    while (this.running) {
+      const log = logs[Math.floor(this.options.random() * logs.length)]!;
+      const replica = this.pick();
+      const seen = this.seenTimes(log);
+      const time = seen.pick(this.options.random);
+      await this.offsetOf(log, replica, process, time);
+      const read = await this.read(log, replica, process, { fromTime: time }, SEEK_READ_LIMIT, false);
+      for (const e of read.entries ?? []) if (e.timeMs !== undefined) seen.add(e.timeMs);
+      await sleep(SEEK_EVERY_MS);
+    }
+  }
+
+  private seenTimes(log: string): SeenTimes {
+    let seen = this.seen.get(log);
+    if (!seen) this.seen.set(log, (seen = new SeenTimes()));
+    return seen;
+  }
+
+  /** GET offsets?time=: where a read from `time` starts. */
+  private async offsetOf(log: string, replica: Endpoint, process: string, time: number): Promise<SeekOp> {
+    const invokeMs = this.history.now();
+    const op = (outcome: SeekOp['outcome'], answer: { id?: number; timeMs?: number | null } = {}): SeekOp => {
+      const done: SeekOp = { type: 'seek', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome, time, ...answer };
+      this.history.record(done);
+      return done;
+    };
+    try {
+      const res = await request(`${replica.url}/v1/logs/${log}/offsets?time=${time}`, { dispatcher: this.agent, headersTimeout: 5000, bodyTimeout: 5000, signal: AbortSignal.timeout(5000) });
+      const body = (await res.body.json()) as { id?: number; timeMs?: number | null };
+      return res.statusCode === 200 && typeof body.id === 'number' ? op('ok', { id: body.id, timeMs: body.timeMs ?? null }) : op('fail');
+    } catch {
+      return op('info');
+    }
+  }
+
+  /** Entries from an id, or (a seek) from the first entry at or after a time. */
+  async read(log: string, replica: Endpoint, process: string, start: { from: number } | { fromTime: number }, limit: number, tail: boolean): Promise<ReadOp> {
     const waitMs = tail ? 1000 : 0;
     const invokeMs = this.history.now();
-    let op: ReadOp;
+    const fromTime = 'fromTime' in start ? { fromTime: start.fromTime } : {};
+    const query = 'fromTime' in start ? `fromTime=${start.fromTime}` : `from=${start.from}`;
+    const op = (outcome: ReadOp['outcome'], answer: { entries?: Entry[]; nextId?: number } = {}): ReadOp => {
+      const done: ReadOp = { type: 'read', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome, tail, ...fromTime, ...answer };
+      this.history.record(done);
+      return done;
+    };
     try {
-      const res = await request(`${replica.url}/v1/logs/${log}/entries?from=${from}&limit=${limit}&waitMs=${waitMs}`, {
+      const res = await request(`${replica.url}/v1/logs/${log}/entries?${query}&limit=${limit}&waitMs=${waitMs}`, {
         dispatcher: this.agent,
         headersTimeout: waitMs + 5000,
         bodyTimeout: waitMs + 5000,
         signal: AbortSignal.timeout(waitMs + 5000),
       });
-      const body = (await res.body.json()) as { entries?: { id: number; data: string }[] };
-      op = res.statusCode === 200
-        ? { type: 'read', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome: 'ok', tail, entries: (body.entries ?? []).map((e) => ({ id: e.id, value: decodeValue(e.data) })) }
-        : { type: 'read', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome: 'fail', tail };
+      const body = (await res.body.json()) as { entries?: { id: number; timeMs?: number; data: string }[]; nextId?: number };
+      if (res.statusCode !== 200) return op('fail');
+      const entries = (body.entries ?? []).map((e): Entry => ({ id: e.id, value: decodeValue(e.data), ...(typeof e.timeMs === 'number' ? { timeMs: e.timeMs } : {}) }));
+      // Where a seek's read landed when it has no entry: the next id to commit.
+      return op('ok', { entries, ...('fromTime' in start && typeof body.nextId === 'number' ? { nextId: body.nextId } : {}) });
     } catch {
-      op = { type: 'read', process, log, replica: replica.id, invokeMs, completeMs: this.history.now(), outcome: 'info', tail };
+      return op('info');
     }
-    this.history.record(op);
-    return op;
   }
 }

@@ -67,7 +67,7 @@ describe('History', () => {
     const ops = h.ops();
     expect(ops[0]).toMatchObject({ value: v0, invokeMs: 0, completeMs: 10, outcome: 'ok', id: 0 });
     expect(ops[1]).toMatchObject({ value: v1, outcome: 'info' });
-    expect(h.verdict({ l: { firstId: 0, replicas: { r1: [{ id: 0, value: v0 }] } } }).valid).toBe(true);
+    expect(h.verdict({ l: { firstId: 0, replicas: { r1: [{ id: 0, value: v0, timeMs: 0 }] } } }).valid).toBe(true);
     // The acknowledged append missing from the final state is a lost write.
     const lost = h.verdict({ l: { firstId: 0, replicas: { r1: [] } } });
     expect(lost.valid).toBe(false);
