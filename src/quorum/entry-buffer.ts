@@ -202,13 +202,7 @@ export class EntryBuffer {
   /** The first held id whose time is at least `timeMs`; lastId + 1 when none is. */
   firstIdAtOrAfter(timeMs: number): number {
     if (this.length === 0) return this.lastId + 1;
-    let lo = 0;
-    let hi = this.times.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.times[mid]!.timeMs < timeMs) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = firstNotBelow(this.times, (r) => r.timeMs < timeMs);
     if (lo === this.times.length) return this.lastId + 1;
     // Entries before the first run read as UNKNOWN_TIME_MS, which no positive time asked for reaches.
     return timeMs <= UNKNOWN_TIME_MS ? this.startIdValue : Math.max(this.times[lo]!.firstId, this.startIdValue);
@@ -225,14 +219,7 @@ export class EntryBuffer {
 
   /** Index in `times` of the run covering `id`; -1 when none does. */
   private timeRunIndex(id: number): number {
-    let lo = 0;
-    let hi = this.times.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.times[mid]!.firstId <= id) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo - 1;
+    return firstNotBelow(this.times, (r) => r.firstId <= id) - 1;
   }
 
   /**
@@ -274,14 +261,7 @@ export class EntryBuffer {
     const out: ProducerMark[] = [];
     if (this.marks.length === 0) return out;
     // Every replication message asks: a binary search keeps it O(log n) however many marks are held.
-    let lo = 0;
-    let hi = this.marks.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.marks[mid]!.firstId < fromId) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < this.marks.length && this.marks[i]!.firstId <= toId; i++) out.push(this.marks[i]!);
+    for (let i = firstNotBelow(this.marks, (m) => m.firstId < fromId); i < this.marks.length && this.marks[i]!.firstId <= toId; i++) out.push(this.marks[i]!);
     return out;
   }
 
@@ -365,3 +345,15 @@ export class EntryBuffer {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The first index of `items` whose item is not `below` (binary search: `below` holds for a prefix of them and for nothing after it). */
+function firstNotBelow<T>(items: readonly T[], below: (item: T) => boolean): number {
+  let lo = 0;
+  let hi = items.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (below(items[mid]!)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

@@ -44,17 +44,21 @@
 
 export type Outcome = 'ok' | 'fail' | 'info';
 
-export interface AppendOp {
-  type: 'append';
+/** What every operation records: who did it, on which log through which replica, when, and how it ended. */
+interface OpCommon {
   /** The client that did it. */
   process: string;
   log: string;
   replica: string;
-  /** Unique per append, never retried with the same value. */
-  value: string;
   invokeMs: number;
   completeMs: number;
   outcome: Outcome;
+}
+
+export interface AppendOp extends OpCommon {
+  type: 'append';
+  /** Unique per append, never retried with the same value. */
+  value: string;
   /** The id the server gave, when ok. */
   id?: number;
   /** Appended through the client's idempotent producer, which retried it with the same sequence until answered. */
@@ -75,14 +79,8 @@ export interface Entry {
 /** An entry of a final read: with its time, which the time rules judge by. */
 export type FinalEntry = Required<Entry>;
 
-export interface ReadOp {
+export interface ReadOp extends OpCommon {
   type: 'read';
-  process: string;
-  log: string;
-  replica: string;
-  invokeMs: number;
-  completeMs: number;
-  outcome: Outcome;
   /** Tail reads of one process are expected to move forward. */
   tail: boolean;
   entries?: Entry[];
@@ -93,14 +91,8 @@ export interface ReadOp {
 }
 
 /** GET offsets?time=: the first committed entry with a time at or after `time`, or (timeMs null) the next id to commit. */
-export interface SeekOp {
+export interface SeekOp extends OpCommon {
   type: 'seek';
-  process: string;
-  log: string;
-  replica: string;
-  invokeMs: number;
-  completeMs: number;
-  outcome: Outcome;
   /** The time asked (ms since the Unix epoch). */
   time: number;
   /** The answer, when ok. */
