@@ -40,16 +40,18 @@ export async function answerAppend(replica: ReplicaApi, forwarder: AppendForward
     const leader = await replica.leaderElsewhere(name);
     if (!leader) {
       counted = true;
-      const answer = await appendHere(replica, name, append);
+      const { answer } = await appendHere(replica, name, append);
       metrics.acknowledged((performance.now() - started) / 1000);
       return { status: 200, body: JSON.stringify(answer), headers: { 'content-type': JSON_UTF8, [LEADER_HEADER]: replica.id } };
     }
     const answer = await forwarder.forward(leader.peerUrl, name, append);
     // Counted where it was processed (the leader); relayed as the leader wrote it.
     counted = true;
+    if (answer.held) await replica.awaitHeld(name, answer.held);
     const replyHeaders: Record<string, string> = { 'content-type': JSON_UTF8 };
     if (answer.status === 200) {
       metrics.acknowledged((performance.now() - started) / 1000);
+      metrics.forwardedAnswered(answer.held ? 'held' : 'commit');
       replyHeaders[LEADER_HEADER] = leader.id;
     }
     if (answer.status === 503) replyHeaders['retry-after'] = String(RETRY_AFTER_SECONDS);

@@ -117,7 +117,7 @@ export async function buildClientApi(replica: ReplicaApi, config: HttpLimits, lo
   const forwarder = new Forwarder(replica.id, config.ackTimeoutMs + COMMAND_FORWARD_SLACK_MS, outgoing);
   // A batch unanswered past APPEND_FORWARD_SLACK_MS went to an unreachable or stalled leader: fail it
   // (maybe applied) rather than hold the client, and the appends gathered behind it, for longer.
-  const appendForwarder = new AppendForwarder({ maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes, maxInFlight: FORWARDED_BATCHES_IN_FLIGHT }, config.ackTimeoutMs + APPEND_FORWARD_SLACK_MS, outgoing, config.keepAliveTimeoutMs / 2);
+  const appendForwarder = new AppendForwarder(replica.id, { maxAppends: config.maxBatchEntries, maxBytes: config.maxBatchBytes, maxInFlight: FORWARDED_BATCHES_IN_FLIGHT }, config.ackTimeoutMs + APPEND_FORWARD_SLACK_MS, outgoing, config.keepAliveTimeoutMs / 2);
   const metrics = replica.metrics;
   app.addHook('onClose', () => Promise.all([forwarder.close(), appendForwarder.close()]));
   installErrorHandling(app, { etcdUnavailable: () => metrics.etcdFailed('request') });

@@ -15,16 +15,21 @@ import { toTernError } from './error-handler.js';
 
 const LOG_NAME = new RegExp(LOG_NAME_PATTERN);
 
-/** The answer body for a request body of forwarded appends; throws only when the batch itself cannot be read. */
-export async function answerForwardedAppends(replica: ReplicaApi, limits: AppendLimits, body: Buffer): Promise<Buffer> {
+/**
+ * The answer body for a request body of forwarded appends; throws only when
+ * the batch itself cannot be read. `heldBy`: the forwarding replica, which
+ * takes held answers (peer/forwarded-appends.ts).
+ */
+export async function answerForwardedAppends(replica: ReplicaApi, limits: AppendLimits, body: Buffer, heldBy: string | undefined): Promise<Buffer> {
   const items = splitForwardedAppends(body);
-  return encodeForwardedAnswers(await Promise.all(items.map((item) => answerOne(replica, limits, item))));
+  return encodeForwardedAnswers(await Promise.all(items.map((item) => answerOne(replica, limits, item, heldBy))));
 }
 
-async function answerOne(replica: ReplicaApi, limits: AppendLimits, item: Buffer): Promise<ForwardedAnswer> {
+async function answerOne(replica: ReplicaApi, limits: AppendLimits, item: Buffer, heldBy: string | undefined): Promise<ForwardedAnswer> {
   try {
     const { log, append } = checkedAppend(item, limits);
-    return { status: 200, json: JSON.stringify(await appendHere(replica, log, append)) };
+    const { answer, held } = await appendHere(replica, log, append, heldBy);
+    return held ? { status: 200, json: JSON.stringify(answer), held } : { status: 200, json: JSON.stringify(answer) };
   } catch (err) {
     if (isEtcdUnavailable(err)) replica.metrics.etcdFailed('request');
     const te = toTernError(err);

@@ -12,6 +12,7 @@ import { MAX_EPOCH, MAX_ID } from '../quorum/messages.js';
 import type { HttpLimits, ReplicaApi } from '../replica/api.js';
 import { installErrorHandling } from './error-handler.js';
 import { answerForwardedAppends } from './forwarded-appends.js';
+import { heldAnswersFor } from '../peer/forwarded-appends.js';
 import { LOG_NAME_PATTERN } from './bodies.js';
 import { checkSender, connectionSender, installPeerIdentity } from './peer-identity.js';
 import { sendReply, serveDirectly, type DirectReply, type DirectRoute } from './direct-routes.js';
@@ -87,23 +88,24 @@ export function buildPeerApi(replica: ReplicaApi, config: HttpLimits, logger: Fa
     const answer = await replica.handlePeerAppend(msg);
     return { status: 200, body: encodeAppendReply(answer, requestVersion(body)), headers: { 'content-type': PEER_CONTENT_TYPE } };
   };
-  const forwardedAppends = async (body: Buffer): Promise<DirectReply> => ({
-    status: 200,
-    body: await answerForwardedAppends(replica, config, body),
-    headers: { 'content-type': FORWARDED_APPENDS_CONTENT_TYPE },
-  });
+  const forwardedAppends = async (peerId: string | undefined, contentType: string | undefined, body: Buffer): Promise<DirectReply> => {
+    // With TLS a batch asks held answers only for the replica its certificate names.
+    const heldBy = heldAnswersFor(contentType);
+    if (heldBy !== undefined) checkSender(peerId, heldBy);
+    return { status: 200, body: await answerForwardedAppends(replica, config, body, heldBy), headers: { 'content-type': FORWARDED_APPENDS_CONTENT_TYPE } };
+  };
   // A follower closes a batch once it reaches maxBatchBytes, so a batch holds less than that plus one
   // client request; frames add 4 bytes an entry, which a JSON client body paid for at least as much.
   const forwardedLimit = FORWARDED_BODY_HEADROOM * (config.maxBatchBytes + config.maxRequestBytes);
 
   app.post<{ Body: Buffer }>(PEER_APPEND_PATH, async (req, reply) => sendReply(reply, await replicate(req.peerId, req.body)));
-  app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) => sendReply(reply, await forwardedAppends(req.body)));
+  app.post<{ Body: Buffer }>(FORWARDED_APPENDS_PATH, { bodyLimit: forwardedLimit }, async (req, reply) => sendReply(reply, await forwardedAppends(req.peerId, req.headers['content-type'], req.body)));
   const sender = (req: IncomingMessage) => connectionSender(req.socket, tls !== undefined);
   serveDirectly(
     app.server,
     [
       { method: 'POST', path: { exact: PEER_APPEND_PATH }, contentTypes: new Set([PEER_CONTENT_TYPE]), maxBodyBytes: bodyLimit, accept: sender, answer: (s, _req, body) => replicate(s.peerId, body) },
-      { method: 'POST', path: { exact: FORWARDED_APPENDS_PATH }, contentTypes: new Set([FORWARDED_APPENDS_CONTENT_TYPE]), maxBodyBytes: forwardedLimit, accept: sender, answer: (_s, _req, body) => forwardedAppends(body) },
+      { method: 'POST', path: { exact: FORWARDED_APPENDS_PATH }, contentTypes: new Set([FORWARDED_APPENDS_CONTENT_TYPE]), maxBodyBytes: forwardedLimit, accept: sender, answer: (s, req, body) => forwardedAppends(s.peerId, req.headers['content-type'], body) },
     ] satisfies DirectRoute<{ peerId: string | undefined }>[] as DirectRoute<unknown>[],
     { logger },
   );

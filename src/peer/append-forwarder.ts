@@ -25,9 +25,9 @@
  * 2026-12-03 profiles).
  */
 import { TernError, forwardingFailed } from '../errors.js';
-import { decodeForwardedAnswers, encodeForwardedAppend, type ClientAppend, type ForwardedAnswer } from './forwarded-appends.js';
+import { decodeForwardedAnswers, encodeForwardedAppend, forwardedAppendsType, type ClientAppend, type ForwardedAnswer } from './forwarded-appends.js';
 import { PeerLink } from './link.js';
-import { FORWARDED_APPENDS_CONTENT_TYPE, FORWARDED_APPENDS_PATH } from './paths.js';
+import { FORWARDED_APPENDS_PATH } from './paths.js';
 import type { OutgoingTls } from './tls.js';
 
 interface Queued {
@@ -59,8 +59,11 @@ export class AppendForwarder {
   /** Links with appends to send at the end of this turn. */
   private readonly due = new Set<LeaderLink>();
   private flushScheduled = false;
+  private readonly contentType: string;
 
   constructor(
+    /** This replica's id: its batches ask for held answers (forwarded-appends.ts). */
+    self: string,
     /**
      * A batch is sent at once when it reaches either bound. Below them, what arrived in a turn goes at
      * the end of it while fewer than `maxInFlight` batches are in flight to that leader, and
@@ -73,7 +76,9 @@ export class AppendForwarder {
     private readonly tls?: OutgoingTls,
     /** A link idle this long gets a new connection (the leaders' keep-alive timeout is longer). */
     private readonly idleMs?: number,
-  ) {}
+  ) {
+    this.contentType = forwardedAppendsType(self);
+  }
 
   forward(leaderPeerUrl: string, log: string, append: ClientAppend): Promise<ForwardedAnswer> {
     return new Promise((resolve, reject) => {
@@ -117,7 +122,7 @@ export class AppendForwarder {
     link.link
       .post(
         FORWARDED_APPENDS_PATH,
-        FORWARDED_APPENDS_CONTENT_TYPE,
+        this.contentType,
         batch.items.flatMap((i) => i.chunks),
         batch.bytes,
       )

@@ -12,10 +12,15 @@
  * a bit answers its kinds 400: the producer's and time headers are never
  * dropped on the way.
  * Answer: frames, one per append in the same order: u16 big-endian HTTP
- * status, then the JSON body the client gets.
+ * status, then the JSON body the client gets. A held answer (a 200 the
+ * follower gives once it holds the ids) has status HELD_STATUS, then u32
+ * epoch and f64 last id before the JSON. A leader gives held answers only to
+ * a follower whose request's content type names it (`held=<replica id>`): a
+ * leader that predates them ignores the parameter and answers at commit.
  */
 import { TernError } from '../errors.js';
 import { decodeFrames, encodeFrames } from '../frames.js';
+import { FORWARDED_APPENDS_CONTENT_TYPE } from './paths.js';
 
 /** An idempotent producer's append: its id and the seq of its first entry (quorum/producers.ts). */
 export interface ProducerRef {
@@ -32,10 +37,21 @@ export interface ClientAppend {
   timeMs?: number;
 }
 
-/** What the client of a forwarded append is answered: the leader's status and JSON body, relayed as they are. */
+/** The ids a held answer gave (replica/appends.ts), in the epoch of the leader that gave them. */
+export interface HeldIds {
+  epoch: number;
+  lastId: number;
+}
+
+/**
+ * What the client of a forwarded append is answered: the leader's status and
+ * JSON body, relayed as they are; with `held`, only once the follower holds
+ * those ids itself (200 then).
+ */
 export interface ForwardedAnswer {
   status: number;
   json: string;
+  held?: HeldIds;
 }
 
 /** One forwarded append as read by the leader; its entries are still frames, to be checked against the leader's own limits. */
@@ -56,6 +72,23 @@ const KIND_TIMED = 4;
 const MIN_HTTP_STATUS = 100;
 const MAX_HTTP_STATUS = 599;
 const KIND_SINGLE = 1;
+/** An answer's status that no HTTP status is: a held answer. */
+const HELD_STATUS = 1;
+/** The content type's parameter that asks for held answers, naming the forwarding replica. */
+const HELD_PARAMETER = 'held=';
+
+/** The content type of a forwarded batch from `replica`, which takes held answers. */
+export function forwardedAppendsType(replica: string): string {
+  return `${FORWARDED_APPENDS_CONTENT_TYPE}; ${HELD_PARAMETER}${replica}`;
+}
+
+/** The replica a forwarded batch's content type says takes held answers, if any. */
+export function heldAnswersFor(contentType: string | undefined): string | undefined {
+  const at = contentType?.indexOf(HELD_PARAMETER) ?? -1;
+  if (at < 0) return undefined;
+  const end = contentType!.indexOf(';', at);
+  return contentType!.slice(at + HELD_PARAMETER.length, end < 0 ? undefined : end).trim() || undefined;
+}
 
 /** One append as its frame of the request: chunks to write in order (entries referenced, not copied) and their total. */
 export function encodeForwardedAppend(log: string, append: ClientAppend): { chunks: Buffer[]; bytes: number } {
@@ -112,16 +145,25 @@ export function decodeForwardedAppend(item: Buffer): ForwardedItem {
   return decoded;
 }
 
-/** The answer body, written once into one buffer: each frame is its u32 length, the u16 status, the JSON. */
+/** Bytes of a held answer's ids: u32 epoch, f64 last id. */
+const HELD_BYTES = 12;
+
+/** The answer body, written once into one buffer: each frame is its u32 length, the u16 status, a held answer's ids, the JSON. */
 export function encodeForwardedAnswers(answers: readonly ForwardedAnswer[]): Buffer {
   let size = 0;
-  for (const a of answers) size += 4 + 2 + Buffer.byteLength(a.json);
+  for (const a of answers) size += 4 + 2 + (a.held ? HELD_BYTES : 0) + Buffer.byteLength(a.json);
   const out = Buffer.allocUnsafe(size);
   let o = 0;
   for (const a of answers) {
     const len = Buffer.byteLength(a.json);
-    o = out.writeUInt32BE(2 + len, o);
-    o = out.writeUInt16BE(a.status, o);
+    o = out.writeUInt32BE(2 + (a.held ? HELD_BYTES : 0) + len, o);
+    if (a.held) {
+      o = out.writeUInt16BE(HELD_STATUS, o);
+      o = out.writeUInt32BE(a.held.epoch, o);
+      o = out.writeDoubleBE(a.held.lastId, o);
+    } else {
+      o = out.writeUInt16BE(a.status, o);
+    }
     o += out.write(a.json, o, 'utf8');
   }
   return out;
@@ -131,6 +173,9 @@ export function encodeForwardedAnswers(answers: readonly ForwardedAnswer[]): Buf
 export function decodeForwardedAnswers(body: Buffer): ForwardedAnswer[] {
   return decodeFrames(body).map((a) => {
     const status = a.length >= 2 ? a.readUInt16BE(0) : 0;
+    if (status === HELD_STATUS && a.length >= 2 + HELD_BYTES) {
+      return { status: 200, json: a.toString('utf8', 2 + HELD_BYTES), held: { epoch: a.readUInt32BE(2), lastId: a.readDoubleBE(6) } };
+    }
     if (status < MIN_HTTP_STATUS || status > MAX_HTTP_STATUS) throw new Error(`forwarded answer: no HTTP status (${a.length} bytes, status ${status})`);
     return { status, json: a.toString('utf8', 2) };
   });

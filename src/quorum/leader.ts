@@ -158,6 +158,18 @@ export class LeaderLog<T> {
     return p.matchId;
   }
 
+  /**
+   * Whether `peer` takes this leader's entries as they come: replicating (not
+   * probing, not paused after an error) and sent everything but at most one
+   * batch. A follower that forwarded an append can then be answered with its
+   * ids at once and commit them itself when they arrive (LogReplica's pair
+   * rule), sooner than the leader's commit could reach it.
+   */
+  keepsUp(peer: string): boolean {
+    const p = this.progress.find((x) => x.peer === peer);
+    return p !== undefined && !this.isDeposed && p.state === 'replicate' && this.now >= p.pausedUntilTick && this.replica.buffer.lastId + 1 - p.nextId <= this.config.maxBatchEntries;
+  }
+
   /** Proposals given ids and not yet acked or failed. */
   get pendingCount(): number {
     return this.proposals.length - this.proposalHead + this.commitWaiters.length;

@@ -5,8 +5,12 @@
  * leader is a log replica too: it holds its own entries in the same buffer.
  */
 import { EntryBuffer, type MemoryAccount, type TimeRun } from './entry-buffer.js';
+import { majorityOf } from './majority.js';
 import { ReplyStatus, type AppendReply, type AppendRequest, type EntryRun } from './messages.js';
 import type { ProducerMark } from './producers.js';
+
+/** Replicas per log when not told: the only count the server supports (config.ts `replicas`). */
+const DEFAULT_REPLICAS = 3;
 
 export class LogReplica {
   readonly buffer: EntryBuffer;
@@ -19,14 +23,26 @@ export class LogReplica {
    * Invariant: commitId <= buffer.lastId (or below the buffer when released), and never decreases.
    */
   commitId = -1;
+  /**
+   * This replica and the leader make a quorum (2 of 3): what a follower takes
+   * from the leader of its fence is then committed the moment it holds it,
+   * without waiting to be told. The leader holds every entry it sends (it
+   * wrote them before sending), so the two copies are a quorum; a recovery
+   * fences a quorum of which one of the two is a member, and that one
+   * answers with the entries, having either taken them before its fence (it
+   * reports them) or refused them after it. The same argument makes a
+   * leader's own commit point sound, from the other side.
+   */
+  private readonly pairIsQuorum: boolean;
 
   constructor(
     readonly log: string,
     account: MemoryAccount,
-    options: { startId?: number; epoch?: number } = {},
+    options: { startId?: number; epoch?: number; replicas?: number } = {},
   ) {
     this.buffer = new EntryBuffer(options.startId ?? 0, account);
     this.epoch = options.epoch ?? 0;
+    this.pairIsQuorum = majorityOf(options.replicas ?? DEFAULT_REPLICAS) <= 2;
   }
 
   /** Raises the fence: from now on messages of epochs below `epoch` are refused. */
@@ -62,7 +78,7 @@ export class LogReplica {
     const written = this.extend(req.firstId, req.entryEpoch, req.entries, true, req.marks, req.times);
     const matchId = written ?? prevId;
     // Only ids this message proved to match the leader may count as committed here.
-    const commit = Math.min(req.commitId, matchId);
+    const commit = this.pairIsQuorum ? matchId : Math.min(req.commitId, matchId);
     if (commit > this.commitId) this.commitId = commit;
     return this.reply(written === undefined ? ReplyStatus.Full : ReplyStatus.Ok, req.seq, matchId);
   }

@@ -8,7 +8,8 @@
 import type { MemberInfo, ReaderInfo, RetentionPolicy } from '../fencing/keys.js';
 import type { AppendReply, AppendRequest } from '../quorum/messages.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
-import type { ProducerRef } from '../peer/forwarded-appends.js';
+import type { AppendOf } from './appends.js';
+import type { HeldIds } from '../peer/forwarded-appends.js';
 import type { ReplicaConfig } from './config.js';
 import type { ReaderStatus } from './retention.js';
 import type { TailFormat, TailStream } from './tail-stream.js';
@@ -20,6 +21,8 @@ export interface RequestMetrics {
   appended(log: string, outcome: string, entries: number, bytes: number): void;
   /** Client-visible latency of an acknowledged append. */
   acknowledged(seconds: number): void;
+  /** A forwarded append answered 200: `held` (committed here as it arrived) or at the leader's `commit`. */
+  forwardedAnswered(answer: 'held' | 'commit'): void;
   /** A request refused before its handler: no or unknown token, or a token that does not allow it. */
   authRefused(code: 'UNAUTHENTICATED' | 'FORBIDDEN'): void;
   /** A request that etcd did not answer. */
@@ -63,9 +66,12 @@ export interface ReplicaApi {
   /**
    * With `producer`, an idempotent producer's append: a retry resolves with
    * the original ids and `duplicate`. With `timeMs`, the entries' own time
-   * (TIME_BEHIND below the log's last).
+   * (TIME_BEHIND below the log's last). With `heldBy`, the follower that
+   * forwarded it, which may be answered `held` (replica/appends.ts).
    */
-  append(name: string, entries: Buffer[], producer?: ProducerRef, timeMs?: number): Promise<AppendResult>;
+  append(name: string, append: AppendOf, heldBy?: string): Promise<AppendResult>;
+  /** Resolves once this replica holds a held answer's ids, which commits them; FENCED or ACK_TIMEOUT (outcome unknown) otherwise. */
+  awaitHeld(name: string, held: HeldIds): Promise<void>;
   read(name: string, fromId: number, limit: number, waitMs: number): Promise<ReadResult>;
   /** The first retained, committed entry whose time is at least `timeMs` (or the next id to commit, timeMs null). */
   seekTime(name: string, timeMs: number): Promise<TimeSeek>;

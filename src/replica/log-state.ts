@@ -67,9 +67,10 @@ export interface LogState {
  * at the epoch etcd shows, so a leader deposed before this replica dropped
  * its state of the log is refused as before.
  */
-export function newLogState(name: string, memory: MemoryAccount, flushedId: number, epoch: number): LogState {
+export function newLogState(name: string, memory: MemoryAccount, at: { flushedId: number; epoch: number; replicas: number | undefined }): LogState {
+  const { flushedId, epoch, replicas } = at;
   const state: LogState = {
-    replica: new LogReplica(name, memory, { epoch }),
+    replica: new LogReplica(name, memory, replicas === undefined ? { epoch } : { epoch, replicas }),
     leader: undefined,
     takeover: undefined,
     handingOff: false,

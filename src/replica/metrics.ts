@@ -69,6 +69,7 @@ export class ReplicaMetrics {
   private readonly appendBytes = this.counter('tern_append_bytes_total', 'Entry bytes of client appends, by outcome.', ['log', 'outcome']);
   private readonly appendEntries = this.counter('tern_append_entries_total', 'Entries of client appends, by outcome (a batch counts each entry).', ['log', 'outcome']);
   private readonly ackSeconds = this.histogram('tern_append_ack_seconds', 'Client-visible append latency: request received to successful answer, forwarding included.');
+  private readonly forwardedAnswers = this.counter('tern_forwarded_appends_total', 'Appends this replica forwarded to their log\'s leader and answered 200, by how: held (the leader gave the ids at once and this replica committed them itself as they arrived) or commit (the leader answered once a quorum held them).', ['answer']);
   private readonly quorumRound = this.histogram('tern_quorum_round_seconds', 'Leader side: an append taken by the leader until a quorum holds it.');
   private readonly replicationMessages = this.counter('tern_replication_messages_total', 'Replication messages sent to a peer, by result (ok, fenced, full: the peer held its memory bound and took nothing, error).', ['peer', 'result']);
   private readonly replicationBytes = this.counter('tern_replication_bytes_total', 'Entry bytes sent to a peer in replication messages.', ['peer']);
@@ -114,6 +115,7 @@ export class ReplicaMetrics {
     for (const code of ['UNAUTHENTICATED', 'FORBIDDEN']) this.authRefusals.inc({ code }, 0);
     for (const result of ['ok', 'failed']) this.authReloads.inc({ result }, 0);
     for (const event of ['quiesced', 'reopened']) this.quiescence.inc({ event }, 0);
+    for (const answer of ['held', 'commit']) this.forwardedAnswers.inc({ answer }, 0);
   }
 
   /**
@@ -143,6 +145,11 @@ export class ReplicaMetrics {
   /** A successful append answered to the client that sent it here, after `seconds`. */
   acknowledged(seconds: number): void {
     this.ackSeconds.observe(seconds);
+  }
+
+  /** A forwarded append answered 200: held, or at the leader's commit. */
+  forwardedAnswered(answer: 'held' | 'commit'): void {
+    this.forwardedAnswers.inc({ answer });
   }
 
   /** A producer's retry answered with the ids of the batch it repeats. */

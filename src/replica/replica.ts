@@ -15,13 +15,12 @@
  *   quiescence.ts     idle logs sealed, reopened by the next append
  *   retention.ts      retention policies, truncation, named readers
  */
-import { performance } from 'node:perf_hooks';
 import { leadershipLost, releasesOnFlush } from '../control/follower.js';
 import { liveIncarnations } from '../control/placement.js';
 import type { ClusterDirectory } from '../fencing/directory.js';
-import type { LeaderInfo, LogRecord, MemberInfo, ReaderInfo, RetentionPolicy } from '../fencing/keys.js';
+import type { LogRecord, MemberInfo, ReaderInfo, RetentionPolicy } from '../fencing/keys.js';
 import { TernError } from '../errors.js';
-import { exceedsBound, type MemoryAccount } from '../quorum/entry-buffer.js';
+import type { MemoryAccount } from '../quorum/entry-buffer.js';
 import type { LeaderLog } from '../quorum/leader.js';
 import { incarnationTag, type AppendReply, type AppendRequest } from '../quorum/messages.js';
 import type { FenceAnswer } from '../quorum/recovery.js';
@@ -29,10 +28,11 @@ import type { ObjectStore } from '../flusher/object-store.js';
 import type { PeerTransport } from '../peer/transport.js';
 import type { PeerTakeover } from './api.js';
 import type { ReplicaConfig } from './config.js';
+import { Appends, type AppendOf } from './appends.js';
 import { Failover } from './failover.js';
 import { Follower } from './follower.js';
 import { Handoffs } from './handoff.js';
-import { LeaderDriver, refusalError } from './leader-driver.js';
+import { LeaderDriver } from './leader-driver.js';
 import { leaderTicksOf, newLogState, type LeaderTicks, type LogState, type ReplicaContext, type Waiting } from './log-state.js';
 import { metricsSource } from './metrics-source.js';
 import { ReplicaMetrics } from './metrics.js';
@@ -42,7 +42,7 @@ import { Storage } from './storage.js';
 import { Producers } from './producers.js';
 import { Quiescence } from './quiescence.js';
 import { Retention, type ReaderStatus } from './retention.js';
-import type { ProducerRef } from '../peer/forwarded-appends.js';
+import type { HeldIds } from '../peer/forwarded-appends.js';
 import { TailReaders } from './tail-readers.js';
 import { TailStreams, type TailFormat, type TailStream } from './tail-stream.js';
 import { Takeover } from './takeover.js';
@@ -72,6 +72,7 @@ export class Replica implements ReplicaContext {
   private readonly tailStreams: TailStreams;
   private readonly follower: Follower;
   private readonly quiescence: Quiescence;
+  private readonly appends: Appends;
   private ticker: NodeJS.Timeout | undefined;
   private coordinatorTimer: NodeJS.Timeout | undefined;
   directory: ClusterDirectory | undefined;
@@ -99,6 +100,7 @@ export class Replica implements ReplicaContext {
     this.tailStreams = new TailStreams(this, this.reads, this.tailReaders);
     this.follower = new Follower(this, this.driver, this.tailReaders);
     this.quiescence = new Quiescence(this, this.driver);
+    this.appends = new Appends(this, this.memory, this.driver, this.quiescence, this.tailReaders);
     const self = this;
     this.metrics = new ReplicaMetrics(config.id, { perLog: config.metricsPerLog !== 'false', ...(config.metricsPerLog === 'auto' ? { perLogMax: config.metricsPerLogMax } : {}) }, metricsSource({
       config, logs: this.logs, memory: this.memory, peerContact: this.driver.peerContact,
@@ -237,75 +239,19 @@ export class Replica implements ReplicaContext {
     };
   }
 
-  /**
-   * Where an append for `name` must go: undefined when this replica leads the
-   * log, else the leading replica (its client and peer URLs). NOT_READY when
-   * there is none.
-   */
-  async leaderElsewhere(name: string): Promise<MemberInfo | undefined> {
-    await this.wakeIfQuiesced(name);
-    if (this.localLeader(name)) return undefined;
-    const state = this.logs.get(name);
-    if (state?.takeover) {
-      throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}` + (state.takeover.machine.blockedBy ? `: ${state.takeover.machine.blockedBy}` : ''), { maybeApplied: false });
-    }
-    const liveLeader = (leader: LeaderInfo | undefined) => (leader && leader.id !== this.id ? this.dir().member(leader.id) : undefined);
-    // The common case builds no record: the view names a live leader.
-    const known = liveLeader(this.dir().leaderOf(name));
-    if (known) return known;
-    const record = await this.requireLog(name);
-    // The watched view can lag a leadership change: ask etcd before saying there is none.
-    const leader = liveLeader(record.leader) ?? liveLeader(((await this.dir().fetchLog(name)) ?? record).leader);
-    if (!leader) throw new TernError('NOT_READY', `log ${name} has no reachable leader right now (epoch ${record.epoch})`);
-    return leader;
+  /** See Appends.leaderElsewhere. */
+  leaderElsewhere(name: string): Promise<MemberInfo | undefined> {
+    return this.appends.leaderElsewhere(name);
   }
 
-  /**
-   * Appends entries as one atomic batch on this replica, which must lead the
-   * log. Resolves once a quorum holds them. With `producer`, a retry of a
-   * batch the producer already appended resolves with its original ids
-   * (`duplicate`), once they are committed.
-   */
-  async append(name: string, entries: Buffer[], producer?: ProducerRef, timeMs?: number): Promise<AppendResult> {
-    await this.wakeIfQuiesced(name);
-    // Nothing awaited from here to the proposal: a seal for quiescence cannot start in between.
-    const state = this.logs.get(name);
-    const leader = state && this.localLeader(name);
-    if (!state || !leader) throw new TernError('NOT_READY', `replica ${this.id} does not lead log ${name}`);
-    if (state.handingOff) throw new TernError('NOT_READY', `log ${name} is being handed off`, { maybeApplied: false });
-    if (state.takeover) throw new TernError('NOT_READY', `log ${name} is recovering on ${this.id}`, { maybeApplied: false });
-    const nowMs = Date.now();
-    if (timeMs !== undefined && timeMs > nowMs + this.config.maxFutureTimeMs) {
-      throw new TernError('BAD_REQUEST', `log ${name}: Tern-Time-Ms ${timeMs} is more than --max-future-time-ms (${this.config.maxFutureTimeMs}) ahead of the leader's clock (${nowMs}); not applied`, { maybeApplied: false });
-    }
-    const verdict = producer && this.producers.judge(name, state, producer, entries.length);
-    if (verdict?.kind === 'duplicate') {
-      return new Promise<AppendResult>((resolve, reject) => {
-        leader.awaitCommit(verdict.firstId, verdict.lastId, { resolve: (r) => resolve({ ...r, duplicate: true }), reject, takenAt: performance.now() });
-        this.driver.schedule(state);
-      });
-    }
-    if (exceedsBound(this.memory, entries)) {
-      throw new TernError('BUFFER_FULL', `replica ${this.id} holds ${this.memory.bytes} bytes of unflushed entries (limit ${this.config.maxBufferBytes})`);
-    }
-    // One clock reading serves the quorum latency and quiescence's idle time: this runs for every append.
-    const takenAt = performance.now();
-    state.lastAppendAt = takenAt;
-    return new Promise<AppendResult>((resolve, reject) => {
-      const mark = producer && verdict ? { producerId: producer.id, firstSeq: producer.seq, timeMs: verdict.timeMs } : undefined;
-      const result = leader.propose(entries, { resolve, reject, takenAt }, mark, { nowMs, givenMs: timeMs });
-      if (!result.ok) return reject(refusalError(name, result.reason, leader.epoch, result.lastTimeMs));
-      if (result.mark) state.producers?.record(result.mark);
-      this.driver.schedule(state);
-    });
+  /** See Appends.append. */
+  append(name: string, append: AppendOf, heldBy?: string): Promise<AppendResult> {
+    return this.appends.append(name, append, heldBy);
   }
 
-  /** A quiesced log (or one being sealed here) is reopened here before an append is routed; see Quiescence.wake. */
-  /** Also throws LOG_NOT_FOUND: every append passes here first. */
-  private async wakeIfQuiesced(name: string): Promise<void> {
-    // The record is built only when the view lacks the log (requireLog then asks etcd): this runs twice per append.
-    if (!this.dir().hasLog(name)) await this.requireLog(name);
-    if (this.logs.get(name)?.quiescing || this.dir().isQuiesced(name)) await this.quiescence.wake(name);
+  /** See Appends.awaitHeld. */
+  awaitHeld(name: string, held: HeldIds): Promise<void> {
+    return this.appends.awaitHeld(name, held);
   }
 
   /** See Reads.read. */
@@ -452,7 +398,11 @@ export class Replica implements ReplicaContext {
 
   logState(name: string): LogState {
     let state = this.logs.get(name);
-    if (!state) this.logs.set(name, (state = newLogState(name, this.memory, this.directory?.flushedId(name) ?? -1, this.directory?.log(name)?.epoch ?? 0)));
+    if (!state) {
+      const record = this.directory?.log(name);
+      state = newLogState(name, this.memory, { flushedId: this.directory?.flushedId(name) ?? -1, epoch: record?.epoch ?? 0, replicas: record?.meta.replicas.length });
+      this.logs.set(name, state);
+    }
     return state;
   }
 

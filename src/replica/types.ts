@@ -19,6 +19,12 @@ export interface AppendResult {
   timeMs?: number;
   /** Set when an idempotent producer's retry was answered with the ids of the batch it repeats. */
   duplicate?: true;
+  /**
+   * Set when the ids were given but not yet committed: the append was
+   * forwarded by a follower that keeps up, which commits them itself as they
+   * reach it (Replica.append's `heldBy`, LogReplica's pair rule).
+   */
+  held?: true;
 }
 
 export interface ReadResult {

@@ -18,6 +18,14 @@ async function tailWaiters(replicaUrl: string): Promise<number> {
   return Number(m[1]);
 }
 
+/** Held answers the replica at `replicaUrl` gave (its tern_forwarded_appends_total{answer="held"}). */
+async function heldAnswers(replicaUrl: string): Promise<number> {
+  const text = (await http(`${replicaUrl}/metrics`)).body.toString('utf8');
+  const m = /^tern_forwarded_appends_total\{[^}]*answer="held"[^}]*\} (\S+)$/m.exec(text);
+  if (!m) throw new Error(`no held series of tern_forwarded_appends_total on ${replicaUrl}/metrics`);
+  return Number(m[1]);
+}
+
 beforeAll(async () => {
   ({ cluster, stop } = await startTestCluster());
 });
@@ -161,6 +169,23 @@ describe('appends and reads on a real three-replica cluster', () => {
       return all;
     });
     for (const e of read) expect(e.data.equals(byId.get(e.id)!)).toBe(true);
+  });
+
+  it('a follower answers an append it forwarded once it holds the entry itself (a held answer), so a read there sees it at once', async () => {
+    const { leader } = await createLog(url(0), 'held');
+    const follower = cluster.replicas.find((r) => r.id !== leader)!.clientUrl;
+    const heldBefore = await heldAnswers(follower);
+    const appends = 20;
+    for (let i = 0; i < appends; i++) {
+      const res = await appendRaw(follower, 'held', `held-${i}`);
+      expect(res.status, res.body.toString()).toBe(200);
+      const { id } = res.json() as { id: number };
+      // No wait: the follower answered because it committed the entry (it and the leader hold it).
+      const read = await http(`${follower}/v1/logs/held/entries?from=${id}&limit=1`);
+      expect(read.json().entries.map((e: { id: number; data: string }) => [e.id, Buffer.from(e.data, 'base64').toString()])).toEqual([[id, `held-${i}`]]);
+    }
+    // The first append may find the leader still probing the follower: then it is answered at commit.
+    expect(await heldAnswers(follower)).toBeGreaterThanOrEqual(heldBefore + appends - 1);
   });
 
   it('appends JSON and binary batches atomically with consecutive ids, binary-safe and empty entries included', async () => {

@@ -29,6 +29,8 @@ const CREATION_GRACE_MS = 10_000;
 const FLUSH_MAX_ENTRIES = 50;
 
 type Answer = (a: AppendAnswer) => void;
+/** A leader's answer to a forwarded append: a client's, or held ids for the forwarding replica to wait for. */
+type ForwardAnswer = AppendAnswer | { kind: 'held'; id: number; epoch: number };
 
 export interface SimLog {
   name: string;
@@ -43,21 +45,83 @@ export interface SimLog {
 
 export class Leading {
   private readonly assigning = new Set<string>();
+  /** Appends answered here from a held answer, for the run's stats. */
+  heldAcked = 0;
 
   constructor(private readonly r: SimReplica) {}
 
   // ---- appends and the Ready loop ----
 
+  /**
+   * A client's append. Taken here when this replica leads the log; else, as
+   * production does, forwarded to the leader the view names, whose held
+   * answer (replica/appends.ts) is waited for here (awaitHeld).
+   */
   append(name: string, data: Buffer, answer: Answer): void {
     const log = this.r.logs.get(name);
     const leader = log?.leader;
-    if (!log || !leader || leader.isDeposed || !this.r.registered) return answer({ kind: 'fail', reason: 'not the leader', ...leaderHint(this.r, name) });
-    if (log.takeover || log.drain) return answer({ kind: 'fail', reason: 'recovering or handing off' });
+    if (!log || !leader || leader.isDeposed || !this.r.registered) {
+      const hint = leaderHint(this.r, name);
+      if (hint.leader && this.r.registered) return this.forward(name, data, hint.leader, answer);
+      return answer({ kind: 'fail', reason: 'not the leader', ...hint });
+    }
+    this.propose(log, leader, data, answer);
+  }
+
+  /** The leader's side of a forwarded append: answered held at once when `from` keeps up, else at commit. */
+  forwarded(name: string, data: Buffer, from: string, answer: (a: ForwardAnswer) => void): void {
+    const log = this.r.logs.get(name);
+    const leader = log?.leader;
+    if (!log || !leader || leader.isDeposed || !this.r.registered) return answer({ kind: 'fail', reason: 'not the leader' });
+    if (!leader.keepsUp(from)) {
+      this.propose(log, leader, data, answer);
+      return;
+    }
+    const res = this.propose(log, leader, data, () => undefined);
+    if (res) answer({ kind: 'held', id: res.firstId, epoch: leader.epoch });
+  }
+
+  private propose(log: SimLog, leader: LeaderLog<Answer>, data: Buffer, answer: Answer): { firstId: number } | undefined {
+    if (log.takeover || log.drain) return void answer({ kind: 'fail', reason: 'recovering or handing off' });
     // Every append is a producer batch named after its (unique) value, so the final check can see
     // each mark travel with its entry (checkMarks in simulate.ts).
     const res = leader.propose([data], answer, { producerId: data.toString(), firstSeq: 0, timeMs: 0 }, { nowMs: this.r.sched.now + this.r.clockSkewMs });
-    if (!res.ok) return answer({ kind: 'fail', reason: res.reason });
+    if (!res.ok) return void answer({ kind: 'fail', reason: res.reason });
     this.schedule(log);
+    return res;
+  }
+
+  /** Production's AppendForwarder and Appends.awaitHeld: a lost or late answer leaves the outcome unknown. */
+  private forward(name: string, data: Buffer, to: string, answer: Answer): void {
+    const r = this.r;
+    let done = false;
+    const finish = (a: AppendAnswer) => {
+      if (!done) (done = true), answer(a);
+    };
+    // A forwarded batch rides one HTTP request on TCP, which the network never delivers twice.
+    let served = false;
+    const serve = () => {
+      if (served) return undefined;
+      served = true;
+      r.parts.replicas.get(to)!.leading.forwarded(name, data, r.id, (a) => r.parts.net.send(to, r.id, `${ROUTINE}forward answer`, r.guard(() => (a.kind === 'held' ? this.awaitHeld(name, a, finish) : finish(a)))));
+      return undefined;
+    };
+    r.parts.net.call(r.id, to, `${ROUTINE}forward`, serve, SIM_TIMING.peerTimeoutMs, r.guard((_res, failure) => finish(failure === 'refused' ? { kind: 'fail', reason: 'leader refused' } : { kind: 'info', reason: 'forward timeout' })));
+  }
+
+  /** Waits until this replica holds a held answer's id in its epoch (the pair rule commits it); unknown after a newer epoch or the ack timeout. */
+  private awaitHeld(name: string, held: { id: number; epoch: number }, answer: Answer): void {
+    const deadline = this.r.sched.now + this.r.config.ackTimeoutMs;
+    const check = () => {
+      const replica = this.r.logs.get(name)?.replica;
+      if (replica && replica.epoch === held.epoch && replica.commitId >= held.id) {
+        this.heldAcked++;
+        return answer({ kind: 'ok', id: held.id });
+      }
+      if ((replica && replica.epoch > held.epoch) || this.r.sched.now >= deadline) return answer({ kind: 'info', reason: 'held ids not reached' });
+      this.r.sched.at(this.r.config.tickMs, `${ROUTINE}${this.r.id} await held ${name}`, this.r.guard(check));
+    };
+    check();
   }
 
   /** Carries out the log's Ready on the next turn, once for everything that piled up (group commit). */

@@ -40,7 +40,8 @@ export interface SimResult {
   /** More than one replica failed at once: liveness was not required, only safety. */
   overlapped: boolean;
   faults: FaultWindow[];
-  stats: { acked: number; failed: number; indeterminate: number; virtualMs: number; events: number };
+  /** heldAcked: appends a follower answered from a held answer (forwarded, then committed there by the pair rule). */
+  stats: { acked: number; heldAcked: number; failed: number; indeterminate: number; virtualMs: number; events: number };
   fingerprint: string;
   trace: string[];
 }
@@ -67,7 +68,7 @@ export function simulate(seed: number, options: SimOptions = DEFAULT_SIM): SimRe
     // An invariant the production code asserts broke (or the simulation itself did): a failure of this seed, with its trace.
     const message = (err as Error).stack?.split('\n').slice(0, 4).join(' | ') ?? String(err);
     sched.note(`sim: threw: ${message}`);
-    const stats = { acked: 0, failed: 0, indeterminate: 0, virtualMs: sched.now, events: sched.executed };
+    const stats = { acked: 0, heldAcked: 0, failed: 0, indeterminate: 0, virtualMs: sched.now, events: sched.executed };
     return { seed, valid: false, verdict: { valid: false, logs: {} }, liveness: [`threw: ${message}`], overlapped: false, faults: [], stats, fingerprint: sched.fingerprint(), trace: sched.trace() };
   }
 }
@@ -147,7 +148,7 @@ function run(seed: number, options: SimOptions, sched: Scheduler): SimResult {
     verdict,
     liveness,
     faults: planner.windows,
-    stats: { acked: ops.filter((o) => o.outcome === 'ok').length, failed: ops.filter((o) => o.outcome === 'fail').length, indeterminate: ops.filter((o) => o.outcome === 'info').length, virtualMs: sched.now, events: sched.executed },
+    stats: { acked: ops.filter((o) => o.outcome === 'ok').length, heldAcked: replicas.reduce((n, r) => n + r.leading.heldAcked, 0), failed: ops.filter((o) => o.outcome === 'fail').length, indeterminate: ops.filter((o) => o.outcome === 'info').length, virtualMs: sched.now, events: sched.executed },
     fingerprint: sched.fingerprint(),
     trace: sched.trace(),
   };

@@ -11,7 +11,7 @@ import { TernError } from '../../src/errors.js';
 import { decodeFrames, encodeFrames } from '../../src/frames.js';
 import { answerForwardedAppends } from '../../src/http/forwarded-appends.js';
 import { AppendForwarder } from '../../src/peer/append-forwarder.js';
-import { decodeForwardedAnswers, encodeForwardedAnswers } from '../../src/peer/forwarded-appends.js';
+import { decodeForwardedAnswers, encodeForwardedAnswers, forwardedAppendsType, heldAnswersFor } from '../../src/peer/forwarded-appends.js';
 import { FORWARDED_APPENDS_PATH } from '../../src/peer/paths.js';
 import type { ReplicaApi } from '../../src/replica/api.js';
 
@@ -29,12 +29,14 @@ function scriptedReplica(received: Received, gate: { hold?: Promise<void> }): Re
   const counted: string[] = [];
   return {
     metrics: { appended: (log: string, outcome: string) => counted.push(`${log}:${outcome}`), etcdFailed: () => {} },
-    async append(log: string, entries: Buffer[]) {
+    async append(log: string, { entries }: { entries: Buffer[] }, heldBy?: string) {
       received.appends.push({ log, entries: entries.map((e) => e.toString()) });
       if (log === 'refused') throw new TernError('NO_QUORUM', 'no quorum', { maybeApplied: false });
       const firstId = nextId;
       nextId += entries.length;
       const lastId = nextId - 1;
+      // Log "kept-up" has its forwarding follower keep up: answered held, at once.
+      if (log === 'kept-up' && heldBy === 'f1') return { firstId, lastId, epoch: 7, held: true };
       await gate.hold;
       return { firstId, lastId, epoch: 7 };
     },
@@ -56,7 +58,7 @@ async function leaderServer(replica: ReplicaApi, requests: number[]): Promise<st
       requests.push(1);
       // Framed by Content-Length, as the peer listener frames every answer (the forwarder's PeerLink needs it).
       const send = (status: number, body: Buffer | string) => res.writeHead(status, { 'content-length': Buffer.byteLength(body) }).end(body);
-      answerForwardedAppends(replica, LIMITS, Buffer.concat(chunks)).then(
+      answerForwardedAppends(replica, LIMITS, Buffer.concat(chunks), heldAnswersFor(req.headers['content-type'])).then(
         (answer) => send(200, answer),
         (err: TernError) => send(err.status, JSON.stringify(err.toBody())),
       );
@@ -90,11 +92,44 @@ describe('forwarded appends', () => {
     expect(() => decodeForwardedAnswers(Buffer.concat(encodeFrames([Buffer.from([1])])))).toThrow(/HTTP status/);
   });
 
+  it('carries a held answer\'s epoch and last id, and relays it as a 200', () => {
+    const answers = [{ status: 200, json: '{"id":5,"epoch":3}', held: { epoch: 3, lastId: 2 ** 40 } }, { status: 200, json: '{"id":6}' }];
+    expect(decodeForwardedAnswers(encodeForwardedAnswers(answers))).toEqual(answers);
+  });
+
+  it('asks held answers for the replica its content type names, and only then', () => {
+    expect(heldAnswersFor(forwardedAppendsType('r-2'))).toBe('r-2');
+    expect(heldAnswersFor('application/vnd.tern.forwarded-appends; held=r2; x=1')).toBe('r2');
+    expect(heldAnswersFor('application/vnd.tern.forwarded-appends')).toBeUndefined();
+    expect(heldAnswersFor('application/vnd.tern.forwarded-appends; held=')).toBeUndefined();
+    expect(heldAnswersFor(undefined)).toBeUndefined();
+  });
+
+  it('answers a follower that keeps up with held ids at once, the others at commit', async () => {
+    const received: Received = { appends: [] };
+    let release!: () => void;
+    const gate: { hold?: Promise<void> } = { hold: new Promise<void>((r) => (release = r)) };
+    const url = await leaderServer(scriptedReplica(received, gate), []);
+    const fwd = new AppendForwarder('f1', { maxAppends: 1000, maxBytes: 1 << 20, maxInFlight: 2 }, 5000);
+    try {
+      const answer = await fwd.forward(url, 'kept-up', single('x'));
+      expect(answer).toEqual({ status: 200, json: JSON.stringify({ id: 0, epoch: 7 }), held: { epoch: 7, lastId: 0 } });
+      // Until the gate opens (its commit), an append answered at commit stays unanswered.
+      const atCommit = fwd.forward(url, 'a', single('y')).then((a) => a.held ?? 'answered at commit');
+      expect(await Promise.race([atCommit, new Promise((r) => setTimeout(() => r('waiting'), 200))])).toBe('waiting');
+      release();
+      expect(await atCommit).toBe('answered at commit');
+    } finally {
+      release();
+      await fwd.close();
+    }
+  });
+
   it('sends one turn of appends as one batch and answers each on its own, in order', async () => {
     const received: Received = { appends: [] };
     const requests: number[] = [];
     const url = await leaderServer(scriptedReplica(received, {}), requests);
-    const fwd = new AppendForwarder({ maxAppends: 1000, maxBytes: 1 << 20, maxInFlight: 1 }, 5000);
+    const fwd = new AppendForwarder('f1', { maxAppends: 1000, maxBytes: 1 << 20, maxInFlight: 1 }, 5000);
     try {
       const answers = await Promise.all([
         fwd.forward(url, 'a', single('x')),
@@ -125,7 +160,7 @@ describe('forwarded appends', () => {
 
   it('gathers appends while a batch is in flight and sends them together once it is answered', async () => {
     const { received, requests, url, open } = await heldLeader();
-    const fwd = new AppendForwarder({ maxAppends: 3, maxBytes: 1 << 20, maxInFlight: 1 }, 5000);
+    const fwd = new AppendForwarder('f1', { maxAppends: 3, maxBytes: 1 << 20, maxInFlight: 1 }, 5000);
     try {
       const first = fwd.forward(url, 'a', single('first'));
       await waitFor(() => received.appends.length === 1);
@@ -144,7 +179,7 @@ describe('forwarded appends', () => {
 
   it('pipelines up to maxInFlight batches to a leader, one per turn, then gathers until one is answered', async () => {
     const { received, requests, url, open } = await heldLeader();
-    const fwd = new AppendForwarder({ maxAppends: 100, maxBytes: 1 << 20, maxInFlight: 2 }, 5000);
+    const fwd = new AppendForwarder('f1', { maxAppends: 100, maxBytes: 1 << 20, maxInFlight: 2 }, 5000);
     try {
       const first = fwd.forward(url, 'a', single('t0'));
       await waitFor(() => received.appends.length === 1);
@@ -171,7 +206,7 @@ describe('forwarded appends', () => {
     server = createServer(() => void requests.push(1));
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
-    const fwd = new AppendForwarder({ maxAppends: 100, maxBytes: 1 << 20, maxInFlight: 1 }, 300);
+    const fwd = new AppendForwarder('f1', { maxAppends: 100, maxBytes: 1 << 20, maxInFlight: 1 }, 300);
     try {
       const first = fwd.forward(url, 'a', single('first')).catch((e: TernError) => e);
       await waitFor(() => requests.length === 1);
@@ -186,7 +221,7 @@ describe('forwarded appends', () => {
   });
 
   it('fails every append of a batch the leader cannot be reached for, saying it was not applied', async () => {
-    const fwd = new AppendForwarder({ maxAppends: 10, maxBytes: 1 << 20, maxInFlight: 1 }, 2000);
+    const fwd = new AppendForwarder('f1', { maxAppends: 10, maxBytes: 1 << 20, maxInFlight: 1 }, 2000);
     try {
       const results = await Promise.allSettled([fwd.forward('http://127.0.0.1:1', 'a', single('x')), fwd.forward('http://127.0.0.1:1', 'a', single('y'))]);
       for (const r of results) {
@@ -202,10 +237,10 @@ describe('forwarded appends', () => {
   it('refuses a batch it cannot read, and a bad item alone without failing the others', async () => {
     const received: Received = { appends: [] };
     const replica = scriptedReplica(received, {});
-    await expect(answerForwardedAppends(replica, LIMITS, Buffer.from([0, 0, 0, 9, 1]))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(answerForwardedAppends(replica, LIMITS, Buffer.from([0, 0, 0, 9, 1]), undefined)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     const item = (kind: number, log: string, entries: Buffer[]) => Buffer.concat([Buffer.from([kind, log.length]), Buffer.from(log, 'latin1'), ...encodeFrames(entries)]);
     const body = Buffer.concat(encodeFrames([item(1, 'bad name!', [Buffer.from('x')]), item(8, 'a', [Buffer.from('x')]), item(1, 'a', []), item(0, 'a', [Buffer.from('ok')])]));
-    const answers = decodeFrames(await answerForwardedAppends(replica, LIMITS, body)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
+    const answers = decodeFrames(await answerForwardedAppends(replica, LIMITS, body, undefined)).map((a) => [a.readUInt16BE(0), JSON.parse(a.toString('utf8', 2))]);
     expect(answers).toEqual([
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('bad log name') } }],
       [400, { error: { code: 'BAD_REQUEST', message: expect.stringContaining('unknown kind 8') } }],

@@ -8,8 +8,13 @@ const b = (s: string) => Buffer.from(s);
 const bs = (...s: string[]) => s.map(b);
 const req = (over: Partial<AppendRequest>): AppendRequest => ({ log: 'log', epoch: 1, leader: 'r1', seq: 1, firstId: 0, prevEpoch: -1, entryEpoch: 1, commitId: -1, entries: [], ...over });
 
+/**
+ * A follower of a 5-replica log: it and the leader are no quorum, so it
+ * learns the commit point from the leader alone (the general rule). The
+ * server's 3-replica logs add the pair rule, tested at the end.
+ */
 function follower(): LogReplica {
-  return new LogReplica('log', { bytes: 0 });
+  return new LogReplica('log', { bytes: 0 }, { replicas: 5 });
 }
 
 function contents(r: LogReplica): string[] {
@@ -260,5 +265,43 @@ describe('commit point', () => {
     f.handleAppend(req({ entries: bs('a', 'b', 'c'), commitId: -1 }));
     f.releaseThrough(1);
     expect([f.commitId, f.buffer.startId, contents(f)]).toEqual([1, 2, ['c']]);
+  });
+});
+
+describe('the pair rule of a 3-replica log: what a follower takes from its leader is committed', () => {
+  const pairFollower = () => new LogReplica('log', { bytes: 0 }, { replicas: 3 });
+
+  it('commits every id the message proved, whatever commit point the leader sent', () => {
+    const f = pairFollower();
+    f.handleAppend(req({ entries: bs('a', 'b', 'c'), commitId: -1 }));
+    expect(f.commitId).toBe(2);
+    f.handleAppend(req({ firstId: 3, prevEpoch: 1, entries: bs('d'), commitId: 0 }));
+    expect(f.commitId).toBe(3);
+  });
+
+  it('a heartbeat commits up to its firstId - 1 only when its prevEpoch matches', () => {
+    const f = pairFollower();
+    f.handleAppend(req({ epoch: 1, entries: bs('a', 'b'), commitId: -1 }));
+    // A leader of epoch 2 whose id 1 is of its own epoch: ours is divergent, nothing more is proved.
+    const g = new LogReplica('log', { bytes: 0 }, { replicas: 3 });
+    g.handleAppend(req({ entries: bs('a'), commitId: -1 }));
+    expect(g.handleAppend(req({ epoch: 2, firstId: 2, prevEpoch: 2, commitId: 1 }))).toMatchObject({ status: ReplyStatus.Gap });
+    expect(g.commitId).toBe(0);
+    expect(f.handleAppend(req({ firstId: 2, prevEpoch: 1, commitId: -1 }))).toMatchObject({ status: ReplyStatus.Ok, lastId: 1 });
+    expect(f.commitId).toBe(1);
+  });
+
+  it('a refused message proves nothing: a lower epoch, a gap, or no room', () => {
+    const f = new LogReplica('log', { bytes: 0, limitBytes: 2 }, { replicas: 3, epoch: 2 });
+    expect(f.handleAppend(req({ epoch: 1, entries: bs('a'), commitId: 0 })).status).toBe(ReplyStatus.Fenced);
+    expect(f.handleAppend(req({ epoch: 2, entryEpoch: 2, firstId: 4, prevEpoch: 2, entries: bs('e'), commitId: 4 })).status).toBe(ReplyStatus.Gap);
+    expect(f.handleAppend(req({ epoch: 2, entryEpoch: 2, entries: bs('abcdefgh'), commitId: 0 })).status).toBe(ReplyStatus.Full);
+    expect(f.commitId).toBe(-1);
+  });
+
+  it('with five replicas the same messages commit nothing the leader did not say', () => {
+    const f = follower();
+    f.handleAppend(req({ entries: bs('a', 'b', 'c'), commitId: -1 }));
+    expect(f.commitId).toBe(-1);
   });
 });

@@ -71,7 +71,8 @@ describe('wire format', () => {
 });
 
 describe('follower rules', () => {
-  const follower = () => new LogReplica('log', { bytes: 0 });
+  // Five replicas: the follower learns the commit point from its leader (log-replica.test.ts has the 3-replica pair rule).
+  const follower = () => new LogReplica('log', { bytes: 0 }, { replicas: 5 });
 
   it('refuses a lower epoch with FENCED and its own epoch', () => {
     const f = follower();
