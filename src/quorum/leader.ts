@@ -126,6 +126,8 @@ export class LeaderLog<T> {
   private readonly quorum: number;
   /** Tick at which the commit point last moved. */
   private commitTick = 0;
+  /** The leader and one follower are a quorum: followers commit what they take (LogReplica's pair rule). */
+  private readonly followersCommitThemselves: boolean;
 
   constructor(
     readonly replica: LogReplica,
@@ -136,6 +138,7 @@ export class LeaderLog<T> {
     const next = replica.buffer.lastId + 1;
     this.progress = config.peers.map((peer) => new PeerProgress(peer, next, 0));
     this.quorum = majorityOf(config.peers.length + 1);
+    this.followersCommitThemselves = this.quorum <= 2;
   }
 
   get epoch(): number {
@@ -342,10 +345,12 @@ export class LeaderLog<T> {
    * a message each way per commit: at one append at a time, twice the requests
    * on every replica for nothing the quorum needs. A follower that asked for it
    * (`following`: it has tail readers) is told at once all the same: its readers
-   * would otherwise wait up to a tick for every entry.
+   * would otherwise wait up to a tick for every entry. Followers of a 3-replica
+   * log are never told: each commits what it holds the moment it takes it
+   * (LogReplica's pair rule), which is all a commit point could tell it.
    */
   private heartbeatDue(p: PeerProgress): boolean {
-    const commitToTell = p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && (this.now > this.commitTick || p.following);
+    const commitToTell = !this.followersCommitThemselves && p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && (this.now > this.commitTick || p.following);
     return commitToTell || this.now - p.lastSentTick >= this.config.heartbeatTicks;
   }
 

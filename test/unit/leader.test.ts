@@ -50,7 +50,7 @@ class Net {
   ) {
     const cfg = config(over);
     this.leader = new LeaderLog(this.leaderReplica, cfg);
-    for (const peer of cfg.peers) this.followers.set(peer, new LogReplica('log', this.account));
+    for (const peer of cfg.peers) this.followers.set(peer, new LogReplica('log', this.account, { replicas: cfg.peers.length + 1 }));
   }
 
   f(peer: string): LogReplica {
@@ -594,41 +594,38 @@ describe('deposition', () => {
 });
 
 describe('commit point and heartbeats', () => {
-  it('tells idle followers the commit point at the next tick, not with a message per commit', () => {
-    const net = new Net({ heartbeatTicks: 1000 });
+  // Five replicas: a follower and the leader are no quorum, so followers learn the commit point from the leader.
+  const FIVE = ['r2', 'r3', 'r4', 'r5'];
+  const commits = (net: Net) => FIVE.map((p) => net.f(p).commitId);
+
+  it('tells idle followers of a 5-replica log the commit point at the next tick, not with a message per commit', () => {
+    const net = new Net({ heartbeatTicks: 1000, peers: FIVE });
     net.propose('a', 'x');
     net.ready();
     net.deliverAll();
-    // The message with the entry said -1; the follower committed it all the same (the pair rule: it and the leader hold it).
-    expect(net.f('r2').commitId).toBe(0);
+    expect(commits(net)).toEqual([-1, -1, -1, -1]); // the message with the entry said -1
     const ready = net.ready();
     expect(tokens(ready.acked)).toEqual(['a']);
     // No message just for the commit point in the turn that releases the ack...
     expect(ready.messages).toEqual([]);
     // ...it rides on the next entries when they come before the next tick...
     net.propose('b', 'y');
-    expect(net.ready().messages.map((m) => [m.to, m.req.firstId, m.req.entries.length, m.req.commitId])).toEqual([
-      ['r2', 1, 1, 0],
-      ['r3', 1, 1, 0],
-    ]);
+    expect(net.ready().messages.map((m) => [m.to, m.req.firstId, m.req.entries.length, m.req.commitId])).toEqual(FIVE.map((p) => [p, 1, 1, 0]));
     net.deliverAll();
     expect(tokens(net.ready().acked)).toEqual(['b']);
-    expect([net.f('r2').commitId, net.f('r3').commitId]).toEqual([1, 1]);
+    expect(commits(net)).toEqual([0, 0, 0, 0]);
     // ...and an idle log sends it at the next tick.
     expect(net.ready().messages).toEqual([]);
     net.tick();
-    expect(net.ready().messages.map((m) => [m.to, m.req.firstId, m.req.entries.length, m.req.commitId, m.req.prevEpoch])).toEqual([
-      ['r2', 2, 0, 1, 1],
-      ['r3', 2, 0, 1, 1],
-    ]);
+    expect(net.ready().messages.map((m) => [m.to, m.req.firstId, m.req.entries.length, m.req.commitId, m.req.prevEpoch])).toEqual(FIVE.map((p) => [p, 2, 0, 1, 1]));
     net.deliverAll();
-    expect([net.f('r2').commitId, net.f('r3').commitId]).toEqual([1, 1]);
+    expect(commits(net)).toEqual([1, 1, 1, 1]);
     net.tick();
     expect(net.ready().messages).toEqual([]); // nothing new to say
   });
 
-  it('tells a follower that asked for it (tail readers) each commit point at once, the others at the next tick', () => {
-    const net = new Net({ heartbeatTicks: 1000 }, true);
+  it('tells a follower of a 5-replica log that asked for it (tail readers) each commit point at once, the others at the next tick', () => {
+    const net = new Net({ heartbeatTicks: 1000, peers: FIVE }, true);
     net.following.add('r2');
     net.ready();
     net.deliverAll(); // the first heartbeat's replies carry the flag
@@ -639,15 +636,32 @@ describe('commit point and heartbeats', () => {
     expect(tokens(ready.acked)).toEqual(['a']);
     expect(ready.messages.map((m) => [m.to, m.req.entries.length, m.req.commitId])).toEqual([['r2', 0, 0]]);
     net.deliverAll();
+    expect(commits(net)).toEqual([0, -1, -1, -1]);
     expect(net.ready().messages).toEqual([]); // told once, not again
     net.tick();
-    expect(net.ready().messages.map((m) => [m.to, m.req.commitId])).toEqual([['r3', 0]]);
+    expect(net.ready().messages.map((m) => [m.to, m.req.commitId])).toEqual(['r3', 'r4', 'r5'].map((p) => [p, 0]));
     // Once its readers are gone its replies stop asking, and it waits for the tick like the others.
     net.following.delete('r2');
     net.deliverAll();
     net.propose('b', 'y');
     net.ready();
     net.deliverAll();
+    expect(net.ready().messages).toEqual([]);
+  });
+
+  it('never sends a 3-replica log\'s followers a message only for the commit point: each commits what it takes (the pair rule)', () => {
+    const net = new Net({ heartbeatTicks: 1000 }, true);
+    net.following.add('r2');
+    net.ready();
+    net.deliverAll();
+    net.propose('a', 'x');
+    net.ready();
+    net.deliverAll();
+    expect([net.f('r2').commitId, net.f('r3').commitId]).toEqual([0, 0]);
+    const ready = net.ready();
+    expect(tokens(ready.acked)).toEqual(['a']);
+    expect(ready.messages).toEqual([]); // not even to r2, whose readers asked
+    net.tick();
     expect(net.ready().messages).toEqual([]);
   });
 
