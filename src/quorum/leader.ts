@@ -346,11 +346,13 @@ export class LeaderLog<T> {
    * on every replica for nothing the quorum needs. A follower that asked for it
    * (`following`: it has tail readers) is told at once all the same: its readers
    * would otherwise wait up to a tick for every entry. Followers of a 3-replica
-   * log are never told: each commits what it holds the moment it takes it
-   * (LogReplica's pair rule), which is all a commit point could tell it.
+   * log are not told at the next tick: each commits what it holds the moment
+   * it takes it (LogReplica's pair rule), which is all a commit point could
+   * tell it; they never ask either. One that asks predates the rule (a
+   * rolling update) and is told at once as before.
    */
   private heartbeatDue(p: PeerProgress): boolean {
-    const commitToTell = !this.followersCommitThemselves && p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && (this.now > this.commitTick || p.following);
+    const commitToTell = p.inflight.length === 0 && p.sentCommitId < this.replica.commitId && (p.following || (!this.followersCommitThemselves && this.now > this.commitTick));
     return commitToTell || this.now - p.lastSentTick >= this.config.heartbeatTicks;
   }
 

@@ -33,7 +33,7 @@ export class LogReplica {
    * reports them) or refused them after it. The same argument makes a
    * leader's own commit point sound, from the other side.
    */
-  private readonly pairIsQuorum: boolean;
+  readonly pairIsQuorum: boolean;
 
   constructor(
     readonly log: string,

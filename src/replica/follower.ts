@@ -113,8 +113,9 @@ export class Follower {
     }
     if (stepDown) this.driver.stepDown(state);
     if (state.replica.commitId > before) this.tailReaders.wake(req.log, state.replica.commitId);
-    // Readers here wait for the commit point: ask the leader for each one at once (README, streaming tail).
-    if (this.ctx.config.tailCommitPush === 'true' && this.tailReaders.hasReaders(req.log)) reply.following = true;
+    // Readers here wait for the commit point: unless this replica commits what it takes (the pair rule),
+    // ask the leader for each one at once (README, streaming tail).
+    if (!state.replica.pairIsQuorum && this.tailReaders.hasReaders(req.log)) reply.following = true;
     return reply;
   }
 
