@@ -12,12 +12,14 @@
  *   per node, each with its own config file), a memory stream with
  *   num_replicas 3; js.publish() resolves with the PubAck once the stream's
  *   quorum holds the message, which is the ack compared with Tern's 200;
+ * - nats-spread: the same stream, published to round-robin over connections
+ *   to the three nodes, as tern-spread is to tern-leader;
  * - ceiling: a fastify process answering every append at once
  *   (bench/ceiling-server.ts): what HTTP alone costs.
  *
  *   npm run bench:compare -- [--duration S] [--open-duration S] [--warmup S] [--runs N]
  *       [--scenarios 1k-64p,64k-16p,1k-1p,open-1k,batch-100x1k] [--rate N]
- *       [--systems tern-leader,tern-spread,nats,ceiling] [--out DIR]
+ *       [--systems tern-leader,tern-spread,nats,nats-spread,ceiling] [--out DIR]
  *
  * Opt-in: --scenarios tail-light,tail-1k-64p measure append-to-reader latency
  * (bench/lib/tail-latency.ts) at a reader on the leader and one on a follower
@@ -103,6 +105,7 @@ const COLORS: Record<SystemName, { color: string; dashed?: boolean }> = {
   'tern-leader': { color: '#1f77b4' },
   'tern-spread': { color: '#9467bd' },
   nats: { color: '#2ca02c' },
+  'nats-spread': { color: '#98df8a' },
   ceiling: { color: '#7f7f7f', dashed: true },
 };
 
@@ -251,7 +254,7 @@ function resultRows(cells: Cell[]): string[][] {
   });
 }
 
-const RATIO_HEADER = ['scenario', 'leader/NATS thr', 'leader/NATS p99', 'spread/NATS thr', 'spread/NATS p99', 'leader/ceiling thr'];
+const RATIO_HEADER = ['scenario', 'leader/NATS thr', 'leader/NATS p99', 'spread/NATS thr', 'spread/NATS p99', 'spread/NATS-spread thr', 'spread/NATS-spread p99', 'leader/ceiling thr'];
 
 function ratioRows(cells: Cell[], scenarioIds: string[]): string[][] {
   const get = (sys: SystemName, sc: string) => {
@@ -263,6 +266,7 @@ function ratioRows(cells: Cell[], scenarioIds: string[]): string[][] {
     const leader = get('tern-leader', sc);
     const spread = get('tern-spread', sc);
     const nats = get('nats', sc);
+    const natsSpread = get('nats-spread', sc);
     const ceiling = get('ceiling', sc);
     return [
       sc,
@@ -270,6 +274,8 @@ function ratioRows(cells: Cell[], scenarioIds: string[]): string[][] {
       ratio(leader?.p99, nats?.p99),
       ratio(spread?.entriesPerSec, nats?.entriesPerSec),
       ratio(spread?.p99, nats?.p99),
+      ratio(spread?.entriesPerSec, natsSpread?.entriesPerSec),
+      ratio(spread?.p99, natsSpread?.p99),
       ratio(leader?.entriesPerSec, ceiling?.entriesPerSec),
     ];
   });
@@ -360,7 +366,7 @@ async function main(argv: string[]): Promise<number> {
   const wants = (s: SystemName) => opts.systems.includes(s);
 
   let natsVersion = 'not used';
-  if (wants('nats')) {
+  if (wants('nats') || wants('nats-spread')) {
     const v = ensureNatsServer(progress);
     if (v === 'unavailable') {
       console.error(`compare: ${NATS_INSTALL_HINT}\n(or leave NATS out: --systems tern-leader,tern-spread,ceiling)`);
@@ -428,7 +434,7 @@ async function main(argv: string[]): Promise<number> {
       for (const r of cluster.replicas) watch(`tern replica ${r.id}`, r.process);
       progress(`  ready in ${((performance.now() - t) / 1000).toFixed(1)} s: ${cluster.replicas.map((r) => `${r.id} ${r.clientUrl}`).join(', ')}`);
     }
-    if (wants('nats')) {
+    if (wants('nats') || wants('nats-spread')) {
       progress(`starting NATS: 3 nats-server nodes with JetStream (configs and logs in ${tempDir}/nats)`);
       const t = performance.now();
       nats = await NatsCluster.start({ dir: join(tempDir, 'nats'), maxMemoryStore: NATS_MAX_MEMORY_STORE });
@@ -445,6 +451,7 @@ async function main(argv: string[]): Promise<number> {
       if (name === 'tern-leader') systems.push(new TernSystem(cluster!, 'leader', abort.signal));
       if (name === 'tern-spread') systems.push(new TernSystem(cluster!, 'spread', abort.signal));
       if (name === 'nats') systems.push(natsSystem!);
+      if (name === 'nats-spread') systems.push(natsSystem!.spread());
       if (name === 'ceiling') systems.push(new CeilingSystem(ceiling!.url, ceiling!.process.pid));
     }
 
@@ -602,6 +609,7 @@ async function main(argv: string[]): Promise<number> {
       `- flags: \`${flagsLine(opts)}\``,
       '- systems: tern-leader (appends to the log\'s leader), tern-spread (round-robin over the 3 replicas, 2/3 forwarded), ' +
         'nats (JetStream memory stream, 3 replicas, js.publish awaited for its PubAck, client connected to the stream leader\'s node), ' +
+        'nats-spread (the same, round-robin over connections to the 3 nodes, 2/3 routed to the stream leader), ' +
         'ceiling (a fastify server answering at once: HTTP alone)',
       `- Tern runs as \`tern cluster\` does: LocalCluster with etcd and s3rver, replicas at default settings (log level info, logs to files, metrics on).` +
         (storeDir ? ` s3rver keeps its files on ${storeDir.where}: in production the object store is a remote service, not the replicas' disk (bench/lib/object-store-dir.ts).` : ''),

@@ -105,17 +105,22 @@ export class TernSystem implements System {
 export const NATS_STREAM = 'TERNBENCH';
 
 export class NatsSystem implements System {
-  readonly name: SystemName = 'nats';
   private readonly acked = new Map<string, number>();
   private readonly stored = new Map<string, number>();
   private seqBefore = 0;
-  private leaderNode = '';
 
   private constructor(
     private readonly cluster: NatsCluster,
     private readonly admin: NatsConnection,
     private readonly jsm: JetStreamManager,
+    readonly name: 'nats' | 'nats-spread' = 'nats',
+    private leaderNode = '',
   ) {}
+
+  /** The same stream, published to round-robin over the three nodes: `nats-spread`, as tern-spread is to tern-leader. Closing either closes the admin connection. */
+  spread(): NatsSystem {
+    return new NatsSystem(this.cluster, this.admin, this.jsm, 'nats-spread', this.leaderNode);
+  }
 
   /**
    * Creates the stream (memory storage, 3 replicas, subjects bench.<scenario>), retrying while
@@ -174,11 +179,13 @@ export class NatsSystem implements System {
     const info = await this.jsm.streams.info(NATS_STREAM);
     this.seqBefore = info.state.last_seq;
     if (info.cluster?.leader) this.leaderNode = info.cluster.leader;
-    return NatsTarget.open(this.cluster.node(this.leaderNode).url, `bench.${scenarioId}`);
+    const servers = this.name === 'nats-spread' ? this.cluster.nodes.map((n) => n.url) : [this.cluster.node(this.leaderNode).url];
+    return NatsTarget.open(servers, `bench.${scenarioId}`);
   }
 
   describe(scenarioId: string): string {
-    return `stream ${NATS_STREAM} (memory, 3 replicas), subject bench.${scenarioId}, stream leader ${this.leaderNode}, client connected to ${this.leaderNode}`;
+    const clients = this.name === 'nats-spread' ? `round-robin over connections to ${this.cluster.nodes.map((n) => n.name).join(', ')}` : `client connected to ${this.leaderNode}`;
+    return `stream ${NATS_STREAM} (memory, 3 replicas), subject bench.${scenarioId}, stream leader ${this.leaderNode}, ${clients}`;
   }
 
   /**
@@ -229,7 +236,7 @@ export class NatsSystem implements System {
     const acked = this.acked.get(scenarioId) ?? 0;
     const stored = this.stored.get(scenarioId) ?? 0;
     const ok = stored >= acked;
-    return { ok, line: `nats: ${acked} messages acked, ${stored} stored by the stream (sequence numbers used)${ok ? '' : ' -- FEWER STORED THAN ACKED'}` };
+    return { ok, line: `${this.name}: ${acked} messages acked, ${stored} stored by the stream (sequence numbers used)${ok ? '' : ' -- FEWER STORED THAN ACKED'}` };
   }
 
   pids(): Record<string, number | undefined> {

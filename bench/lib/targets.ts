@@ -14,6 +14,9 @@
  *   holds the message; a batch is N publishes sent without awaiting each,
  *   then all acks awaited (NATS async publishing). One client connection,
  *   to the stream leader's node (the best case, like tern-leader);
+ * - nats-spread: the same, round-robin over connections to the three nodes
+ *   (2 of 3 publishes reach the stream leader over a cluster route), like
+ *   tern-spread;
  * - ceiling: the same HTTP as tern-leader against a fastify process that
  *   answers at once without storing anything (bench/ceiling-server.ts).
  */
@@ -23,8 +26,8 @@ import { encodeFrames, FRAMES_CONTENT_TYPE } from '../../src/frames.js';
 import { append as httpAppend, OCTET_STREAM_HEADERS } from './http.js';
 import type { TailProbe, TailReaders } from './tail-latency.js';
 
-export type SystemName = 'tern-leader' | 'tern-spread' | 'nats' | 'ceiling';
-export const SYSTEM_NAMES: readonly SystemName[] = ['tern-leader', 'tern-spread', 'nats', 'ceiling'];
+export type SystemName = 'tern-leader' | 'tern-spread' | 'nats' | 'nats-spread' | 'ceiling';
+export const SYSTEM_NAMES: readonly SystemName[] = ['tern-leader', 'tern-spread', 'nats', 'nats-spread', 'ceiling'];
 
 /** What the workload calls: one entry, or an atomic batch of entries; resolves on the ack, rejects with an AppendError. */
 export interface Target {
@@ -147,23 +150,36 @@ export function connectToNode(server: string, name: string): Promise<NatsConnect
   return connect({ servers: [server], noRandomize: true, ignoreClusterUpdates: true, reconnect: false, name });
 }
 
+/** JetStream publishes over one connection per node given, round-robin over them as tern-spread goes over the replicas. */
 export class NatsTarget implements OpenTarget {
-  private readonly js: JetStreamClient;
+  private readonly js: JetStreamClient[];
+  private next = 0;
 
   private constructor(
-    private readonly nc: NatsConnection,
+    private readonly conns: NatsConnection[],
     private readonly subject: string,
   ) {
-    this.js = nc.jetstream({ timeout: REQUEST_TIMEOUT_MS });
+    this.js = conns.map((nc) => nc.jetstream({ timeout: REQUEST_TIMEOUT_MS }));
   }
 
-  static async open(server: string, subject: string): Promise<NatsTarget> {
-    return new NatsTarget(await connectToNode(server, 'tern-compare'), subject);
+  static async open(servers: readonly string[], subject: string): Promise<NatsTarget> {
+    const conns: NatsConnection[] = [];
+    try {
+      for (const server of servers) conns.push(await connectToNode(server, 'tern-compare'));
+    } catch (err) {
+      await Promise.all(conns.map((nc) => nc.close().catch(() => undefined)));
+      throw err;
+    }
+    return new NatsTarget(conns, subject);
+  }
+
+  private client(): JetStreamClient {
+    return this.js.length === 1 ? this.js[0]! : this.js[this.next++ % this.js.length]!;
   }
 
   async append(data: Buffer): Promise<void> {
     try {
-      await this.js.publish(this.subject, data);
+      await this.client().publish(this.subject, data);
     } catch (err) {
       throw new AppendError(natsKey(err));
     }
@@ -171,16 +187,17 @@ export class NatsTarget implements OpenTarget {
 
   async appendBatch(entries: Buffer[]): Promise<void> {
     // Async publishing: every publish goes out before the first ack is awaited.
-    const acks = entries.map((e) => this.js.publish(this.subject, e));
+    const js = this.client();
+    const acks = entries.map((e) => js.publish(this.subject, e));
     const results = await Promise.allSettled(acks);
     for (const r of results) if (r.status === 'rejected') throw new AppendError(natsKey(r.reason));
   }
 
   async close(): Promise<void> {
-    await this.nc.close().catch(() => undefined);
+    await Promise.all(this.conns.map((nc) => nc.close().catch(() => undefined)));
   }
 
   async destroy(): Promise<void> {
-    await this.nc.close().catch(() => undefined);
+    await this.close();
   }
 }

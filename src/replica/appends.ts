@@ -128,7 +128,7 @@ export class Appends {
       if (replica && replica.epoch === held.epoch && replica.commitId >= held.lastId) return;
       const left = deadline - performance.now();
       if (left <= 0) throw new TernError('ACK_TIMEOUT', `log ${name}: id ${held.lastId} of epoch ${held.epoch} did not reach ${this.ctx.id} in time; outcome unknown`, { maybeApplied: true });
-      await this.tailReaders.wait(name, held.lastId, left);
+      await this.tailReaders.waitForAppend(name, held.lastId, left);
     }
   }
 

@@ -3,6 +3,8 @@
  * recovering leader waiting for its quorum): woken when the commit point they
  * wait for moves, or when their time is up. Streaming tails (tail-stream.ts)
  * follow a log instead: told of every wake of it until they stop following.
+ * Forwarded appends waiting for their held ids (appends.ts) wait the same
+ * way, apart: they are no readers to count or to ask commit points for.
  */
 interface TailReader {
   fromId: number;
@@ -11,6 +13,8 @@ interface TailReader {
 
 export class TailReaders {
   private readonly waiting = new Map<string, Set<TailReader>>();
+  /** Forwarded appends waiting for held ids, per log. */
+  private readonly appends = new Map<string, Set<TailReader>>();
   /** Streaming tails, per log: called on every wake of it (and of all). */
   private readonly followers = new Map<string, Set<() => void>>();
 
@@ -27,35 +31,27 @@ export class TailReaders {
 
   /** Resolves once `wake` reports a commit point at or past `fromId` for `name`, or after `waitMs`. */
   wait(name: string, fromId: number, waitMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      let readers = this.waiting.get(name);
-      if (!readers) this.waiting.set(name, (readers = new Set()));
-      const reader: TailReader = {
-        fromId,
-        wake: () => {
-          clearTimeout(timer);
-          readers.delete(reader);
-          if (readers.size === 0) this.waiting.delete(name);
-          resolve();
-        },
-      };
-      const timer = setTimeout(reader.wake, waitMs);
-      readers.add(reader);
-    });
+    return waitIn(this.waiting, name, fromId, waitMs);
+  }
+
+  /** As `wait`, for a forwarded append waiting for its held ids: not counted as a reader. */
+  waitForAppend(name: string, lastId: number, waitMs: number): Promise<void> {
+    return waitIn(this.appends, name, lastId, waitMs);
   }
 
   wake(name: string, committedId: number): void {
     const followers = this.followers.get(name);
     if (followers) for (const f of followers) f();
-    const readers = this.waiting.get(name);
-    if (!readers) return;
-    for (const r of readers) if (r.fromId <= committedId) r.wake();
+    for (const waiting of [this.waiting, this.appends]) {
+      const readers = waiting.get(name);
+      if (readers) for (const r of readers) if (r.fromId <= committedId) r.wake();
+    }
   }
 
   /** Every reader answers now (the replica stops). */
   wakeAll(): void {
     for (const followers of this.followers.values()) for (const f of followers) f();
-    for (const readers of this.waiting.values()) for (const r of readers) r.wake();
+    for (const waiting of [this.waiting, this.appends]) for (const readers of waiting.values()) for (const r of readers) r.wake();
   }
 
   /** Whether anything waits on the commit point of `name`: a stream, or a held tail read. */
@@ -69,4 +65,22 @@ export class TailReaders {
     for (const readers of this.waiting.values()) n += readers.size;
     return n;
   }
+}
+
+function waitIn(waiting: Map<string, Set<TailReader>>, name: string, fromId: number, waitMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    let readers = waiting.get(name);
+    if (!readers) waiting.set(name, (readers = new Set()));
+    const reader: TailReader = {
+      fromId,
+      wake: () => {
+        clearTimeout(timer);
+        readers.delete(reader);
+        if (readers.size === 0) waiting.delete(name);
+        resolve();
+      },
+    };
+    const timer = setTimeout(reader.wake, waitMs);
+    readers.add(reader);
+  });
 }
