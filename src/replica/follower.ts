@@ -35,6 +35,8 @@ export class Follower {
    * leader's messages must be applied in the order it pipelined them.
    */
   private readonly checking = new Map<string, Promise<unknown>>();
+  /** Logs whose commit point moved this turn: their readers are woken after the replies (wakeAfterReply). */
+  private readonly toWake = new Set<string>();
 
   constructor(
     private readonly ctx: ReplicaContext,
@@ -52,6 +54,26 @@ export class Follower {
     this.checking.set(req.log, done);
     void done.then(() => this.checking.get(req.log) === done && this.checking.delete(req.log));
     return answer;
+  }
+
+  /**
+   * Wakes the log's readers (and forwarded appends waiting for held ids) once
+   * this turn's replies are on their way: the leader's commit, and so every
+   * client's ack, waits for the reply, the readers do not have to. Writing a
+   * tail stream first put it on the leader's critical path. One wake per log
+   * per turn, at the commit point it reached.
+   */
+  private wakeAfterReply(name: string): void {
+    if (this.toWake.size === 0) setImmediate(() => this.wakeReaders());
+    this.toWake.add(name);
+  }
+
+  private wakeReaders(): void {
+    for (const name of this.toWake) {
+      const replica = this.ctx.logs.get(name)?.replica;
+      if (replica) this.tailReaders.wake(name, replica.commitId);
+    }
+    this.toWake.clear();
   }
 
   /** Raises the fence for `name` to `epoch` for `peer`, once etcd shows it leads that epoch, and reports what this replica holds (recovery's question). */
@@ -112,7 +134,7 @@ export class Follower {
       this.ctx.failover.heard(req.log, req.leader, req.epoch);
     }
     if (stepDown) this.driver.stepDown(state);
-    if (state.replica.commitId > before) this.tailReaders.wake(req.log, state.replica.commitId);
+    if (state.replica.commitId > before) this.wakeAfterReply(req.log);
     // Readers here wait for the commit point: unless this replica commits what it takes (the pair rule),
     // ask the leader for each one at once (README, streaming tail).
     if (!state.replica.pairIsQuorum && this.tailReaders.hasReaders(req.log)) reply.following = true;
